@@ -1,0 +1,171 @@
+package packet
+
+import "encoding/binary"
+
+// Rewrite helpers. Each changes one field in place and keeps the IPv4 header
+// checksum and the L4 checksum right with RFC 1624 updates, so the cost does
+// not grow with the packet. They report false, changing nothing, when the
+// header they need is absent. The L4 checksum is updated whenever a TCP, UDP,
+// ICMP or ICMPv6 header was parsed, first fragments included: its checksum
+// covers the whole datagram, and an incremental update stays right for it.
+// A zero UDP checksum means "none" and stays zero; an update that computes
+// zero writes 0xffff.
+
+// SetSrcMAC writes the source MAC address.
+func (p *Packet) SetSrcMAC(mac [6]byte) bool {
+	if p.Flags&FlagEthernet == 0 {
+		return false
+	}
+	copy(p.Data[6:12], mac[:])
+	return true
+}
+
+// SetDstMAC writes the destination MAC address.
+func (p *Packet) SetDstMAC(mac [6]byte) bool {
+	if p.Flags&FlagEthernet == 0 {
+		return false
+	}
+	copy(p.Data[0:6], mac[:])
+	return true
+}
+
+// SetIPv4Src writes the IPv4 source address.
+func (p *Packet) SetIPv4Src(addr [4]byte) bool { return p.setIPv4Addr(12, addr) }
+
+// SetIPv4Dst writes the IPv4 destination address.
+func (p *Packet) SetIPv4Dst(addr [4]byte) bool { return p.setIPv4Addr(16, addr) }
+
+func (p *Packet) setIPv4Addr(fieldOff int, addr [4]byte) bool {
+	if p.Flags&FlagIPv4 == 0 {
+		return false
+	}
+	h := p.Data[int(p.L3Off):]
+	old := binary.BigEndian.Uint32(h[fieldOff : fieldOff+4])
+	new := binary.BigEndian.Uint32(addr[:])
+	binary.BigEndian.PutUint32(h[fieldOff:fieldOff+4], new)
+	ip := IPv4(h)
+	ip.SetChecksum(ChecksumUpdate32(ip.Checksum(), old, new))
+	// ICMP (v4) has no pseudo-header: its checksum does not cover addresses.
+	if p.Flags&(FlagTCP|FlagUDP) != 0 {
+		p.updateL4Checksum32(old, new)
+	}
+	return true
+}
+
+// SetIPv6Src writes the IPv6 source address.
+func (p *Packet) SetIPv6Src(addr [16]byte) bool { return p.setIPv6Addr(8, addr) }
+
+// SetIPv6Dst writes the IPv6 destination address.
+func (p *Packet) SetIPv6Dst(addr [16]byte) bool { return p.setIPv6Addr(24, addr) }
+
+func (p *Packet) setIPv6Addr(fieldOff int, addr [16]byte) bool {
+	if p.Flags&FlagIPv6 == 0 {
+		return false
+	}
+	field := p.Data[int(p.L3Off)+fieldOff : int(p.L3Off)+fieldOff+16]
+	var old [16]byte
+	copy(old[:], field)
+	copy(field, addr[:])
+	if p.Flags&(FlagTCP|FlagUDP|FlagICMPv6) != 0 {
+		c := p.l4ChecksumPtr()
+		sum := binary.BigEndian.Uint16(c)
+		if p.Flags&FlagUDP != 0 && sum == 0 {
+			return true
+		}
+		binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdateBytes(sum, old[:], addr[:])))
+	}
+	return true
+}
+
+// SetSrcPort writes the TCP or UDP source port.
+func (p *Packet) SetSrcPort(port uint16) bool { return p.setPort(0, port) }
+
+// SetDstPort writes the TCP or UDP destination port.
+func (p *Packet) SetDstPort(port uint16) bool { return p.setPort(2, port) }
+
+func (p *Packet) setPort(fieldOff int, port uint16) bool {
+	if p.Flags&(FlagTCP|FlagUDP) == 0 {
+		return false
+	}
+	field := p.Data[int(p.L4Off)+fieldOff : int(p.L4Off)+fieldOff+2]
+	old := binary.BigEndian.Uint16(field)
+	binary.BigEndian.PutUint16(field, port)
+	p.updateL4Checksum16(old, port)
+	return true
+}
+
+// SetICMPEchoID writes the identifier of an ICMP or ICMPv6 echo request or
+// reply, as NAT does for ping.
+func (p *Packet) SetICMPEchoID(id uint16) bool {
+	if p.Flags&(FlagICMP|FlagICMPv6) == 0 {
+		return false
+	}
+	h := ICMP(p.Data[p.L4Off:p.L3End])
+	if !h.IsEcho(p.Flags&FlagICMPv6 != 0) {
+		return false
+	}
+	old := h.ID()
+	h.SetID(id)
+	h.SetChecksum(ChecksumUpdate16(h.Checksum(), old, id))
+	return true
+}
+
+// DecTTL decrements the IPv4 TTL (updating the header checksum) or the IPv6
+// hop limit. It reports false, changing nothing, when there is no IP header
+// or the TTL is 0 or 1: a router must not forward such a packet.
+func (p *Packet) DecTTL() bool {
+	switch {
+	case p.Flags&FlagIPv4 != 0:
+		h := IPv4(p.Data[p.L3Off:p.L3End])
+		ttl := h[8]
+		if ttl <= 1 {
+			return false
+		}
+		// TTL is the high byte of the word it shares with the protocol.
+		old := uint16(ttl)<<8 | uint16(h[9])
+		h[8] = ttl - 1
+		h.SetChecksum(ChecksumUpdate16(h.Checksum(), old, old-0x100))
+		return true
+	case p.Flags&FlagIPv6 != 0:
+		h := p.Data[p.L3Off:p.L3End]
+		if h[7] <= 1 {
+			return false
+		}
+		h[7]--
+		return true
+	}
+	return false
+}
+
+// l4ChecksumPtr returns the two bytes of the L4 checksum field.
+func (p *Packet) l4ChecksumPtr() []byte {
+	off := int(p.L4Off) + p.l4ChecksumField()
+	return p.Data[off : off+2]
+}
+
+func (p *Packet) fixUDPZero(sum uint16) uint16 {
+	if sum == 0 && p.Flags&FlagUDP != 0 {
+		return 0xffff
+	}
+	return sum
+}
+
+// updateL4Checksum16 and updateL4Checksum32 update the L4 checksum of a
+// packet known to have one, leaving a zero UDP checksum alone.
+func (p *Packet) updateL4Checksum16(old, new uint16) {
+	c := p.l4ChecksumPtr()
+	sum := binary.BigEndian.Uint16(c)
+	if sum == 0 && p.Flags&FlagUDP != 0 {
+		return
+	}
+	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate16(sum, old, new)))
+}
+
+func (p *Packet) updateL4Checksum32(old, new uint32) {
+	c := p.l4ChecksumPtr()
+	sum := binary.BigEndian.Uint16(c)
+	if sum == 0 && p.Flags&FlagUDP != 0 {
+		return
+	}
+	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate32(sum, old, new)))
+}
