@@ -1,0 +1,3 @@
+package bpf
+
+//go:generate go tool bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror" xdp xdp_redirect.c
