@@ -139,9 +139,9 @@ func LoadRedirect(o RedirectOptions) (*Redirect, error) {
 		}
 	}
 	var objs struct {
-		Xsks     *ebpf.Map     `ebpf:"xsks"`
-		Counters *ebpf.Map     `ebpf:"counters"`
-		PortSet  *ebpf.Map     `ebpf:"port_set"`
+		Xsks     *ebpf.Map `ebpf:"xsks"`
+		Counters *ebpf.Map `ebpf:"counters"`
+		PortSet  *ebpf.Map `ebpf:"port_set"`
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
@@ -235,4 +235,3 @@ func isNil(c interface{ Close() error }) bool {
 	}
 	return false
 }
-

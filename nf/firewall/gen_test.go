@@ -156,10 +156,17 @@ func (g *gen) rule() Rule {
 	return r
 }
 
+// rules returns n random rules, none of which matches every packet (a
+// catch-all would make every later rule dead).
 func (g *gen) rules(n int) []Rule {
 	rs := make([]Rule, n)
 	for i := range rs {
-		rs[i] = g.rule()
+		for {
+			rs[i] = g.rule()
+			if rs[i] != NewRule(rs[i].Action) {
+				break
+			}
+		}
 	}
 	return rs
 }
