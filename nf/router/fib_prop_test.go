@@ -1,0 +1,252 @@
+package router
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+// reference is the naive model the FIB must agree with: a set of prefixes
+// searched linearly, longest match wins.
+type reference map[netip.Prefix][]NextHop
+
+func (r reference) lookup(a netip.Addr) (netip.Prefix, bool) {
+	best, found := netip.Prefix{}, false
+	for p := range r {
+		if p.Contains(a) && (!found || p.Bits() > best.Bits()) {
+			best, found = p, true
+		}
+	}
+	return best, found
+}
+
+// randLen draws a prefix length for an address of n bits, biased towards
+// the cases that matter: /0, host routes, and either side of the table
+// boundaries (/16 for IPv6's root, /24 for IPv4's tbl24).
+func randLen(rng *rand.Rand, n int) int {
+	switch x := rng.IntN(100); {
+	case x < 1:
+		return 0
+	case x < 6:
+		return 1 + rng.IntN(7)
+	case x < 12:
+		return n
+	case x < 30:
+		b := n - 8 // 24 or 120
+		if n == 128 {
+			b = 16
+		}
+		return min(n, max(0, b-3+rng.IntN(7)))
+	default:
+		return 8 + rng.IntN(n-7)
+	}
+}
+
+// randAddr returns an address near one of a few hot spots, so that random
+// prefixes overlap a lot.
+func randAddr(rng *rand.Rand, hot []netip.Addr) netip.Addr {
+	a := hot[rng.IntN(len(hot))].AsSlice()
+	// Flip a few bits, mostly low ones.
+	for range rng.IntN(4) {
+		bit := len(a)*8 - 1 - int(rng.ExpFloat64()*float64(len(a)*2))
+		if bit < 0 {
+			bit = rng.IntN(len(a) * 8)
+		}
+		a[bit/8] ^= 0x80 >> (bit % 8)
+	}
+	r, _ := netip.AddrFromSlice(a)
+	return r
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(a)*8; i++ {
+		a[i/8] |= 0x80 >> (i % 8)
+	}
+	r, _ := netip.AddrFromSlice(a)
+	return r
+}
+
+func randNextHops(rng *rand.Rand, is4 bool) []NextHop {
+	n := 1
+	if rng.IntN(8) == 0 {
+		n = 2 + rng.IntN(3)
+	}
+	nh := make([]NextHop, n)
+	for i := range nh {
+		nh[i].Port = uint16(rng.IntN(40))
+		if rng.IntN(2) == 0 {
+			if is4 {
+				nh[i].Gateway = netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + rng.IntN(200))})
+			} else {
+				nh[i].Gateway = netip.AddrFrom16([16]byte{0xfe, 0x80, 15: byte(1 + rng.IntN(200))})
+			}
+		}
+	}
+	return nh
+}
+
+func sortedHops(nh []NextHop) []NextHop {
+	s := slices.Clone(nh)
+	if !slices.ContainsFunc(s, func(h NextHop) bool { return h != s[0] }) {
+		return s[:1] // one next hop, however often repeated, is not a group
+	}
+	slices.SortFunc(s, func(a, b NextHop) int {
+		if a.Port != b.Port {
+			return int(a.Port) - int(b.Port)
+		}
+		return a.Gateway.Compare(b.Gateway)
+	})
+	return s
+}
+
+// checkAgainst compares the FIB with the reference at every probe address.
+func checkAgainst(t *testing.T, f *FIB, ref reference, probes []netip.Addr, step int) {
+	t.Helper()
+	routes := f.Routes()
+	if len(routes) != len(ref) || f.Len() != len(ref) {
+		t.Fatalf("step %d: FIB has %d routes (Len %d), reference %d", step, len(routes), f.Len(), len(ref))
+	}
+	ids := make(map[netip.Prefix]NextHopID, len(routes))
+	for _, r := range routes {
+		want, ok := ref[r.Prefix]
+		if !ok {
+			t.Fatalf("step %d: FIB lists %s, reference does not", step, r.Prefix)
+		}
+		if !slices.Equal(sortedHops(r.NextHops), sortedHops(want)) {
+			t.Fatalf("step %d: %s has next hops %v, want %v", step, r.Prefix, r.NextHops, want)
+		}
+		ids[r.Prefix] = r.ID
+	}
+	for _, a := range probes {
+		var got NextHopID
+		var ok bool
+		if a.Is4() {
+			got, ok = f.Lookup4(a.As4())
+		} else {
+			got, ok = f.Lookup6(a.As16())
+		}
+		p, want := ref.lookup(a)
+		if ok != want || (ok && got != ids[p]) {
+			t.Fatalf("step %d: lookup %s = %#x %v, want %#x %v (from %s)", step, a, got, ok, ids[p], want, p)
+		}
+		nh, ok := f.Lookup(a)
+		if want && (!ok || nh != f.NextHop(ids[p])) {
+			t.Fatalf("step %d: Lookup(%s) = %v %v, want %v", step, a, nh, ok, f.NextHop(ids[p]))
+		}
+	}
+}
+
+func testAgainstReference(t *testing.T, bits int, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	is4 := bits == 32
+	hot := make([]netip.Addr, 6)
+	for i := range hot {
+		if is4 {
+			hot[i] = netip.AddrFrom4([4]byte{byte(rng.IntN(224)), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())})
+		} else {
+			var a [16]byte
+			for j := range a {
+				a[j] = byte(rng.Uint32())
+			}
+			a[0] = 0x20
+			hot[i] = netip.AddrFrom16(a)
+		}
+	}
+	f := New()
+	ref := reference{}
+	var probes []netip.Addr
+	addProbes := func(p netip.Prefix) {
+		first, last := p.Addr(), lastAddr(p)
+		probes = append(probes, first, last, randAddr(rng, hot))
+		if b := first.Prev(); b.IsValid() {
+			probes = append(probes, b)
+		}
+		if b := last.Next(); b.IsValid() {
+			probes = append(probes, b)
+		}
+	}
+	ops := 1500
+	if testing.Short() {
+		ops = 300
+	}
+	for step := range ops {
+		if len(ref) > 0 && rng.IntN(100) < 40 {
+			// Delete a random route.
+			var p netip.Prefix
+			n := rng.IntN(len(ref))
+			for q := range ref {
+				if n == 0 {
+					p = q
+					break
+				}
+				n--
+			}
+			if err := f.Delete(p); err != nil {
+				t.Fatalf("step %d: delete %s: %v", step, p, err)
+			}
+			delete(ref, p)
+			if err := f.Delete(p); !errors.Is(err, ErrRouteNotFound) {
+				t.Fatalf("step %d: deleting %s twice: %v", step, p, err)
+			}
+			addProbes(p)
+		} else {
+			p, _ := randAddr(rng, hot).Prefix(randLen(rng, bits))
+			nh := randNextHops(rng, is4)
+			err := f.Add(p, nh...)
+			if _, exists := ref[p]; exists {
+				if !errors.Is(err, ErrRouteExists) {
+					t.Fatalf("step %d: add of existing %s: %v", step, p, err)
+				}
+				err = f.Replace(p, nh...)
+			}
+			if err != nil {
+				t.Fatalf("step %d: add %s: %v", step, p, err)
+			}
+			ref[p] = nh
+			addProbes(p)
+		}
+		if len(probes) > 600 {
+			probes = probes[len(probes)-600:]
+		}
+		if step%25 == 0 || step == ops-1 {
+			checkAgainst(t, f, ref, probes, step)
+		}
+	}
+	// Delete everything: every lookup misses and every tbl8 group is free.
+	for p := range ref {
+		if err := f.Delete(p); err != nil {
+			t.Fatalf("final delete %s: %v", p, err)
+		}
+		delete(ref, p)
+		addProbes(p)
+	}
+	checkAgainst(t, f, ref, probes, ops)
+	if t8 := f.tbl8.Load(); len(f.free8) != len(t8.owner) {
+		t.Errorf("empty FIB still uses %d of %d tbl8 groups", len(t8.owner)-len(f.free8), len(t8.owner))
+	}
+	for i, e := range f.tbl24 {
+		if e != 0 {
+			t.Fatalf("empty FIB has tbl24[%#x] = %#x", i, e)
+		}
+	}
+	for s := range f.root6 {
+		if n := f.root6[s].Load(); n != nil {
+			t.Fatalf("empty FIB has IPv6 root slot %#x = %+v", s, n)
+		}
+	}
+}
+
+func TestIPv4MatchesReference(t *testing.T) {
+	for seed := range uint64(3) {
+		testAgainstReference(t, 32, seed)
+	}
+}
+
+func TestIPv6MatchesReference(t *testing.T) {
+	for seed := range uint64(3) {
+		testAgainstReference(t, 128, seed)
+	}
+}
