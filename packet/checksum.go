@@ -120,7 +120,12 @@ func (p *Packet) l4Checksum() (seg []byte, fieldOff int, pseudo uint16, ok bool)
 	seg = p.Data[p.L4Off:p.L3End]
 	fieldOff = p.l4ChecksumField()
 	if p.Flags&FlagUDP != 0 {
-		seg = seg[:be16(seg[4:6])] // Parse checked it fits
+		// Parse checked the length, but a stage may have rewritten it since.
+		length := int(be16(seg[4:6]))
+		if length < UDPLen || length > len(seg) {
+			return nil, 0, 0, false
+		}
+		seg = seg[:length]
 	}
 	if p.Flags&FlagICMP != 0 {
 		return seg, fieldOff, 0, true
