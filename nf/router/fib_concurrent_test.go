@@ -188,7 +188,7 @@ func TestStaleTbl24EntryRetries(t *testing.T) {
 	if stale&extBit == 0 {
 		t.Fatalf("tbl24 entry %#x should point to a tbl8 group", stale)
 	}
-	f.Delete(pfx("10.5.5.0/28"))       // frees the group
+	f.Delete(pfx("10.5.5.0/28"))        // frees the group
 	f.Add(pfx("10.6.0.64/26"), port(3)) // reuses it; covers offset 77
 	if reused := f.tbl24[10<<16|6<<8]; reused != stale {
 		t.Fatalf("test premise: the group was not reused (%#x, then %#x)", stale, reused)
