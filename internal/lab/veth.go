@@ -21,6 +21,9 @@ type Veth struct {
 	AMAC, BMAC string
 	// AAddrs and BAddrs are CIDRs added to each end.
 	AAddrs, BAddrs []string
+	// KeepOffloads leaves veth's checksum and segmentation offloads on.
+	// By default they are off (see NS.DisableOffloads).
+	KeepOffloads bool
 }
 
 // AddVeth creates the pair inside A with the peer moved into B, sets
@@ -71,6 +74,14 @@ func (l *Lab) AddVeth(v Veth) error {
 	}
 	for _, c := range v.BAddrs {
 		if err := v.B.AddAddr(v.BName, c); err != nil {
+			return err
+		}
+	}
+	if !v.KeepOffloads {
+		if err := v.A.DisableOffloads(v.AName); err != nil {
+			return err
+		}
+		if err := v.B.DisableOffloads(v.BName); err != nil {
 			return err
 		}
 	}
