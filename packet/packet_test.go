@@ -3,6 +3,7 @@ package packet
 import (
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestZeroPacketIsForwardWithoutReason(t *testing.T) {
@@ -142,4 +143,12 @@ func TestNoAllocations(t *testing.T) {
 		}
 	}
 	_ = sink
+}
+
+// TestPacketIsOneCacheLine keeps the per-packet state at 64 bytes: a worker
+// touches every Packet of a batch in every stage.
+func TestPacketIsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(Packet{}); n != 64 {
+		t.Errorf("Packet is %d bytes, want 64: reorder or shrink the fields", n)
+	}
 }
