@@ -112,7 +112,7 @@ type FIB struct {
 	tbl8  atomic.Pointer[tbl8Table]
 
 	// IPv6 data plane (fib6.go).
-	root6 *[1 << 16]atomic.Pointer[node6]
+	root6 *[1 << 16]atomic.Pointer[slot6]
 
 	nh atomic.Pointer[nhTable]
 
@@ -133,7 +133,7 @@ type FIB struct {
 func New() *FIB {
 	f := &FIB{
 		tbl24:      new([1 << 24]uint32),
-		root6:      new([1 << 16]atomic.Pointer[node6]),
+		root6:      new([1 << 16]atomic.Pointer[slot6]),
 		hopIndex:   make(map[NextHop]NextHopID),
 		groupIndex: make(map[string]NextHopID),
 	}

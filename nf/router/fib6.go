@@ -3,6 +3,7 @@ package router
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"unsafe"
 )
 
@@ -17,25 +18,35 @@ import (
 // prefixes that match c, so the longest match in the node is the highest
 // bit of internal&anc[c] and its value is found by counting the bits below
 // it. Children (the next 6 bits) sit in a 64-bit bitmap, also indexed by
-// popcount. A /48 lookup visits the root and 6 nodes; /128 visits 19.
+// popcount. Nodes are stored by value in their parent's array of
+// children. A /48 lookup visits the root and 6 nodes; /128 visits 19.
 //
-// Routes of /16 or shorter live in the root: each root slot's node carries
-// def, the entry (with depth) of the longest such route covering the /16,
-// rewritten in place like IPv4's tbl24 entries.
+// Routes of /16 or shorter live in the root: each root slot carries def,
+// the entry (with depth) of the longest such route covering the /16,
+// maintained by depth like IPv4's tbl24 entries.
 //
 // Concurrency: nodes are immutable once published. An update copies the
 // path from the root slot to the node it changes (read-copy-update) and
 // stores the new slot pointer atomically; readers see the old or the new
 // subtree, and the garbage collector reclaims the old path once no reader
-// holds it. Nodes may be shared between root slots (a /8 route's 256 slots
-// share one node) since nothing is modified in place.
+// holds it. Slots may be shared between root entries (a /8 route's 256
+// empty /16s share one) since nothing is modified in place.
 
+// node6 is one trie node: 64 bytes, one cache line, since nodes are
+// stored by value in their parent's kids array (a lookup touches one line
+// per level, plus the vals line where a prefix matches).
 type node6 struct {
-	def      uint32 // root slots only: entry of the longest route <= /16
 	internal uint64 // heap bitmap of prefixes ending in this node
 	child    uint64 // bitmap of children by 6-bit chunk
+	kids     []node6
 	vals     []NextHopID
-	kids     []*node6
+}
+
+// slot6 is what a root slot points to: the /16's node and def, the entry
+// (with depth) of the longest route of /16 or shorter covering the /16.
+type slot6 struct {
+	node6
+	def uint32
 }
 
 // anc6[c] is the set of internal-prefix bits matching chunk c.
@@ -54,11 +65,12 @@ var anc6 = func() (a [64]uint64) {
 func (f *FIB) Lookup6(dst [16]byte) (NextHopID, bool) {
 	hi := binary.BigEndian.Uint64(dst[:8])
 	lo := binary.BigEndian.Uint64(dst[8:])
-	n := f.root6[hi>>48].Load()
-	if n == nil {
+	s := f.root6[hi>>48].Load()
+	if s == nil {
 		return 0, false
 	}
-	best := n.def
+	best := s.def
+	n := &s.node6
 	hi = hi<<16 | lo>>48
 	lo <<= 16
 	for {
@@ -70,77 +82,63 @@ func (f *FIB) Lookup6(dst [16]byte) (NextHopID, bool) {
 		if n.child&(1<<c) == 0 {
 			break
 		}
-		n = n.kids[bits.OnesCount64(n.child&(1<<c-1))]
+		n = &n.kids[bits.OnesCount64(n.child&(1<<c-1))]
 		hi = hi<<6 | lo>>58
 		lo <<= 6
 	}
 	return NextHopID(best & valMask), best&validBit != 0
 }
 
-func (n *node6) clone() *node6 {
-	if n == nil {
-		return &node6{}
-	}
-	c := *n
-	return &c
-}
-
-func (n *node6) empty() bool {
-	return n.internal == 0 && n.child == 0 && n.def&validBit == 0
-}
+func (n *node6) empty() bool { return n.internal == 0 && n.child == 0 }
 
 // insert6 returns a copy of n with the route (the top rem bits of hi:lo)
-// set to id. n may be nil.
-func insert6(n *node6, hi, lo uint64, rem int, id NextHopID) *node6 {
-	c := n.clone()
+// set to id; the copy shares n's unchanged arrays.
+func insert6(n node6, hi, lo uint64, rem int, id NextHopID) node6 {
 	if rem < 6 {
 		bit := uint(1)<<rem + uint(hi>>(64-rem))
-		idx := bits.OnesCount64(c.internal & (1<<bit - 1))
-		if c.internal&(1<<bit) != 0 {
-			c.vals = append([]NextHopID(nil), c.vals...)
-			c.vals[idx] = id
+		idx := bits.OnesCount64(n.internal & (1<<bit - 1))
+		if n.internal&(1<<bit) != 0 {
+			n.vals = slices.Clone(n.vals)
+			n.vals[idx] = id
 		} else {
-			c.vals = insertAt(c.vals, idx, id)
-			c.internal |= 1 << bit
+			n.vals = insertAt(n.vals, idx, id)
+			n.internal |= 1 << bit
 		}
-		return c
+		return n
 	}
 	ch := hi >> 58
-	idx := bits.OnesCount64(c.child & (1<<ch - 1))
-	if c.child&(1<<ch) != 0 {
-		c.kids = append([]*node6(nil), c.kids...)
-		c.kids[idx] = insert6(c.kids[idx], hi<<6|lo>>58, lo<<6, rem-6, id)
+	idx := bits.OnesCount64(n.child & (1<<ch - 1))
+	if n.child&(1<<ch) != 0 {
+		k := insert6(n.kids[idx], hi<<6|lo>>58, lo<<6, rem-6, id)
+		n.kids = slices.Clone(n.kids)
+		n.kids[idx] = k
 	} else {
-		c.kids = insertAt(c.kids, idx, insert6(nil, hi<<6|lo>>58, lo<<6, rem-6, id))
-		c.child |= 1 << ch
+		n.kids = insertAt(n.kids, idx, insert6(node6{}, hi<<6|lo>>58, lo<<6, rem-6, id))
+		n.child |= 1 << ch
 	}
-	return c
+	return n
 }
 
 // remove6 returns a copy of n without the route (the top rem bits of
-// hi:lo), or nil when nothing is left. The route must exist.
-func remove6(n *node6, hi, lo uint64, rem int) *node6 {
-	c := n.clone()
+// hi:lo), which must exist.
+func remove6(n node6, hi, lo uint64, rem int) node6 {
 	if rem < 6 {
 		bit := uint(1)<<rem + uint(hi>>(64-rem))
-		idx := bits.OnesCount64(c.internal & (1<<bit - 1))
-		c.vals = removeAt(c.vals, idx)
-		c.internal &^= 1 << bit
+		idx := bits.OnesCount64(n.internal & (1<<bit - 1))
+		n.vals = removeAt(n.vals, idx)
+		n.internal &^= 1 << bit
+		return n
+	}
+	ch := hi >> 58
+	idx := bits.OnesCount64(n.child & (1<<ch - 1))
+	if k := remove6(n.kids[idx], hi<<6|lo>>58, lo<<6, rem-6); !k.empty() {
+		n.kids = slices.Clone(n.kids)
+		n.kids[idx] = k
 	} else {
-		ch := hi >> 58
-		idx := bits.OnesCount64(c.child & (1<<ch - 1))
-		if k := remove6(c.kids[idx], hi<<6|lo>>58, lo<<6, rem-6); k != nil {
-			c.kids = append([]*node6(nil), c.kids...)
-			c.kids[idx] = k
-		} else {
-			c.kids = removeAt(c.kids, idx)
-			c.child &^= 1 << ch
-		}
+		n.kids = removeAt(n.kids, idx)
+		n.child &^= 1 << ch
 	}
-	if c.empty() {
-		return nil
-	}
-	return c
+	return n
 }
 
 func insertAt[T any](s []T, i int, v T) []T {
@@ -172,52 +170,57 @@ func (f *FIB) add6(a [16]byte, l int, id NextHopID) {
 		e := mkEntry(id, l)
 		first := hi >> 48
 		end := first + 1<<(16-l)
-		var shared *node6 // one node for all slots that had nothing
+		var shared *slot6 // one slot for all /16s that had nothing
 		for s := first; s < end; s++ {
-			n := f.root6[s].Load()
+			old := f.root6[s].Load()
 			switch {
-			case n == nil:
+			case old == nil:
 				if shared == nil {
-					shared = &node6{def: e}
+					shared = &slot6{def: e}
 				}
 				f.root6[s].Store(shared)
-			case entryDepth(n.def) <= l:
-				c := n.clone()
-				c.def = e
-				f.root6[s].Store(c)
+			case entryDepth(old.def) <= l:
+				f.root6[s].Store(&slot6{node6: old.node6, def: e})
 			}
 		}
 		return
 	}
 	s := hi >> 48
-	f.root6[s].Store(insert6(f.root6[s].Load(), hi<<16|lo>>48, lo<<16, l-16, id))
+	old := f.root6[s].Load()
+	if old == nil {
+		old = &slot6{}
+	}
+	n := insert6(old.node6, hi<<16|lo>>48, lo<<16, l-16, id)
+	f.root6[s].Store(&slot6{node6: n, def: old.def})
 }
 
 // delete6 removes the route a/l; the control-plane map no longer holds it.
 // Called with mu held.
 func (f *FIB) delete6(a [16]byte, l int) {
 	hi, lo := split6(a)
+	store := func(s uint64, n node6, def uint32) {
+		if n.empty() && def&validBit == 0 {
+			f.root6[s].Store(nil)
+			return
+		}
+		f.root6[s].Store(&slot6{node6: n, def: def})
+	}
 	if l <= 16 {
 		parent := f.parent6(a, l)
 		first := hi >> 48
 		end := first + 1<<(16-l)
 		for s := first; s < end; s++ {
-			n := f.root6[s].Load()
-			if n == nil || n.def&validBit == 0 || entryDepth(n.def) != l {
+			old := f.root6[s].Load()
+			if old == nil || old.def&validBit == 0 || entryDepth(old.def) != l {
 				continue
 			}
-			c := n.clone()
-			c.def = parent
-			if c.empty() {
-				c = nil
-			}
-			f.root6[s].Store(c)
+			store(s, old.node6, parent)
 		}
 		return
 	}
 	s := hi >> 48
-	n := remove6(f.root6[s].Load(), hi<<16|lo>>48, lo<<16, l-16)
-	f.root6[s].Store(n)
+	old := f.root6[s].Load()
+	store(s, remove6(old.node6, hi<<16|lo>>48, lo<<16, l-16), old.def)
 }
 
 // parent6 returns the entry of the longest route strictly shorter than l
@@ -246,28 +249,29 @@ func mask6(a [16]byte, l int) [16]byte {
 	return a
 }
 
-// memory6 returns the bytes held by IPv6 trie nodes, counting shared nodes
-// once. Called with mu held.
+// memory6 returns the bytes held by IPv6 root slots and trie nodes,
+// counting shared slots once. Called with mu held.
 func (f *FIB) memory6() int {
-	seen := make(map[*node6]struct{})
 	var walk func(n *node6) int
 	walk = func(n *node6) int {
-		if n == nil {
-			return 0
-		}
-		if _, ok := seen[n]; ok {
-			return 0
-		}
-		seen[n] = struct{}{}
-		b := int(unsafe.Sizeof(*n)) + 4*cap(n.vals) + 8*cap(n.kids)
-		for _, k := range n.kids {
-			b += walk(k)
+		b := int(unsafe.Sizeof(*n))*cap(n.kids) + 4*cap(n.vals)
+		for i := range n.kids {
+			b += walk(&n.kids[i])
 		}
 		return b
 	}
+	seen := make(map[*slot6]struct{})
 	total := 0
-	for s := range f.root6 {
-		total += walk(f.root6[s].Load())
+	for i := range f.root6 {
+		s := f.root6[i].Load()
+		if s == nil {
+			continue
+		}
+		if _, ok := seen[s]; ok {
+			continue
+		}
+		seen[s] = struct{}{}
+		total += int(unsafe.Sizeof(*s)) + walk(&s.node6)
 	}
 	return total
 }

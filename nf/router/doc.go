@@ -1,0 +1,56 @@
+// Package router is the router network function: the FIB (forwarding
+// information base, this part), the neighbor table, and later the
+// forwarding stage that decrements TTLs and rewrites MAC addresses.
+//
+// # FIB
+//
+// A FIB maps a destination address to a next hop by longest-prefix match,
+// for IPv4 and IPv6. A route is a prefix and one or more next hops
+// (NextHop: egress port index and gateway, or no gateway for a directly
+// connected network). Lookups return a NextHopID, a small integer naming
+// one next hop or an ECMP group; LookupFlow4, LookupFlow6 and Pick choose a
+// group member by flow hash, stably for a flow. Next hops and groups are
+// interned: the same next hop, or the same multiset of next hops, always has
+// the same ID, and IDs are never reused, so the neighbor table and the
+// forwarding stage can key their state by NextHopID.
+//
+// IPv4 uses DIR-24-8: a table of 2^24 32-bit entries, one per /24, answers
+// most lookups with one memory access; a /24 holding longer prefixes points
+// to a tbl8 group of 256 entries (a second access). IPv6 uses a 65536-slot
+// root indexed by the first 16 bits, then a multibit trie of 6-bit strides
+// whose nodes are tree bitmaps compressed with popcount, one 64-byte cache
+// line each; a /48 lookup visits the root and six nodes.
+//
+// Memory: the IPv4 tbl24 is 64 MiB, reserved by New (pages become resident
+// as routes touch them; a full table touches nearly all of them), plus 1 KiB
+// per /24 that holds prefixes longer than /24. IPv6 costs 512 KiB for the
+// root plus about 150 bytes per prefix for a realistic table (15 MiB for
+// 100k prefixes). The control plane keeps every route in per-length maps
+// as the source of truth, roughly 40-60 bytes per route more.
+// MemoryBytes reports the lookup structures.
+//
+// # Updates and concurrency
+//
+// Lookups never block and never allocate; any number of goroutines may run
+// them while routes change. Updates (Add, Replace, Delete) are serialized
+// by a mutex and applied in place, so one update costs in proportion to
+// the addresses it covers (an IPv4 /24 is one store, a /8 is 65536), not to
+// the table size. The contract: for every address, a lookup concurrent
+// with an update returns either the answer before or the answer after it,
+// never a mix of the two and never an answer the FIB never had.
+//
+// How: IPv4 entries are written with single atomic 32-bit stores and each
+// entry changes once per update, from old to new; a new tbl8 group is
+// filled before the tbl24 entry pointing to it is published; a tbl8 group
+// records the /24 that owns it and readers check the owner, so a group
+// freed and reused while a reader was on its way is detected and the
+// lookup restarts. IPv6 nodes are immutable: an update copies the path
+// from the root slot to the node it changes and publishes it with one
+// atomic pointer store (read-copy-update, with the garbage collector
+// reclaiming old paths). The comments in fib4.go and fib6.go give the
+// argument in full.
+//
+// Prefixes must be canonical: 10.1.2.3/8 is an error (ErrHostBits), not
+// silently masked, because it is usually a typo. IPv4-mapped IPv6 prefixes
+// and addresses are IPv6.
+package router
