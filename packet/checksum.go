@@ -67,24 +67,24 @@ func Combine(a, b uint16) uint16 {
 func Checksum(b []byte) uint16 { return ^Sum(b, 0) }
 
 // ChecksumUpdate16 returns checksum updated for one 16-bit word (at an even
-// offset of the covered data) changed from old to new: RFC 1624 eqn. 3,
+// offset of the covered data) changed from "from" to "to": RFC 1624 eqn. 3,
 // HC' = ~(~HC + ~m + m').
-func ChecksumUpdate16(checksum, old, new uint16) uint16 {
-	return ^Combine(Combine(^checksum, ^old), new)
+func ChecksumUpdate16(checksum, from, to uint16) uint16 {
+	return ^Combine(Combine(^checksum, ^from), to)
 }
 
 // ChecksumUpdate32 is ChecksumUpdate16 for a 32-bit word such as an IPv4
 // address.
-func ChecksumUpdate32(checksum uint16, old, new uint32) uint16 {
-	s := uint64(^checksum) + uint64(^old) + uint64(new)
+func ChecksumUpdate32(checksum uint16, from, to uint32) uint16 {
+	s := uint64(^checksum) + uint64(^from) + uint64(to)
 	return ^fold64(s)
 }
 
-// ChecksumUpdateBytes returns checksum updated for the bytes old replaced by
-// new. Both must have the same length and start at an even offset of the
+// ChecksumUpdateBytes returns checksum updated for the bytes from replaced by
+// to. Both must have the same length and start at an even offset of the
 // covered data.
-func ChecksumUpdateBytes(checksum uint16, old, new []byte) uint16 {
-	return ^Combine(Combine(^checksum, ^Sum(old, 0)), Sum(new, 0))
+func ChecksumUpdateBytes(checksum uint16, from, to []byte) uint16 {
+	return ^Combine(Combine(^checksum, ^Sum(from, 0)), Sum(to, 0))
 }
 
 // PseudoHeaderSumIPv4 returns the sum of the IPv4 pseudo-header (RFC 793,

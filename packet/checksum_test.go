@@ -97,25 +97,25 @@ func TestIncrementalUpdatesEqualRecompute(t *testing.T) {
 		}
 		switch rng.IntN(3) {
 		case 0:
-			old := binary.BigEndian.Uint16(buf[off:])
-			new := uint16(rng.Uint32())
-			binary.BigEndian.PutUint16(buf[off:], new)
-			binary.BigEndian.PutUint16(buf[10:], ChecksumUpdate16(binary.BigEndian.Uint16(buf[10:]), old, new))
+			from := binary.BigEndian.Uint16(buf[off:])
+			to := uint16(rng.Uint32())
+			binary.BigEndian.PutUint16(buf[off:], to)
+			binary.BigEndian.PutUint16(buf[10:], ChecksumUpdate16(binary.BigEndian.Uint16(buf[10:]), from, to))
 		case 1:
-			old := binary.BigEndian.Uint32(buf[off:])
-			new := rng.Uint32()
-			binary.BigEndian.PutUint32(buf[off:], new)
-			binary.BigEndian.PutUint16(buf[10:], ChecksumUpdate32(binary.BigEndian.Uint16(buf[10:]), old, new))
+			from := binary.BigEndian.Uint32(buf[off:])
+			to := rng.Uint32()
+			binary.BigEndian.PutUint32(buf[off:], to)
+			binary.BigEndian.PutUint16(buf[10:], ChecksumUpdate32(binary.BigEndian.Uint16(buf[10:]), from, to))
 		case 2:
 			if off < 16 {
 				off = 16
 			}
 			n := 2 * rng.IntN((len(buf)-off)/2+1)
-			old := append([]byte(nil), buf[off:off+n]...)
+			from := append([]byte(nil), buf[off:off+n]...)
 			for j := off; j < off+n; j++ {
 				buf[j] = byte(rng.Uint32())
 			}
-			binary.BigEndian.PutUint16(buf[10:], ChecksumUpdateBytes(binary.BigEndian.Uint16(buf[10:]), old, buf[off:off+n]))
+			binary.BigEndian.PutUint16(buf[10:], ChecksumUpdateBytes(binary.BigEndian.Uint16(buf[10:]), from, buf[off:off+n]))
 		}
 		if Sum(buf, 0) != 0xffff {
 			t.Fatalf("after an update the data does not verify: sum %#04x", Sum(buf, 0))

@@ -27,6 +27,10 @@
 // Bytes after the end announced by the IP header are Ethernet padding
 // (FlagPadding); L3End marks where the IP packet really ends.
 //
+// Parse does not verify checksums (AF_XDP hands frames over without the
+// NIC's checksum verdict): stages that must, call IPv4.ChecksumValid and
+// Packet.L4ChecksumValid.
+//
 // Non-first fragments carry no L4 header, so none is parsed for them; the
 // first fragment's L4 header is parsed, but its UDP length and the L4
 // checksum describe the whole datagram and cannot be checked here.
@@ -38,6 +42,15 @@
 // SetSrcPort, DecTTL, ...) keep the IP and L4 checksums right incrementally,
 // leave a zero UDP checksum ("none") at zero, and send a computed zero as
 // 0xffff.
+//
+// # Cost
+//
+// Measured with go test -run XXX -bench . -benchtime=200ms ./packet on the
+// 2-core AMD EPYC VM, all at 0 allocs/op: Parse of Ethernet/IPv4/UDP 7.7 ns,
+// Ethernet/IPv6/TCP 7.8 ns, two VLAN tags 11.7 ns, four IPv6 extension
+// headers 29.6 ns (gopacket's DecodingLayerParser: 87 ns for IPv4/UDP);
+// Checksum of 64 bytes 7.0 ns, of 1500 bytes 99 ns (15 GB/s, 7x a 16-bit
+// loop); SetIPv4Src with both checksums 9-11 ns; FlowKey 11 ns.
 //
 // # Lifetime and concurrency
 //

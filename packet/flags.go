@@ -92,31 +92,31 @@ const (
 	ErrFragmentLength    // a fragment whose payload cannot be a fragment
 
 	// Unsupported.
-	ErrVLANDepth      // more than two VLAN tags
-	ErrIPv6ExtHeaders // more than MaxIPv6ExtHeaders extension headers
-	ErrFrameTooLong   // longer than 65535 bytes: offsets are 16-bit
+	ErrVLANDepth          // more than two VLAN tags
+	ErrIPv6ExtHeaderLimit // more than MaxIPv6ExtHeaders extension headers
+	ErrFrameTooLong       // longer than 65535 bytes: offsets are 16-bit
 )
 
 var errorKindNames = [...]string{
-	ErrNone:              "none",
-	ErrEthernetTruncated: "ethernet truncated",
-	ErrVLANTruncated:     "vlan tag truncated",
-	ErrARPTruncated:      "arp truncated",
-	ErrIPv4Truncated:     "ipv4 truncated",
-	ErrIPv6Truncated:     "ipv6 truncated",
-	ErrIPv4Version:       "ipv4 bad version",
-	ErrIPv4HeaderLength:  "ipv4 header length < 20",
-	ErrIPv4TotalLength:   "ipv4 total length < header length",
-	ErrIPv6Version:       "ipv6 bad version",
-	ErrIPv6ExtHeader:     "ipv6 extension header past payload",
-	ErrIPv6HopByHopOrder: "ipv6 hop-by-hop not first",
-	ErrTCPHeaderLength:   "tcp bad data offset",
-	ErrUDPLength:         "udp bad length",
-	ErrICMPLength:        "icmp too short",
-	ErrFragmentLength:    "bad fragment length",
-	ErrVLANDepth:         "more than two vlan tags",
-	ErrIPv6ExtHeaders:    "too many ipv6 extension headers",
-	ErrFrameTooLong:      "frame longer than 65535 bytes",
+	ErrNone:               "none",
+	ErrEthernetTruncated:  "ethernet truncated",
+	ErrVLANTruncated:      "vlan tag truncated",
+	ErrARPTruncated:       "arp truncated",
+	ErrIPv4Truncated:      "ipv4 truncated",
+	ErrIPv6Truncated:      "ipv6 truncated",
+	ErrIPv4Version:        "ipv4 bad version",
+	ErrIPv4HeaderLength:   "ipv4 header length < 20",
+	ErrIPv4TotalLength:    "ipv4 total length < header length",
+	ErrIPv6Version:        "ipv6 bad version",
+	ErrIPv6ExtHeader:      "ipv6 extension header past payload",
+	ErrIPv6HopByHopOrder:  "ipv6 hop-by-hop not first",
+	ErrTCPHeaderLength:    "tcp bad data offset",
+	ErrUDPLength:          "udp bad length",
+	ErrICMPLength:         "icmp too short",
+	ErrFragmentLength:     "bad fragment length",
+	ErrVLANDepth:          "more than two vlan tags",
+	ErrIPv6ExtHeaderLimit: "too many ipv6 extension headers",
+	ErrFrameTooLong:       "frame longer than 65535 bytes",
 }
 
 func (e ErrorKind) String() string {

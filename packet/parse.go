@@ -174,7 +174,7 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 		}
 		if count == MaxIPv6ExtHeaders {
 			p.L4Proto = next
-			return p.fail(ErrIPv6ExtHeaders)
+			return p.fail(ErrIPv6ExtHeaderLimit)
 		}
 		if end-pos < ipv6ExtMinLen {
 			p.L4Proto = next

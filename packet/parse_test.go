@@ -166,7 +166,7 @@ func TestParse(t *testing.T) {
 				binary.BigEndian.PutUint16(b[14+4:], uint16(len(b)-54))
 				return b
 			},
-			parsed{flags: fEthIPv6 | FlagIPv6ExtHeaders | FlagUnsupported, err: ErrIPv6ExtHeaders, etherType: EtherTypeIPv6, l3Off: 14, l3End: -1, l4Proto: ProtoDstOpts}},
+			parsed{flags: fEthIPv6 | FlagIPv6ExtHeaders | FlagUnsupported, err: ErrIPv6ExtHeaderLimit, etherType: EtherTypeIPv6, l3Off: 14, l3End: -1, l4Proto: ProtoDstOpts}},
 		{"a third VLAN tag is unsupported",
 			func(t testing.TB) []byte {
 				b := frameVLANIPv4UDP(t)

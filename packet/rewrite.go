@@ -40,14 +40,14 @@ func (p *Packet) setIPv4Addr(fieldOff int, addr [4]byte) bool {
 		return false
 	}
 	h := p.Data[int(p.L3Off):]
-	old := binary.BigEndian.Uint32(h[fieldOff : fieldOff+4])
-	new := binary.BigEndian.Uint32(addr[:])
-	binary.BigEndian.PutUint32(h[fieldOff:fieldOff+4], new)
+	from := binary.BigEndian.Uint32(h[fieldOff : fieldOff+4])
+	to := binary.BigEndian.Uint32(addr[:])
+	binary.BigEndian.PutUint32(h[fieldOff:fieldOff+4], to)
 	ip := IPv4(h)
-	ip.SetChecksum(ChecksumUpdate32(ip.Checksum(), old, new))
+	ip.SetChecksum(ChecksumUpdate32(ip.Checksum(), from, to))
 	// ICMP (v4) has no pseudo-header: its checksum does not cover addresses.
 	if p.Flags&(FlagTCP|FlagUDP) != 0 {
-		p.updateL4Checksum32(old, new)
+		p.updateL4Checksum32(from, to)
 	}
 	return true
 }
@@ -63,8 +63,8 @@ func (p *Packet) setIPv6Addr(fieldOff int, addr [16]byte) bool {
 		return false
 	}
 	field := p.Data[int(p.L3Off)+fieldOff : int(p.L3Off)+fieldOff+16]
-	var old [16]byte
-	copy(old[:], field)
+	var from [16]byte
+	copy(from[:], field)
 	copy(field, addr[:])
 	if p.Flags&(FlagTCP|FlagUDP|FlagICMPv6) != 0 {
 		c := p.l4ChecksumPtr()
@@ -72,7 +72,7 @@ func (p *Packet) setIPv6Addr(fieldOff int, addr [16]byte) bool {
 		if p.Flags&FlagUDP != 0 && sum == 0 {
 			return true
 		}
-		binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdateBytes(sum, old[:], addr[:])))
+		binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdateBytes(sum, from[:], addr[:])))
 	}
 	return true
 }
@@ -88,9 +88,9 @@ func (p *Packet) setPort(fieldOff int, port uint16) bool {
 		return false
 	}
 	field := p.Data[int(p.L4Off)+fieldOff : int(p.L4Off)+fieldOff+2]
-	old := binary.BigEndian.Uint16(field)
+	from := binary.BigEndian.Uint16(field)
 	binary.BigEndian.PutUint16(field, port)
-	p.updateL4Checksum16(old, port)
+	p.updateL4Checksum16(from, port)
 	return true
 }
 
@@ -104,9 +104,9 @@ func (p *Packet) SetICMPEchoID(id uint16) bool {
 	if !h.IsEcho(p.Flags&FlagICMPv6 != 0) {
 		return false
 	}
-	old := h.ID()
+	from := h.ID()
 	h.SetID(id)
-	h.SetChecksum(ChecksumUpdate16(h.Checksum(), old, id))
+	h.SetChecksum(ChecksumUpdate16(h.Checksum(), from, id))
 	return true
 }
 
@@ -122,9 +122,9 @@ func (p *Packet) DecTTL() bool {
 			return false
 		}
 		// TTL is the high byte of the word it shares with the protocol.
-		old := uint16(ttl)<<8 | uint16(h[9])
+		from := uint16(ttl)<<8 | uint16(h[9])
 		h[8] = ttl - 1
-		h.SetChecksum(ChecksumUpdate16(h.Checksum(), old, old-0x100))
+		h.SetChecksum(ChecksumUpdate16(h.Checksum(), from, from-0x100))
 		return true
 	case p.Flags&FlagIPv6 != 0:
 		h := p.Data[p.L3Off:p.L3End]
@@ -152,20 +152,20 @@ func (p *Packet) fixUDPZero(sum uint16) uint16 {
 
 // updateL4Checksum16 and updateL4Checksum32 update the L4 checksum of a
 // packet known to have one, leaving a zero UDP checksum alone.
-func (p *Packet) updateL4Checksum16(old, new uint16) {
+func (p *Packet) updateL4Checksum16(from, to uint16) {
 	c := p.l4ChecksumPtr()
 	sum := binary.BigEndian.Uint16(c)
 	if sum == 0 && p.Flags&FlagUDP != 0 {
 		return
 	}
-	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate16(sum, old, new)))
+	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate16(sum, from, to)))
 }
 
-func (p *Packet) updateL4Checksum32(old, new uint32) {
+func (p *Packet) updateL4Checksum32(from, to uint32) {
 	c := p.l4ChecksumPtr()
 	sum := binary.BigEndian.Uint16(c)
 	if sum == 0 && p.Flags&FlagUDP != 0 {
 		return
 	}
-	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate32(sum, old, new)))
+	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate32(sum, from, to)))
 }
