@@ -1,0 +1,303 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Frame size limits of the generator: Ethernet frames without FCS, so 60 is
+// the 64-byte minimum frame on the wire and 1514 a full 1500-byte MTU.
+const (
+	MinFrameSize = 60
+	MaxFrameSize = 1514
+)
+
+// GeneratorConfig describes the IPv4/UDP frames the generator sends.
+type GeneratorConfig struct {
+	SrcMAC, DstMAC net.HardwareAddr
+	// SrcIP and DstIP must be IPv4 addresses.
+	SrcIP, DstIP netip.Addr
+	// SrcPort is the first UDP source port (default 1024); flow i uses
+	// SrcPort+i.
+	SrcPort uint16
+	// DstPort is the UDP destination port (default 9, discard), which a
+	// sink can use as a marker.
+	DstPort uint16
+	// FrameSize is the Ethernet frame length without FCS, 60..1514
+	// (default 60, a 64-byte frame on the wire).
+	FrameSize int
+	// Flows is the number of distinct UDP source ports, used round robin
+	// per CPU (default 1).
+	Flows uint32
+	// TTL of the IPv4 header (default 64).
+	TTL uint8
+	// Queue is the sending device's queue named in the context (default 0);
+	// it must be below the device's RX queue count.
+	Queue uint32
+	// BatchSize is the kernel's live-frames batch (0: the kernel's 64;
+	// at most 256).
+	BatchSize uint32
+}
+
+func (c GeneratorConfig) withDefaults() GeneratorConfig {
+	if c.SrcPort == 0 {
+		c.SrcPort = 1024
+	}
+	if c.DstPort == 0 {
+		c.DstPort = 9
+	}
+	if c.FrameSize == 0 {
+		c.FrameSize = MinFrameSize
+	}
+	if c.Flows == 0 {
+		c.Flows = 1
+	}
+	if c.TTL == 0 {
+		c.TTL = 64
+	}
+	return c
+}
+
+// Frame returns the frame the generator starts from: Ethernet, IPv4 (with
+// its checksum), UDP (checksum 0, none) and a zero payload, FrameSize bytes
+// long, with the first flow's source port. Every frame the generator sends
+// has these bytes except the UDP source port (and, after reuse of a
+// page-pool buffer, whatever a receiver wrote past the first 48 bytes).
+func (c GeneratorConfig) Frame() ([]byte, error) {
+	c = c.withDefaults()
+	if len(c.SrcMAC) != 6 || len(c.DstMAC) != 6 {
+		return nil, fmt.Errorf("bpf: generator needs 6-byte source and destination MACs, got %q and %q", c.SrcMAC, c.DstMAC)
+	}
+	if !c.SrcIP.Is4() || !c.DstIP.Is4() {
+		return nil, fmt.Errorf("bpf: generator needs IPv4 source and destination addresses, got %v and %v", c.SrcIP, c.DstIP)
+	}
+	if c.FrameSize < MinFrameSize || c.FrameSize > MaxFrameSize {
+		return nil, fmt.Errorf("bpf: generator frame size %d outside %d..%d", c.FrameSize, MinFrameSize, MaxFrameSize)
+	}
+	if uint32(c.SrcPort)+c.Flows-1 > 0xffff {
+		return nil, fmt.Errorf("bpf: %d flows from source port %d run past 65535", c.Flows, c.SrcPort)
+	}
+	f := make([]byte, c.FrameSize)
+	copy(f[0:6], c.DstMAC)
+	copy(f[6:12], c.SrcMAC)
+	binary.BigEndian.PutUint16(f[12:14], 0x0800)
+	ip := f[14:34]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:4], uint16(c.FrameSize-14))
+	binary.BigEndian.PutUint16(ip[6:8], 0x4000) // DF
+	ip[8] = c.TTL
+	ip[9] = 17
+	src, dst := c.SrcIP.As4(), c.DstIP.As4()
+	copy(ip[12:16], src[:])
+	copy(ip[16:20], dst[:])
+	binary.BigEndian.PutUint16(ip[10:12], ipv4Checksum(ip))
+	udp := f[34:42]
+	binary.BigEndian.PutUint16(udp[0:2], c.SrcPort)
+	binary.BigEndian.PutUint16(udp[2:4], c.DstPort)
+	binary.BigEndian.PutUint16(udp[4:6], uint16(c.FrameSize-34))
+	return f, nil
+}
+
+func ipv4Checksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(h[i])<<8 | uint32(h[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// Generator is a loaded traffic generator: an XDP program run through
+// BPF_PROG_TEST_RUN with live frames, which transmits the frames it builds
+// out of the device named in each Run. It is never attached.
+type Generator struct {
+	// Program is the generator; run it without live frames to see the
+	// frames it builds.
+	Program *ebpf.Program
+	stats   *ebpf.Map
+	cfg     GeneratorConfig
+	frame   []byte
+	ctx     xdpMD
+}
+
+// xdpMD is struct xdp_md, the context BPF_PROG_TEST_RUN takes.
+type xdpMD struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// LoadGenerator loads the generator for frames described by cfg.
+func LoadGenerator(cfg GeneratorConfig) (*Generator, error) {
+	cfg = cfg.withDefaults()
+	frame, err := cfg.Frame()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.BatchSize > 256 {
+		return nil, fmt.Errorf("bpf: generator batch size %d above the kernel's 256", cfg.BatchSize)
+	}
+	spec, err := loadTrafficgen()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: reading embedded object: %w", err)
+	}
+	var tmpl [48]byte
+	copy(tmpl[:], frame)
+	if err := errors.Join(
+		spec.Variables[trafficgenVarTmpl].Set(tmpl),
+		spec.Variables[trafficgenVarSportBase].Set(uint32(cfg.SrcPort)),
+		spec.Variables[trafficgenVarFlows].Set(cfg.Flows),
+	); err != nil {
+		return nil, fmt.Errorf("bpf: configuring generator: %w", err)
+	}
+	var objs trafficgenObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("bpf: %w: %v", ErrPermission, err)
+		}
+		return nil, fmt.Errorf("bpf: loading generator: %w", err)
+	}
+	g := &Generator{Program: objs.XnfGen, stats: objs.GenStats, cfg: cfg, frame: frame}
+	g.ctx = xdpMD{DataEnd: uint32(len(frame)), RxQueueIndex: cfg.Queue}
+	return g, nil
+}
+
+// Config is the configuration the generator was loaded with, defaults filled in.
+func (g *Generator) Config() GeneratorConfig { return g.cfg }
+
+// Frame returns a copy of the initial frame (the template).
+func (g *Generator) Frame() []byte { return append([]byte(nil), g.frame...) }
+
+// GeneratorStats are the generator's totals over all CPUs.
+type GeneratorStats struct {
+	// Sent frames were built and handed to the device with XDP_TX. The
+	// device may still drop them (a veth whose peer has neither XDP nor
+	// GRO drops them all, counted as xdp_xmit_errors).
+	Sent uint64
+	// Short frames were under 48 bytes and dropped (never with Run).
+	Short uint64
+}
+
+// Stats sums the per-CPU counters.
+func (g *Generator) Stats() (GeneratorStats, error) {
+	var per []trafficgenGenStats
+	if err := g.stats.Lookup(uint32(0), &per); err != nil {
+		return GeneratorStats{}, fmt.Errorf("bpf: reading generator counters: %w", err)
+	}
+	var s GeneratorStats
+	for _, p := range per {
+		s.Sent += p.Pkts
+		s.Short += p.ShortFrames
+	}
+	return s, nil
+}
+
+// Sent is Stats().Sent.
+func (g *Generator) Sent() (uint64, error) {
+	s, err := g.Stats()
+	return s.Sent, err
+}
+
+// Run transmits exactly repeat frames out of the device ifindex (queue
+// Config().Queue) with one BPF_PROG_TEST_RUN call with live frames. The
+// calling thread must be in the device's network namespace: the kernel
+// resolves ifindex there (lab.NS.Do does that). The call returns when all
+// frames are handed to the device; repeat 0 counts as 1.
+//
+// If a signal interrupts the call, Run reads the counters and sends only
+// what is still missing, where cilium/ebpf's Program.Run would start the
+// whole repeat again.
+func (g *Generator) Run(ifindex, repeat uint32) error {
+	if repeat == 0 {
+		repeat = 1
+	}
+	for repeat > 0 {
+		done, err := g.run(ifindex, repeat)
+		if err != nil {
+			return err
+		}
+		repeat -= done
+	}
+	return nil
+}
+
+// run makes one call and returns how many frames it sent.
+func (g *Generator) run(ifindex, n uint32) (uint32, error) {
+	ctx := g.ctx
+	ctx.IngressIfindex = ifindex
+	attr := progRunAttr{
+		progFD:     uint32(g.Program.FD()),
+		dataSizeIn: uint32(len(g.frame)),
+		dataIn:     uint64(uintptr(unsafe.Pointer(&g.frame[0]))),
+		repeat:     n,
+		ctxSizeIn:  uint32(unsafe.Sizeof(ctx)),
+		ctxIn:      uint64(uintptr(unsafe.Pointer(&ctx))),
+		flags:      unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+		batchSize:  g.cfg.BatchSize,
+	}
+	var before uint64
+	if n > 1 {
+		var err error
+		if before, err = g.Sent(); err != nil {
+			return 0, err
+		}
+	}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_TEST_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(g)
+	runtime.KeepAlive(&ctx)
+	switch {
+	case errno == 0:
+		return n, nil
+	case errno == unix.EINTR && n > 1:
+		after, err := g.Sent()
+		if err != nil {
+			return 0, err
+		}
+		done := after - before
+		if done > uint64(n) { // someone else ran it meanwhile: be conservative
+			done = uint64(n)
+		}
+		return uint32(done), nil
+	case errno == unix.EINTR:
+		// Repeat 1: the frame was sent before the signal check.
+		return n, nil
+	case errno == unix.EPERM:
+		return 0, fmt.Errorf("bpf: running generator: %w: %v", ErrPermission, errno)
+	case errno == unix.EINVAL:
+		return 0, fmt.Errorf("bpf: running generator on ifindex %d queue %d: %w (is the thread in the device's namespace, and the queue below its RX queue count?)", ifindex, g.cfg.Queue, errno)
+	}
+	return 0, fmt.Errorf("bpf: running generator on ifindex %d: %w", ifindex, errno)
+}
+
+// progRunAttr is the BPF_PROG_TEST_RUN member of union bpf_attr.
+type progRunAttr struct {
+	progFD      uint32
+	retval      uint32
+	dataSizeIn  uint32
+	dataSizeOut uint32
+	dataIn      uint64
+	dataOut     uint64
+	repeat      uint32
+	duration    uint32
+	ctxSizeIn   uint32
+	ctxSizeOut  uint32
+	ctxIn       uint64
+	ctxOut      uint64
+	flags       uint32
+	cpu         uint32
+	batchSize   uint32
+	_           uint32
+}
+
+// Close unloads the generator.
+func (g *Generator) Close() error {
+	return errors.Join(g.Program.Close(), g.stats.Close())
+}

@@ -1,0 +1,100 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// SinkConfig configures LoadSinkWith.
+type SinkConfig struct {
+	// DstPort, when set, counts only IPv4/IPv6 UDP frames to this port
+	// (the generator's DstPort); the rest are counted as Other.
+	DstPort uint16
+	// Pass gives every frame to the kernel instead of dropping it: a
+	// counting XDP_PASS program, for a forwarder's ingress.
+	Pass bool
+}
+
+// Sink is a loaded (not attached) XDP program that counts frames and
+// drops them (or passes them, with SinkConfig.Pass).
+type Sink struct {
+	Program *ebpf.Program
+	stats   *ebpf.Map
+	cfg     SinkConfig
+}
+
+// SinkCounters are a sink's totals over all CPUs.
+type SinkCounters struct {
+	// Packets and Bytes count the frames that matched (all, without a
+	// DstPort); bytes are frame lengths from the Ethernet header, no FCS.
+	Packets, Bytes uint64
+	// Other counts frames that did not match DstPort.
+	Other uint64
+}
+
+// Sub returns c - o, for counting over a window.
+func (c SinkCounters) Sub(o SinkCounters) SinkCounters {
+	return SinkCounters{c.Packets - o.Packets, c.Bytes - o.Bytes, c.Other - o.Other}
+}
+
+// LoadSink loads a sink that counts every frame and drops it.
+func LoadSink() (*Sink, error) { return LoadSinkWith(SinkConfig{}) }
+
+// LoadSinkWith loads a sink with a marker port and/or the pass verdict.
+func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
+	spec, err := loadSink()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: reading embedded object: %w", err)
+	}
+	verdict := uint32(1) // XDP_DROP
+	if cfg.Pass {
+		verdict = 2 // XDP_PASS
+	}
+	if err := errors.Join(
+		spec.Variables[sinkVarMatchDport].Set(uint32(cfg.DstPort)),
+		spec.Variables[sinkVarVerdict].Set(verdict),
+	); err != nil {
+		return nil, fmt.Errorf("bpf: configuring sink: %w", err)
+	}
+	var objs sinkObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("bpf: %w: %v", ErrPermission, err)
+		}
+		return nil, fmt.Errorf("bpf: loading sink: %w", err)
+	}
+	return &Sink{Program: objs.XnfSink, stats: objs.SinkStats, cfg: cfg}, nil
+}
+
+// Config is the configuration the sink was loaded with.
+func (s *Sink) Config() SinkConfig { return s.cfg }
+
+// Stats sums the per-CPU counters.
+func (s *Sink) Stats() (SinkCounters, error) {
+	var per []sinkSinkStats
+	if err := s.stats.Lookup(uint32(0), &per); err != nil {
+		return SinkCounters{}, fmt.Errorf("bpf: reading sink counters: %w", err)
+	}
+	var c SinkCounters
+	for _, p := range per {
+		c.Packets += p.Pkts
+		c.Bytes += p.Bytes
+		c.Other += p.Other
+	}
+	return c, nil
+}
+
+// Counters returns the matched packets and bytes so far.
+func (s *Sink) Counters() (pkts, bytes uint64, err error) {
+	c, err := s.Stats()
+	return c.Packets, c.Bytes, err
+}
+
+// Close unloads the sink (an attached link keeps the program alive until
+// the link closes too).
+func (s *Sink) Close() error {
+	return errors.Join(s.Program.Close(), s.stats.Close())
+}

@@ -1,0 +1,68 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdp_gen is the benchmark rig's traffic generator. It is never attached:
+ * it runs under BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and a
+ * context naming the sending device (ingress_ifindex) and queue, and its
+ * XDP_TX makes the kernel transmit every frame out of that device.
+ *
+ * Live frames come from a page pool that the kernel fills with the initial
+ * frame once and then reuses as it is: whatever a receiver wrote into a page
+ * (kernel forwarding rewrites MACs and TTL in place) is still there the next
+ * time. So the program writes the Ethernet, IPv4 and UDP headers of every
+ * frame from the template, then sets the UDP source port of the flow.
+ *
+ * The template is fixed at load time (const volatile globals, so the
+ * verifier sees constants): the loader builds it with the right lengths and
+ * IPv4 checksum. The UDP checksum is 0 (none), so varying the source port
+ * keeps every checksum right.
+ */
+#include "include/xnf_bpf.h"
+
+/* The first 48 bytes of the frame: Ethernet (14), IPv4 (20), UDP (8) and
+ * the first 6 payload bytes. Frames are at least 60 bytes. */
+const volatile __u64 tmpl[6] = {};
+/* Flows: the UDP source port is sport_base + (n % flows). */
+const volatile __u32 sport_base = 1024;
+const volatile __u32 flows = 1;
+
+struct gen_stats {
+	__u64 pkts; /* frames built and handed back with XDP_TX */
+	__u64 short_frames; /* frames under 48 bytes: dropped */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_stats);
+} gen_stats SEC(".maps");
+
+SEC("xdp")
+int xnf_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct gen_stats *st = bpf_map_lookup_elem(&gen_stats, &zero);
+	if (!st)
+		return XDP_ABORTED;
+	if (data + 48 > end) {
+		st->short_frames++;
+		return XDP_DROP;
+	}
+	__u64 *w = data;
+	w[0] = tmpl[0];
+	w[1] = tmpl[1];
+	w[2] = tmpl[2];
+	w[3] = tmpl[3];
+	w[4] = tmpl[4];
+	w[5] = tmpl[5];
+	__u64 n = st->pkts++;
+	__u16 sport = sport_base + (__u32)(n % flows);
+	*(__u16 *)(data + 34) = bpf_htons(sport);
+	return XDP_TX;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";
