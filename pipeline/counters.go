@@ -1,0 +1,55 @@
+package pipeline
+
+import (
+	"sync/atomic"
+
+	"github.com/xnfdev/xnf/packet"
+)
+
+// counterSet is in/out plus drops by reason, written once per batch by the
+// worker and read by anyone.
+type counterSet struct {
+	in, out atomic.Uint64
+	drops   [256]atomic.Uint64
+}
+
+func (c *counterSet) dropped() map[packet.DropReason]uint64 {
+	m := map[packet.DropReason]uint64{}
+	for r := range c.drops {
+		if v := c.drops[r].Load(); v != 0 {
+			m[packet.DropReason(r)] = v
+		}
+	}
+	return m
+}
+
+// PortCounters are one port's totals as the worker saw them.
+type PortCounters struct {
+	Name string
+	// RX counts packets received; TX packets queued for transmission.
+	RX, TX uint64
+	// TXFull counts packets dropped because the TX ring was full.
+	TXFull uint64
+	// Dropped counts packets received on this port and dropped, by reason
+	// (parse errors, stages, no such output port, TX ring full).
+	Dropped map[packet.DropReason]uint64
+}
+
+type portCounters struct {
+	rx, tx, txFull atomic.Uint64
+	drops          [256]atomic.Uint64
+}
+
+// WorkerCounters are one worker's totals.
+type WorkerCounters struct {
+	// Loops is the number of loop iterations; Idle those that found nothing.
+	Loops, Idle uint64
+	// Polls counts the times the worker blocked in poll(2).
+	Polls uint64
+	// Batches processed and Packets in them.
+	Batches, Packets uint64
+}
+
+type workerCounters struct {
+	loops, idle, polls, batches, packets atomic.Uint64
+}

@@ -1,0 +1,25 @@
+// Package pipeline moves batches of packets from ports through a chain of
+// stages and out again. It joins the two lower rooms: afxdp (rings and
+// frames) and packet (header views), and is what network functions (nf/*)
+// plug into.
+//
+// The model, run to completion:
+//
+//	Worker loop (one goroutine, pinned to a CPU):
+//	  for each input port: Receive a burst into a Batch
+//	    Parse every packet once
+//	    Chain: each Stage processes the whole batch (one interface call)
+//	           dropped packets leave the batch, their frames go back at once
+//	    Dispatch: forwarded packets grouped per output port, one Transmit each
+//	  Flush every port: recycle completions, refill fill rings
+//	  Idle: spin a little, then block in poll(2) until traffic returns
+//
+// Frames: a packet's Data is a view into a frame owned by a port's pool
+// (a UMEM for AF_XDP ports). The worker owns every frame of its batch; a
+// stage borrows them for the length of one Process call and may keep
+// nothing that points into a frame afterwards. A frame is always in exactly
+// one place and every one returns to its pool; UMEM accounting proves it.
+//
+// Counters (per port, per stage, per worker) are updated once per batch with
+// atomics and may be read at any time from any goroutine.
+package pipeline

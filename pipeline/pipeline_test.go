@@ -1,0 +1,242 @@
+package pipeline
+
+import (
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/xnfdev/xnf/packet"
+)
+
+func udpFrame(t testing.TB, dport uint16, payload string) []byte {
+	t.Helper()
+	src, _ := net.ParseMAC("02:00:00:00:00:01")
+	dst, _ := net.ParseMAC("02:00:00:00:00:02")
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{198, 18, 0, 1}, DstIP: net.IP{198, 18, 1, 2}}
+	u := &layers.UDP{SrcPort: 1000, DstPort: layers.UDPPort(dport)}
+	u.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}, ip, u, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// dropPort drops UDP packets to one destination port with a reason.
+type dropPort struct {
+	name   string
+	port   uint16
+	reason packet.DropReason
+}
+
+func (d dropPort) Name() string { return d.name }
+func (d dropPort) Process(b *packet.Batch) {
+	for i := range b.Slice() {
+		p := &b.Packets[i]
+		if p.Has(packet.FlagUDP) && p.DstPort() == d.port {
+			p.SetDrop(d.reason)
+		}
+	}
+}
+
+// bounceEcho sends packets to port 7 back where they came from.
+type bounceEcho struct{}
+
+func (bounceEcho) Name() string { return "echo" }
+func (bounceEcho) Process(b *packet.Batch) {
+	for i := range b.Slice() {
+		if p := &b.Packets[i]; p.Has(packet.FlagUDP) && p.DstPort() == 7 {
+			p.SetBounce()
+		}
+	}
+}
+
+// nowhere forwards packets to port 99 (which does not exist) to port 99.
+type nowhere struct{}
+
+func (nowhere) Name() string { return "nowhere" }
+func (nowhere) Process(b *packet.Batch) {
+	for i := range b.Slice() {
+		if p := &b.Packets[i]; p.Has(packet.FlagUDP) && p.DstPort() == 99 {
+			p.SetForward(42)
+		}
+	}
+}
+
+func TestChainVerdictsCountersAndFrames(t *testing.T) {
+	pool := NewMemPool(512, 2048)
+	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+	w, err := NewWorker(Config{
+		Ports: []Port{a, b},
+		Stages: []Stage{
+			dropPort{"block-53", 53, packet.DropPolicy},
+			bounceEcho{},
+			dropPort{"block-666", 666, packet.DropUserBase + 1},
+			nowhere{},
+		},
+		CPU: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 to port 53 (dropped by stage 1), 30 to 7 (bounced), 20 to 666
+	// (dropped by stage 3), 5 to 99 (no such port), 200 to 9 (forwarded),
+	// 7 runts (dropped as malformed before the chain).
+	counts := map[uint16]int{53: 100, 7: 30, 666: 20, 99: 5, 9: 200}
+	for _, port := range []uint16{53, 7, 666, 99, 9} {
+		for i := 0; i < counts[port]; i++ {
+			a.Inject(udpFrame(t, port, fmt.Sprintf("%d-%d", port, i)))
+		}
+	}
+	for i := 0; i < 7; i++ {
+		a.Inject([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+	}
+	for a.Pending() > 0 {
+		w.Poll()
+	}
+	outB, outA := b.Output(), a.Output()
+	if len(outB) != 200 || len(outA) != 30 {
+		t.Fatalf("b sent %d (want 200 forwarded), a sent %d (want 30 bounced)", len(outB), len(outA))
+	}
+	for i, f := range outB {
+		want := udpFrame(t, 9, fmt.Sprintf("9-%d", i))
+		if string(f) != string(want) {
+			t.Fatalf("forwarded frame %d differs (order or bytes)", i)
+		}
+	}
+	pc := w.PortCounters()
+	wantDrops := map[packet.DropReason]uint64{packet.DropPolicy: 100, packet.DropUserBase + 1: 20, packet.DropNoPort: 5, packet.DropMalformed: 7}
+	if pc[0].RX != 362 || pc[1].TX != 200 || pc[0].TX != 30 || fmt.Sprint(pc[0].Dropped) != fmt.Sprint(wantDrops) {
+		t.Errorf("port counters %+v, want rx 362, tx a 30 b 200, drops %v", pc, wantDrops)
+	}
+	var dropped uint64
+	for _, v := range pc[0].Dropped {
+		dropped += v
+	}
+	if pc[0].RX != pc[0].TX+pc[1].TX+dropped {
+		t.Errorf("counters do not add up: rx %d != tx %d + %d + dropped %d", pc[0].RX, pc[0].TX, pc[1].TX, dropped)
+	}
+	sc := w.StageCounters()
+	if sc[0].In != 355 || sc[0].Out != 255 || sc[0].Dropped[packet.DropPolicy] != 100 {
+		t.Errorf("stage 1 counters %+v", sc[0])
+	}
+	if sc[2].In != 255 || sc[2].Out != 235 || sc[2].DroppedTotal() != 20 {
+		t.Errorf("stage 3 counters %+v", sc[2])
+	}
+	if pool.Available() != pool.Total() || pool.Violations != 0 {
+		t.Errorf("frames: %d of %d back, %d violations", pool.Available(), pool.Total(), pool.Violations)
+	}
+}
+
+func TestBurstLimitsPacketsPerBatch(t *testing.T) {
+	pool := NewMemPool(512, 2048)
+	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+	var sizes []int
+	w, _ := NewWorker(Config{Ports: []Port{a, b}, Burst: 16, CPU: -1,
+		Stages: []Stage{StageFunc{"size", func(b *packet.Batch) { sizes = append(sizes, b.Len) }}}})
+	for i := 0; i < 40; i++ {
+		a.Inject(udpFrame(t, 9, "x"))
+	}
+	for a.Pending() > 0 {
+		w.Poll()
+	}
+	if fmt.Sprint(sizes) != "[16 16 8]" {
+		t.Errorf("batch sizes %v, want [16 16 8]", sizes)
+	}
+}
+
+func TestNewWorkerRejectsBadConfig(t *testing.T) {
+	pool := NewMemPool(8, 2048)
+	a := NewMemPort("a", pool)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no ports", Config{}, "at least one port"},
+		{"burst too big", Config{Ports: []Port{a}, Burst: 1000}, "burst 1000"},
+		{"default output past the last port", Config{Ports: []Port{a}, DefaultOut: []uint16{3}}, "default output of port 0 is port 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewWorker(tc.cfg); err == nil || !contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
+}
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// rewriteMAC is a realistic no-allocation stage: it swaps the MACs.
+type rewriteMAC struct{ src, dst [6]byte }
+
+func (rewriteMAC) Name() string { return "mac" }
+func (r rewriteMAC) Process(b *packet.Batch) {
+	for i := range b.Slice() {
+		p := &b.Packets[i]
+		p.SetSrcMAC(r.src)
+		p.SetDstMAC(r.dst)
+	}
+}
+
+type noop struct{}
+
+func (noop) Name() string            { return "noop" }
+func (noop) Process(b *packet.Batch) {}
+
+func loopWorker(t testing.TB, burst int, stages ...Stage) (*Worker, *MemPool) {
+	pool := NewMemPool(1024, 2048)
+	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+	a.Loop, b.Discard = true, true
+	a.Inject(udpFrame(t, 9, "0123456789012345"))
+	w, err := NewWorker(Config{Ports: []Port{a, b}, Burst: burst, Stages: stages, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, pool
+}
+
+func TestLoopAllocatesNothingPerBatch(t *testing.T) {
+	w, pool := loopWorker(t, 64, rewriteMAC{}, dropPort{"d", 53, packet.DropPolicy}, noop{})
+	w.Poll() // warm up
+	if a := testing.AllocsPerRun(200, func() { w.Poll() }); a != 0 {
+		t.Errorf("parse + 3 stages + transmit allocates %.2f times per batch", a)
+	}
+	if pool.Available() != pool.Total() {
+		t.Errorf("%d of %d frames back", pool.Available(), pool.Total())
+	}
+}
+
+func BenchmarkPipeline(b *testing.B) {
+	for _, chain := range []struct {
+		name   string
+		stages []Stage
+	}{{"empty", nil}, {"3-noop", []Stage{noop{}, noop{}, noop{}}}} {
+		for _, burst := range []int{1, 16, 64, 256} {
+			b.Run(fmt.Sprintf("%s/burst=%d", chain.name, burst), func(b *testing.B) {
+				w, _ := loopWorker(b, burst, chain.stages...)
+				b.ReportAllocs()
+				b.ResetTimer()
+				pkts := 0
+				for i := 0; i < b.N; i++ {
+					pkts += w.Poll()
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pkts), "ns/pkt")
+			})
+		}
+	}
+}

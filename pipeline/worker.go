@@ -1,0 +1,347 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xnfdev/xnf/packet"
+)
+
+// Config describes what a Worker runs.
+type Config struct {
+	// Ports, indexed by their position: a packet's InPort and OutPort are
+	// indices into this slice.
+	Ports []Port
+	// Stages run in order on every batch.
+	Stages []Stage
+	// DefaultOut is the output port preset on packets received on each
+	// port (OutPort before the chain runs). Missing entries default to the
+	// other port of a pair (0<->1), or the same port when there is one.
+	DefaultOut []uint16
+	// Burst is the most packets received per port per loop (default 64,
+	// at most packet.MaxBurst).
+	Burst int
+	// CPU pins the worker's thread to a CPU; -1 leaves it unpinned.
+	CPU  int
+	Idle Idle
+}
+
+// Worker runs a chain over its ports on one goroutine, run to completion.
+type Worker struct {
+	cfg    Config
+	stages []stageSlot
+	ports  []portCounters
+	wc     workerCounters
+	batch  packet.Batch
+	outs   [][]*packet.Packet // per output port
+	drops  []*packet.Packet
+	pfds   []unix.PollFd
+	stop   atomic.Bool
+	done   chan struct{}
+	err    error
+}
+
+// NewWorker checks the configuration and prepares every buffer the loop
+// needs, so the loop itself allocates nothing.
+func NewWorker(cfg Config) (*Worker, error) {
+	if len(cfg.Ports) == 0 {
+		return nil, errors.New("pipeline: a worker needs at least one port")
+	}
+	if len(cfg.Ports) > 65535 {
+		return nil, errors.New("pipeline: too many ports")
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 64
+	}
+	if cfg.Burst < 1 || cfg.Burst > packet.MaxBurst {
+		return nil, fmt.Errorf("pipeline: burst %d: must be between 1 and %d", cfg.Burst, packet.MaxBurst)
+	}
+	if cfg.Idle.Spin == 0 {
+		cfg.Idle.Spin = 256
+	}
+	if cfg.Idle.PollTimeout == 0 {
+		cfg.Idle.PollTimeout = 100 * time.Millisecond
+	}
+	def := make([]uint16, len(cfg.Ports))
+	for i := range def {
+		switch {
+		case i < len(cfg.DefaultOut):
+			def[i] = cfg.DefaultOut[i]
+			if int(def[i]) >= len(cfg.Ports) {
+				return nil, fmt.Errorf("pipeline: default output of port %d is port %d, but there are %d ports", i, def[i], len(cfg.Ports))
+			}
+		case len(cfg.Ports) == 1:
+			def[i] = 0
+		default:
+			def[i] = uint16(i ^ 1)
+			if int(def[i]) >= len(cfg.Ports) {
+				def[i] = uint16(i)
+			}
+		}
+	}
+	cfg.DefaultOut = def
+	w := &Worker{cfg: cfg, ports: make([]portCounters, len(cfg.Ports)), done: make(chan struct{})}
+	for _, s := range cfg.Stages {
+		w.stages = append(w.stages, stageSlot{stage: s})
+	}
+	w.outs = make([][]*packet.Packet, len(cfg.Ports))
+	for i := range w.outs {
+		w.outs[i] = make([]*packet.Packet, 0, packet.MaxBurst)
+	}
+	w.drops = make([]*packet.Packet, 0, packet.MaxBurst)
+	for _, p := range cfg.Ports {
+		if pl, ok := p.(Poller); ok {
+			w.pfds = append(w.pfds, unix.PollFd{Fd: int32(pl.PollFD()), Events: unix.POLLIN})
+		}
+	}
+	return w, nil
+}
+
+// Start runs the loop on a new goroutine, pinned when Config.CPU >= 0.
+func (w *Worker) Start() {
+	go func() {
+		defer close(w.done)
+		if w.cfg.CPU >= 0 {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var set unix.CPUSet
+			set.Set(w.cfg.CPU)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				w.err = fmt.Errorf("pipeline: pinning worker to CPU %d: %w", w.cfg.CPU, err)
+				return
+			}
+		}
+		w.Run()
+	}()
+}
+
+// Stop asks the loop to end, then waits until it has drained: packets in
+// the RX rings are processed, transmissions complete, every frame is back.
+// It returns the loop's error, if any.
+func (w *Worker) Stop() error {
+	w.stop.Store(true)
+	<-w.done
+	return w.err
+}
+
+// Run is the loop; it returns after Stop once drained. Use Start to run it
+// on its own goroutine.
+func (w *Worker) Run() {
+	empty := 0
+	for !w.stop.Load() {
+		n := w.Poll()
+		if n > 0 {
+			empty = 0
+			continue
+		}
+		empty++
+		w.wc.idle.Add(1)
+		if !w.cfg.Idle.Busy && empty >= w.cfg.Idle.Spin {
+			w.block()
+			empty = 0
+		}
+	}
+	w.drain()
+}
+
+// block sleeps in poll(2) on every pollable port until one has packets.
+func (w *Worker) block() {
+	w.wc.polls.Add(1)
+	if len(w.pfds) == 0 {
+		time.Sleep(50 * time.Microsecond)
+		return
+	}
+	for i := range w.pfds {
+		w.pfds[i].Revents = 0
+	}
+	unix.Poll(w.pfds, int(w.cfg.Idle.PollTimeout/time.Millisecond))
+}
+
+// drain processes what is still in the RX rings (bounded), then waits a
+// bounded time for transmissions to complete.
+func (w *Worker) drain() {
+	for i := 0; i < 64 && w.Poll() > 0; i++ {
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		all := true
+		for _, p := range w.cfg.Ports {
+			p.Flush()
+			if d, ok := p.(Drainer); ok && !d.Drained() {
+				all = false
+			}
+		}
+		if all || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Poll runs one loop iteration: a burst from every port through the chain
+// and out, then housekeeping. It returns how many packets it moved. Tests
+// and single-threaded programs may call it directly instead of Start.
+func (w *Worker) Poll() int {
+	w.wc.loops.Add(1)
+	total := 0
+	for i, in := range w.cfg.Ports {
+		b := &w.batch
+		b.Reset()
+		n := in.Receive(b, uint16(i), w.cfg.Burst)
+		if n == 0 {
+			continue
+		}
+		total += n
+		w.ports[i].rx.Add(uint64(n))
+		w.process(b, uint16(i))
+	}
+	for _, p := range w.cfg.Ports {
+		p.Flush()
+	}
+	if total > 0 {
+		w.wc.packets.Add(uint64(total))
+	}
+	return total
+}
+
+// process parses, runs the chain and dispatches one batch from port in.
+func (w *Worker) process(b *packet.Batch, in uint16) {
+	w.wc.batches.Add(1)
+	def := w.cfg.DefaultOut[in]
+	pkts := b.Slice()
+	for i := range pkts {
+		p := &pkts[i]
+		p.OutPort = def
+		// Parse once for every stage. Frames without a whole Ethernet
+		// header are useless downstream and dropped here; other problems
+		// are flagged for the stages to judge (an L2 stage may not care).
+		if p.Parse(); !p.Has(packet.FlagEthernet) {
+			p.SetDrop(packet.DropMalformed)
+		}
+	}
+	w.compact(b, in, nil)
+	for si := range w.stages {
+		s := &w.stages[si]
+		if b.Len == 0 {
+			break
+		}
+		s.ctr.in.Add(uint64(b.Len))
+		s.stage.Process(b)
+		w.compact(b, in, &s.ctr)
+		s.ctr.out.Add(uint64(b.Len))
+	}
+	w.dispatch(b, in)
+}
+
+// compact removes dropped packets from the batch, keeping order, counts
+// them against the stage (if any) and the ingress port, and releases their
+// frames at once.
+func (w *Worker) compact(b *packet.Batch, in uint16, ctr *counterSet) {
+	pkts := b.Packets[:b.Len]
+	drops := w.drops[:0]
+	for i := range pkts {
+		if p := &pkts[i]; p.Verdict == packet.Drop {
+			drops = append(drops, p)
+			w.ports[in].drops[p.Reason].Add(1)
+			if ctr != nil {
+				ctr.drops[p.Reason].Add(1)
+			}
+		}
+	}
+	if len(drops) == 0 {
+		return
+	}
+	w.cfg.Ports[in].Release(drops)
+	j := 0
+	for i := range pkts {
+		if pkts[i].Verdict == packet.Drop {
+			continue
+		}
+		if i != j {
+			pkts[j] = pkts[i]
+		}
+		j++
+	}
+	b.Len = j
+}
+
+// dispatch groups the surviving packets by output port and transmits each
+// group with one call. Packets for a port that does not exist, and those a
+// full TX ring refused, are dropped and counted.
+func (w *Worker) dispatch(b *packet.Batch, in uint16) {
+	pkts := b.Packets[:b.Len]
+	nports := uint16(len(w.cfg.Ports))
+	drops := w.drops[:0]
+	for i := range pkts {
+		p := &pkts[i]
+		out := p.OutPort
+		if p.Verdict == packet.Bounce {
+			out = in
+		}
+		if out >= nports {
+			p.SetDrop(packet.DropNoPort)
+			w.ports[in].drops[packet.DropNoPort].Add(1)
+			drops = append(drops, p)
+			continue
+		}
+		w.outs[out] = append(w.outs[out], p)
+	}
+	for o := range w.outs {
+		list := w.outs[o]
+		if len(list) == 0 {
+			continue
+		}
+		sent := w.cfg.Ports[o].Transmit(list)
+		w.ports[o].tx.Add(uint64(sent))
+		if rest := list[sent:]; len(rest) > 0 {
+			w.ports[o].txFull.Add(uint64(len(rest)))
+			w.ports[in].drops[packet.DropFull].Add(uint64(len(rest)))
+			for _, p := range rest {
+				p.SetDrop(packet.DropFull)
+			}
+			drops = append(drops, rest...)
+		}
+		w.outs[o] = list[:0]
+	}
+	if len(drops) > 0 {
+		w.cfg.Ports[in].Release(drops)
+	}
+	b.Reset()
+}
+
+// Counters reads the worker's own counters.
+func (w *Worker) Counters() WorkerCounters {
+	return WorkerCounters{Loops: w.wc.loops.Load(), Idle: w.wc.idle.Load(), Polls: w.wc.polls.Load(),
+		Batches: w.wc.batches.Load(), Packets: w.wc.packets.Load()}
+}
+
+// PortCounters reads every port's counters, indexed like Config.Ports.
+func (w *Worker) PortCounters() []PortCounters {
+	out := make([]PortCounters, len(w.ports))
+	for i := range w.ports {
+		c := &w.ports[i]
+		d := map[packet.DropReason]uint64{}
+		for r := range c.drops {
+			if v := c.drops[r].Load(); v != 0 {
+				d[packet.DropReason(r)] = v
+			}
+		}
+		out[i] = PortCounters{Name: w.cfg.Ports[i].Name(), RX: c.rx.Load(), TX: c.tx.Load(), TXFull: c.txFull.Load(), Dropped: d}
+	}
+	return out
+}
+
+// StageCounters reads every stage's counters, in chain order.
+func (w *Worker) StageCounters() []StageCounters {
+	out := make([]StageCounters, len(w.stages))
+	for i := range w.stages {
+		s := &w.stages[i]
+		out[i] = StageCounters{Name: s.stage.Name(), In: s.ctr.in.Load(), Out: s.ctr.out.Load(), Dropped: s.ctr.dropped()}
+	}
+	return out
+}
