@@ -57,8 +57,12 @@ type NextHopID uint32
 // in fib4.go).
 const groupBit NextHopID = 1 << 23
 
-// maxIDs is the number of single next hops, and separately of groups, a FIB
-// can hold.
+// NoRoute is what the batch lookups write for a destination no route
+// covers. It is never a valid ID.
+const NoRoute NextHopID = valMask
+
+// maxIDs is the number of single next hops, and separately of groups (one
+// less, keeping NoRoute free), a FIB can hold.
 const maxIDs = 1 << 23
 
 // IsGroup reports whether id names an ECMP group rather than one next hop.
@@ -286,8 +290,8 @@ func (f *FIB) intern(nh []NextHop) (NextHopID, error) {
 	if id, ok := f.groupIndex[string(key)]; ok {
 		return id, nil
 	}
-	if len(f.groups) >= maxIDs {
-		return 0, fmt.Errorf("%w: more than %d ECMP groups", ErrTableFull, maxIDs)
+	if len(f.groups) >= maxIDs-1 {
+		return 0, fmt.Errorf("%w: more than %d ECMP groups", ErrTableFull, maxIDs-1)
 	}
 	id := NextHopID(len(f.groups)) | groupBit
 	f.groups = append(f.groups, members)

@@ -235,3 +235,21 @@ func (f *FIB) alloc8(i uint32) (uint32, error) {
 	atomic.StoreUint32(&t.owner[g], i+1)
 	return g, nil
 }
+
+// Lookup4Batch looks up every dst, writing the route's next-hop ID (as
+// Lookup4 would) to out[i], or NoRoute. out must be at least as long as
+// dst. It never blocks and never allocates.
+func (f *FIB) Lookup4Batch(dst [][4]byte, out []NextHopID) {
+	out = out[:len(dst)]
+	for i, d := range dst {
+		a := binary.BigEndian.Uint32(d[:])
+		e := atomic.LoadUint32(&f.tbl24[a>>8])
+		if e&extBit != 0 {
+			e = f.lookup8(e, a)
+		}
+		out[i] = NoRoute
+		if e&validBit != 0 {
+			out[i] = NextHopID(e & valMask)
+		}
+	}
+}

@@ -275,3 +275,60 @@ func (f *FIB) memory6() int {
 	}
 	return total
 }
+
+// batch6 is how many IPv6 lookups Lookup6Batch interleaves: enough
+// independent trie walks to keep several cache misses in flight.
+const batch6 = 8
+
+// Lookup6Batch looks up every dst, writing the route's next-hop ID (as
+// Lookup6 would) to out[i], or NoRoute. It walks several tries level by
+// level in lockstep so their cache misses overlap, which is faster than
+// calling Lookup6 in a loop on tables larger than the CPU caches. out must
+// be at least as long as dst. It never blocks and never allocates.
+func (f *FIB) Lookup6Batch(dst [][16]byte, out []NextHopID) {
+	out = out[:len(dst)]
+	for len(dst) > 0 {
+		k := min(len(dst), batch6)
+		var (
+			hi, lo [batch6]uint64
+			node   [batch6]*node6
+			best   [batch6]uint32
+			active uint
+		)
+		for i := range k {
+			h := binary.BigEndian.Uint64(dst[i][:8])
+			l := binary.BigEndian.Uint64(dst[i][8:])
+			if s := f.root6[h>>48].Load(); s != nil {
+				best[i] = s.def
+				node[i] = &s.node6
+				hi[i], lo[i] = h<<16|l>>48, l<<16
+				active |= 1 << i
+			}
+		}
+		for active != 0 {
+			for a := active; a != 0; a &= a - 1 {
+				i := bits.TrailingZeros(a)
+				n := node[i]
+				c := hi[i] >> 58
+				if m := n.internal & anc6[c]; m != 0 {
+					top := 63 - bits.LeadingZeros64(m)
+					best[i] = validBit | uint32(n.vals[bits.OnesCount64(n.internal&(1<<top-1))])
+				}
+				if n.child&(1<<c) == 0 {
+					active &^= 1 << i
+					continue
+				}
+				node[i] = &n.kids[bits.OnesCount64(n.child&(1<<c-1))]
+				hi[i] = hi[i]<<6 | lo[i]>>58
+				lo[i] <<= 6
+			}
+		}
+		for i := range k {
+			out[i] = NoRoute
+			if best[i]&validBit != 0 {
+				out[i] = NextHopID(best[i] & valMask)
+			}
+		}
+		dst, out = dst[k:], out[k:]
+	}
+}

@@ -120,6 +120,9 @@ func checkAgainst(t *testing.T, f *FIB, ref reference, probes []netip.Addr, step
 		}
 		ids[r.Prefix] = r.ID
 	}
+	var d4 [][4]byte
+	var d6 [][16]byte
+	var w4, w6 []NextHopID
 	for _, a := range probes {
 		var got NextHopID
 		var ok bool
@@ -135,6 +138,28 @@ func checkAgainst(t *testing.T, f *FIB, ref reference, probes []netip.Addr, step
 		nh, ok := f.Lookup(a)
 		if want && (!ok || nh != f.NextHop(ids[p])) {
 			t.Fatalf("step %d: Lookup(%s) = %v %v, want %v", step, a, nh, ok, f.NextHop(ids[p]))
+		}
+		if !want {
+			got = NoRoute
+		}
+		if a.Is4() {
+			d4, w4 = append(d4, a.As4()), append(w4, got)
+		} else {
+			d6, w6 = append(d6, a.As16()), append(w6, got)
+		}
+	}
+	// The batch lookups agree with the single ones.
+	out := make([]NextHopID, len(probes))
+	f.Lookup4Batch(d4, out)
+	for i := range d4 {
+		if out[i] != w4[i] {
+			t.Fatalf("step %d: Lookup4Batch gave %#x for %v, Lookup4 %#x", step, out[i], d4[i], w4[i])
+		}
+	}
+	f.Lookup6Batch(d6, out)
+	for i := range d6 {
+		if out[i] != w6[i] {
+			t.Fatalf("step %d: Lookup6Batch gave %#x for %v, Lookup6 %#x", step, out[i], netip.AddrFrom16(d6[i]), w6[i])
 		}
 	}
 }

@@ -212,15 +212,25 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	a4 := [4]byte{10, 1, 2, 200}
 	a6 := addr("2001:db8::1").As16()
 	n4, n6 := addr("10.1.2.3"), addr("2001:db8::1")
+	b4 := make([][4]byte, 20)
+	b6 := make([][16]byte, 20)
+	for i := range b6 {
+		b4[i] = [4]byte{10, 1, 2, byte(i * 10)}
+		b6[i] = a6
+		b6[i][5] = byte(i)
+	}
+	out := make([]NextHopID, 20)
 	var sink NextHopID
 	for name, fn := range map[string]func(){
-		"Lookup4":     func() { id, _ := f.Lookup4(a4); sink += id },
-		"Lookup6":     func() { id, _ := f.Lookup6(a6); sink += id },
-		"LookupFlow4": func() { id, _ := f.LookupFlow4(a4, 77); sink += id },
-		"LookupFlow6": func() { id, _ := f.LookupFlow6(a6, 77); sink += id },
-		"Lookup":      func() { nh, _ := f.Lookup(n4); sink += NextHopID(nh.Port) },
-		"LookupFlow":  func() { nh, _ := f.LookupFlow(n6, 5); sink += NextHopID(nh.Port) },
-		"NextHop":     func() { sink += NextHopID(f.NextHop(1).Port) },
+		"Lookup4":      func() { id, _ := f.Lookup4(a4); sink += id },
+		"Lookup6":      func() { id, _ := f.Lookup6(a6); sink += id },
+		"LookupFlow4":  func() { id, _ := f.LookupFlow4(a4, 77); sink += id },
+		"LookupFlow6":  func() { id, _ := f.LookupFlow6(a6, 77); sink += id },
+		"Lookup":       func() { nh, _ := f.Lookup(n4); sink += NextHopID(nh.Port) },
+		"LookupFlow":   func() { nh, _ := f.LookupFlow(n6, 5); sink += NextHopID(nh.Port) },
+		"NextHop":      func() { sink += NextHopID(f.NextHop(1).Port) },
+		"Lookup4Batch": func() { f.Lookup4Batch(b4, out); sink += out[0] },
+		"Lookup6Batch": func() { f.Lookup6Batch(b6, out); sink += out[0] },
 	} {
 		if n := testing.AllocsPerRun(1000, fn); n != 0 {
 			t.Errorf("%s allocates %v times per call", name, n)
