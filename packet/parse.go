@@ -153,7 +153,7 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 	}
 	p.Flags |= FlagIPv6
 	next := h[6]
-	p.L4Proto = next
+	p.L4Proto = next // follows the walk below
 	end := off + IPv6Len + int(be16(h[4:6]))
 	if end > n {
 		return p.fail(ErrIPv6Truncated)
@@ -166,18 +166,15 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 		switch next {
 		case ProtoHopByHop, ProtoRouting, ProtoDstOpts, ProtoFragment, ProtoAH:
 		default:
-			p.L4Proto = next
 			return p.parseL4(pos, end, true, fragment)
 		}
 		if next == ProtoHopByHop && pos != off+IPv6Len {
 			return p.fail(ErrIPv6HopByHopOrder)
 		}
 		if count == MaxIPv6ExtHeaders {
-			p.L4Proto = next
 			return p.fail(ErrIPv6ExtHeaderLimit)
 		}
 		if end-pos < ipv6ExtMinLen {
-			p.L4Proto = next
 			return p.fail(ErrIPv6ExtHeader)
 		}
 		var headerLen int
@@ -190,7 +187,6 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 			headerLen = (int(data[pos+1]) + 1) * 8
 		}
 		if end-pos < headerLen {
-			p.L4Proto = next
 			return p.fail(ErrIPv6ExtHeader)
 		}
 		p.Flags |= FlagIPv6ExtHeaders
@@ -214,6 +210,7 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 			}
 		}
 		next = data[pos]
+		p.L4Proto = next
 		pos += headerLen
 	}
 }
