@@ -75,10 +75,11 @@ func (r DropReason) String() string {
 // bounds them. A Packet is one 64-byte cache line, so a full Batch is 16 KiB
 // and stays in L1/L2 while every stage walks it; the larger the burst, the
 // more packets share the per-batch costs (ring index publication, one
-// interface call per stage). Parsing alone already shows the effect
-// (go test -run XXX -bench BatchParse -benchtime=200ms ./packet, AMD EPYC):
-// 18.9 ns/packet at 16, 16.6 at 64, 15.4 at 256. The pipeline benchmark
-// will settle the default burst; 256 leaves it room.
+// interface call per stage). Parsing alone does not decide it: on the
+// shared 2-core VM, go test -run XXX -bench BatchParse -benchtime=200ms
+// ./packet gives 13-19 ns/packet at bursts of 16, 64 and 256 with no stable
+// order between runs. The pipeline benchmark will settle the default burst;
+// a capacity of 256 leaves it room.
 const MaxBurst = 256
 
 // Packet is one frame and what the pipeline knows and decided about it.
