@@ -62,6 +62,8 @@ func TestClassifyEqualsLinearOnRandomRuleSets(t *testing.T) {
 // A rule wider than maxSpan in every field lands in the residual list;
 // answers must not change.
 func TestClassifyEqualsLinearWithWideRules(t *testing.T) {
+	defer func(m int) { maxSpan = m }(maxSpan)
+	maxSpan = 8
 	g := newGen(42, false)
 	var rules []Rule
 	for i := range 3000 {

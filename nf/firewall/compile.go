@@ -2,7 +2,9 @@ package firewall
 
 import (
 	"encoding/binary"
+	"maps"
 	"math/bits"
+	"net/netip"
 	"slices"
 	"unsafe"
 )
@@ -10,30 +12,34 @@ import (
 // maxSpan bounds how many elementary classes of one field a rule may be
 // listed under. A rule wider than this in every one of its fields goes
 // to the residual list, which every packet scans.
-const maxSpan = 1024
+var maxSpan = 1024 // a variable so that tests can force the residual list
 
 // Fields a rule can be indexed under.
 const (
-	fieldMeta = iota // ingress port x protocol x state
+	fieldMeta = iota // ingress port x protocol x state, for rules naming a protocol
 	fieldSrc4
 	fieldDst4
 	fieldSrc6
 	fieldDst6
 	fieldSport
-	fieldDport // destination port, or ICMP type<<8|code
+	fieldDport   // destination port, or ICMP type<<8|code
+	fieldMetaAny // ingress port x state, for rules of any protocol
 	numFields
 )
 
-// crule is a rule reduced to masks and ranges for a quick full check.
+// crule is a rule reduced to one cache line for a quick full check.
+// Addresses are big-endian 128-bit words; an IPv4 address sits in the low
+// 32 bits of lo.
 type crule struct {
-	srcHi, srcLo, srcMHi, srcMLo uint64
-	dstHi, dstLo, dstMHi, dstMLo uint64
-	spLo, spHi, dpLo, dpHi       uint16
-	inPort                       uint16
-	flags                        uint16
-	proto, icmpType, icmpCode    uint8
-	states                       State
-	action                       Action
+	srcHi, srcLo, dstHi, dstLo uint64
+	spLo, spHi, dpLo, dpHi     uint16
+	inPort                     uint16
+	flags                      uint16
+	srcLen, dstLen             uint8
+	proto, icmpType, icmpCode  uint8
+	states                     State
+	action                     Action
+	_                          [11]byte
 }
 
 const (
@@ -55,6 +61,19 @@ type pkt struct {
 	k              *Key
 }
 
+// prefixEq reports whether the top l bits of the address (h, l) equal
+// those of (ph, pl); for IPv4 only the low 32 bits of lo count.
+func prefixEq(h, lo, ph, pl uint64, bitsLen uint8, v4 bool) bool {
+	if v4 {
+		m := uint64(0xffffffff) << (32 - uint(bitsLen)) & 0xffffffff
+		return (lo^pl)&m == 0
+	}
+	n := uint(bitsLen)
+	mh := ^uint64(0) << (64 - min(n, 64))
+	ml := ^uint64(0) << (128 - max(n, 64))
+	return (h^ph)&mh == 0 && (lo^pl)&ml == 0
+}
+
 func (c *crule) match(p *pkt) bool {
 	k := p.k
 	f := c.flags
@@ -67,10 +86,10 @@ func (c *crule) match(p *pkt) bool {
 	if f&cfIn != 0 && c.inPort != k.InPort {
 		return false
 	}
-	if f&cfSrc != 0 && (p.sh&c.srcMHi != c.srcHi || p.sl&c.srcMLo != c.srcLo) {
+	if f&cfSrc != 0 && !prefixEq(p.sh, p.sl, c.srcHi, c.srcLo, c.srcLen, f&cfV4 != 0) {
 		return false
 	}
-	if f&cfDst != 0 && (p.dh&c.dstMHi != c.dstHi || p.dl&c.dstMLo != c.dstLo) {
+	if f&cfDst != 0 && !prefixEq(p.dh, p.dl, c.dstHi, c.dstLo, c.dstLen, f&cfV4 != 0) {
 		return false
 	}
 	if f&cfPorts != 0 && (k.SrcPort < c.spLo || k.SrcPort > c.spHi || k.DstPort < c.dpLo || k.DstPort > c.dpHi) {
@@ -88,70 +107,176 @@ func (c *crule) match(p *pkt) bool {
 	return true
 }
 
-// lists holds one sorted list of rule indexes per class: ids[off[c]:off[c+1]].
-type lists struct {
-	off []uint32
-	ids []int32
-}
+// A handle names the candidate list of one class of one field: 0 is the
+// empty list, single|r the list holding rule r alone, any other value h
+// the list pool[h+1 : h+1+pool[h]].
+const single = 1 << 31
 
-// scan returns the first rule of class c's list below best that matches
-// p, or best.
-func (cr rulesView) scan(l *lists, c int, best int32, p *pkt) int32 {
-	for _, r := range l.ids[l.off[c]:l.off[c+1]] {
+// scan returns the first rule of the list h below best that matches p,
+// or best.
+func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
+	if h == 0 {
+		return best
+	}
+	if h&single != 0 {
+		r := int32(h &^ single)
+		if r < best && rs.cr[r].match(p) {
+			return r
+		}
+		return best
+	}
+	n := uint32(rs.pool[h])
+	for _, r := range rs.pool[h+1 : h+1+n] {
 		if r >= best {
 			break
 		}
-		if cr[r].match(p) {
+		if rs.cr[r].match(p) {
 			return r
 		}
 	}
 	return best
 }
 
-type rulesView []crule
-
-// v4Index maps an IPv4 address to its elementary interval (class).
-type v4Index struct {
-	eps []uint32 // sorted interval starts; eps[0] == 0
-	acc []uint32 // acc[t]: number of eps whose top 16 bits are < t
-}
-
-func (x *v4Index) class(a uint32) int {
-	t := a >> 16
-	lo, hi := int(x.acc[t]), int(x.acc[t+1])
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if x.eps[m] <= a {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo - 1
-}
-
-// v6Index maps an IPv6 address to its elementary interval (class).
-type v6Index struct {
-	eps []u128 // sorted interval starts; eps[0] == 0
-	acc []uint32
-}
-
 type u128 struct{ hi, lo uint64 }
 
 func (a u128) less(b u128) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo }
 
-func (x *v6Index) class(a u128) int {
-	t := a.hi >> 48
-	lo, hi := int(x.acc[t]), int(x.acc[t+1])
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if !a.less(x.eps[m]) {
-			lo = m + 1
-		} else {
-			hi = m
+func (a u128) shl(n uint) u128 { // n < 128
+	if n >= 64 {
+		return u128{a.lo << (n - 64), 0}
+	}
+	return u128{a.hi<<n | a.lo>>(64-n), a.lo << n}
+}
+
+// addrIndex maps an address to the handle of its elementary interval
+// (class). All interval starts but the first share their top off bits
+// (base); the next nb bits pick a bucket of a direct table, whose entry
+// gives the handle at once when no interval starts inside the bucket and
+// otherwise the range of starts to search.
+type addrIndex struct {
+	eps       []u128 // sorted interval starts; eps[0] == 0
+	h         []uint32
+	top       []bucket // 1<<nb + 1 entries
+	off, nb   uint
+	base      u128 // eps[1] with all but the top off bits cleared
+	maskHi    uint64
+	maskLo    uint64
+	lastClass int
+}
+
+type bucket struct {
+	acc uint32 // number of starts below the bucket
+	h   uint32 // handle when no start is inside the bucket, else searchH
+}
+
+const searchH = ^uint32(0)
+
+// where returns -1 when a lies below every start but the first, +1 when
+// above every start, else 0 and its bucket.
+func (x *addrIndex) where(a u128) (int, int) {
+	m := u128{a.hi & x.maskHi, a.lo & x.maskLo}
+	if m != x.base {
+		if m.less(x.base) {
+			return -1, 0
+		}
+		return 1, 0
+	}
+	if x.nb == 0 {
+		return 0, 0
+	}
+	return 0, int(a.shl(x.off).hi >> (64 - x.nb))
+}
+
+// class returns the index of the interval holding a.
+func (x *addrIndex) class(a u128) int {
+	if x.nb == 0 {
+		return 0
+	}
+	switch w, t := x.where(a); w {
+	case -1:
+		return 0
+	case 1:
+		return x.lastClass
+	default:
+		lo, hi := int(x.top[t].acc), int(x.top[t+1].acc)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if !a.less(x.eps[m]) {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		return lo - 1
+	}
+}
+
+func (x *addrIndex) handle(a u128) uint32 {
+	m := u128{a.hi & x.maskHi, a.lo & x.maskLo}
+	if m == x.base && x.nb != 0 {
+		t := int(a.shl(x.off).hi >> (64 - x.nb))
+		if h := x.top[t].h; h != searchH {
+			return h
 		}
 	}
-	return lo - 1
+	return x.h[x.class(a)]
+}
+
+func newAddrIndex(eps []u128) addrIndex {
+	eps = append(eps, u128{})
+	slices.SortFunc(eps, func(a, b u128) int {
+		switch {
+		case a.less(b):
+			return -1
+		case b.less(a):
+			return 1
+		}
+		return 0
+	})
+	eps = slices.Clip(slices.Compact(eps))
+	x := addrIndex{eps: eps, lastClass: len(eps) - 1}
+	if len(eps) == 1 {
+		return x // one class; where always says 0, nb == 0
+	}
+	first, last := eps[1], eps[len(eps)-1]
+	cpl := uint(bits.LeadingZeros64(first.hi ^ last.hi))
+	if cpl == 64 {
+		cpl += uint(bits.LeadingZeros64(first.lo ^ last.lo))
+	}
+	x.nb = uint(min(16, bits.Len(uint(len(eps)))+1))
+	x.off = min(cpl, 128-x.nb)
+	mask := u128{^uint64(0), ^uint64(0)}
+	if x.off < 128 {
+		mask = u128{^uint64(0) << (64 - min(x.off, 64)), ^uint64(0) << (128 - max(x.off, 64))}
+	}
+	x.maskHi, x.maskLo = mask.hi, mask.lo
+	x.base = u128{first.hi & mask.hi, first.lo & mask.lo}
+	x.top = make([]bucket, 1<<x.nb+1)
+	j := 0
+	for t := range x.top {
+		for j < len(eps) {
+			w, b := x.where(eps[j])
+			if w < 0 || w == 0 && b < t {
+				j++
+				continue
+			}
+			break
+		}
+		x.top[t].acc = uint32(j)
+	}
+	return x
+}
+
+// setHandles fills the handle of every class and of the buckets without
+// an interval start inside.
+func (x *addrIndex) setHandles(h []uint32) {
+	x.h = h
+	for t := 0; t+1 < len(x.top); t++ {
+		x.top[t].h = searchH
+		if x.top[t].acc == x.top[t+1].acc {
+			x.top[t].h = h[x.top[t].acc-1]
+		}
+	}
 }
 
 // Ruleset is a compiled, immutable rule set. Classify may be called from
@@ -159,16 +284,17 @@ func (x *v6Index) class(a u128) int {
 type Ruleset struct {
 	rules    []Rule
 	def      Action
-	cr       rulesView
+	cr       []crule
 	catchAll int32 // first rule that matches every packet, or len(rules)
 
-	inMap        []uint16 // ingress port -> ingress class (0: no rule names it)
-	inClasses    int
-	src4, dst4   v4Index
-	src6, dst6   v6Index
-	sport, dport *[65536]uint16
-	idx          [numFields]lists
-	residual     []int32
+	inMap          []uint16 // ingress port -> ingress class (0: no rule names it)
+	inClasses      int
+	addr           [4]addrIndex // fieldSrc4 - 1, ...
+	sportH, dportH *[65536]uint32
+	metaH          []uint32
+	metaAnyH       []uint32
+	pool           []int32
+	residual       []int32
 
 	hits *hitCounters // nil unless made by a Firewall
 	st   Stats
@@ -204,40 +330,33 @@ func be128(b *[16]byte) u128 {
 	return u128{binary.BigEndian.Uint64(b[0:8]), binary.BigEndian.Uint64(b[8:16])}
 }
 
-// prefixRange is the first and last address of a masked prefix of
-// bitsLen bits whose address is a (As16 form).
-func prefixRange(bitsLen int, a [16]byte, is4 bool) (lo, hi u128) {
+// prefixRange is the first and last address of a masked prefix; IPv4 in
+// the low 32 bits.
+func prefixRange(p netip.Prefix) (lo, hi u128) {
+	a := p.Addr().As16()
 	v := be128(&a)
-	if is4 {
-		v.hi = 0
-		v.lo &= 0xffffffff
-		m := uint64(0xffffffff) >> bitsLen
-		if bitsLen >= 32 {
-			m = 0
-		}
-		return v, u128{0, v.lo | m}
+	n := uint(p.Bits())
+	if p.Addr().Is4() {
+		v = u128{0, v.lo & 0xffffffff}
+		return v, u128{0, v.lo | uint64(0xffffffff)>>n}
 	}
-	var mh, ml uint64 // host bits
-	switch {
-	case bitsLen == 0:
-		mh, ml = ^uint64(0), ^uint64(0)
-	case bitsLen < 64:
-		mh, ml = ^uint64(0)>>bitsLen, ^uint64(0)
-	case bitsLen < 128:
-		ml = ^uint64(0) >> (bitsLen - 64)
+	mh := ^uint64(0) >> min(n, 64)        // host bits of hi
+	ml := ^uint64(0) >> (max(n, 64) - 64) // host bits of lo
+	if n >= 128 {
+		ml = 0
 	}
 	return v, u128{v.hi | mh, v.lo | ml}
 }
 
 func (rs *Ruleset) build() {
 	n := len(rs.rules)
-	rs.cr = make(rulesView, n)
-	type addr struct {
+	rs.cr = make([]crule, n)
+	type span struct {
 		lo, hi u128
 		ok     bool
 	}
-	srcR := make([]addr, n)
-	dstR := make([]addr, n)
+	var addrR [2][]span // src, dst
+	addrR[0], addrR[1] = make([]span, n), make([]span, n)
 	inPorts := map[int]bool{}
 	maxIn := -1
 	for i := range rs.rules {
@@ -260,28 +379,17 @@ func (rs *Ruleset) build() {
 		case 6:
 			c.flags |= cfV6
 		}
-		for j, p := range [2]*addr{&srcR[i], &dstR[i]} {
-			pf := r.Src
-			if j == 1 {
-				pf = r.Dst
-			}
-			if !pf.IsValid() {
-				continue
-			}
-			is4 := pf.Addr().Is4()
-			lo, hi := prefixRange(pf.Bits(), pf.Addr().As16(), is4)
-			*p = addr{lo, hi, true}
-			mh, ml := ^(hi.hi ^ lo.hi), ^(hi.lo ^ lo.lo)
-			if is4 {
-				mh, ml = 0, ml&0xffffffff
-			}
-			if j == 0 {
-				c.flags |= cfSrc
-				c.srcHi, c.srcLo, c.srcMHi, c.srcMLo = lo.hi, lo.lo, mh, ml
-			} else {
-				c.flags |= cfDst
-				c.dstHi, c.dstLo, c.dstMHi, c.dstMLo = lo.hi, lo.lo, mh, ml
-			}
+		if r.Src.IsValid() {
+			lo, hi := prefixRange(r.Src)
+			addrR[0][i] = span{lo, hi, true}
+			c.flags |= cfSrc
+			c.srcHi, c.srcLo, c.srcLen = lo.hi, lo.lo, uint8(r.Src.Bits())
+		}
+		if r.Dst.IsValid() {
+			lo, hi := prefixRange(r.Dst)
+			addrR[1][i] = span{lo, hi, true}
+			c.flags |= cfDst
+			c.dstHi, c.dstLo, c.dstLen = lo.hi, lo.lo, uint8(r.Dst.Bits())
 		}
 		if !r.SrcPort.all() || !r.DstPort.all() {
 			c.flags |= cfPorts
@@ -308,55 +416,54 @@ func (rs *Ruleset) build() {
 
 	// Ingress classes.
 	rs.inMap = make([]uint16, maxIn+1)
-	for _, p := range slices.Sorted(mapsKeys(inPorts)) {
+	for _, p := range slices.Sorted(maps.Keys(inPorts)) {
 		rs.inClasses++
 		rs.inMap[p] = uint16(rs.inClasses)
 	}
 	rs.inClasses++ // class 0: ports no rule names
 
 	// Elementary intervals of the address and port fields.
-	var e4 [2][]uint32
-	var e6 [2][]u128
+	var ea [4][]u128 // src4, dst4, src6, dst6
 	var ep [2][]uint32
 	for i := range live {
 		r := &rs.rules[i]
-		for j, a := range [2]addr{srcR[i], dstR[i]} {
+		for j := range 2 {
+			a := addrR[j][i]
 			if !a.ok {
 				continue
 			}
-			if r.family() == 4 {
-				e4[j] = append(e4[j], uint32(a.lo.lo))
-				if uint32(a.hi.lo) != ^uint32(0) {
-					e4[j] = append(e4[j], uint32(a.hi.lo)+1)
-				}
-			} else {
-				e6[j] = append(e6[j], a.lo)
-				if next, ok := inc128(a.hi); ok {
-					e6[j] = append(e6[j], next)
-				}
+			f := j
+			if r.family() == 6 {
+				f += 2
+			}
+			ea[f] = append(ea[f], a.lo)
+			if next, ok := inc128(a.hi); ok && (f >= 2 || next.lo <= 0xffffffff) {
+				ea[f] = append(ea[f], next)
 			}
 		}
-		if pr, ok := rs.portSpan(r, 0); ok {
-			ep[0] = append(ep[0], uint32(pr.Lo), uint32(pr.Hi)+1)
-		}
-		if pr, ok := rs.portSpan(r, 1); ok {
-			ep[1] = append(ep[1], uint32(pr.Lo), uint32(pr.Hi)+1)
+		for j := range 2 {
+			if pr, ok := rs.portSpan(r, j); ok {
+				ep[j] = append(ep[j], uint32(pr.Lo), uint32(pr.Hi)+1)
+			}
 		}
 	}
-	rs.src4, rs.dst4 = newV4Index(e4[0]), newV4Index(e4[1])
-	rs.src6, rs.dst6 = newV6Index(e6[0]), newV6Index(e6[1])
+	for f := range rs.addr {
+		rs.addr[f] = newAddrIndex(ea[f])
+	}
+	var portClass [2]*[65536]uint16
 	var np [2]int
-	rs.sport, np[0] = newPortMap(ep[0])
-	rs.dport, np[1] = newPortMap(ep[1])
+	portClass[0], np[0] = newPortMap(ep[0])
+	portClass[1], np[1] = newPortMap(ep[1])
 
 	classes := [numFields]int{
-		fieldMeta:  rs.inClasses * 256 * 16,
-		fieldSrc4:  len(rs.src4.eps),
-		fieldDst4:  len(rs.dst4.eps),
-		fieldSrc6:  len(rs.src6.eps),
-		fieldDst6:  len(rs.dst6.eps),
-		fieldSport: np[0],
-		fieldDport: np[1],
+		fieldMeta:    rs.inClasses * 256 * 16,
+		fieldMetaAny: rs.inClasses * 16,
+		fieldSrc4:    len(rs.addr[0].eps),
+		fieldDst4:    len(rs.addr[1].eps),
+		fieldSrc6:    len(rs.addr[2].eps),
+		fieldDst6:    len(rs.addr[3].eps),
+		fieldSport:   np[0],
+		fieldDport:   np[1],
 	}
 	var ls [numFields][][]int32
 	for f := range ls {
@@ -383,49 +490,44 @@ func (rs *Ruleset) build() {
 				bestF, bestCost, bestLo, bestHi = f, cost, lo, hi
 			}
 		}
-		fam := r.family()
-		for j, a := range [2]addr{srcR[i], dstR[i]} {
+		for j := range 2 {
+			a := addrR[j][i]
 			if !a.ok {
 				continue
 			}
-			if fam == 4 {
-				x := &rs.src4
-				f := fieldSrc4
-				if j == 1 {
-					x, f = &rs.dst4, fieldDst4
-				}
-				consider(f, x.class(uint32(a.lo.lo)), x.class(uint32(a.hi.lo)))
-			} else {
-				x := &rs.src6
-				f := fieldSrc6
-				if j == 1 {
-					x, f = &rs.dst6, fieldDst6
-				}
-				consider(f, x.class(a.lo), x.class(a.hi))
+			f := j
+			if r.family() == 6 {
+				f += 2
 			}
+			x := &rs.addr[f]
+			consider(fieldSrc4+f, x.class(a.lo), x.class(a.hi))
 		}
 		if pr, ok := rs.portSpan(r, 0); ok {
-			consider(fieldSport, int(rs.sport[pr.Lo]), int(rs.sport[pr.Hi]))
+			consider(fieldSport, int(portClass[0][pr.Lo]), int(portClass[0][pr.Hi]))
 		}
 		if pr, ok := rs.portSpan(r, 1); ok {
-			consider(fieldDport, int(rs.dport[pr.Lo]), int(rs.dport[pr.Hi]))
+			consider(fieldDport, int(portClass[1][pr.Lo]), int(portClass[1][pr.Hi]))
+		}
+		metaF := fieldMeta
+		if r.Proto == Any {
+			metaF = fieldMetaAny
 		}
 		metaSpan = rs.metaClasses(r, metaSpan[:0])
 		if len(metaSpan) > 0 && len(metaSpan) <= maxSpan {
 			cost := 0
 			for _, c := range metaSpan {
-				cost += len(ls[fieldMeta][c]) + 1
+				cost += len(ls[metaF][c]) + 1
 			}
 			if cost < bestCost {
-				bestF, bestCost = fieldMeta, cost
+				bestF, bestCost = metaF, cost
 			}
 		}
 		switch bestF {
 		case -1:
 			rs.residual = append(rs.residual, int32(i))
-		case fieldMeta:
+		case fieldMeta, fieldMetaAny:
 			for _, c := range metaSpan {
-				ls[fieldMeta][c] = append(ls[fieldMeta][c], int32(i))
+				ls[bestF][c] = append(ls[bestF][c], int32(i))
 			}
 		default:
 			for c := bestLo; c <= bestHi; c++ {
@@ -434,39 +536,48 @@ func (rs *Ruleset) build() {
 		}
 	}
 
-	// Flatten the lists.
+	// Turn the lists into handles; equal lists share their pool entries.
+	rs.pool = []int32{0}
+	seen := map[string]uint32{}
 	total := 0
+	var hs [numFields][]uint32
 	for f := range ls {
-		l := &rs.idx[f]
-		l.off = make([]uint32, len(ls[f])+1)
-		cnt := 0
+		hs[f] = make([]uint32, len(ls[f]))
 		for c, ids := range ls[f] {
-			cnt += len(ids)
-			l.off[c+1] = uint32(cnt)
-		}
-		l.ids = make([]int32, 0, cnt)
-		for _, ids := range ls[f] {
-			l.ids = append(l.ids, ids...)
-		}
-		total += cnt
-	}
-
-	b := n*int(unsafe.Sizeof(crule{})) + len(rs.inMap)*2 + len(rs.residual)*4 + 2*65536*2
-	b += (len(rs.src4.eps)+len(rs.dst4.eps))*4 + (len(rs.src6.eps)+len(rs.dst6.eps))*16 + 4*65537*4
-	for f := range rs.idx {
-		b += len(rs.idx[f].off)*4 + len(rs.idx[f].ids)*4
-	}
-	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
-}
-
-func mapsKeys(m map[int]bool) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
+			total += len(ids)
+			switch len(ids) {
+			case 0:
+			case 1:
+				hs[f][c] = single | uint32(ids[0])
+			default:
+				k := string(unsafe.Slice((*byte)(unsafe.Pointer(&ids[0])), 4*len(ids)))
+				h, ok := seen[k]
+				if !ok {
+					h = uint32(len(rs.pool))
+					seen[k] = h
+					rs.pool = append(rs.pool, int32(len(ids)))
+					rs.pool = append(rs.pool, ids...)
+				}
+				hs[f][c] = h
 			}
 		}
 	}
+	rs.metaH, rs.metaAnyH = hs[fieldMeta], hs[fieldMetaAny]
+	for f := range rs.addr {
+		rs.addr[f].setHandles(hs[fieldSrc4+f])
+	}
+	rs.sportH, rs.dportH = new([65536]uint32), new([65536]uint32)
+	for v := range 65536 {
+		rs.sportH[v] = hs[fieldSport][portClass[0][v]]
+		rs.dportH[v] = hs[fieldDport][portClass[1][v]]
+	}
+
+	b := n*int(unsafe.Sizeof(crule{})) + len(rs.inMap)*2 + len(rs.residual)*4 + 2*65536*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
+	for f := range rs.addr {
+		x := &rs.addr[f]
+		b += len(x.eps)*16 + len(x.h)*4 + len(x.top)*8
+	}
+	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
 }
 
 func inc128(a u128) (u128, bool) {
@@ -494,72 +605,32 @@ func (rs *Ruleset) portSpan(r *Rule, which int) (PortRange, bool) {
 	return PortRange{}, false
 }
 
-// metaClasses appends the meta classes (ingress class x protocol x
-// state) a rule matches, or nothing if the rule has no meta condition.
+// metaClasses appends the classes a rule spans in its meta field
+// (fieldMeta when it names a protocol: ingress class x protocol x state;
+// else fieldMetaAny: ingress class x state), or nothing if the rule has
+// no meta condition.
 func (rs *Ruleset) metaClasses(r *Rule, out []int) []int {
 	if r.InPort == Any && r.Proto == Any && r.States == 0 {
 		return out
 	}
-	ins := []int{}
+	inLo, inHi := 0, rs.inClasses-1
 	if r.InPort != Any {
-		ins = append(ins, int(rs.inMap[r.InPort]))
-	} else {
-		for c := range rs.inClasses {
-			ins = append(ins, c)
-		}
+		inLo = int(rs.inMap[r.InPort])
+		inHi = inLo
 	}
-	plo, phi := 0, 255
-	if r.Proto != Any {
-		plo, phi = r.Proto, r.Proto
-	}
-	for _, in := range ins {
-		for p := plo; p <= phi; p++ {
-			for s := range 16 {
-				if r.States == 0 || State(s)&r.States != 0 {
-					out = append(out, (in*256+p)*16+s)
-				}
+	for in := inLo; in <= inHi; in++ {
+		for s := range 16 {
+			if r.States != 0 && State(s)&r.States == 0 {
+				continue
+			}
+			if r.Proto == Any {
+				out = append(out, in*16+s)
+			} else {
+				out = append(out, (in*256+r.Proto)*16+s)
 			}
 		}
 	}
 	return out
-}
-
-func newV4Index(eps []uint32) v4Index {
-	eps = append(eps, 0)
-	slices.Sort(eps)
-	eps = slices.Compact(eps)
-	acc := make([]uint32, 65537)
-	j := 0
-	for t := range 65537 {
-		for j < len(eps) && int(eps[j]>>16) < t {
-			j++
-		}
-		acc[t] = uint32(j)
-	}
-	return v4Index{eps: slices.Clip(eps), acc: acc}
-}
-
-func newV6Index(eps []u128) v6Index {
-	eps = append(eps, u128{})
-	slices.SortFunc(eps, func(a, b u128) int {
-		switch {
-		case a.less(b):
-			return -1
-		case b.less(a):
-			return 1
-		}
-		return 0
-	})
-	eps = slices.Compact(eps)
-	acc := make([]uint32, 65537)
-	j := 0
-	for t := range 65537 {
-		for j < len(eps) && int(eps[j].hi>>48) < t {
-			j++
-		}
-		acc[t] = uint32(j)
-	}
-	return v6Index{eps: slices.Clip(eps), acc: acc}
 }
 
 // newPortMap returns the class of every 16-bit value given interval
@@ -587,52 +658,65 @@ func newPortMap(eps []uint32) (*[65536]uint16, int) {
 func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	p := pkt{k: k}
 	best := rs.catchAll
-	cr := rs.cr
 
 	// Address lookups first: every rule check needs p's addresses.
-	var sc, dc int
+	var hs, hd uint32
 	if k.IPv6 {
 		s, d := be128(&k.Src), be128(&k.Dst)
 		p.sh, p.sl, p.dh, p.dl = s.hi, s.lo, d.hi, d.lo
-		sc, dc = rs.src6.class(s), rs.dst6.class(d)
+		hd, hs = rs.addr[3].handle(d), rs.addr[2].handle(s)
 	} else {
-		s := binary.BigEndian.Uint32(k.Src[12:16])
-		d := binary.BigEndian.Uint32(k.Dst[12:16])
-		p.sl, p.dl = uint64(s), uint64(d)
-		sc, dc = rs.src4.class(s), rs.dst4.class(d)
+		p.sl = uint64(binary.BigEndian.Uint32(k.Src[12:16]))
+		p.dl = uint64(binary.BigEndian.Uint32(k.Dst[12:16]))
+		hd, hs = rs.addr[1].handle(u128{0, p.dl}), rs.addr[0].handle(u128{0, p.sl})
 	}
-	fs, fd := fieldSrc4, fieldDst4
-	if k.IPv6 {
-		fs, fd = fieldSrc6, fieldDst6
+	var hdp, hsp uint32
+	switch proto := k.Proto; {
+	case proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP || proto == ProtoUDPLite:
+		hdp, hsp = rs.dportH[k.DstPort], rs.sportH[k.SrcPort]
+	case proto == ProtoICMP || proto == ProtoICMPv6:
+		hdp = rs.dportH[uint16(k.ICMPType)<<8|uint16(k.ICMPCode)]
 	}
-	best = cr.scan(&rs.idx[fd], dc, best, &p)
-	best = cr.scan(&rs.idx[fs], sc, best, &p)
-
 	in := 0
 	if int(k.InPort) < len(rs.inMap) {
 		in = int(rs.inMap[k.InPort])
 	}
-	best = cr.scan(&rs.idx[fieldMeta], (in*256+int(k.Proto))*16+int(k.State&15), best, &p)
-	switch proto := int(k.Proto); {
-	case hasPorts(proto):
-		best = cr.scan(&rs.idx[fieldDport], int(rs.dport[k.DstPort]), best, &p)
-		best = cr.scan(&rs.idx[fieldSport], int(rs.sport[k.SrcPort]), best, &p)
-	case isICMP(proto):
-		best = cr.scan(&rs.idx[fieldDport], int(rs.dport[uint16(k.ICMPType)<<8|uint16(k.ICMPCode)]), best, &p)
+	st := int(k.State & 15)
+	hm := rs.metaH[(in*256+int(k.Proto))*16+st]
+	hma := rs.metaAnyH[in*16+st]
+
+	// Most handles are empty; test before the call.
+	if hd != 0 {
+		best = rs.scan(hd, best, &p)
+	}
+	if hdp != 0 {
+		best = rs.scan(hdp, best, &p)
+	}
+	if hs != 0 {
+		best = rs.scan(hs, best, &p)
+	}
+	if hm != 0 {
+		best = rs.scan(hm, best, &p)
+	}
+	if hsp != 0 {
+		best = rs.scan(hsp, best, &p)
+	}
+	if hma != 0 {
+		best = rs.scan(hma, best, &p)
 	}
 	for _, r := range rs.residual {
 		if r >= best {
 			break
 		}
-		if cr[r].match(&p) {
+		if rs.cr[r].match(&p) {
 			best = r
 			break
 		}
 	}
-	if int(best) == len(cr) {
+	if int(best) == len(rs.cr) {
 		return rs.def, -1
 	}
-	return cr[best].action, int(best)
+	return rs.cr[best].action, int(best)
 }
 
 // Rules returns a copy of the rules of rs, in order.

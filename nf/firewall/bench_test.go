@@ -1,0 +1,143 @@
+package firewall
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// benchSet is a realistic random rule set of n rules (70% IPv4, 30%
+// IPv6; CIDRs of /8 to /32 and /32 to /128; common service ports, high
+// ports and ranges; TCP, UDP, ICMP, SCTP, GRE) and 4096 keys, most of
+// them aimed at one of the rules.
+func benchSet(n int) ([]Rule, []Key) {
+	g := newGen(uint64(n), false)
+	rules := g.rules(n)
+	keys := make([]Key, 4096)
+	for i := range keys {
+		keys[i] = g.key(rules)
+	}
+	return rules, keys
+}
+
+func BenchmarkClassify(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		rules, keys := benchSet(n)
+		rs, err := Compile(rules, Drop)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rs.Classify(&keys[i&4095])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkClassifyFamily splits the 10k-rule figure by address family.
+func BenchmarkClassifyFamily(b *testing.B) {
+	rules, keys := benchSet(10000)
+	rs, _ := Compile(rules, Drop)
+	for _, v6 := range []bool{false, true} {
+		var ks []Key
+		for _, k := range keys {
+			if k.IPv6 == v6 {
+				ks = append(ks, k)
+			}
+		}
+		b.Run(fmt.Sprintf("rules=10000/ipv6=%v", v6), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rs.Classify(&ks[i%len(ks)])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkFirewallClassify includes the atomic load of the rule set and
+// the hit counter of the calling worker.
+func BenchmarkFirewallClassify(b *testing.B) {
+	rules, keys := benchSet(10000)
+	fw, err := New(1, rules, Drop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		fw.Classify(0, &keys[i&4095])
+		i++
+	}
+}
+
+func BenchmarkLinear(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		rules, keys := benchSet(n)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				Linear(rules, Drop, &keys[i&4095])
+				i++
+			}
+		})
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		rules, _ := benchSet(n)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var rs *Ruleset
+			for b.Loop() {
+				rs, _ = Compile(rules, Drop)
+			}
+			st := rs.Stats()
+			b.ReportMetric(float64(st.Bytes)/(1<<20), "MiB")
+			b.ReportMetric(float64(st.ListEntries), "entries")
+			b.ReportMetric(float64(st.Residual), "residual")
+		})
+	}
+}
+
+// TestReportShape logs the classifier's size and how packets hit, for
+// the figures in doc.go (go test -run ReportShape -v).
+func TestReportShape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("report only")
+	}
+	rules, keys := benchSet(10000)
+	start := time.Now()
+	rs, _ := Compile(rules, Drop)
+	el := time.Since(start)
+	def := 0
+	for i := range keys {
+		if _, j := rs.Classify(&keys[i]); j < 0 {
+			def++
+		}
+	}
+	t.Logf("10k rules: compile %v, %+v, default policy for %d of %d keys", el, rs.Stats(), def, len(keys))
+}
+
+// BenchmarkClassifyHot cycles through 64 keys only: the classifier's
+// working set stays in cache, as with traffic of few flows.
+func BenchmarkClassifyHot(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		rules, keys := benchSet(n)
+		rs, _ := Compile(rules, Drop)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rs.Classify(&keys[i&63])
+				i++
+			}
+		})
+	}
+}
