@@ -83,8 +83,8 @@ type Source struct {
 	// same CPU runs meanwhile, so the generator keeps one core busy.
 	Workers int
 	// CPU pins the workers' threads to one CPU for the run (restored
-	// after); -1 (NewSource's default) pins them to the CPU the first one
-	// starts on, -2 leaves them unpinned (they may then take both cores).
+	// after); -1 (NewSource's default) pins them to the CPU Run is called
+	// on, -2 leaves them unpinned (they may then take both cores).
 	CPU     int
 	ifindex uint32
 }
@@ -146,23 +146,16 @@ func (s *Source) Run(ctx context.Context, d time.Duration, maxPackets uint64) (s
 		budget.Store(int64(maxPackets))
 	}
 	workers := max(s.Workers, 1)
-	cpu := make(chan int, 1)
+	cpu := s.CPU
+	if cpu == -1 {
+		cpu = currentCPU()
+	}
 	errs := make(chan error, workers)
 	for i := 0; i < workers; i++ {
-		go func(first bool) {
+		go func() {
 			errs <- s.NS.Do(func() error {
-				c := s.CPU
-				if first {
-					if c == -1 {
-						c = currentCPU()
-					}
-					cpu <- c // the others pin to the same CPU
-				} else {
-					c = <-cpu
-					cpu <- c
-				}
-				if c >= 0 {
-					restore, err := pin(c)
+				if cpu >= 0 {
+					restore, err := pin(cpu)
 					if err != nil {
 						return err
 					}
@@ -170,7 +163,7 @@ func (s *Source) Run(ctx context.Context, d time.Duration, maxPackets uint64) (s
 				}
 				return s.loop(ctx, deadline, budget)
 			})
-		}(i == 0)
+		}()
 	}
 	var errl []error
 	for i := 0; i < workers; i++ {
