@@ -42,6 +42,8 @@ const (
 	DropUnsupported                   // a protocol or feature we do not handle
 	DropFragment                      // a fragment we cannot or will not handle
 	DropOther                         // none of the above
+	DropConsumed                      // a stage absorbed it (an ARP reply learned, a frame for the NF itself)
+	DropNoNeighbor                    // the next hop's link-layer address is not known yet (resolution sent)
 
 	// DropUserBase is the first reason free for user-defined stages.
 	DropUserBase DropReason = 128
@@ -58,6 +60,8 @@ var dropReasonNames = [...]string{
 	DropUnsupported: "unsupported",
 	DropFragment:    "fragment",
 	DropOther:       "other",
+	DropConsumed:    "consumed",
+	DropNoNeighbor:  "no-neighbor",
 }
 
 func (r DropReason) String() string {

@@ -1,0 +1,276 @@
+package router
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+
+	"github.com/xnfdev/xnf/packet"
+)
+
+const (
+	icmp6DestUnreach  = 1
+	icmp6TimeExceeded = 3
+	icmp6EchoRequest  = 128
+	icmp6EchoReply    = 129
+	icmp6NS           = 135
+	icmp6NA           = 136
+)
+
+// ipv6 routes one IPv6 packet and serves NDP and ping for our addresses.
+func (r *Router) ipv6(p *packet.Packet, now int64) bool {
+	if p.Flags&packet.FlagBad != 0 {
+		p.SetDrop(packet.DropMalformed)
+		return false
+	}
+	h := p.IPv6()
+	dst := h.Dst()
+	if p.Flags&packet.FlagICMPv6 != 0 {
+		switch p.ICMP().Type() {
+		case icmp6NS:
+			r.neighborSolicit(p, now)
+			return false
+		case icmp6NA:
+			r.neighborAdvert(p, now)
+			return false
+		}
+	}
+	if r.isLocal6(dst) {
+		r.local6Packet(p)
+		return false
+	}
+	if dst[0] == 0xff || (dst[0] == 0xfe && dst[1]&0xc0 == 0x80) {
+		p.SetDrop(packet.DropConsumed) // multicast and link-local are not routed
+		r.ctr.local.Add(1)
+		return false
+	}
+	if h.HopLimit() <= 1 {
+		r.ctr.ttl.Add(1)
+		r.icmp6Error(p, icmp6TimeExceeded, 0, packet.DropTTL, &r.ctr.timeExceeded)
+		return false
+	}
+	src := h.Src()
+	hash := binary.BigEndian.Uint32(src[12:]) ^ uint32(p.SrcPort())<<16 ^ uint32(p.DstPort())
+	id, ok := r.fib.LookupFlow6(dst, hash)
+	if !ok {
+		r.ctr.noRoute.Add(1)
+		r.icmp6Error(p, icmp6DestUnreach, 0, packet.DropNoRoute, &r.ctr.unreachable)
+		return false
+	}
+	nh := r.fib.NextHop(id)
+	out := r.iface(nh.Port)
+	if out == nil {
+		p.SetDrop(packet.DropNoPort)
+		return false
+	}
+	target := dst
+	if nh.Gateway.IsValid() {
+		target = nh.Gateway.As16()
+	}
+	mac, ok := r.neigh.lookup(nh.Port, target, now)
+	if !ok {
+		r.resolve6(p, out, target, now)
+		return false
+	}
+	p.DecTTL()
+	p.SetSrcMAC(out.MAC)
+	p.SetDstMAC(mac)
+	p.SetForward(nh.Port)
+	return true
+}
+
+// icmp6Sum computes the ICMPv6 checksum of body between src and dst.
+func icmp6Sum(src, dst [16]byte, body []byte) uint16 {
+	return ^packet.Sum(body, packet.PseudoHeaderSumIPv6(src, dst, packet.ProtoICMPv6, uint32(len(body))))
+}
+
+// writeIPv6 writes a fixed IPv6 header at d.
+func writeIPv6(d []byte, payload int, hop uint8, src, dst [16]byte) {
+	clear(d[:8])
+	d[0] = 0x60
+	binary.BigEndian.PutUint16(d[4:6], uint16(payload))
+	d[6] = packet.ProtoICMPv6
+	d[7] = hop
+	copy(d[8:24], src[:])
+	copy(d[24:40], dst[:])
+}
+
+func (r *Router) source6(in *iface) ([16]byte, bool) {
+	for _, a := range in.v6 {
+		if !a.Addr().IsLinkLocalUnicast() {
+			return a.Addr().As16(), true
+		}
+	}
+	if len(in.v6) > 0 {
+		return in.v6[0].Addr().As16(), true
+	}
+	return [16]byte{}, false
+}
+
+func (r *Router) local6Packet(p *packet.Packet) {
+	in := r.iface(p.InPort)
+	if in == nil || p.Flags&packet.FlagICMPv6 == 0 || p.ICMP().Type() != icmp6EchoRequest {
+		r.ctr.local.Add(1)
+		p.SetDrop(packet.DropConsumed)
+		return
+	}
+	h := p.IPv6()
+	ic := p.ICMP()
+	ic[0] = icmp6EchoReply
+	// Swapping addresses leaves the pseudo-header sum unchanged.
+	ic.SetChecksum(packet.ChecksumUpdate16(ic.Checksum(), uint16(icmp6EchoRequest)<<8, uint16(icmp6EchoReply)<<8))
+	src, dst := h.Src(), h.Dst()
+	h.SetSrc(dst)
+	h.SetDst(src)
+	h.SetHopLimit(64)
+	e := p.Ethernet()
+	e.SetDst(e.Src())
+	e.SetSrc(in.MAC)
+	p.SetBounce()
+	r.ctr.echo.Add(1)
+}
+
+// icmp6Error turns p into an ICMPv6 error about itself (RFC 4443), quoting
+// as much of it as fits in the minimum MTU.
+func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
+	in := r.iface(p.InPort)
+	h := p.IPv6()
+	src := h.Src()
+	var from [16]byte
+	ok := in != nil
+	if ok {
+		from, ok = r.source6(in)
+	}
+	if !ok || src[0] == 0xff || src == [16]byte{} ||
+		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().Type() < 128) || !r.allowICMP() {
+		p.SetDrop(reason)
+		return
+	}
+	l3 := int(p.L3Off)
+	quote := min(int(p.L3End)-l3, 1280-40-8)
+	n := l3 + 40 + 8 + quote
+	if cap(p.Data) < n {
+		p.SetDrop(reason)
+		return
+	}
+	d := p.Data[:n]
+	// Move the offending packet behind the new headers (copy handles overlap).
+	copy(d[l3+48:], p.Data[l3:l3+quote])
+	e := packet.Ethernet(d)
+	e.SetDst(e.Src())
+	e.SetSrc(in.MAC)
+	writeIPv6(d[l3:], 8+quote, 64, from, src)
+	icmp := d[l3+40:]
+	clear(icmp[:8])
+	icmp[0], icmp[1] = typ, code
+	binary.BigEndian.PutUint16(icmp[2:4], icmp6Sum(from, src, icmp))
+	p.Data = d
+	p.Parse()
+	p.SetBounce()
+	sent.Add(1)
+}
+
+// ndOption finds the link-layer address option (type 1 source, 2 target)
+// in an NDP message's options.
+func ndOption(opts []byte, typ uint8) ([6]byte, bool) {
+	for len(opts) >= 8 {
+		l := int(opts[1]) * 8
+		if l == 0 || l > len(opts) {
+			break
+		}
+		if opts[0] == typ && l >= 8 {
+			return [6]byte(opts[2:8]), true
+		}
+		opts = opts[l:]
+	}
+	return [6]byte{}, false
+}
+
+// neighborSolicit learns the solicitor and answers for our addresses.
+func (r *Router) neighborSolicit(p *packet.Packet, now int64) {
+	in := r.iface(p.InPort)
+	ic := p.ICMP()
+	if in == nil || len(ic) < 24 || p.IPv6().HopLimit() != 255 {
+		p.SetDrop(packet.DropMalformed)
+		return
+	}
+	target := [16]byte(ic[8:24])
+	src := p.IPv6().Src()
+	if mac, ok := ndOption(ic[24:], 1); ok && src != [16]byte{} {
+		r.neigh.learn(p.InPort, src, mac, now)
+		r.ctr.learned.Add(1)
+	}
+	owned := false
+	for _, a := range in.v6 {
+		if a.Addr().As16() == target {
+			owned = true
+		}
+	}
+	l3 := int(p.L3Off)
+	n := l3 + 40 + 32
+	if !owned || src == [16]byte{} || cap(p.Data) < n {
+		p.SetDrop(packet.DropConsumed) // not ours, or duplicate address detection
+		return
+	}
+	d := p.Data[:n]
+	e := packet.Ethernet(d)
+	e.SetDst(e.Src())
+	e.SetSrc(in.MAC)
+	writeIPv6(d[l3:], 32, 255, target, src)
+	na := d[l3+40:]
+	clear(na)
+	na[0] = icmp6NA
+	na[4] = 0xe0 // router, solicited, override
+	copy(na[8:24], target[:])
+	na[24], na[25] = 2, 1 // target link-layer address
+	copy(na[26:32], in.MAC[:])
+	binary.BigEndian.PutUint16(na[2:4], icmp6Sum(target, src, na))
+	p.Data = d
+	p.Parse()
+	p.SetBounce()
+	r.ctr.ndpAdverts.Add(1)
+}
+
+// neighborAdvert learns the advertised address.
+func (r *Router) neighborAdvert(p *packet.Packet, now int64) {
+	ic := p.ICMP()
+	if len(ic) >= 24 {
+		if mac, ok := ndOption(ic[24:], 2); ok {
+			r.neigh.learn(p.InPort, [16]byte(ic[8:24]), mac, now)
+			r.ctr.learned.Add(1)
+		}
+	}
+	p.SetDrop(packet.DropConsumed)
+}
+
+// resolve6 turns p into a neighbor solicitation for target.
+func (r *Router) resolve6(p *packet.Packet, out *iface, target [16]byte, now int64) {
+	r.ctr.noNeighbor.Add(1)
+	from, ok := r.source6(out)
+	n := 14 + 40 + 32
+	if !ok || cap(p.Data) < n || !r.neigh.shouldResolve(out.Port, target, now) {
+		p.SetDrop(packet.DropNoNeighbor)
+		return
+	}
+	// Solicited-node multicast: ff02::1:ffXX:XXXX.
+	var sn [16]byte
+	sn[0], sn[1], sn[11], sn[12] = 0xff, 0x02, 0x01, 0xff
+	copy(sn[13:], target[13:])
+	d := p.Data[:n]
+	e := packet.Ethernet(d)
+	e.SetDst([6]byte{0x33, 0x33, 0xff, target[13], target[14], target[15]})
+	e.SetSrc(out.MAC)
+	e.SetType(packet.EtherTypeIPv6)
+	writeIPv6(d[14:], 32, 255, from, sn)
+	ns := d[54:]
+	clear(ns)
+	ns[0] = icmp6NS
+	copy(ns[8:24], target[:])
+	ns[24], ns[25] = 1, 1 // source link-layer address
+	copy(ns[26:32], out.MAC[:])
+	binary.BigEndian.PutUint16(ns[2:4], icmp6Sum(from, sn, ns))
+	p.Data = d
+	p.Parse()
+	p.SetForward(out.Port)
+	r.ctr.resolutions.Add(1)
+}
+

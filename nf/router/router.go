@@ -1,0 +1,464 @@
+package router
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/xnfdev/xnf/packet"
+)
+
+// Interface is the router's presence on one pipeline port: its MAC and
+// addresses. Each address's prefix becomes a connected route.
+type Interface struct {
+	Port  uint16
+	MAC   [6]byte
+	Addrs []netip.Prefix
+}
+
+// StaticRoute is a route from configuration.
+type StaticRoute struct {
+	Prefix   netip.Prefix
+	NextHops []NextHop
+}
+
+// Config configures a Router.
+type Config struct {
+	Interfaces []Interface
+	Routes     []StaticRoute
+	Neighbors  []Neighbor
+	// ICMPRate is how many ICMP errors per second the router may send
+	// (default 100); ICMPBurst how many at once (default 50).
+	ICMPRate, ICMPBurst int
+	// NeighborReachable is how long a learned neighbor is trusted
+	// (default 30s); ResolveRetry the interval between resolution
+	// requests for one address (default 1s).
+	NeighborReachable, ResolveRetry time.Duration
+	// MaxNeighbors bounds the neighbor table (default 4096).
+	MaxNeighbors int
+	// FIB, when set, is used instead of a new one (kernel mode shares it).
+	FIB *FIB
+}
+
+// Counters are the router's totals.
+type Counters struct {
+	Forwarded       uint64 // packets routed to a next hop
+	EchoReplies     uint64 // pings to the router's addresses answered
+	ARPReplies      uint64 // ARP requests for our addresses answered
+	NDPAdverts      uint64 // NDP solicitations for our addresses answered
+	Learned         uint64 // neighbor entries learned from ARP/NDP
+	Resolutions     uint64 // ARP requests / NDP solicitations sent
+	NoNeighbor      uint64 // packets dropped while their next hop was unresolved
+	TimeExceeded    uint64 // ICMP time exceeded sent
+	Unreachable     uint64 // ICMP destination unreachable sent
+	ICMPRateLimited uint64 // ICMP errors not sent because of the rate limit
+	NoRoute         uint64 // packets without a route
+	TTLExpired      uint64 // packets whose TTL / hop limit ran out
+	Local           uint64 // packets for the router itself that it does not serve
+}
+
+type counters struct {
+	forwarded, echo, arpReplies, ndpAdverts, learned, resolutions, noNeighbor,
+	timeExceeded, unreachable, rateLimited, noRoute, ttl, local atomic.Uint64
+}
+
+type iface struct {
+	Interface
+	v4 []netip.Prefix
+	v6 []netip.Prefix
+}
+
+// Router is the router network function as a pipeline stage: it answers
+// ARP, NDP and ping for its own addresses, routes IPv4 and IPv6 by longest
+// prefix match, rewrites MACs from the neighbor table, decrements TTL / hop
+// limit, and sends rate-limited ICMP errors.
+type Router struct {
+	fib    *FIB
+	neigh  *Neighbors
+	ifaces []*iface // by port
+	local4 [][4]byte // few addresses: a scan beats a map per packet
+	local6 [][16]byte
+	ctr    counters
+
+	rate, burst float64
+	tokens      float64
+	last        int64
+}
+
+// NewRouter builds a router from its configuration.
+func NewRouter(cfg Config) (*Router, error) {
+	if cfg.ICMPRate == 0 {
+		cfg.ICMPRate = 100
+	}
+	if cfg.ICMPBurst == 0 {
+		cfg.ICMPBurst = 50
+	}
+	if cfg.NeighborReachable == 0 {
+		cfg.NeighborReachable = 30 * time.Second
+	}
+	if cfg.ResolveRetry == 0 {
+		cfg.ResolveRetry = time.Second
+	}
+	if cfg.MaxNeighbors == 0 {
+		cfg.MaxNeighbors = 4096
+	}
+	r := &Router{fib: cfg.FIB, neigh: newNeighbors(cfg.MaxNeighbors, int64(cfg.NeighborReachable), int64(cfg.ResolveRetry)),
+		rate: float64(cfg.ICMPRate), burst: float64(cfg.ICMPBurst), tokens: float64(cfg.ICMPBurst)}
+	if r.fib == nil {
+		r.fib = New()
+	}
+	for i, ic := range cfg.Interfaces {
+		for int(ic.Port) >= len(r.ifaces) {
+			r.ifaces = append(r.ifaces, nil)
+		}
+		if r.ifaces[ic.Port] != nil {
+			return nil, fmt.Errorf("router: interfaces[%d]: port %d is configured twice", i, ic.Port)
+		}
+		f := &iface{Interface: ic}
+		for _, a := range ic.Addrs {
+			if !a.IsValid() {
+				return nil, fmt.Errorf("router: interfaces[%d]: invalid address", i)
+			}
+			ad := a.Addr().Unmap()
+			if ad.Is4() {
+				f.v4 = append(f.v4, netip.PrefixFrom(ad, a.Bits()))
+				r.local4 = append(r.local4, ad.As4())
+			} else {
+				f.v6 = append(f.v6, a)
+				r.local6 = append(r.local6, ad.As16())
+			}
+			if err := r.fib.Replace(netip.PrefixFrom(ad, a.Bits()).Masked(), NextHop{Port: ic.Port}); err != nil {
+				return nil, fmt.Errorf("router: interfaces[%d]: connected route for %v: %w", i, a, err)
+			}
+		}
+		r.ifaces[ic.Port] = f
+	}
+	for i, rt := range cfg.Routes {
+		for _, nh := range rt.NextHops {
+			if r.iface(nh.Port) == nil {
+				return nil, fmt.Errorf("router: routes[%d] %v: next hop port %d has no interface", i, rt.Prefix, nh.Port)
+			}
+		}
+		if err := r.fib.Replace(rt.Prefix, rt.NextHops...); err != nil {
+			return nil, fmt.Errorf("router: routes[%d]: %w", i, err)
+		}
+	}
+	for _, nb := range cfg.Neighbors {
+		r.neigh.SetStatic(nb)
+	}
+	return r, nil
+}
+
+func (r *Router) iface(port uint16) *iface {
+	if int(port) < len(r.ifaces) {
+		return r.ifaces[port]
+	}
+	return nil
+}
+
+// Name implements pipeline.Stage.
+func (r *Router) Name() string { return "router" }
+
+// FIB is the router's forwarding table (safe to update while traffic flows).
+func (r *Router) FIB() *FIB { return r.fib }
+
+// Neighbors is the router's neighbor table.
+func (r *Router) Neighbors() *Neighbors { return r.neigh }
+
+// Counters reads the router's counters; safe from any goroutine.
+func (r *Router) Counters() Counters {
+	c := &r.ctr
+	return Counters{c.forwarded.Load(), c.echo.Load(), c.arpReplies.Load(), c.ndpAdverts.Load(), c.learned.Load(),
+		c.resolutions.Load(), c.noNeighbor.Load(), c.timeExceeded.Load(), c.unreachable.Load(), c.rateLimited.Load(),
+		c.noRoute.Load(), c.ttl.Load(), c.local.Load()}
+}
+
+// Process implements pipeline.Stage.
+func (r *Router) Process(b *packet.Batch) {
+	now := time.Now().UnixNano()
+	r.refill(now)
+	r.neigh.mu.Lock()
+	defer r.neigh.mu.Unlock()
+	var fwd uint64
+	for i := range b.Slice() {
+		p := &b.Packets[i]
+		if p.Verdict == packet.Drop {
+			continue
+		}
+		switch {
+		case p.Flags&packet.FlagARP != 0:
+			r.arp(p, now)
+		case p.Flags&packet.FlagIPv4 != 0:
+			if r.ipv4(p, now) {
+				fwd++
+			}
+		case p.Flags&packet.FlagIPv6 != 0:
+			if r.ipv6(p, now) {
+				fwd++
+			}
+		case p.Flags&packet.FlagBad != 0:
+			p.SetDrop(packet.DropMalformed)
+		default:
+			p.SetDrop(packet.DropUnsupported)
+		}
+	}
+	if fwd > 0 {
+		r.ctr.forwarded.Add(fwd)
+	}
+}
+
+func (r *Router) refill(now int64) {
+	if r.last != 0 {
+		r.tokens += r.rate * float64(now-r.last) / 1e9
+		if r.tokens > r.burst {
+			r.tokens = r.burst
+		}
+	}
+	r.last = now
+}
+
+// allowICMP takes a token for one ICMP error.
+func (r *Router) allowICMP() bool {
+	if r.tokens >= 1 {
+		r.tokens--
+		return true
+	}
+	r.ctr.rateLimited.Add(1)
+	return false
+}
+
+func mapped(a [4]byte) (m [16]byte) {
+	m[10], m[11] = 0xff, 0xff
+	copy(m[12:], a[:])
+	return
+}
+
+// ipv4 routes one IPv4 packet; it reports whether it was forwarded.
+func (r *Router) ipv4(p *packet.Packet, now int64) bool {
+	if p.Flags&packet.FlagBad != 0 {
+		p.SetDrop(packet.DropMalformed)
+		return false
+	}
+	h := p.IPv4()
+	dst := h.Dst()
+	if r.isLocal4(dst) {
+		r.local4Packet(p)
+		return false
+	}
+	if dst[0] >= 224 || dst == [4]byte{255, 255, 255, 255} {
+		p.SetDrop(packet.DropConsumed) // multicast and broadcast are not routed
+		r.ctr.local.Add(1)
+		return false
+	}
+	if h.TTL() <= 1 {
+		r.ctr.ttl.Add(1)
+		r.icmp4Error(p, 11, 0, packet.DropTTL, &r.ctr.timeExceeded)
+		return false
+	}
+	src := h.Src()
+	hash := binary.BigEndian.Uint32(src[:]) ^ uint32(p.SrcPort())<<16 ^ uint32(p.DstPort())
+	id, ok := r.fib.LookupFlow4(dst, hash)
+	if !ok {
+		r.ctr.noRoute.Add(1)
+		r.icmp4Error(p, 3, 0, packet.DropNoRoute, &r.ctr.unreachable)
+		return false
+	}
+	nh := r.fib.NextHop(id)
+	out := r.iface(nh.Port)
+	if out == nil {
+		p.SetDrop(packet.DropNoPort)
+		return false
+	}
+	target := mapped(dst)
+	if nh.Gateway.IsValid() {
+		target = nh.Gateway.As16()
+		if nh.Gateway.Is4() {
+			target = mapped(nh.Gateway.As4())
+		}
+	}
+	mac, ok := r.neigh.lookup(nh.Port, target, now)
+	if !ok {
+		r.resolve4(p, out, [4]byte(target[12:]), now)
+		return false
+	}
+	p.DecTTL()
+	p.SetSrcMAC(out.MAC)
+	p.SetDstMAC(mac)
+	p.SetForward(nh.Port)
+	return true
+}
+
+// local4Packet serves IPv4 packets addressed to the router: it answers
+// echo requests and absorbs the rest.
+func (r *Router) local4Packet(p *packet.Packet) {
+	in := r.iface(p.InPort)
+	ic := p.ICMP()
+	if in == nil || p.Flags&packet.FlagICMP == 0 || ic.Type() != packet.ICMPEchoRequest || p.Flags&packet.FlagFragment != 0 {
+		r.ctr.local.Add(1)
+		p.SetDrop(packet.DropConsumed)
+		return
+	}
+	h := p.IPv4()
+	ic[0] = packet.ICMPEchoReply
+	ic.SetChecksum(packet.ChecksumUpdate16(ic.Checksum(), uint16(packet.ICMPEchoRequest)<<8, uint16(packet.ICMPEchoReply)<<8))
+	src, dst := h.Src(), h.Dst()
+	h.SetSrc(dst) // swapping words leaves the header checksum unchanged
+	h.SetDst(src)
+	oldTTL := binary.BigEndian.Uint16(h[8:10])
+	h.SetTTL(64)
+	h.SetChecksum(packet.ChecksumUpdate16(h.Checksum(), oldTTL, binary.BigEndian.Uint16(h[8:10])))
+	e := p.Ethernet()
+	e.SetDst(e.Src())
+	e.SetSrc(in.MAC)
+	p.SetBounce()
+	r.ctr.echo.Add(1)
+}
+
+// isICMPError reports ICMPv4 types that are errors (no error about an error).
+func isICMPError(t uint8) bool { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12 }
+
+// icmp4Error turns p into an ICMP error of type/code about itself, sent
+// back out of its ingress port from the router's address there (RFC 1812
+// 4.3.2). When no error may be sent, p is dropped with reason.
+func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
+	in := r.iface(p.InPort)
+	h := p.IPv4()
+	src := h.Src()
+	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
+		(p.Flags&packet.FlagICMP != 0 && isICMPError(p.ICMP().Type())) ||
+		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() {
+		p.SetDrop(reason)
+		return
+	}
+	l3 := int(p.L3Off)
+	quote := min(h.HeaderLen()+8, int(p.L3End)-l3)
+	var q [68]byte
+	copy(q[:], p.Data[l3:l3+quote])
+	n := l3 + 20 + 8 + quote
+	if cap(p.Data) < n {
+		p.SetDrop(reason)
+		return
+	}
+	d := p.Data[:n]
+	e := packet.Ethernet(d)
+	e.SetDst(e.Src())
+	e.SetSrc(in.MAC)
+	ip := d[l3 : l3+20]
+	clear(ip)
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:4], uint16(20+8+quote))
+	ip[8] = 64
+	ip[9] = packet.ProtoICMP
+	from := r.sourceFor(in, src)
+	copy(ip[12:16], from[:])
+	copy(ip[16:20], src[:])
+	binary.BigEndian.PutUint16(ip[10:12], packet.Checksum(ip))
+	icmp := d[l3+20:]
+	clear(icmp[:8])
+	icmp[0], icmp[1] = typ, code
+	copy(icmp[8:], q[:quote])
+	binary.BigEndian.PutUint16(icmp[2:4], packet.Checksum(icmp))
+	p.Data = d
+	p.Parse()
+	p.SetBounce()
+	sent.Add(1)
+}
+
+// sourceFor picks the interface address in the same subnet as peer, or the
+// first one.
+func (r *Router) sourceFor(in *iface, peer [4]byte) [4]byte {
+	pa := netip.AddrFrom4(peer)
+	for _, a := range in.v4 {
+		if a.Contains(pa) {
+			return a.Addr().As4()
+		}
+	}
+	return in.v4[0].Addr().As4()
+}
+
+// arp answers requests for our addresses and learns senders.
+func (r *Router) arp(p *packet.Packet, now int64) {
+	a := p.ARP()
+	in := r.iface(p.InPort)
+	if !a.IsEthernetIPv4() || in == nil {
+		p.SetDrop(packet.DropUnsupported)
+		return
+	}
+	sip := a.SenderIP()
+	if sip != [4]byte{} {
+		r.neigh.learn(p.InPort, mapped(sip), a.SenderHW(), now)
+		r.ctr.learned.Add(1)
+	}
+	tip := a.TargetIP()
+	if a.Op() != packet.ARPRequest || !r.isLocal4(tip) || !r.ownsOn(in, tip) {
+		p.SetDrop(packet.DropConsumed)
+		return
+	}
+	a.SetOp(packet.ARPReply)
+	a.SetTargetHW(a.SenderHW())
+	a.SetTargetIP(sip)
+	a.SetSenderHW(in.MAC)
+	a.SetSenderIP(tip)
+	e := p.Ethernet()
+	e.SetDst(a.TargetHW())
+	e.SetSrc(in.MAC)
+	p.SetBounce()
+	r.ctr.arpReplies.Add(1)
+}
+
+func (r *Router) ownsOn(in *iface, a [4]byte) bool {
+	for _, p := range in.v4 {
+		if p.Addr().As4() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve4 turns p into an ARP request for target out of port out (rate
+// limited per address); the original packet is lost and counted.
+func (r *Router) resolve4(p *packet.Packet, out *iface, target [4]byte, now int64) {
+	r.ctr.noNeighbor.Add(1)
+	if len(out.v4) == 0 || cap(p.Data) < 60 || !r.neigh.shouldResolve(out.Port, mapped(target), now) {
+		p.SetDrop(packet.DropNoNeighbor)
+		return
+	}
+	d := p.Data[:60]
+	clear(d)
+	e := packet.Ethernet(d)
+	e.SetDst([6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	e.SetSrc(out.MAC)
+	e.SetType(packet.EtherTypeARP)
+	a := packet.ARP(d[14:42])
+	binary.BigEndian.PutUint16(a[0:2], 1)
+	binary.BigEndian.PutUint16(a[2:4], packet.EtherTypeIPv4)
+	a[4], a[5] = 6, 4
+	a.SetOp(packet.ARPRequest)
+	a.SetSenderHW(out.MAC)
+	a.SetSenderIP(r.sourceFor(out, target))
+	a.SetTargetIP(target)
+	p.Data = d
+	p.Parse()
+	p.SetForward(out.Port)
+	r.ctr.resolutions.Add(1)
+}
+
+func (r *Router) isLocal4(a [4]byte) bool {
+	for _, l := range r.local4 {
+		if l == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Router) isLocal6(a [16]byte) bool {
+	for _, l := range r.local6 {
+		if l == a {
+			return true
+		}
+	}
+	return false
+}
