@@ -11,4 +11,6 @@ require (
 
 require github.com/gopacket/gopacket v1.7.7
 
+require golang.org/x/net v0.55.0 // indirect
+
 tool github.com/cilium/ebpf/cmd/bpf2go

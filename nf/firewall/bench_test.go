@@ -7,10 +7,22 @@ import (
 )
 
 // benchSet is a realistic random rule set of n rules (70% IPv4, 30%
-// IPv6; CIDRs of /8 to /32 and /32 to /128; common service ports, high
-// ports and ranges; TCP, UDP, ICMP, SCTP, GRE) and 4096 keys, most of
-// them aimed at one of the rules.
+// IPv6; CIDRs of /8 to /32 and /32 to /128 around 2000 sites; common
+// service ports, high ports and ranges; TCP, UDP, ICMP, SCTP, GRE) and
+// 4096 keys of plausible traffic (gen.trafficKey).
 func benchSet(n int) ([]Rule, []Key) {
+	g := newGen(uint64(n), false)
+	rules := g.rules(n)
+	keys := make([]Key, 4096)
+	for i := range keys {
+		keys[i] = g.trafficKey(rules)
+	}
+	return rules, keys
+}
+
+// edgeSet is benchSet with keys at or next to the rules' edges (the keys
+// of the property test): many near misses, the hard case.
+func edgeSet(n int) ([]Rule, []Key) {
 	g := newGen(uint64(n), false)
 	rules := g.rules(n)
 	keys := make([]Key, 4096)
@@ -18,6 +30,21 @@ func benchSet(n int) ([]Rule, []Key) {
 		keys[i] = g.key(rules)
 	}
 	return rules, keys
+}
+
+func BenchmarkClassifyEdges(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		rules, keys := edgeSet(n)
+		rs, _ := Compile(rules, Drop)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rs.Classify(&keys[i&4095])
+				i++
+			}
+		})
+	}
 }
 
 func BenchmarkClassify(b *testing.B) {

@@ -277,3 +277,12 @@ func TestCompileRejectsInvalidRules(t *testing.T) {
 		t.Errorf("got %v, want %s", err, want)
 	}
 }
+
+func TestClassifyEqualsLinearOnTrafficKeys(t *testing.T) {
+	rules, keys := benchSet(3000)
+	rs, err := Compile(rules, Drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstLinear(t, rules, Drop, rs, keys)
+}

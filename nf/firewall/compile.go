@@ -14,6 +14,10 @@ import (
 // to the residual list, which every packet scans.
 var maxSpan = 1024 // a variable so that tests can force the residual list
 
+// listWeight is the memory (in list entries) the greedy placement of
+// rules trades for one rule less to check in the longest list.
+const listWeight = 16
+
 // Fields a rule can be indexed under.
 const (
 	fieldMeta = iota // ingress port x protocol x state, for rules naming a protocol
@@ -148,21 +152,36 @@ func (a u128) shl(n uint) u128 { // n < 128
 	return u128{a.hi<<n | a.lo>>(64-n), a.lo << n}
 }
 
-// addrIndex maps an address to the handle of its elementary interval
-// (class). All interval starts but the first share their top off bits
-// (base); the next nb bits pick a bucket of a direct table, whose entry
-// gives the handle at once when no interval starts inside the bucket and
-// otherwise the range of starts to search.
+// addrIndex maps an address (or a port, in the low 16 bits) to the
+// handle of its elementary interval (class). All interval starts but the
+// first share their top off bits (base); addresses outside base are in
+// the first or the last class. Below off, a stride trie resolves the
+// class: a top table indexed by the next nb bits, then chunks of 256
+// entries indexed by 8 bits each. An entry is a handle when no interval
+// starts inside its block, a list of at most smallList starts to count
+// when few do, or a chunk when more do. So a lookup is a few dependent
+// loads and at most smallList comparisons, with no binary search.
 type addrIndex struct {
 	eps       []u128 // sorted interval starts; eps[0] == 0
 	h         []uint32
-	top       []bucket // 1<<nb + 1 entries
+	top       []bucket // build time only: 1<<nb + 1 entries
+	t0        []uint32 // 1<<nb trie entries
+	chunks    []uint32 // 256 entries each
 	off, nb   uint
 	base      u128 // eps[1] with all but the top off bits cleared
 	maskHi    uint64
 	maskLo    uint64
 	lastClass int
 }
+
+// Trie entries: a handle (bit 31 set, or bits 31-29 clear), a chunk
+// (tagChunk | chunk index) or a list (tagList | count<<24 | first start).
+const (
+	tagMask   = 0xe0000000
+	tagChunk  = 0x40000000
+	tagList   = 0x60000000
+	smallList = 4
+)
 
 type bucket struct {
 	acc uint32 // number of starts below the bucket
@@ -212,14 +231,36 @@ func (x *addrIndex) class(a u128) int {
 }
 
 func (x *addrIndex) handle(a u128) uint32 {
+	if x.nb == 0 {
+		return x.h[0]
+	}
 	m := u128{a.hi & x.maskHi, a.lo & x.maskLo}
-	if m == x.base && x.nb != 0 {
-		t := int(a.shl(x.off).hi >> (64 - x.nb))
-		if h := x.top[t].h; h != searchH {
-			return h
+	if m != x.base {
+		if m.less(x.base) {
+			return x.h[0]
+		}
+		return x.h[x.lastClass]
+	}
+	v := a.shl(x.off)
+	e := x.t0[v.hi>>(64-x.nb)]
+	v = v.shl(x.nb)
+	for e&tagMask == tagChunk {
+		e = x.chunks[(e&^tagMask)<<8|uint32(v.hi>>56)]
+		v = v.shl(8)
+	}
+	if e&tagMask != tagList {
+		return e
+	}
+	// The block's first address is in class first-1; add the starts
+	// inside the block that a has reached.
+	first := int(e & 0xffffff)
+	c := first - 1
+	for _, ep := range x.eps[first : first+int(e>>24&7)] {
+		if !a.less(ep) {
+			c++
 		}
 	}
-	return x.h[x.class(a)]
+	return x.h[c]
 }
 
 func newAddrIndex(eps []u128) addrIndex {
@@ -236,14 +277,14 @@ func newAddrIndex(eps []u128) addrIndex {
 	eps = slices.Clip(slices.Compact(eps))
 	x := addrIndex{eps: eps, lastClass: len(eps) - 1}
 	if len(eps) == 1 {
-		return x // one class; where always says 0, nb == 0
+		return x // one class; nb == 0
 	}
 	first, last := eps[1], eps[len(eps)-1]
 	cpl := uint(bits.LeadingZeros64(first.hi ^ last.hi))
 	if cpl == 64 {
 		cpl += uint(bits.LeadingZeros64(first.lo ^ last.lo))
 	}
-	x.nb = uint(min(16, bits.Len(uint(len(eps)))+1))
+	x.nb = uint(min(16, bits.Len(uint(len(eps)))))
 	x.off = min(cpl, 128-x.nb)
 	mask := u128{^uint64(0), ^uint64(0)}
 	if x.off < 128 {
@@ -267,16 +308,60 @@ func newAddrIndex(eps []u128) addrIndex {
 	return x
 }
 
-// setHandles fills the handle of every class and of the buckets without
-// an interval start inside.
+// setHandles records the handle of every class and builds the trie.
 func (x *addrIndex) setHandles(h []uint32) {
 	x.h = h
-	for t := 0; t+1 < len(x.top); t++ {
-		x.top[t].h = searchH
-		if x.top[t].acc == x.top[t+1].acc {
-			x.top[t].h = h[x.top[t].acc-1]
+	if x.nb == 0 {
+		return
+	}
+	x.t0 = make([]uint32, 1<<x.nb)
+	x.fill(x.base, x.off, x.nb, 0, x.t0)
+	x.top = nil
+}
+
+// fill sets the 1<<s entries out[i<<pad] of the blocks of the range
+// that starts at lo and whose address bits from o on pick the entry.
+// Chunks are indexed by 8 bits; near the end of the address fewer bits
+// remain (s < 8) and pad keeps the index in the top bits.
+func (x *addrIndex) fill(lo u128, o, s, pad uint, out []uint32) {
+	size := u128{0, 1}.shl(128 - o - s)
+	last := sub1(size)
+	for i := range 1 << s {
+		bl := add128(lo, mul128(size, uint64(i)))
+		bh := add128(bl, last)
+		c0, c1 := x.class(bl), x.class(bh)
+		switch n := c1 - c0; {
+		case n == 0:
+			out[i<<pad] = x.h[c0]
+		case n <= smallList:
+			out[i<<pad] = tagList | uint32(n)<<24 | uint32(c0+1)
+		default:
+			ci := len(x.chunks) >> 8
+			x.chunks = append(x.chunks, make([]uint32, 256)...)
+			tmp := make([]uint32, 256)
+			cs := min(8, 128-o-s)
+			x.fill(bl, o+s, cs, 8-cs, tmp)
+			copy(x.chunks[ci<<8:], tmp)
+			out[i<<pad] = tagChunk | uint32(ci)
 		}
 	}
+}
+
+func add128(a, b u128) u128 {
+	lo, c := bits.Add64(a.lo, b.lo, 0)
+	hi, _ := bits.Add64(a.hi, b.hi, c)
+	return u128{hi, lo}
+}
+
+func sub1(a u128) u128 {
+	lo, b := bits.Sub64(a.lo, 1, 0)
+	hi, _ := bits.Sub64(a.hi, 0, b)
+	return u128{hi, lo}
+}
+
+func mul128(a u128, m uint64) u128 {
+	hi, lo := bits.Mul64(a.lo, m)
+	return u128{hi + a.hi*m, lo}
 }
 
 // Ruleset is a compiled, immutable rule set. Classify may be called from
@@ -287,14 +372,14 @@ type Ruleset struct {
 	cr       []crule
 	catchAll int32 // first rule that matches every packet, or len(rules)
 
-	inMap          []uint16 // ingress port -> ingress class (0: no rule names it)
-	inClasses      int
-	addr           [4]addrIndex // fieldSrc4 - 1, ...
-	sportH, dportH *[65536]uint32
-	metaH          []uint32
-	metaAnyH       []uint32
-	pool           []int32
-	residual       []int32
+	inMap        []uint16 // ingress port -> ingress class (0: no rule names it)
+	inClasses    int
+	addr         [4]addrIndex // fieldSrc4 - 1, ...
+	sport, dport addrIndex    // ports as the low 16 bits
+	metaH        []uint32
+	metaAnyH     []uint32
+	pool         []int32
+	residual     []int32
 
 	hits *hitCounters // nil unless made by a Firewall
 	st   Stats
@@ -450,10 +535,17 @@ func (rs *Ruleset) build() {
 	for f := range rs.addr {
 		rs.addr[f] = newAddrIndex(ea[f])
 	}
-	var portClass [2]*[65536]uint16
-	var np [2]int
-	portClass[0], np[0] = newPortMap(ep[0])
-	portClass[1], np[1] = newPortMap(ep[1])
+	var pe [2][]u128
+	for j := range ep {
+		for _, v := range ep[j] {
+			if v <= 0xffff {
+				pe[j] = append(pe[j], u128{0, uint64(v)})
+			}
+		}
+	}
+	rs.sport, rs.dport = newAddrIndex(pe[0]), newAddrIndex(pe[1])
+	np := [2]int{len(rs.sport.eps), len(rs.dport.eps)}
+	portClass := [2]*addrIndex{&rs.sport, &rs.dport}
 
 	classes := [numFields]int{
 		fieldMeta:    rs.inClasses * 256 * 16,
@@ -470,9 +562,10 @@ func (rs *Ruleset) build() {
 		ls[f] = make([][]int32, classes[f])
 	}
 
-	// Greedy: list each live rule under the field whose classes it spans
-	// hold the fewest rules so far (counting the classes themselves), so
-	// that candidate lists stay short and balanced.
+	// Greedy: list each live rule under the field where it costs least:
+	// the longest list it would join (what a packet may have to check),
+	// weighted by listWeight, plus the number of classes it spans (the
+	// memory it takes).
 	var metaSpan []int
 	for i := range live {
 		r := &rs.rules[i]
@@ -482,10 +575,11 @@ func (rs *Ruleset) build() {
 			if hi-lo+1 > maxSpan {
 				return
 			}
-			cost := 0
+			longest := 0
 			for c := lo; c <= hi; c++ {
-				cost += len(ls[f][c]) + 1
+				longest = max(longest, len(ls[f][c]))
 			}
+			cost := longest*listWeight + hi - lo + 1
 			if cost < bestCost {
 				bestF, bestCost, bestLo, bestHi = f, cost, lo, hi
 			}
@@ -503,10 +597,10 @@ func (rs *Ruleset) build() {
 			consider(fieldSrc4+f, x.class(a.lo), x.class(a.hi))
 		}
 		if pr, ok := rs.portSpan(r, 0); ok {
-			consider(fieldSport, int(portClass[0][pr.Lo]), int(portClass[0][pr.Hi]))
+			consider(fieldSport, portClass[0].class(u128{0, uint64(pr.Lo)}), portClass[0].class(u128{0, uint64(pr.Hi)}))
 		}
 		if pr, ok := rs.portSpan(r, 1); ok {
-			consider(fieldDport, int(portClass[1][pr.Lo]), int(portClass[1][pr.Hi]))
+			consider(fieldDport, portClass[1].class(u128{0, uint64(pr.Lo)}), portClass[1].class(u128{0, uint64(pr.Hi)}))
 		}
 		metaF := fieldMeta
 		if r.Proto == Any {
@@ -514,10 +608,11 @@ func (rs *Ruleset) build() {
 		}
 		metaSpan = rs.metaClasses(r, metaSpan[:0])
 		if len(metaSpan) > 0 && len(metaSpan) <= maxSpan {
-			cost := 0
+			longest := 0
 			for _, c := range metaSpan {
-				cost += len(ls[metaF][c]) + 1
+				longest = max(longest, len(ls[metaF][c]))
 			}
+			cost := longest*listWeight + len(metaSpan)
 			if cost < bestCost {
 				bestF, bestCost = metaF, cost
 			}
@@ -566,16 +661,12 @@ func (rs *Ruleset) build() {
 	for f := range rs.addr {
 		rs.addr[f].setHandles(hs[fieldSrc4+f])
 	}
-	rs.sportH, rs.dportH = new([65536]uint32), new([65536]uint32)
-	for v := range 65536 {
-		rs.sportH[v] = hs[fieldSport][portClass[0][v]]
-		rs.dportH[v] = hs[fieldDport][portClass[1][v]]
-	}
+	rs.sport.setHandles(hs[fieldSport])
+	rs.dport.setHandles(hs[fieldDport])
 
-	b := n*int(unsafe.Sizeof(crule{})) + len(rs.inMap)*2 + len(rs.residual)*4 + 2*65536*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
-	for f := range rs.addr {
-		x := &rs.addr[f]
-		b += len(x.eps)*16 + len(x.h)*4 + len(x.top)*8
+	b := n*int(unsafe.Sizeof(crule{})) + len(rs.inMap)*2 + len(rs.residual)*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
+	for _, x := range []*addrIndex{&rs.addr[0], &rs.addr[1], &rs.addr[2], &rs.addr[3], &rs.sport, &rs.dport} {
+		b += len(x.eps)*16 + len(x.h)*4 + len(x.top)*8 + len(x.t0)*4 + len(x.chunks)*4
 	}
 	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
 }
@@ -633,25 +724,6 @@ func (rs *Ruleset) metaClasses(r *Rule, out []int) []int {
 	return out
 }
 
-// newPortMap returns the class of every 16-bit value given interval
-// boundaries (each a start; 65536 ends the space) and the class count.
-func newPortMap(eps []uint32) (*[65536]uint16, int) {
-	var starts [65537]bool
-	starts[0] = true
-	for _, e := range eps {
-		starts[e] = true
-	}
-	m := new([65536]uint16)
-	c := -1
-	for v := range 65536 {
-		if starts[v] {
-			c++
-		}
-		m[v] = uint16(c)
-	}
-	return m, c + 1
-}
-
 // Classify returns the action of the first rule that matches k and its
 // index, or the default policy and -1. It does not allocate and does not
 // count hits (Firewall.Classify does).
@@ -673,9 +745,9 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	var hdp, hsp uint32
 	switch proto := k.Proto; {
 	case proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP || proto == ProtoUDPLite:
-		hdp, hsp = rs.dportH[k.DstPort], rs.sportH[k.SrcPort]
+		hdp, hsp = rs.dport.handle(u128{0, uint64(k.DstPort)}), rs.sport.handle(u128{0, uint64(k.SrcPort)})
 	case proto == ProtoICMP || proto == ProtoICMPv6:
-		hdp = rs.dportH[uint16(k.ICMPType)<<8|uint16(k.ICMPCode)]
+		hdp = rs.dport.handle(u128{0, uint64(k.ICMPType)<<8 | uint64(k.ICMPCode)})
 	}
 	in := 0
 	if int(k.InPort) < len(rs.inMap) {

@@ -259,3 +259,69 @@ func (g *gen) key(rules []Rule) Key {
 	k.State = []State{0, StateNew, StateEstablished, StateRelated, StateInvalid}[g.intn(5)]
 	return k
 }
+
+// inside returns a random address of p.
+func (g *gen) inside(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		if g.rnd.IntN(2) == 1 {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// trafficKey returns a key of plausible traffic: 80% of keys match a
+// random rule somewhere inside its ranges (not at the edges; an earlier
+// rule may still catch it), the rest are random packets.
+func (g *gen) trafficKey(rules []Rule) Key {
+	if len(rules) == 0 || g.pct(20) {
+		return g.key(nil)
+	}
+	r := &rules[g.intn(len(rules))]
+	v6 := g.pct(30)
+	if f := r.family(); f != 0 {
+		v6 = f == 6
+	}
+	src, dst := g.addr4(), g.addr4()
+	if v6 {
+		src, dst = g.addr6(), g.addr6()
+	}
+	if r.Src.IsValid() {
+		src = g.inside(r.Src)
+	}
+	if r.Dst.IsValid() {
+		dst = g.inside(r.Dst)
+	}
+	var k Key
+	k.SetAddrs(src, dst)
+	k.InPort = uint16(g.intn(4))
+	if r.InPort != Any {
+		k.InPort = uint16(r.InPort)
+	}
+	k.Proto = []uint8{ProtoTCP, ProtoTCP, ProtoUDP, ProtoICMP}[g.intn(4)]
+	if r.Proto != Any {
+		k.Proto = uint8(r.Proto)
+	}
+	in := func(p PortRange) uint16 { return p.Lo + uint16(g.intn(int(p.Hi-p.Lo)+1)) }
+	k.SrcPort, k.DstPort = uint16(1024+g.intn(64000)), commonPorts[g.intn(len(commonPorts))]
+	if !r.SrcPort.all() {
+		k.SrcPort = in(r.SrcPort)
+	}
+	if !r.DstPort.all() {
+		k.DstPort = in(r.DstPort)
+	}
+	k.ICMPType = uint8(g.intn(13))
+	if r.ICMPType != Any {
+		k.ICMPType = uint8(r.ICMPType)
+	}
+	if r.ICMPCode != Any {
+		k.ICMPCode = uint8(r.ICMPCode)
+	}
+	k.State = []State{StateNew, StateNew, StateEstablished, StateRelated, StateInvalid}[g.intn(5)]
+	for r.States != 0 && r.States&k.State == 0 {
+		k.State = State(1) << g.intn(4)
+	}
+	return k
+}

@@ -273,4 +273,3 @@ func (r *Router) resolve6(p *packet.Packet, out *iface, target [16]byte, now int
 	p.SetForward(out.Port)
 	r.ctr.resolutions.Add(1)
 }
-

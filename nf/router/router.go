@@ -77,7 +77,7 @@ type iface struct {
 type Router struct {
 	fib    *FIB
 	neigh  *Neighbors
-	ifaces []*iface // by port
+	ifaces []*iface  // by port
 	local4 [][4]byte // few addresses: a scan beats a map per packet
 	local6 [][16]byte
 	ctr    counters
