@@ -2,8 +2,11 @@ package rig_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
@@ -125,7 +128,11 @@ func TestGenerateStopsAtDeadlineAndCancel(t *testing.T) {
 	}
 }
 
-func measureKernelForward(t testing.TB, size int) rig.Measurement {
+// measureKernelForward measures Linux forwarding g0 -> in0 -> out0 -> s0.
+// With split, in0's NAPI is threaded and pinned to the other CPU than the
+// generator's, so forwarding and sink run there; otherwise everything
+// (generator, in0 receive, forwarding, s0 receive) runs on one CPU.
+func measureKernelForward(t testing.TB, size int, split bool) rig.Measurement {
 	topo := lab.TopologyForTest(t, "rigkpps", lab.TopologyOptions{})
 	fwd, err := rig.KernelForward(topo)
 	if err != nil {
@@ -137,7 +144,21 @@ func measureKernelForward(t testing.TB, size int) rig.Measurement {
 		t.Fatalf("%v", err)
 	}
 	defer sink.Close()
-	m, err := rig.Measure(topo.Gen, "g0", rig.ForwardConfig(size, 64), sink, 500*time.Millisecond, 2*time.Second)
+	src, err := rig.NewSource(topo.Gen, "g0", rig.ForwardConfig(size, 64))
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer src.Close()
+	if split {
+		if runtime.NumCPU() < 2 {
+			t.Skipf("skipped: the split layout needs 2 CPUs")
+		}
+		src.CPU = 0
+		if _, err := rig.ThreadNAPI(topo.DUT, "in0", 1); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	m, err := rig.MeasurePPS(src, sink, 500*time.Millisecond, 2*time.Second)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -145,14 +166,14 @@ func measureKernelForward(t testing.TB, size int) rig.Measurement {
 }
 
 // TestKernelForwardPPS logs Linux's forwarding rate for 64-byte frames
-// (60 bytes without FCS) over a 2 s window: a figure that the rig works,
-// not a pass/fail threshold.
+// (60 bytes without FCS) over a 2 s window, generator and forwarding on
+// one CPU: a figure that the rig works, not a pass/fail threshold.
 func TestKernelForwardPPS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: a 2.5 s traffic run")
 	}
-	m := measureKernelForward(t, 60)
-	t.Logf("kernel ip_forward, 64-byte frames, 64 flows: %v", m)
+	m := measureKernelForward(t, 60, false)
+	t.Logf("kernel ip_forward, 64-byte frames, 64 flows, one CPU: %v", m)
 	if m.Delivered == 0 {
 		t.Fatal("nothing delivered")
 	}
@@ -161,12 +182,49 @@ func TestKernelForwardPPS(t *testing.T) {
 	}
 }
 
-// BenchmarkKernelForward64 reports the same figure as a metric: one 2 s
-// measurement per iteration (with -benchtime 1s, one iteration).
+// BenchmarkKernelForward64 reports the same figure as metrics, in both
+// layouts: one 2 s measurement per iteration (with -benchtime 1s, one).
 func BenchmarkKernelForward64(b *testing.B) {
-	for b.Loop() {
-		m := measureKernelForward(b, 60)
-		b.ReportMetric(m.DeliveredPPS, "pps")
-		b.ReportMetric(m.OfferedPPS, "offered-pps")
+	for _, layout := range []struct {
+		name  string
+		split bool
+	}{{"one-cpu", false}, {"split", true}} {
+		b.Run(layout.name, func(b *testing.B) {
+			for b.Loop() {
+				m := measureKernelForward(b, 60, layout.split)
+				b.ReportMetric(m.DeliveredPPS, "pps")
+				b.ReportMetric(m.OfferedPPS, "offered-pps")
+			}
+		})
+	}
+}
+
+// TestThreadNAPI threads in0's NAPI, pins it, and turns it back.
+func TestThreadNAPI(t *testing.T) {
+	topo := lab.TopologyForTest(t, "rignapi", lab.TopologyOptions{})
+	if _, err := rig.ThreadNAPI(topo.DUT, "in0", 0); err == nil {
+		t.Fatal("threading a veth end without XDP or GRO succeeded")
+	}
+	sinkOn(t, topo.DUT, "in0")
+	napis, err := rig.ThreadNAPI(topo.DUT, "in0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(napis) != 1 || napis[0].PID == 0 {
+		t.Fatalf("NAPI contexts %+v, want one with a thread", napis)
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(napis[0].PID, &set); err != nil {
+		t.Fatal(err)
+	}
+	if set.Count() != 1 || !set.IsSet(0) {
+		t.Errorf("NAPI thread %d affinity has %d CPUs, want CPU 0 only", napis[0].PID, set.Count())
+	}
+	if err := rig.Unthread(topo.DUT, "in0"); err != nil {
+		t.Fatal(err)
+	}
+	napis, err = rig.NAPIs(topo.DUT, "in0")
+	if err != nil || len(napis) != 1 || napis[0].PID != 0 {
+		t.Fatalf("after Unthread: %+v, %v", napis, err)
 	}
 }
