@@ -1,0 +1,199 @@
+package router_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/nf/router"
+	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
+)
+
+func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
+
+// routerLab runs xnf as the only router between gen and sink.
+func routerLab(t *testing.T, mode afxdp.AttachMode) (*lab.Topology, *router.Router, *pipeline.Worker) {
+	topo := lab.TopologyForTest(t, "router", lab.TopologyOptions{})
+	r, err := router.NewRouter(router.Config{Interfaces: []router.Interface{
+		{Port: 0, MAC: mac(lab.DUTInMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24")}},
+		{Port: 1, MAC: mac(lab.DUTOutMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTOutAddr + "/24")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameCount: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []*afxdp.Device
+	var ports []pipeline.Port
+	err = topo.DUT.Do(func() error {
+		for _, ifname := range []string{"in0", "out0"} {
+			d, err := afxdp.Attach(ifname, afxdp.DeviceConfig{Mode: mode})
+			if err != nil {
+				return err
+			}
+			devs = append(devs, d)
+			s, err := d.OpenQueue(0, u, afxdp.SocketConfig{})
+			if err != nil {
+				return err
+			}
+			ports = append(ports, pipeline.NewXDPPort(s, 1024))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{r}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Start()
+	t.Cleanup(func() {
+		w.Stop()
+		for _, d := range devs {
+			d.Close()
+		}
+		if a := u.Accounting(); !a.Balanced() || a.Free != a.Total {
+			t.Errorf("UMEM accounting after the run: %v", a)
+		}
+		u.Close()
+	})
+	return topo, r, w
+}
+
+// ping sends one ICMP echo from ns to dst and waits for the reply.
+func ping(ns *lab.NS, dst string, id uint16) error {
+	return ns.Do(func() error {
+		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f', '!'}
+		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
+		for try := 0; try < 3; try++ { // the first may be spent resolving a neighbor
+			if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
+				return err
+			}
+			buf := make([]byte, 1500)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			for {
+				n, from, err := c.ReadFrom(buf)
+				if err != nil {
+					break
+				}
+				if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && from.String() == dst {
+					return nil
+				}
+			}
+		}
+		return errors.New("no echo reply from " + dst)
+	})
+}
+
+func TestRoutesBetweenTwoSubnets(t *testing.T) {
+	for _, mode := range []afxdp.AttachMode{afxdp.ModeNative, afxdp.ModeGeneric} {
+		t.Run(mode.String(), func(t *testing.T) {
+			topo, r, _ := routerLab(t, mode)
+
+			t.Run("ARP for the router's address is answered by xnf", func(t *testing.T) {
+				if err := ping(topo.Gen, lab.DUTInAddr, 1); err != nil {
+					t.Fatal(err)
+				}
+				c := r.Counters()
+				if c.ARPReplies == 0 || c.EchoReplies == 0 {
+					t.Errorf("router counters %+v: want ARP and echo answered by xnf", c)
+				}
+			})
+			t.Run("ping crosses the router both ways", func(t *testing.T) {
+				if err := ping(topo.Gen, lab.SinkAddr, 2); err != nil {
+					t.Fatal(err)
+				}
+				if err := ping(topo.Sink, lab.GenAddr, 3); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("a TCP transfer crosses the router", func(t *testing.T) {
+				var ln net.Listener
+				if err := topo.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", lab.SinkAddr+":8080"); return err }); err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				got := make(chan []byte, 1)
+				go func() {
+					c, err := ln.Accept()
+					if err != nil {
+						got <- nil
+						return
+					}
+					defer c.Close()
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					b, _ := io.ReadAll(c)
+					got <- b
+				}()
+				data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+				if err := topo.Gen.Do(func() error {
+					c, err := net.DialTimeout("tcp4", lab.SinkAddr+":8080", 3*time.Second)
+					if err != nil {
+						return err
+					}
+					c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+					_, err = c.Write(data)
+					c.Close()
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if b := <-got; !bytes.Equal(b, data) {
+					t.Fatalf("sink got %d bytes, want %d identical", len(b), len(data))
+				}
+			})
+			t.Run("TTL-limited UDP gets time exceeded from the router", func(t *testing.T) {
+				err := topo.Gen.Do(func() error {
+					icmp, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+					if err != nil {
+						return err
+					}
+					defer icmp.Close()
+					u, err := net.Dial("udp4", lab.SinkAddr+":33434")
+					if err != nil {
+						return err
+					}
+					defer u.Close()
+					raw, _ := u.(*net.UDPConn).SyscallConn()
+					raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, 1) })
+					u.Write([]byte("traceroute probe"))
+					buf := make([]byte, 1500)
+					icmp.SetReadDeadline(time.Now().Add(2 * time.Second))
+					for {
+						n, from, err := icmp.ReadFrom(buf)
+						if err != nil {
+							return errors.New("no time exceeded received")
+						}
+						if n >= 8 && buf[0] == 11 && from.String() == lab.DUTInAddr {
+							return nil
+						}
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c := r.Counters(); c.TimeExceeded == 0 {
+					t.Errorf("counters %+v", c)
+				}
+			})
+		})
+	}
+}
