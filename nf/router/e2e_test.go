@@ -74,7 +74,9 @@ func routerLab(t *testing.T, mode afxdp.AttachMode) (*lab.Topology, *router.Rout
 }
 
 // ping sends one ICMP echo from ns to dst and waits for the reply.
-func ping(ns *lab.NS, dst string, id uint16) error {
+func ping(ns *lab.NS, dst string, id uint16) error { return pingTries(ns, dst, id, 3) }
+
+func pingTries(ns *lab.NS, dst string, id uint16, tries int) error {
 	return ns.Do(func() error {
 		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
 		if err != nil {
@@ -83,7 +85,7 @@ func ping(ns *lab.NS, dst string, id uint16) error {
 		defer c.Close()
 		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f', '!'}
 		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
-		for try := 0; try < 3; try++ { // the first may be spent resolving a neighbor
+		for try := 0; try < tries; try++ { // the first may be spent resolving a neighbor
 			if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
 				return err
 			}
@@ -195,5 +197,52 @@ func TestRoutesBetweenTwoSubnets(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
+	topo, r, _ := routerLab(t, afxdp.ModeAuto)
+	// A subnet behind the sink that xnf knows nothing about yet.
+	if err := topo.Sink.AddAddr("lo", "198.18.9.1/32"); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Gen.AddRoute("198.18.9.0/24", lab.DUTInAddr, "g0"); err != nil {
+		t.Fatal(err)
+	}
+	h := topo.DUT.Handle()
+	k, err := router.SyncKernel(r, &h, map[string]uint16{"in0": 0, "out0": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := pingTries(topo.Gen, "198.18.9.1", 10, 1); err == nil {
+		t.Fatal("198.18.9.1 answered before any route to it existed")
+	}
+	if err := topo.DUT.AddRoute("198.18.9.0/24", lab.SinkAddr, "out0"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, ok := r.FIB().Lookup(netip.MustParseAddr("198.18.9.1")); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("route did not reach the FIB within a second (errors %v)", k.Errors())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := ping(topo.Gen, "198.18.9.1", 11); err != nil {
+		t.Fatalf("after ip route add: %v", err)
+	}
+	if err := topo.DUT.DelRoute("198.18.9.0/24", lab.SinkAddr, "out0"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline = time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := r.FIB().Lookup(netip.MustParseAddr("198.18.9.1")); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("route removal did not reach the FIB within a second")
+		}
 	}
 }

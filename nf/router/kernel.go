@@ -1,0 +1,198 @@
+package router
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// KernelSync mirrors the main routing table and the neighbor table of a
+// network namespace into a Router, through netlink subscriptions: routes
+// added by `ip route` or a routing daemon (FRR, BIRD) appear in the FIB
+// as soon as the kernel announces them, and removals too. Only routes out
+// of interfaces that map to a pipeline port are mirrored.
+type KernelSync struct {
+	r       *Router
+	ports   map[int]uint16 // ifindex -> port
+	done    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	errs    []error
+	applied atomic.Uint64
+}
+
+// SyncKernel starts mirroring the namespace ns (the caller's own namespace
+// when ns is nil). ports maps interface names in that namespace to
+// pipeline ports.
+func SyncKernel(r *Router, ns *netns.NsHandle, ports map[string]uint16) (*KernelSync, error) {
+	h, err := netlink.NewHandleAt(nsOrCurrent(ns))
+	if err != nil {
+		return nil, fmt.Errorf("router: kernel mode: netlink: %w", err)
+	}
+	defer h.Close()
+	k := &KernelSync{r: r, ports: map[int]uint16{}, done: make(chan struct{})}
+	for name, port := range ports {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("router: kernel mode: interface %q: %w", name, err)
+		}
+		k.ports[l.Attrs().Index] = port
+	}
+	routes := make(chan netlink.RouteUpdate, 256)
+	neighs := make(chan netlink.NeighUpdate, 256)
+	onErr := func(err error) { k.mu.Lock(); k.errs = append(k.errs, err); k.mu.Unlock() }
+	if err := netlink.RouteSubscribeWithOptions(routes, k.done, netlink.RouteSubscribeOptions{Namespace: ns, ListExisting: true, ErrorCallback: onErr}); err != nil {
+		return nil, fmt.Errorf("router: kernel mode: route subscription: %w", err)
+	}
+	if err := netlink.NeighSubscribeWithOptions(neighs, k.done, netlink.NeighSubscribeOptions{Namespace: ns, ListExisting: true, ErrorCallback: onErr}); err != nil {
+		close(k.done)
+		return nil, fmt.Errorf("router: kernel mode: neighbor subscription: %w", err)
+	}
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		for {
+			select {
+			case u, ok := <-routes:
+				if !ok {
+					return
+				}
+				k.route(u)
+			case u, ok := <-neighs:
+				if !ok {
+					return
+				}
+				k.neigh(u)
+			case <-k.done:
+				return
+			}
+		}
+	}()
+	return k, nil
+}
+
+func nsOrCurrent(ns *netns.NsHandle) netns.NsHandle {
+	if ns != nil {
+		return *ns
+	}
+	h, _ := netns.Get()
+	return h
+}
+
+// Applied counts the kernel updates mirrored so far.
+func (k *KernelSync) Applied() uint64 { return k.applied.Load() }
+
+// Errors returns the errors met so far (subscription and FIB errors).
+func (k *KernelSync) Errors() []error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]error(nil), k.errs...)
+}
+
+// Close stops mirroring; what was mirrored stays in the FIB.
+func (k *KernelSync) Close() {
+	select {
+	case <-k.done:
+	default:
+		close(k.done)
+	}
+	k.wg.Wait()
+}
+
+func ipToAddr(ip net.IP) (netip.Addr, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	return a.Unmap(), ok
+}
+
+func (k *KernelSync) route(u netlink.RouteUpdate) {
+	rt := u.Route
+	if rt.Table != unix.RT_TABLE_MAIN || rt.Type != unix.RTN_UNICAST {
+		return
+	}
+	var prefix netip.Prefix
+	if rt.Dst == nil {
+		if rt.Family == unix.AF_INET6 {
+			prefix = netip.MustParsePrefix("::/0")
+		} else {
+			prefix = netip.MustParsePrefix("0.0.0.0/0")
+		}
+	} else {
+		a, ok := ipToAddr(rt.Dst.IP)
+		if !ok {
+			return
+		}
+		ones, _ := rt.Dst.Mask.Size()
+		prefix = netip.PrefixFrom(a, ones)
+	}
+	if prefix.Addr().Is6() && prefix.Addr().IsLinkLocalUnicast() {
+		return // fe80::/64 per interface: not routed
+	}
+	var hops []NextHop
+	add := func(ifindex int, gw net.IP) {
+		port, ok := k.ports[ifindex]
+		if !ok {
+			return
+		}
+		nh := NextHop{Port: port}
+		if gw != nil {
+			if a, ok := ipToAddr(gw); ok {
+				nh.Gateway = a
+			}
+		}
+		hops = append(hops, nh)
+	}
+	if len(rt.MultiPath) > 0 {
+		for _, p := range rt.MultiPath {
+			add(p.LinkIndex, p.Gw)
+		}
+	} else {
+		add(rt.LinkIndex, rt.Gw)
+	}
+	var err error
+	switch u.Type {
+	case unix.RTM_NEWROUTE:
+		if len(hops) == 0 {
+			return
+		}
+		err = k.r.fib.Replace(prefix, hops...)
+	case unix.RTM_DELROUTE:
+		if len(hops) == 0 {
+			return
+		}
+		err = k.r.fib.Delete(prefix)
+	default:
+		return
+	}
+	if err != nil {
+		k.mu.Lock()
+		k.errs = append(k.errs, fmt.Errorf("router: kernel route %v: %w", prefix, err))
+		k.mu.Unlock()
+		return
+	}
+	k.applied.Add(1)
+}
+
+func (k *KernelSync) neigh(u netlink.NeighUpdate) {
+	n := u.Neigh
+	port, ok := k.ports[n.LinkIndex]
+	if !ok || len(n.HardwareAddr) != 6 {
+		return
+	}
+	a, ok := ipToAddr(n.IP)
+	if !ok {
+		return
+	}
+	usable := n.State&(netlink.NUD_PERMANENT|netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_NOARP) != 0
+	if u.Type == unix.RTM_DELNEIGH || !usable {
+		k.r.neigh.Delete(port, a)
+	} else {
+		k.r.neigh.SetStatic(Neighbor{Port: port, Addr: a, MAC: [6]byte(n.HardwareAddr)})
+	}
+	k.applied.Add(1)
+}
