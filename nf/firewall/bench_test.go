@@ -2,9 +2,33 @@ package firewall
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// cpuNs is the CPU time (user+system) the process has used. The machines
+// we bench on are shared, so wall-clock ns/op includes time the
+// benchmark was not running; cpu-ns/op does not.
+func cpuNs() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// loop runs Classify over keys (a power-of-two count) and reports
+// cpu-ns/op besides the usual figures.
+func loop(b *testing.B, rs *Ruleset, keys []Key) {
+	b.ReportAllocs()
+	mask := len(keys) - 1
+	i := 0
+	start := cpuNs()
+	for b.Loop() {
+		rs.Classify(&keys[i&mask])
+		i++
+	}
+	b.ReportMetric(float64(cpuNs()-start)/float64(b.N), "cpu-ns/op")
+}
 
 // benchSet is a realistic random rule set of n rules (70% IPv4, 30%
 // IPv6; CIDRs of /8 to /32 and /32 to /128 around 2000 sites; common
@@ -36,14 +60,7 @@ func BenchmarkClassifyEdges(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		rules, keys := edgeSet(n)
 		rs, _ := Compile(rules, Drop)
-		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				rs.Classify(&keys[i&4095])
-				i++
-			}
-		})
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) { loop(b, rs, keys) })
 	}
 }
 
@@ -54,14 +71,7 @@ func BenchmarkClassify(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				rs.Classify(&keys[i&4095])
-				i++
-			}
-		})
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) { loop(b, rs, keys) })
 	}
 }
 
@@ -76,14 +86,8 @@ func BenchmarkClassifyFamily(b *testing.B) {
 				ks = append(ks, k)
 			}
 		}
-		b.Run(fmt.Sprintf("rules=10000/ipv6=%v", v6), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				rs.Classify(&ks[i%len(ks)])
-				i++
-			}
-		})
+		ks = ks[:1024]
+		b.Run(fmt.Sprintf("rules=10000/ipv6=%v", v6), func(b *testing.B) { loop(b, rs, ks) })
 	}
 }
 
@@ -158,13 +162,6 @@ func BenchmarkClassifyHot(b *testing.B) {
 	for _, n := range []int{10, 100, 1000, 10000} {
 		rules, keys := benchSet(n)
 		rs, _ := Compile(rules, Drop)
-		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				rs.Classify(&keys[i&63])
-				i++
-			}
-		})
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) { loop(b, rs, keys[:64]) })
 	}
 }

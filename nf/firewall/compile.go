@@ -129,16 +129,66 @@ func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
 		}
 		return best
 	}
-	n := uint32(rs.pool[h])
-	for _, r := range rs.pool[h+1 : h+1+n] {
+	n := rs.pool[h]
+	l := rs.pool[h+1 : h+1+2*n]
+	for i := 0; i+1 < len(l); i += 2 {
+		r := int32(l[i])
 		if r >= best {
 			break
 		}
-		if rs.cr[r].match(p) {
+		if p.pass(l[i+1]) && rs.cr[r].match(p) {
 			return r
 		}
 	}
 	return best
+}
+
+// A filter, stored next to a rule in a list, is a necessary condition
+// of the rule checked without loading it: 0 none; filterV6 the rule
+// needs IPv6; filterV4 | filterSrc? | len<<24 | top 24 bits of a prefix
+// the rule needs IPv4 and that prefix (at most 24 bits of it).
+const (
+	filterV6  = 1 << 31
+	filterV4  = 1 << 30
+	filterSrc = 1 << 29
+)
+
+func (p *pkt) pass(f uint32) bool {
+	if f == 0 {
+		return true
+	}
+	if f&filterV6 != 0 {
+		return p.k.IPv6
+	}
+	if p.k.IPv6 {
+		return false
+	}
+	a := uint32(p.dl)
+	if f&filterSrc != 0 {
+		a = uint32(p.sl)
+	}
+	return (a>>8^f)&(0xffffff<<(24-f>>24&31))&0xffffff == 0
+}
+
+// filterFor returns the filter of rule i listed under field f.
+func (rs *Ruleset) filterFor(i, f int) uint32 {
+	r := &rs.rules[i]
+	switch r.family() {
+	case 6:
+		return filterV6
+	case 4:
+		p, src := r.Dst, uint32(0)
+		if f == fieldDst4 || !p.IsValid() {
+			p, src = r.Src, filterSrc
+		}
+		if !p.IsValid() || f == fieldSrc4 && src != 0 {
+			return 0 // a v4 rule with one prefix, listed under it: the family is implied
+		}
+		a := p.Addr().As4()
+		l := uint32(min(p.Bits(), 24))
+		return filterV4 | src | l<<24 | (uint32(a[0])<<16 | uint32(a[1])<<8 | uint32(a[2]))
+	}
+	return 0
 }
 
 type u128 struct{ hi, lo uint64 }
@@ -378,7 +428,7 @@ type Ruleset struct {
 	sport, dport addrIndex    // ports as the low 16 bits
 	metaH        []uint32
 	metaAnyH     []uint32
-	pool         []int32
+	pool         []uint32 // lists: length, then (rule, filter) pairs
 	residual     []int32
 
 	hits *hitCounters // nil unless made by a Firewall
@@ -632,10 +682,11 @@ func (rs *Ruleset) build() {
 	}
 
 	// Turn the lists into handles; equal lists share their pool entries.
-	rs.pool = []int32{0}
+	rs.pool = []uint32{0}
 	seen := map[string]uint32{}
 	total := 0
 	var hs [numFields][]uint32
+	var buf []uint32
 	for f := range ls {
 		hs[f] = make([]uint32, len(ls[f]))
 		for c, ids := range ls[f] {
@@ -645,13 +696,16 @@ func (rs *Ruleset) build() {
 			case 1:
 				hs[f][c] = single | uint32(ids[0])
 			default:
-				k := string(unsafe.Slice((*byte)(unsafe.Pointer(&ids[0])), 4*len(ids)))
+				buf = append(buf[:0], uint32(len(ids)))
+				for _, r := range ids {
+					buf = append(buf, uint32(r), rs.filterFor(int(r), f))
+				}
+				k := string(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 4*len(buf)))
 				h, ok := seen[k]
 				if !ok {
 					h = uint32(len(rs.pool))
 					seen[k] = h
-					rs.pool = append(rs.pool, int32(len(ids)))
-					rs.pool = append(rs.pool, ids...)
+					rs.pool = append(rs.pool, buf...)
 				}
 				hs[f][c] = h
 			}
