@@ -233,12 +233,9 @@ const (
 	smallList = 4
 )
 
-type bucket struct {
-	acc uint32 // number of starts below the bucket
-	h   uint32 // handle when no start is inside the bucket, else searchH
-}
-
-const searchH = ^uint32(0)
+// bucket is a top-table entry used while building: the number of
+// starts below the bucket.
+type bucket struct{ acc uint32 }
 
 // where returns -1 when a lies below every start but the first, +1 when
 // above every start, else 0 and its bucket.
