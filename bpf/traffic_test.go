@@ -5,12 +5,15 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
@@ -249,4 +252,80 @@ func TestGeneratorBurstCountedExactly(t *testing.T) {
 	}
 	st, _ := sink.Stats()
 	t.Logf("sink after %d frames: %+v", total, st)
+}
+
+// pinTo locks the goroutine to its thread and pins the thread to cpu, so
+// the per-CPU pacing state and limit of that CPU apply to its runs.
+func pinTo(t *testing.T, cpu int) {
+	t.Helper()
+	runtime.LockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatal(err)
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
+}
+
+func TestGeneratorLimitAndPacing(t *testing.T) {
+	lab.RequireRoot(t)
+	pinTo(t, 0)
+	g, err := bpf.LoadGenerator(genConfig(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	run := func(n uint32) bpf.GeneratorStats {
+		t.Helper()
+		if _, err := g.Program.Run(&ebpf.RunOptions{Data: g.Frame(), Repeat: n}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := g.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	// A limit: 1000 more frames on CPU 0, the rest of the runs skip.
+	if err := g.SetLimit(0, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if st := run(5000); st.Sent != 1000 || st.Skipped != 4000 {
+		t.Fatalf("with a limit of 1000, 5000 runs gave %+v", st)
+	}
+	if err := g.SetLimit(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st := run(10); st.Sent != 1010 {
+		t.Fatalf("after clearing the limit: %+v", st)
+	}
+
+	// Pacing at 1 Mpps: at most one frame per microsecond (plus the
+	// first), whatever the runs.
+	if err := g.SetRate(1e6); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := g.Stats()
+	start := time.Now()
+	st := run(200000)
+	el := time.Since(start)
+	sent := st.Sent - before.Sent
+	if sent == 0 || sent > uint64(el.Microseconds())+65 {
+		t.Fatalf("paced at 1 Mpps for %v: %d frames sent, %d skipped", el, sent, st.Skipped-before.Skipped)
+	}
+	t.Logf("paced at 1 Mpps: %d frames in %v of runs (%d skipped)", sent, el, st.Skipped-before.Skipped)
+	if err := g.SetRate(0); err != nil {
+		t.Fatal(err)
+	}
+	before = st
+	if st := run(100); st.Sent-before.Sent != 100 {
+		t.Fatalf("unpaced again: %d of 100 sent", st.Sent-before.Sent)
+	}
 }

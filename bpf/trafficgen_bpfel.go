@@ -13,16 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type trafficgenGenConf struct {
+	_          structs.HostLayout
+	IntervalNs uint64
+	MaxLagNs   uint64
+}
+
 type trafficgenGenStats struct {
 	_           structs.HostLayout
 	Pkts        uint64
 	ShortFrames uint64
+	Skipped     uint64
+	NextNs      uint64
+	Limit       uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	trafficgenMapGenConf   = "gen_conf"
 	trafficgenMapGenStats  = "gen_stats"
 	trafficgenProgXnfGen   = "xnf_gen"
 	trafficgenVarFlows     = "flows"
@@ -79,6 +89,7 @@ type trafficgenProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficgenMapSpecs struct {
+	GenConf  *ebpf.MapSpec `ebpf:"gen_conf"`
 	GenStats *ebpf.MapSpec `ebpf:"gen_stats"`
 }
 
@@ -111,11 +122,13 @@ func (o *trafficgenObjects) Close() error {
 //
 // It can be passed to loadTrafficgenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficgenMaps struct {
+	GenConf  *ebpf.Map `ebpf:"gen_conf"`
 	GenStats *ebpf.Map `ebpf:"gen_stats"`
 }
 
 func (m *trafficgenMaps) Close() error {
 	return _TrafficgenClose(
+		m.GenConf,
 		m.GenStats,
 	)
 }

@@ -13,12 +13,23 @@
  * time. So the program writes the Ethernet, IPv4 and UDP headers of every
  * frame from the template, then sets the UDP source port of the flow.
  *
+ * Pacing: with gen_conf.interval_ns set, a run that comes before its time
+ * slot sends nothing (XDP_DROP, counted as skipped), so the kernel's busy
+ * loop becomes a clock and frames leave evenly spaced, interval_ns apart,
+ * per CPU. A CPU that falls more than max_lag_ns behind its schedule
+ * starts afresh instead of bursting to catch up. With limit set, a CPU
+ * stops sending (skips) once its pkts counter reaches it, so a paced run
+ * can still send an exact count.
+ *
  * The template is fixed at load time (const volatile globals, so the
  * verifier sees constants): the loader builds it with the right lengths and
  * IPv4 checksum. The UDP checksum is 0 (none), so varying the source port
  * keeps every checksum right.
  */
 #include "include/xnf_bpf.h"
+
+/* Not in the shared header (include/uapi/linux/bpf.h: helper 5). */
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 
 /* The first 48 bytes of the frame: Ethernet (14), IPv4 (20), UDP (8) and
  * the first 6 payload bytes. Frames are at least 60 bytes. */
@@ -28,9 +39,25 @@ const volatile __u32 sport_base = 1024;
 const volatile __u32 flows = 1;
 
 struct gen_stats {
-	__u64 pkts; /* frames built and handed back with XDP_TX */
+	__u64 pkts;         /* frames built and handed back with XDP_TX */
 	__u64 short_frames; /* frames under 48 bytes: dropped */
+	__u64 skipped;      /* runs before their slot or past the limit: dropped */
+	__u64 next_ns;      /* pacing: when the next frame is due */
+	__u64 limit;        /* 0: none; else send while pkts < limit */
 };
+
+/* Written by the loader at run time (Generator.SetRate). */
+struct gen_conf {
+	__u64 interval_ns; /* 0: send on every run */
+	__u64 max_lag_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_conf);
+} gen_conf SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -51,6 +78,22 @@ int xnf_gen(struct xdp_md *ctx)
 	if (data + 48 > end) {
 		st->short_frames++;
 		return XDP_DROP;
+	}
+	if (st->limit && st->pkts >= st->limit) {
+		st->skipped++;
+		return XDP_DROP;
+	}
+	struct gen_conf *conf = bpf_map_lookup_elem(&gen_conf, &zero);
+	if (conf && conf->interval_ns) {
+		__u64 now = bpf_ktime_get_ns();
+		if (now < st->next_ns) {
+			st->skipped++;
+			return XDP_DROP;
+		}
+		__u64 next = st->next_ns + conf->interval_ns;
+		if (next + conf->max_lag_ns < now)
+			next = now + conf->interval_ns;
+		st->next_ns = next;
 	}
 	__u64 *w = data;
 	w[0] = tmpl[0];

@@ -85,7 +85,13 @@ type Source struct {
 	// CPU pins the workers' threads to one CPU for the run (restored
 	// after); -1 (NewSource's default) pins them to the CPU Run is called
 	// on, -2 leaves them unpinned (they may then take both cores).
-	CPU     int
+	CPU int
+	// Rate paces the run to this many frames per second (0: as fast as
+	// the core goes). Frames leave evenly spaced (bpf.Generator.SetRate),
+	// which a forwarder on another core needs to show its no-loss rate:
+	// unpaced, the generator overruns the 256-frame veth ring and the
+	// ring's contention slows the receiver down. Needs a pinned CPU.
+	Rate    float64
 	ifindex uint32
 }
 
@@ -113,11 +119,12 @@ func (s *Source) Sent() (uint64, error) { return s.Gen.Sent() }
 // Close unloads the generator.
 func (s *Source) Close() error { return s.Gen.Close() }
 
-// Sizing of generator calls: the first is firstChunk frames, the next ones
-// double until a call lasts sliceTarget, then follow the measured rate;
-// near the deadline they shrink to the time left.
+// Sizing of generator calls: the first is firstChunk runs; the next ones
+// last about sliceTarget of CPU time, at the rate measured by the thread's
+// CPU time (the wall time of a call includes the ~20 ms teardown sleep, which
+// the other worker fills). Near the deadline they shrink to the time left.
 const (
-	sliceTarget = 100 * time.Millisecond
+	sliceTarget = 50 * time.Millisecond
 	firstChunk  = 4096
 	maxChunk    = 1 << 24
 )
@@ -139,17 +146,35 @@ func (s *Source) Run(ctx context.Context, d time.Duration, maxPackets uint64) (s
 	if err != nil {
 		return 0, err
 	}
-	deadline := time.Now().Add(d)
-	var budget *atomic.Int64
-	if maxPackets > 0 {
-		budget = new(atomic.Int64)
-		budget.Store(int64(maxPackets))
-	}
 	workers := max(s.Workers, 1)
 	cpu := s.CPU
 	if cpu == -1 {
 		cpu = currentCPU()
 	}
+	if s.Rate < 0 || (s.Rate > 0 && cpu < 0) {
+		return 0, fmt.Errorf("rig: rate %v pps needs a positive rate and a pinned CPU (CPU %d)", s.Rate, s.CPU)
+	}
+	if err := s.Gen.SetRate(s.Rate); err != nil {
+		return 0, err
+	}
+	// Unpaced, workers claim exact run counts from budget. Paced, runs
+	// send fewer frames than runs: the program's per-CPU limit keeps the
+	// count exact and the workers stop when the counter reaches it.
+	var budget *atomic.Int64
+	var until uint64
+	if maxPackets > 0 {
+		if s.Rate > 0 {
+			if err := s.Gen.SetLimit(cpu, maxPackets); err != nil {
+				return 0, err
+			}
+			defer s.Gen.SetLimit(cpu, 0)
+			until = start + maxPackets
+		} else {
+			budget = new(atomic.Int64)
+			budget.Store(int64(maxPackets))
+		}
+	}
+	deadline := time.Now().Add(d)
 	errs := make(chan error, workers)
 	for i := 0; i < workers; i++ {
 		go func() {
@@ -161,7 +186,7 @@ func (s *Source) Run(ctx context.Context, d time.Duration, maxPackets uint64) (s
 					}
 					defer restore()
 				}
-				return s.loop(ctx, deadline, budget)
+				return s.loop(ctx, deadline, budget, until)
 			})
 		}()
 	}
@@ -181,9 +206,14 @@ func (s *Source) Run(ctx context.Context, d time.Duration, maxPackets uint64) (s
 }
 
 // loop is one worker: generator calls until the deadline, the budget or ctx.
-func (s *Source) loop(ctx context.Context, deadline time.Time, budget *atomic.Int64) error {
+func (s *Source) loop(ctx context.Context, deadline time.Time, budget *atomic.Int64, until uint64) error {
 	chunk := uint64(firstChunk)
 	for ctx.Err() == nil {
+		if until > 0 {
+			if sent, err := s.Gen.Sent(); err != nil || sent >= until {
+				return err
+			}
+		}
 		now := time.Now()
 		left := deadline.Sub(now)
 		if left <= 0 {
@@ -203,22 +233,34 @@ func (s *Source) loop(ctx context.Context, deadline time.Time, budget *atomic.In
 				}
 			}
 		}
+		cpu0 := threadCPUTime()
 		if err := s.Gen.Run(s.ifindex, uint32(n)); err != nil {
 			return err
 		}
 		el := max(time.Since(now), time.Microsecond)
-		if el < sliceTarget/2 {
-			chunk = min(chunk*2, maxChunk)
+		busy := threadCPUTime() - cpu0
+		if busy < time.Millisecond {
+			chunk = min(n*8, maxChunk)
 		} else {
-			chunk = uint64(float64(n) * float64(sliceTarget) / float64(el))
+			chunk = uint64(float64(n) * float64(sliceTarget) / float64(busy))
 		}
-		// Never plan past the deadline: scale to the time left.
-		if left := time.Until(deadline); left < sliceTarget {
-			chunk = uint64(float64(n) * float64(left) / float64(el))
+		// Never plan past the deadline: scale to the time left at the
+		// wall-clock rate (teardown included: this undershoots).
+		if left := time.Until(deadline); left < 2*sliceTarget {
+			chunk = min(chunk, uint64(float64(n)*float64(left)/float64(el)))
 		}
 		chunk = max(1, min(chunk, maxChunk))
 	}
 	return nil
+}
+
+// threadCPUTime is the calling thread's CPU time, user and system.
+func threadCPUTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // currentCPU is the CPU the calling thread runs on.

@@ -228,3 +228,56 @@ func TestThreadNAPI(t *testing.T) {
 		t.Fatalf("after Unthread: %+v, %v", napis, err)
 	}
 }
+
+// TestPacedRun checks the rate and the exact count of paced runs.
+func TestPacedRun(t *testing.T) {
+	topo := lab.TopologyForTest(t, "rigpace", lab.TopologyOptions{})
+	sink := sinkOn(t, topo.DUT, "in0")
+	src, err := rig.NewSource(topo.Gen, "g0", rig.ForwardConfig(60, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	src.Rate = 100e3
+
+	start := time.Now()
+	sent, err := src.Run(context.Background(), 300*time.Millisecond, 0)
+	el := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never above the rate; below it when other processes take the CPU
+	// (a CPU more than 64 frames behind drops its backlog, not bursts).
+	want := src.Rate * el.Seconds()
+	if sent == 0 || float64(sent) > want+64 {
+		t.Errorf("paced at 100 kpps for %v: sent %d, want at most %.0f", el, sent, want)
+	}
+	got, _ := sink.WaitCount(sent, 100*time.Millisecond, time.Second)
+	if got != sent {
+		t.Fatalf("sent %d, sink counted %d", sent, got)
+	}
+	t.Logf("paced at 100 kpps: %d frames in %v", sent, el)
+
+	start = time.Now()
+	sent, err = src.Run(context.Background(), 2*time.Second, 5000)
+	el = time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent != 5000 {
+		t.Fatalf("a paced run bounded to 5000 frames sent %d", sent)
+	}
+	if el < 45*time.Millisecond {
+		t.Errorf("5000 frames at 100 kpps took only %v", el)
+	}
+	total, _ := sink.WaitCount(got+5000, 100*time.Millisecond, time.Second)
+	st, _ := src.Gen.Stats()
+	if total != st.Sent {
+		t.Fatalf("generator sent %d in all, sink counted %d", st.Sent, total)
+	}
+
+	src.CPU = -2
+	if _, err := src.Run(context.Background(), 10*time.Millisecond, 0); err == nil {
+		t.Error("a paced run on unpinned threads was accepted")
+	}
+}
