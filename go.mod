@@ -9,7 +9,10 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require github.com/gopacket/gopacket v1.7.7
+require (
+	github.com/gopacket/gopacket v1.7.7
+	go.yaml.in/yaml/v3 v3.0.6
+)
 
 require golang.org/x/net v0.55.0 // indirect
 

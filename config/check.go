@@ -1,0 +1,204 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/bpf"
+)
+
+func (f *File) check() error {
+	if len(f.Ports) == 0 {
+		return f.errField("ports", "no ports (expected a list of ports, each with a name and an interface)")
+	}
+	names := map[string]int{}
+	nq := -1
+	for i := range f.Ports {
+		p := &f.Ports[i]
+		at := fmt.Sprintf("ports[%d]", i)
+		if p.Name == "" {
+			return f.errField(at, "missing name (expected a short name such as in or out)")
+		}
+		if j, dup := names[p.Name]; dup {
+			return f.errField(at+".name", "port name %q is already used by ports[%d]", p.Name, j)
+		}
+		names[p.Name] = i
+		if p.Interface == "" {
+			return f.errField(at, "port %q: missing interface (expected an interface name such as eth0)", p.Name)
+		}
+		if len(p.Interface) > 15 {
+			return f.errField(at+".interface", "%q is longer than an interface name can be (15 characters)", p.Interface)
+		}
+		if len(p.Queues) == 0 {
+			p.Queues = []int{0}
+		}
+		for k, q := range p.Queues {
+			if q < 0 || q > 4095 {
+				return f.errField(fmt.Sprintf("%s.queues[%d]", at, k), "%d is not a queue number (expected 0-4095)", q)
+			}
+		}
+		if nq >= 0 && len(p.Queues) != nq {
+			return f.errField(at+".queues", "port %q lists %d queues but ports[0] lists %d (every port needs one queue per worker)", p.Name, len(p.Queues), nq)
+		}
+		nq = len(p.Queues)
+		if _, err := afxdp.ParseAttachMode(p.Mode); err != nil {
+			return f.errField(at+".mode", "%v", err)
+		}
+		if _, err := ParseZeroCopy(p.ZeroCopy); err != nil {
+			return f.errField(at+".zero_copy", "%v", err)
+		}
+		if r := p.RingSize; r != 0 && (r < 64 || r > 1<<16 || r&(r-1) != 0) {
+			return f.errField(at+".ring_size", "%d is not a power of two between 64 and 65536", r)
+		}
+		if _, err := p.Filter.BPF(); err != nil {
+			return f.errField(at+".filter", "%v", err)
+		}
+	}
+	if s := f.UMEM.FrameSize; s != 0 && s != 2048 && s != 4096 {
+		return f.errField("umem.frame_size", "%d: expected 2048 or 4096", s)
+	}
+	if n := f.UMEM.Frames; n != 0 && (n < 256 || n > 1<<20) {
+		return f.errField("umem.frames", "%d: expected between 256 and 1048576", n)
+	}
+	for i, c := range f.Workers.CPUs {
+		if c < 0 || c > 4095 {
+			return f.errField(fmt.Sprintf("workers.cpus[%d]", i), "%d is not a CPU number", c)
+		}
+	}
+	if b := f.Workers.Burst; b != 0 && (b < 1 || b > 256) {
+		return f.errField("workers.burst", "%d: expected between 1 and 256", b)
+	}
+	for i, fw := range f.Forward {
+		at := fmt.Sprintf("forward[%d]", i)
+		if _, ok := names[fw.From]; !ok {
+			return f.errField(at+".from", "unknown port %q (expected one of %s)", fw.From, portNames(names))
+		}
+		if _, ok := names[fw.To]; !ok {
+			return f.errField(at+".to", "unknown port %q (expected one of %s)", fw.To, portNames(names))
+		}
+	}
+	if l := f.Metrics.Listen; l != "" && l != "off" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			return f.errField("metrics.listen", "%q: expected host:port such as 127.0.0.1:9464, or off", l)
+		}
+	}
+	switch f.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return f.errField("log.level", "%q: expected debug, info, warn or error", f.Log.Level)
+	}
+	switch f.Log.Format {
+	case "", "text", "json":
+	default:
+		return f.errField("log.format", "%q: expected text or json", f.Log.Format)
+	}
+	for i, s := range f.Chain {
+		at := fmt.Sprintf("chain[%d]", i)
+		if s.Type == "" {
+			return f.errField(at, "missing type (expected one of %s)", strings.Join(Types(), ", "))
+		}
+		if _, ok := lookup(s.Type); !ok {
+			return f.errField(at+".type", "unknown stage type %q (expected one of %s)", s.Type, strings.Join(Types(), ", "))
+		}
+	}
+	// Build every stage once: the builders check their own fields.
+	for i := range f.Chain {
+		if _, err := f.buildStage(i, &BuildContext{File: f, Check: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func portNames(m map[string]int) string {
+	var s []string
+	for k := range m {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
+// ParseZeroCopy parses auto, require and off.
+func ParseZeroCopy(s string) (afxdp.ZeroCopy, error) {
+	switch s {
+	case "", "auto":
+		return afxdp.ZeroCopyAuto, nil
+	case "require", "required", "on":
+		return afxdp.ZeroCopyRequire, nil
+	case "off", "copy":
+		return afxdp.ZeroCopyOff, nil
+	}
+	return 0, fmt.Errorf("unknown zero-copy policy %q (expected auto, require or off)", s)
+}
+
+// BPF turns the filter into the XDP program's filter.
+func (fl Filter) BPF() (bpf.Filter, error) {
+	var out bpf.Filter
+	switch strings.ToLower(fl.EtherType) {
+	case "", "any", "all":
+	case "ipv4", "ip":
+		out.EtherType = 0x0800
+	case "ipv6":
+		out.EtherType = 0x86dd
+	case "arp":
+		out.EtherType = 0x0806
+	default:
+		v, err := strconv.ParseUint(fl.EtherType, 0, 16)
+		if err != nil || v < 0x600 {
+			return out, fmt.Errorf("ethertype %q: expected ipv4, ipv6, arp or a number such as 0x88b5", fl.EtherType)
+		}
+		out.EtherType = uint16(v)
+	}
+	switch strings.ToLower(fl.Proto) {
+	case "", "any", "all":
+	case "tcp":
+		out.IPProto = 6
+	case "udp":
+		out.IPProto = 17
+	case "icmp":
+		out.IPProto = 1
+	case "icmpv6":
+		out.IPProto = 58
+	case "sctp":
+		out.IPProto = 132
+	default:
+		v, err := strconv.ParseUint(fl.Proto, 0, 8)
+		if err != nil || v == 0 {
+			return out, fmt.Errorf("proto %q: expected tcp, udp, icmp, icmpv6, sctp or a protocol number 1-255", fl.Proto)
+		}
+		out.IPProto = uint8(v)
+	}
+	out.DstPorts = fl.DstPorts
+	return out, nil
+}
+
+// PortIndex maps port names to pipeline port indices.
+func (f *File) PortIndex() map[string]uint16 {
+	m := map[string]uint16{}
+	for i, p := range f.Ports {
+		m[p.Name] = uint16(i)
+	}
+	return m
+}
+
+// DefaultOut returns each port's default output from the forward rules:
+// by default a pair of ports forward to each other.
+func (f *File) DefaultOut() []uint16 {
+	idx := f.PortIndex()
+	out := make([]uint16, len(f.Ports))
+	for i := range out {
+		out[i] = uint16(i ^ 1)
+		if int(out[i]) >= len(out) {
+			out[i] = uint16(i)
+		}
+	}
+	for _, fw := range f.Forward {
+		out[idx[fw.From]] = idx[fw.To]
+	}
+	return out
+}

@@ -1,0 +1,349 @@
+// Package config reads an xnf service chain from YAML: the ports (which
+// interfaces and queues, XDP mode, zero-copy policy, ring and UMEM sizes),
+// the workers, the chain of stages with their parameters, metrics and
+// logging. Unknown fields are errors, and every error names the file, the
+// line and the field and says what was expected:
+//
+//	chain.yaml:14: chain[1].rules[2]: dport: 70000 is not a port (expected 0-65535 or lo-hi)
+//
+// Stage types are registered by name (Register), so a program that adds
+// its own stage makes it usable from YAML with one call.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// File is a parsed chain file.
+type File struct {
+	Ports   []Port    `yaml:"ports"`
+	UMEM    UMEM      `yaml:"umem"`
+	Workers Workers   `yaml:"workers"`
+	Chain   []Stage   `yaml:"chain"`
+	Forward []Forward `yaml:"forward"`
+	Metrics Metrics   `yaml:"metrics"`
+	Log     Log       `yaml:"log"`
+
+	// Path is where the file was read from ("" for a string).
+	Path string `yaml:"-"`
+	root *yaml.Node
+}
+
+// Port is one interface as a pipeline port.
+type Port struct {
+	// Name is how stages and forward rules refer to the port.
+	Name      string `yaml:"name"`
+	Interface string `yaml:"interface"`
+	// Queues lists the RX queues to serve (default: [0]). Every port must
+	// list as many queues as the others: worker i serves queue Queues[i]
+	// of every port.
+	Queues []int `yaml:"queues"`
+	// Mode is auto (default), native, generic or offload.
+	Mode string `yaml:"mode"`
+	// ZeroCopy is auto (default), require or off.
+	ZeroCopy string `yaml:"zero_copy"`
+	// RingSize sizes all four rings (default 2048, a power of two).
+	RingSize int `yaml:"ring_size"`
+	// Frags loads the multi-buffer program (jumbo frames).
+	Frags  bool   `yaml:"frags"`
+	Filter Filter `yaml:"filter"`
+}
+
+// Filter chooses what the XDP program claims; the rest goes to the kernel.
+type Filter struct {
+	EtherType string   `yaml:"ethertype"` // "ipv4", "ipv6", "arp" or a number like 0x88b5
+	Proto     string   `yaml:"proto"`     // "tcp", "udp", "icmp", "icmpv6" or a number
+	DstPorts  []uint16 `yaml:"dst_ports"`
+}
+
+// UMEM sizes each worker's packet memory.
+type UMEM struct {
+	FrameSize int  `yaml:"frame_size"` // 2048 or 4096 (default 4096)
+	Frames    int  `yaml:"frames"`     // default 4096
+	HugePages bool `yaml:"huge_pages"` // try huge pages, fall back to pages
+}
+
+// Workers says where workers run and how they behave.
+type Workers struct {
+	// CPUs pins worker i to CPUs[i]; missing entries leave it unpinned.
+	CPUs  []int `yaml:"cpus"`
+	Burst int   `yaml:"burst"` // default 64
+	// Spin is the number of empty loops before blocking in poll(2).
+	Spin int `yaml:"spin"`
+	// BusyPoll never blocks (a core at 100%).
+	BusyPoll bool `yaml:"busy_poll"`
+}
+
+// Stage is one chain entry: a type and that type's own fields.
+type Stage struct {
+	Type string `yaml:"type"`
+	// Name overrides the stage's name in counters (default: its type).
+	Name string `yaml:"name"`
+	node *yaml.Node
+}
+
+// Forward sets where packets received on a port go when no stage decides.
+type Forward struct {
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is host:port (default 127.0.0.1:9464); "off" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// Error is a configuration error with its place.
+type Error struct {
+	File  string
+	Line  int
+	Field string // path such as chain[1].rules[2]
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+	} else {
+		b.WriteString("<config>")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and checks a chain file.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse reads and checks a chain from bytes; name is used in errors.
+func Parse(name string, data []byte) (*File, error) {
+	f := &File{Path: name}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: name, Msg: "empty file (expected ports and a chain)"}
+		}
+		return nil, yamlError(name, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, &Error{File: name, Msg: "empty file (expected ports and a chain)"}
+	}
+	f.root = doc.Content[0]
+	if err := decodeStrict(name, "", f.root, f); err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// yamlError turns a yaml.v3 error ("yaml: line 3: ...") into an Error.
+func yamlError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+	}
+	return &Error{File: file, Line: line, Msg: msg}
+}
+
+// errAt makes an Error at a node.
+func (f *File) errAt(n *yaml.Node, field, format string, args ...any) error {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	return &Error{File: f.Path, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// decodeStrict decodes node into out, refusing mapping keys that out has no
+// field for (recursively), with the line of the offending key.
+func decodeStrict(file, path string, node *yaml.Node, out any) error {
+	if err := checkKeys(file, path, node, reflect.TypeOf(out)); err != nil {
+		return err
+	}
+	if err := node.Decode(out); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) && len(te.Errors) > 0 {
+			return yamlError(file, errors.New(te.Errors[0]))
+		}
+		return yamlError(file, err)
+	}
+	return nil
+}
+
+func checkKeys(file, path string, n *yaml.Node, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{File: file, Line: n.Line, Field: path, Msg: fmt.Sprintf("expected a mapping of %s, got %s", fieldList(t), describe(n))}
+		}
+		if t == reflect.TypeOf(Stage{}) {
+			return nil // stage fields belong to the stage type: checked by its builder
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			sf, ok := fieldByTag(t, k.Value)
+			if !ok {
+				return &Error{File: file, Line: k.Line, Field: join(path, k.Value), Msg: fmt.Sprintf("unknown field (expected one of %s)", fieldList(t))}
+			}
+			if err := checkKeys(file, join(path, k.Value), v, sf.Type); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.SequenceNode {
+			for i, c := range n.Content {
+				if err := checkKeys(file, fmt.Sprintf("%s[%d]", path, i), c, t.Elem()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag := strings.Split(f.Tag.Get("yaml"), ",")[0]; tag == key && tag != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func fieldList(t reflect.Type) string {
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+			names = append(names, tag)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// UnmarshalYAML keeps the stage's node for its builder.
+func (s *Stage) UnmarshalYAML(n *yaml.Node) error {
+	s.node = n
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "type":
+			s.Type = n.Content[i+1].Value
+		case "name":
+			s.Name = n.Content[i+1].Value
+		}
+	}
+	return nil
+}
+
+// Node is the stage's YAML mapping (for builders).
+func (s *Stage) Node() *yaml.Node { return s.node }
+
+// node finds the value node at a path like "ports[1].mode" (nil if absent).
+func (f *File) node(path string) *yaml.Node {
+	n := f.root
+	for _, part := range strings.Split(path, ".") {
+		if n == nil {
+			return nil
+		}
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			fmt.Sscanf(part[i:], "[%d]", &idx)
+		}
+		if name != "" {
+			n = mapValue(n, name)
+		}
+		if idx >= 0 {
+			if n == nil || n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return nil
+			}
+			n = n.Content[idx]
+		}
+	}
+	return n
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// errField makes an Error at the node of a field path (or its nearest
+// existing parent).
+func (f *File) errField(path, format string, args ...any) error {
+	n := f.node(path)
+	for p := path; n == nil && p != ""; {
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+		n = f.node(p)
+	}
+	return f.errAt(n, path, format, args...)
+}

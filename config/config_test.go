@@ -1,0 +1,96 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const valid = `# the demo chain, minus what has not landed
+ports:
+  - name: in
+    interface: in0
+    mode: native
+    filter:
+      ethertype: ipv4
+  - name: out
+    interface: out0
+umem:
+  frame_size: 2048
+  frames: 4096
+workers:
+  cpus: [1]
+  burst: 64
+chain:
+  - type: router
+    interfaces:
+      - port: in
+        addrs: [198.18.0.2/24]
+        mac: 02:00:00:00:00:02
+      - port: out
+        addrs: [198.18.1.1/24]
+        mac: 02:00:00:00:01:01
+    routes:
+      - to: 198.19.0.0/16
+        via: [198.18.1.2]
+        port: out
+metrics:
+  listen: 127.0.0.1:9464
+`
+
+func TestValidFileLoads(t *testing.T) {
+	f, err := Parse("chain.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Ports) != 2 || f.Ports[0].Interface != "in0" || f.Ports[1].Queues[0] != 0 || len(f.Chain) != 1 || f.Chain[0].Type != "router" {
+		t.Errorf("parsed %+v", f)
+	}
+	if out := f.DefaultOut(); out[0] != 1 || out[1] != 0 {
+		t.Errorf("default outputs %v, want in->out and out->in", out)
+	}
+	st, err := f.Stages(&BuildContext{File: f, Check: true})
+	if err != nil || len(st) != 1 || st[0].Name() != "router" {
+		t.Errorf("stages %v, %v", st, err)
+	}
+}
+
+func TestMistakesNameFileLineAndField(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"unknown top-level field", "umem:", "umen:", `chain.yaml:10: umen: unknown field (expected one of ports, umem, workers, chain, forward, metrics, log)`},
+		{"unknown port field", "    mode: native", "    moed: native", `chain.yaml:5: ports[0].moed: unknown field`},
+		{"bad XDP mode", "mode: native", "mode: turbo", `chain.yaml:5: ports[0].mode: unknown XDP mode "turbo" (expected auto, native, generic or offload)`},
+		{"bad ethertype", "ethertype: ipv4", "ethertype: ipx", `chain.yaml:7: ports[0].filter: ethertype "ipx": expected ipv4, ipv6, arp or a number`},
+		{"frame size not allowed", "frame_size: 2048", "frame_size: 3000", `chain.yaml:11: umem.frame_size: 3000: expected 2048 or 4096`},
+		{"a string where a number goes", "frames: 4096", "frames: many", "chain.yaml:12: cannot unmarshal !!str `many` into int"},
+		{"duplicate port name", "name: out", "name: in", `chain.yaml:8: ports[1].name: port name "in" is already used by ports[0]`},
+		{"unknown stage type", "type: router", "type: teleporter", `chain.yaml:17: chain[0].type: unknown stage type "teleporter" (expected one of`},
+		{"unknown stage field", "    routes:", "    rootes:", `chain.yaml:25: chain[0].rootes: unknown field (expected one of interfaces, routes, neighbors, fib, icmp_rate, neighbor_reachable)`},
+		{"stage names an unknown port", "port: out\n", "port: wan\n", `chain.yaml:22: chain[0].interfaces[1].port: unknown port "wan" (expected one of in, out)`},
+		{"bad address in a stage", "198.18.0.2/24", "198.18.0.300/24", `chain.yaml:20: chain[0].interfaces[0].addrs[0]: "198.18.0.300/24" is not an address with prefix length`},
+		{"bad MAC in a stage", "mac: 02:00:00:00:01:01", "mac: 02:00:00:00:01", `chain.yaml:24: chain[0].interfaces[1].mac: "02:00:00:00:01" is not a MAC address`},
+		{"bad metrics address", "listen: 127.0.0.1:9464", "listen: localhost", `chain.yaml:30: metrics.listen: "localhost": expected host:port`},
+		{"YAML syntax error", "  burst: 64", "  burst: [64", `chain.yaml:14: did not find expected`},
+		{"queue lists of different lengths", "    interface: out0", "    interface: out0\n    queues: [0, 1]", `chain.yaml:10: ports[1].queues: port "out" lists 2 queues but ports[0] lists 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(valid, tc.old) {
+				t.Fatalf("test bug: %q not in the valid file", tc.old)
+			}
+			_, err := Parse("chain.yaml", []byte(strings.Replace(valid, tc.old, tc.new, 1)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got  %v\nwant an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmptyAndPortlessFiles(t *testing.T) {
+	if _, err := Parse("e.yaml", []byte("")); err == nil || !strings.Contains(err.Error(), "e.yaml: empty file") {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := Parse("p.yaml", []byte("chain: []\n")); err == nil || !strings.Contains(err.Error(), "no ports") {
+		t.Errorf("no ports: %v", err)
+	}
+}

@@ -1,0 +1,168 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/xnfdev/xnf/pipeline"
+)
+
+// BuildContext is what a stage builder knows about the chain it joins.
+type BuildContext struct {
+	File *File
+	// Worker is the index of the worker the stage instance is for: stages
+	// are built once per worker, so per-worker state needs no locks.
+	Worker int
+	// Check is set by `xnf run --check`: validate, touch no system state.
+	Check bool
+}
+
+// Port returns the index of a named port, or an error listing the names.
+func (c *BuildContext) Port(name string) (uint16, error) {
+	idx := c.File.PortIndex()
+	if i, ok := idx[name]; ok {
+		return i, nil
+	}
+	var names []string
+	for n := range idx {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return 0, fmt.Errorf("unknown port %q (expected one of %s)", name, strings.Join(names, ", "))
+}
+
+// MAC returns the hardware address of a named port's interface (zero in
+// check mode or when the interface is missing there).
+func (c *BuildContext) MAC(port string) ([6]byte, error) {
+	i, err := c.Port(port)
+	if err != nil {
+		return [6]byte{}, err
+	}
+	ifname := c.File.Ports[i].Interface
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		if c.Check {
+			return [6]byte{}, nil
+		}
+		return [6]byte{}, fmt.Errorf("port %q: interface %s: %w", port, ifname, err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return [6]byte{}, fmt.Errorf("port %q: interface %s has no Ethernet address", port, ifname)
+	}
+	return [6]byte(ifi.HardwareAddr), nil
+}
+
+// StageConfig is one stage's YAML, for its builder.
+type StageConfig struct {
+	file  *File
+	index int
+	node  *yaml.Node
+}
+
+// Path is the stage's field path, such as chain[2].
+func (s *StageConfig) Path() string { return fmt.Sprintf("chain[%d]", s.index) }
+
+// Decode decodes the stage's fields (all but type and name) into out, a
+// pointer to a struct with yaml tags. Unknown fields are errors.
+func (s *StageConfig) Decode(out any) error {
+	stripped := &yaml.Node{Kind: yaml.MappingNode, Line: s.node.Line, Column: s.node.Column}
+	for i := 0; i+1 < len(s.node.Content); i += 2 {
+		if k := s.node.Content[i].Value; k != "type" && k != "name" {
+			stripped.Content = append(stripped.Content, s.node.Content[i], s.node.Content[i+1])
+		}
+	}
+	return decodeStrict(s.file.Path, s.Path(), stripped, out)
+}
+
+// Errorf makes an error at a field of the stage ("rules[2]" or ""), with
+// the line of that field.
+func (s *StageConfig) Errorf(field, format string, args ...any) error {
+	p := s.Path()
+	if field != "" {
+		p += "." + field
+	}
+	return s.file.errField(p, format, args...)
+}
+
+// Builder makes one instance of a stage type from its configuration.
+type Builder func(ctx *BuildContext, cfg *StageConfig) (pipeline.Stage, error)
+
+var (
+	regMu    sync.Mutex
+	registry = map[string]Builder{}
+)
+
+// Register makes a stage type usable from YAML as `type: name`. Programs
+// register their own stages before calling the CLI; names with a slash
+// (mycompany/dnsblock) keep them apart from xnf's own.
+func Register(name string, b Builder) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("config: stage type " + name + " registered twice")
+	}
+	registry[name] = b
+}
+
+func lookup(name string) (Builder, bool) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	b, ok := registry[name]
+	return b, ok
+}
+
+// Types lists the registered stage types.
+func Types() []string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	var out []string
+	for k := range registry {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *File) buildStage(i int, ctx *BuildContext) (pipeline.Stage, error) {
+	s := f.Chain[i]
+	b, _ := lookup(s.Type)
+	sc := &StageConfig{file: f, index: i, node: s.node}
+	st, err := b(ctx, sc)
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, sc.Errorf("", "%v", err)
+	}
+	if s.Name != "" {
+		st = named{st, s.Name}
+	}
+	return st, nil
+}
+
+// Stages builds the chain for one worker.
+func (f *File) Stages(ctx *BuildContext) ([]pipeline.Stage, error) {
+	var out []pipeline.Stage
+	for i := range f.Chain {
+		st, err := f.buildStage(i, ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+type named struct {
+	pipeline.Stage
+	name string
+}
+
+func (n named) Name() string { return n.name }

@@ -1,0 +1,152 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/xnfdev/xnf/nf/router"
+	"github.com/xnfdev/xnf/pipeline"
+)
+
+func init() {
+	Register("router", buildRouter)
+}
+
+// RouterConfig is the YAML of a router stage.
+type RouterConfig struct {
+	Interfaces []struct {
+		Port  string   `yaml:"port"`
+		Addrs []string `yaml:"addrs"`
+		MAC   string   `yaml:"mac"` // default: the port's interface MAC
+	} `yaml:"interfaces"`
+	Routes []struct {
+		To   string   `yaml:"to"`
+		Via  []string `yaml:"via"`
+		Port string   `yaml:"port"`
+	} `yaml:"routes"`
+	Neighbors []struct {
+		Port string `yaml:"port"`
+		Addr string `yaml:"addr"`
+		MAC  string `yaml:"mac"`
+	} `yaml:"neighbors"`
+	// FIB is static (default: interfaces' subnets and routes above) or
+	// kernel (also mirror the main routing and neighbor tables of xnf's
+	// network namespace, for FRR, BIRD or `ip route`).
+	FIB       string `yaml:"fib"`
+	ICMPRate  int    `yaml:"icmp_rate"`
+	Reachable string `yaml:"neighbor_reachable"`
+}
+
+func parseMAC(s string) ([6]byte, error) {
+	m, err := net.ParseMAC(s)
+	if err != nil || len(m) != 6 {
+		return [6]byte{}, fmt.Errorf("%q is not a MAC address (expected six hex bytes such as 02:00:00:00:00:01)", s)
+	}
+	return [6]byte(m), nil
+}
+
+func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
+	var c RouterConfig
+	if err := sc.Decode(&c); err != nil {
+		return nil, err
+	}
+	var rc router.Config
+	if len(c.Interfaces) == 0 {
+		return nil, sc.Errorf("interfaces", "a router needs interfaces (expected a list of {port, addrs})")
+	}
+	for i, ic := range c.Interfaces {
+		at := fmt.Sprintf("interfaces[%d]", i)
+		port, err := ctx.Port(ic.Port)
+		if err != nil {
+			return nil, sc.Errorf(at+".port", "%v", err)
+		}
+		ri := router.Interface{Port: port}
+		if ic.MAC != "" {
+			if ri.MAC, err = parseMAC(ic.MAC); err != nil {
+				return nil, sc.Errorf(at+".mac", "%v", err)
+			}
+		} else if ri.MAC, err = ctx.MAC(ic.Port); err != nil {
+			return nil, sc.Errorf(at+".port", "%v", err)
+		}
+		for k, a := range ic.Addrs {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return nil, sc.Errorf(fmt.Sprintf("%s.addrs[%d]", at, k), "%q is not an address with prefix length (expected e.g. 198.18.0.1/24)", a)
+			}
+			ri.Addrs = append(ri.Addrs, p)
+		}
+		rc.Interfaces = append(rc.Interfaces, ri)
+	}
+	for i, r := range c.Routes {
+		at := fmt.Sprintf("routes[%d]", i)
+		to := r.To
+		if to == "default" {
+			to = "0.0.0.0/0"
+		}
+		pfx, err := netip.ParsePrefix(to)
+		if err != nil {
+			return nil, sc.Errorf(at+".to", "%q is not a prefix (expected e.g. 198.19.0.0/16 or default)", r.To)
+		}
+		port, err := ctx.Port(r.Port)
+		if err != nil {
+			return nil, sc.Errorf(at+".port", "%v", err)
+		}
+		sr := router.StaticRoute{Prefix: pfx}
+		for k, v := range r.Via {
+			gw, err := netip.ParseAddr(v)
+			if err != nil {
+				return nil, sc.Errorf(fmt.Sprintf("%s.via[%d]", at, k), "%q is not an IP address", v)
+			}
+			sr.NextHops = append(sr.NextHops, router.NextHop{Port: port, Gateway: gw})
+		}
+		if len(sr.NextHops) == 0 {
+			sr.NextHops = []router.NextHop{{Port: port}}
+		}
+		rc.Routes = append(rc.Routes, sr)
+	}
+	for i, n := range c.Neighbors {
+		at := fmt.Sprintf("neighbors[%d]", i)
+		port, err := ctx.Port(n.Port)
+		if err != nil {
+			return nil, sc.Errorf(at+".port", "%v", err)
+		}
+		a, err := netip.ParseAddr(n.Addr)
+		if err != nil {
+			return nil, sc.Errorf(at+".addr", "%q is not an IP address", n.Addr)
+		}
+		m, err := parseMAC(n.MAC)
+		if err != nil {
+			return nil, sc.Errorf(at+".mac", "%v", err)
+		}
+		rc.Neighbors = append(rc.Neighbors, router.Neighbor{Port: port, Addr: a, MAC: m})
+	}
+	switch c.FIB {
+	case "", "static", "kernel":
+	default:
+		return nil, sc.Errorf("fib", "%q: expected static or kernel", c.FIB)
+	}
+	rc.ICMPRate = c.ICMPRate
+	if c.Reachable != "" {
+		d, err := time.ParseDuration(c.Reachable)
+		if err != nil || d <= 0 {
+			return nil, sc.Errorf("neighbor_reachable", "%q: expected a duration such as 30s", c.Reachable)
+		}
+		rc.NeighborReachable = d
+	}
+	r, err := router.NewRouter(rc)
+	if err != nil {
+		return nil, err
+	}
+	if c.FIB == "kernel" && !ctx.Check {
+		ports := map[string]uint16{}
+		for i, p := range ctx.File.Ports {
+			ports[p.Interface] = uint16(i)
+		}
+		if _, err := router.SyncKernel(r, nil, ports); err != nil {
+			return nil, sc.Errorf("fib", "%v", err)
+		}
+	}
+	return r, nil
+}
