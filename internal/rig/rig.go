@@ -12,7 +12,13 @@
 // forwarding and s0's receive all run as softirqs on the CPU that sends,
 // the generator's, unless NAPI is threaded. A MeasurePPS figure is
 // therefore "generator + forwarder + sink on one core" unless the
-// forwarder runs elsewhere (a userspace forwarder on the other core).
+// forwarder runs elsewhere: a userspace forwarder on the other core, or
+// in0's NAPI threaded and pinned there (ThreadNAPI), the split layout.
+// In the one-core layout the generator cannot outrun the forwarder (the
+// receive work runs between its batches), so offered = delivered and the
+// figure is the one core's combined rate. In the split layout an unpaced
+// generator overruns the forwarder (in0 rx_dropped); Source.Rate paces it
+// to find the rate the forwarder sustains without loss.
 //
 // Every run is bounded by time and, optionally, by a frame count.
 package rig
@@ -89,8 +95,11 @@ type Source struct {
 	// Rate paces the run to this many frames per second (0: as fast as
 	// the core goes). Frames leave evenly spaced (bpf.Generator.SetRate),
 	// which a forwarder on another core needs to show its no-loss rate:
-	// unpaced, the generator overruns the 256-frame veth ring and the
-	// ring's contention slows the receiver down. Needs a pinned CPU.
+	// unpaced, the generator overruns the 256-frame veth ring and all a
+	// run shows is the forwarder's rate under overload. Needs a pinned
+	// CPU (the schedule is per CPU). When other processes take the CPU
+	// the offered rate falls below Rate; it never bursts above it by more
+	// than 64 frames.
 	Rate    float64
 	ifindex uint32
 }
