@@ -329,3 +329,83 @@ func TestGeneratorLimitAndPacing(t *testing.T) {
 		t.Fatalf("unpaced again: %d of 100 sent", st.Sent-before.Sent)
 	}
 }
+
+// TestGeneratorRunSurvivesSignals interrupts a long live-frames call with
+// signals: the kernel returns EINTR midway, and Run must carry on with
+// exactly the runs still missing (cilium/ebpf's Program.Run would start
+// the whole repeat again).
+func TestGeneratorRunSurvivesSignals(t *testing.T) {
+	topo := lab.TopologyForTest(t, "gensig", lab.TopologyOptions{})
+	sink, err := bpf.LoadSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	in0, err := topo.DUT.Link("in0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l link.Link
+	if err := topo.DUT.Do(func() (err error) {
+		l, err = link.AttachXDP(link.XDPOptions{Program: sink.Program, Interface: in0.Attrs().Index})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	g, err := bpf.LoadGenerator(genConfig(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	// Paced at 10 kpps the runs are cheap skips: a long call, few frames.
+	if err := g.SetRate(10e3); err != nil {
+		t.Fatal(err)
+	}
+	g0, err := topo.Gen.Link("g0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const repeat = 2_000_000
+	tids := make(chan int, 1)
+	stop := make(chan struct{})
+	signals := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tid := <-tids
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if unix.Tgkill(unix.Getpid(), tid, unix.SIGURG) == nil {
+					signals++
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	err = topo.Gen.Do(func() error {
+		tids <- unix.Gettid()
+		return g.Run(uint32(g0.Attrs().Index), repeat)
+	})
+	el := time.Since(start)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d runs in %v with %d signals: %+v", repeat, el, signals, st)
+	if st.Runs() != repeat {
+		t.Fatalf("%d runs asked, the program ran %d times", repeat, st.Runs())
+	}
+	time.Sleep(50 * time.Millisecond)
+	if pkts, _, _ := sink.Counters(); pkts != st.Sent {
+		t.Fatalf("sent %d, sink counted %d", st.Sent, pkts)
+	}
+}
