@@ -63,6 +63,7 @@ const (
 type pkt struct {
 	sh, sl, dh, dl uint64
 	k              *Key
+	l4             uint32 // destination port, or ICMP type<<8|code
 }
 
 // prefixEq reports whether the top l bits of the address (h, l) equal
@@ -130,44 +131,84 @@ func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
 		return best
 	}
 	n := rs.pool[h]
-	l := rs.pool[h+1 : h+1+2*n]
-	for i := 0; i+1 < len(l); i += 2 {
+	l := rs.pool[h+1 : h+1+entryWords*n]
+	for i := 0; i+entryWords-1 < len(l); i += entryWords {
 		r := int32(l[i])
 		if r >= best {
 			break
 		}
-		if p.pass(l[i+1]) && rs.cr[r].match(p) {
+		if p.pass(l[i+1], l[i+2], l[i+3]) && rs.cr[r].match(p) {
 			return r
 		}
 	}
 	return best
 }
 
-// A filter, stored next to a rule in a list, is a necessary condition
-// of the rule checked without loading it: 0 none; filterV6 the rule
-// needs IPv6; filterV4 | filterSrc? | len<<24 | top 24 bits of a prefix
-// the rule needs IPv4 and that prefix (at most 24 bits of it).
+// A list entry is four words: the rule index and three filters, which
+// are necessary conditions of the rule checked without loading it.
+//
+// The address filter is 0 (none); filterV6 (the rule needs IPv6); or
+// filterV4 | filterSrc? | len<<24 | top 24 bits of a prefix (the rule
+// needs IPv4 and that prefix, cut to 24 bits).
+//
+// The meta filter holds protocol+1 (0 any) in bits 0-8, the state set in
+// bits 9-12, and ingress port in bits 14-29 when bit 13 is set.
+//
+// The range filter is lo | hi<<16 of the rule's destination port or
+// ICMP type<<8|code range (0xffff0000 when it has none).
 const (
-	filterV6  = 1 << 31
-	filterV4  = 1 << 30
-	filterSrc = 1 << 29
+	entryWords = 4
+	filterV6   = 1 << 31
+	filterV4   = 1 << 30
+	filterSrc  = 1 << 29
+	noRange    = 0xffff0000
 )
 
-func (p *pkt) pass(f uint32) bool {
-	if f == 0 {
+func (p *pkt) pass(fa, fm, fr uint32) bool {
+	k := p.k
+	if pr := fm & 0x1ff; pr != 0 && pr-1 != uint32(k.Proto) {
+		return false
+	}
+	if st := fm >> 9 & 15; st != 0 && st&uint32(k.State) == 0 {
+		return false
+	}
+	if fm&(1<<13) != 0 && fm>>14&0xffff != uint32(k.InPort) {
+		return false
+	}
+	if fr != noRange && (p.l4 < fr&0xffff || p.l4 > fr>>16) {
+		return false
+	}
+	if fa == 0 {
 		return true
 	}
-	if f&filterV6 != 0 {
-		return p.k.IPv6
+	if fa&filterV6 != 0 {
+		return k.IPv6
 	}
-	if p.k.IPv6 {
+	if k.IPv6 {
 		return false
 	}
 	a := uint32(p.dl)
-	if f&filterSrc != 0 {
+	if fa&filterSrc != 0 {
 		a = uint32(p.sl)
 	}
-	return (a>>8^f)&(0xffffff<<(24-f>>24&31))&0xffffff == 0
+	return (a>>8^fa)&(0xffffff<<(24-fa>>24&31))&0xffffff == 0
+}
+
+// entryFilters returns the filters of rule i listed under field f.
+func (rs *Ruleset) entryFilters(i, f int) (fa, fm, fr uint32) {
+	r := &rs.rules[i]
+	if r.Proto != Any {
+		fm = uint32(r.Proto) + 1
+	}
+	fm |= uint32(r.States) << 9
+	if r.InPort != Any {
+		fm |= 1<<13 | uint32(r.InPort)<<14
+	}
+	fr = noRange
+	if pr, ok := rs.portSpan(r, 1); ok {
+		fr = uint32(pr.Lo) | uint32(pr.Hi)<<16
+	}
+	return rs.filterFor(i, f), fm, fr
 }
 
 // filterFor returns the filter of rule i listed under field f.
@@ -425,7 +466,7 @@ type Ruleset struct {
 	sport, dport addrIndex    // ports as the low 16 bits
 	metaH        []uint32
 	metaAnyH     []uint32
-	pool         []uint32 // lists: length, then (rule, filter) pairs
+	pool         []uint32 // lists: length, then entries of entryWords
 	residual     []int32
 
 	hits *hitCounters // nil unless made by a Firewall
@@ -695,7 +736,8 @@ func (rs *Ruleset) build() {
 			default:
 				buf = append(buf[:0], uint32(len(ids)))
 				for _, r := range ids {
-					buf = append(buf, uint32(r), rs.filterFor(int(r), f))
+					fa, fm, fr := rs.entryFilters(int(r), f)
+					buf = append(buf, uint32(r), fa, fm, fr)
 				}
 				k := string(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 4*len(buf)))
 				h, ok := seen[k]
@@ -796,8 +838,10 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	var hdp, hsp uint32
 	switch proto := k.Proto; {
 	case proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP || proto == ProtoUDPLite:
+		p.l4 = uint32(k.DstPort)
 		hdp, hsp = rs.dport.handle(u128{0, uint64(k.DstPort)}), rs.sport.handle(u128{0, uint64(k.SrcPort)})
 	case proto == ProtoICMP || proto == ProtoICMPv6:
+		p.l4 = uint32(k.ICMPType)<<8 | uint32(k.ICMPCode)
 		hdp = rs.dport.handle(u128{0, uint64(k.ICMPType)<<8 | uint64(k.ICMPCode)})
 	}
 	in := 0
