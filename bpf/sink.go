@@ -16,6 +16,9 @@ type SinkConfig struct {
 	// Pass gives every frame to the kernel instead of dropping it: a
 	// counting XDP_PASS program, for a forwarder's ingress.
 	Pass bool
+	// CheckIPv4 verifies the header checksum of every counted IPv4 frame
+	// with a 20-byte header and counts failures (BadChecksum).
+	CheckIPv4 bool
 }
 
 // Sink is a loaded (not attached) XDP program that counts frames and
@@ -33,11 +36,14 @@ type SinkCounters struct {
 	Packets, Bytes uint64
 	// Other counts frames that did not match DstPort.
 	Other uint64
+	// BadChecksum counts counted IPv4 frames whose header checksum is
+	// wrong (with SinkConfig.CheckIPv4).
+	BadChecksum uint64
 }
 
 // Sub returns c - o, for counting over a window.
 func (c SinkCounters) Sub(o SinkCounters) SinkCounters {
-	return SinkCounters{c.Packets - o.Packets, c.Bytes - o.Bytes, c.Other - o.Other}
+	return SinkCounters{c.Packets - o.Packets, c.Bytes - o.Bytes, c.Other - o.Other, c.BadChecksum - o.BadChecksum}
 }
 
 // LoadSink loads a sink that counts every frame and drops it.
@@ -56,6 +62,7 @@ func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
 	if err := errors.Join(
 		spec.Variables[sinkVarMatchDport].Set(uint32(cfg.DstPort)),
 		spec.Variables[sinkVarVerdict].Set(verdict),
+		spec.Variables[sinkVarCheckIpv4].Set(b2u(cfg.CheckIPv4)),
 	); err != nil {
 		return nil, fmt.Errorf("bpf: configuring sink: %w", err)
 	}
@@ -83,6 +90,7 @@ func (s *Sink) Stats() (SinkCounters, error) {
 		c.Packets += p.Pkts
 		c.Bytes += p.Bytes
 		c.Other += p.Other
+		c.BadChecksum += p.BadCsum
 	}
 	return c, nil
 }

@@ -14,10 +14,11 @@ import (
 )
 
 type sinkSinkStats struct {
-	_     structs.HostLayout
-	Pkts  uint64
-	Bytes uint64
-	Other uint64
+	_       structs.HostLayout
+	Pkts    uint64
+	Bytes   uint64
+	Other   uint64
+	BadCsum uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -26,6 +27,7 @@ type sinkSinkStats struct {
 const (
 	sinkMapSinkStats  = "sink_stats"
 	sinkProgXnfSink   = "xnf_sink"
+	sinkVarCheckIpv4  = "check_ipv4"
 	sinkVarMatchDport = "match_dport"
 	sinkVarVerdict    = "verdict"
 )
@@ -86,6 +88,7 @@ type sinkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sinkVariableSpecs struct {
+	CheckIpv4  *ebpf.VariableSpec `ebpf:"check_ipv4"`
 	MatchDport *ebpf.VariableSpec `ebpf:"match_dport"`
 	Verdict    *ebpf.VariableSpec `ebpf:"verdict"`
 }
@@ -123,6 +126,7 @@ func (m *sinkMaps) Close() error {
 //
 // It can be passed to loadSinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sinkVariables struct {
+	CheckIpv4  *ebpf.Variable `ebpf:"check_ipv4"`
 	MatchDport *ebpf.Variable `ebpf:"match_dport"`
 	Verdict    *ebpf.Variable `ebpf:"verdict"`
 }

@@ -165,20 +165,24 @@ func TestSinkVerdictsAndMarker(t *testing.T) {
 	other := genConfig(100)
 	other.DstPort = 53
 	otherFrame, _ := other.Frame()
+	bad := append([]byte(nil), frame...)
+	bad[22]-- // TTL, checksum left alone
 	for _, c := range []struct {
-		cfg              bpf.SinkConfig
-		verdict          uint32
-		pkts, bytes, oth uint64
+		cfg                   bpf.SinkConfig
+		verdict               uint32
+		pkts, bytes, oth, bad uint64
 	}{
-		{bpf.SinkConfig{}, 1, 3, 300, 0},
-		{bpf.SinkConfig{Pass: true}, 2, 3, 300, 0},
-		{bpf.SinkConfig{DstPort: 7777}, 1, 2, 200, 1},
+		{bpf.SinkConfig{}, 1, 4, 400, 0, 0},
+		{bpf.SinkConfig{Pass: true}, 2, 4, 400, 0, 0},
+		{bpf.SinkConfig{DstPort: 7777}, 1, 3, 300, 1, 0},
+		{bpf.SinkConfig{CheckIPv4: true}, 1, 4, 400, 0, 1},
+		{bpf.SinkConfig{DstPort: 53, CheckIPv4: true}, 1, 1, 100, 3, 0},
 	} {
 		s, err := bpf.LoadSinkWith(c.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range [][]byte{frame, otherFrame, frame} {
+		for _, f := range [][]byte{frame, otherFrame, frame, bad} {
 			ret, err := s.Program.Run(&ebpf.RunOptions{Data: f})
 			if err != nil {
 				t.Fatal(err)
@@ -191,8 +195,9 @@ func TestSinkVerdictsAndMarker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Packets != c.pkts || st.Bytes != c.bytes || st.Other != c.oth {
-			t.Errorf("%+v: counters %+v, want %d pkts %d bytes %d other", c.cfg, st, c.pkts, c.bytes, c.oth)
+		want := bpf.SinkCounters{Packets: c.pkts, Bytes: c.bytes, Other: c.oth, BadChecksum: c.bad}
+		if st != want {
+			t.Errorf("%+v: counters %+v, want %+v", c.cfg, st, want)
 		}
 		s.Close()
 	}

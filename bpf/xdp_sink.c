@@ -10,6 +10,10 @@
  * count as received; everything else is counted apart as "other", so a
  * stray ARP or router solicitation never inflates a measurement.
  *
+ * With check_ipv4 set, the IPv4 header checksum of every counted IPv4
+ * frame (20-byte headers) is verified and failures are counted as
+ * bad_csum: a forwarder that rewrites headers must keep it right.
+ *
  * Either way, a program on a veth end is also what lets the peer's XDP_TX
  * and XDP_REDIRECT deliver there (without it or GRO they are dropped).
  */
@@ -17,11 +21,13 @@
 
 const volatile __u32 match_dport = 0; /* 0: count every frame */
 const volatile __u32 verdict = XDP_DROP; /* XDP_DROP or XDP_PASS */
+const volatile __u32 check_ipv4 = 0;     /* 1: verify IPv4 header checksums */
 
 struct sink_stats {
 	__u64 pkts;  /* frames counted */
 	__u64 bytes; /* their bytes (Ethernet header on, no FCS) */
 	__u64 other; /* frames not matching match_dport */
+	__u64 bad_csum; /* counted IPv4 frames with a wrong header checksum */
 };
 
 struct {
@@ -64,6 +70,22 @@ static __always_inline int matches(__u8 *p, __u8 *end)
 	return (((__u16)l4[2] << 8) | l4[3]) == match_dport;
 }
 
+/* ipv4_csum_ok verifies the checksum of a 20-byte IPv4 header; frames
+ * that are not IPv4 or carry options pass. */
+static __always_inline int ipv4_csum_ok(__u8 *p, __u8 *end)
+{
+	if (p + 34 > end || p[12] != 0x08 || p[13] != 0x00 || p[14] != 0x45)
+		return 1;
+	__u16 *w = (__u16 *)(p + 14);
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
 SEC("xdp")
 int xnf_sink(struct xdp_md *ctx)
 {
@@ -75,6 +97,8 @@ int xnf_sink(struct xdp_md *ctx)
 		if (matches(data, end)) {
 			st->pkts++;
 			st->bytes += end - data;
+			if (check_ipv4 && !ipv4_csum_ok(data, end))
+				st->bad_csum++;
 		} else {
 			st->other++;
 		}

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
 )
@@ -52,7 +53,12 @@ func TestKernelForwardBurstExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fwd.Close()
-	sink := sinkOn(t, topo.Sink, "s0")
+	// The sink also checks the IPv4 checksums the kernel rewrote (TTL).
+	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: bpf.SinkConfig{CheckIPv4: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
 	before, err := rig.LinkStats(topo.DUT, "out0")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +91,7 @@ func TestKernelForwardBurstExactly(t *testing.T) {
 		t.Fatalf("sink counted %d of %d forwarded frames", got, n)
 	}
 	c, _ := sink.Counters()
-	if c.Bytes != n*60 || c.Other != 0 {
+	if c.Bytes != n*60 || c.Other != 0 || c.BadChecksum != 0 {
 		t.Fatalf("sink counters %+v", c)
 	}
 }
