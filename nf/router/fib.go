@@ -309,7 +309,9 @@ func (f *FIB) publishNH() {
 
 // Pick resolves id to a single next hop: an ECMP group's member is chosen
 // by flowHash (the same hash always picks the same member while the group
-// exists); a single next hop's ID is returned unchanged.
+// exists); a single next hop's ID is returned unchanged. The choice uses
+// the high bits of flowHash, so it must be a well-mixed hash (such as the
+// packet's flow hash), not a small counter.
 func (f *FIB) Pick(id NextHopID, flowHash uint32) NextHopID {
 	if id&groupBit == 0 {
 		return id

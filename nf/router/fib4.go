@@ -51,7 +51,9 @@ type tbl8Table struct {
 
 const (
 	initGroups8 = 64
-	maxGroups8  = 1 << 24
+	// maxGroups8 caps tbl8 at 1 GiB: a million /24s holding longer
+	// prefixes, far beyond any real table.
+	maxGroups8 = 1 << 20
 )
 
 // Lookup4 returns the route's next-hop ID for dst (an ECMP group's ID for
