@@ -247,8 +247,8 @@ func (a u128) shl(n uint) u128 { // n < 128
 // handle of its elementary interval (class). All interval starts but the
 // first share their top off bits (base); addresses outside base are in
 // the first or the last class. Below off, a stride trie resolves the
-// class: a top table indexed by the next nb bits, then chunks of 256
-// entries indexed by 8 bits each. An entry is a handle when no interval
+// class: a top table indexed by the next nb bits, then chunks of 16
+// entries (one cache line) indexed by 4 bits each. An entry is a handle when no interval
 // starts inside its block, a list of at most smallList starts to count
 // when few do, or a chunk when more do. So a lookup is a few dependent
 // loads and at most smallList comparisons, with no binary search.
@@ -257,7 +257,7 @@ type addrIndex struct {
 	h         []uint32
 	top       []bucket // build time only: 1<<nb + 1 entries
 	t0        []uint32 // 1<<nb trie entries
-	chunks    []uint32 // 256 entries each
+	chunks    []uint32 // 1<<chunkBits entries each
 	off, nb   uint
 	base      u128 // eps[1] with all but the top off bits cleared
 	maskHi    uint64
@@ -272,6 +272,7 @@ const (
 	tagChunk  = 0x40000000
 	tagList   = 0x60000000
 	smallList = 4
+	chunkBits = 4 // 16 entries: one cache line a chunk
 )
 
 // bucket is a top-table entry used while building: the number of
@@ -333,8 +334,8 @@ func (x *addrIndex) handle(a u128) uint32 {
 	e := x.t0[v.hi>>(64-x.nb)]
 	v = v.shl(x.nb)
 	for e&tagMask == tagChunk {
-		e = x.chunks[(e&^tagMask)<<8|uint32(v.hi>>56)]
-		v = v.shl(8)
+		e = x.chunks[(e&^tagMask)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
+		v = v.shl(chunkBits)
 	}
 	if e&tagMask != tagList {
 		return e
@@ -409,8 +410,9 @@ func (x *addrIndex) setHandles(h []uint32) {
 
 // fill sets the 1<<s entries out[i<<pad] of the blocks of the range
 // that starts at lo and whose address bits from o on pick the entry.
-// Chunks are indexed by 8 bits; near the end of the address fewer bits
-// remain (s < 8) and pad keeps the index in the top bits.
+// Chunks are indexed by chunkBits bits; near the end of the address
+// fewer bits may remain (s < chunkBits) and pad keeps the index in the
+// top bits.
 func (x *addrIndex) fill(lo u128, o, s, pad uint, out []uint32) {
 	size := u128{0, 1}.shl(128 - o - s)
 	last := sub1(size)
@@ -424,12 +426,12 @@ func (x *addrIndex) fill(lo u128, o, s, pad uint, out []uint32) {
 		case n <= smallList:
 			out[i<<pad] = tagList | uint32(n)<<24 | uint32(c0+1)
 		default:
-			ci := len(x.chunks) >> 8
-			x.chunks = append(x.chunks, make([]uint32, 256)...)
-			tmp := make([]uint32, 256)
-			cs := min(8, 128-o-s)
-			x.fill(bl, o+s, cs, 8-cs, tmp)
-			copy(x.chunks[ci<<8:], tmp)
+			ci := len(x.chunks) >> chunkBits
+			x.chunks = append(x.chunks, make([]uint32, 1<<chunkBits)...)
+			tmp := make([]uint32, 1<<chunkBits)
+			cs := min(chunkBits, 128-o-s)
+			x.fill(bl, o+s, cs, chunkBits-cs, tmp)
+			copy(x.chunks[ci<<chunkBits:], tmp)
 			out[i<<pad] = tagChunk | uint32(ci)
 		}
 	}
