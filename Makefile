@@ -39,7 +39,7 @@ fuzz:
 	$(GO) test ./packet -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 demo:
-	@echo "xnf demo: not yet (lands with the CLI issue); try 'sudo go test -v -run L2Fwd ./examples/l2fwd'"
+	$(GO) run ./cmd/xnf demo
 
 clean:
 	rm -rf bin

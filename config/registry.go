@@ -166,3 +166,19 @@ type named struct {
 }
 
 func (n named) Name() string { return n.name }
+
+// StageMetrics passes the wrapped stage's counters through.
+func (n named) StageMetrics() map[string]uint64 {
+	if m, ok := n.Stage.(pipeline.StageMetrics); ok {
+		return m.StageMetrics()
+	}
+	return nil
+}
+
+// Unwrap returns the stage under the name.
+func (n named) Unwrap() pipeline.Stage { return n.Stage }
+
+// StageConfig returns the configuration of chain[i] (for reloads).
+func (f *File) StageConfig(i int) *StageConfig {
+	return &StageConfig{file: f, index: i, node: f.Chain[i].node}
+}

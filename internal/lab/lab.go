@@ -34,8 +34,9 @@ import (
 type Lab struct {
 	Prefix string
 
-	mu  sync.Mutex
-	nss []*NS
+	mu    sync.Mutex
+	nss   []*NS
+	fixed [3]string // fixed names for gen, dut, sink (NewTopology)
 }
 
 // NS is one network namespace of a lab.
@@ -60,6 +61,14 @@ func New(prefix string) (*Lab, error) {
 // Namespace creates a new network namespace in the lab, with loopback up.
 func (l *Lab) Namespace(name string) (*NS, error) {
 	full := l.Prefix + "-" + name
+	for i, role := range []string{"gen", "dut", "sink"} {
+		if name == role && l.fixed[i] != "" {
+			full = l.fixed[i]
+			if Exists(full) {
+				return nil, fmt.Errorf("lab: namespace %s already exists (a lab is already up? remove it with 'xnf lab down')", full)
+			}
+		}
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -310,4 +319,22 @@ func Open(name string) (*NS, error) {
 		return nil, err
 	}
 	return &NS{Name: name, handle: h, nl: nl}, nil
+}
+
+// DeleteNamespaces removes named namespaces (for 'xnf lab down'); missing
+// ones are skipped. It returns the names it removed.
+func DeleteNamespaces(names ...string) ([]string, error) {
+	var done []string
+	var errs []error
+	for _, n := range names {
+		if !Exists(n) {
+			continue
+		}
+		if err := netns.DeleteNamed(n); err != nil {
+			errs = append(errs, fmt.Errorf("lab: deleting namespace %s: %w", n, err))
+			continue
+		}
+		done = append(done, n)
+	}
+	return done, errors.Join(errs...)
 }

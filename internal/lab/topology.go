@@ -38,6 +38,9 @@ type TopologyOptions struct {
 	IPv6 bool
 	// MTU of every veth (default 1500).
 	MTU int
+	// Names fixes the namespace names (gen, dut, sink) instead of
+	// prefix-random-role: for a lab people poke at by hand.
+	Names *[3]string
 }
 
 // NewTopology builds the standard topology.
@@ -45,6 +48,9 @@ func NewTopology(prefix string, o TopologyOptions) (t *Topology, err error) {
 	l, err := New(prefix)
 	if err != nil {
 		return nil, err
+	}
+	if o.Names != nil {
+		l.fixed = *o.Names
 	}
 	t = &Topology{Lab: l}
 	defer func() {

@@ -462,3 +462,14 @@ func (r *Router) isLocal6(a [16]byte) bool {
 	}
 	return false
 }
+
+// StageMetrics exports the counters for metrics (pipeline.StageMetrics).
+func (r *Router) StageMetrics() map[string]uint64 {
+	c := r.Counters()
+	return map[string]uint64{
+		"forwarded": c.Forwarded, "echo_replies": c.EchoReplies, "arp_replies": c.ARPReplies,
+		"ndp_adverts": c.NDPAdverts, "neighbors_learned": c.Learned, "resolutions_sent": c.Resolutions,
+		"no_neighbor": c.NoNeighbor, "time_exceeded_sent": c.TimeExceeded, "unreachable_sent": c.Unreachable,
+		"icmp_rate_limited": c.ICMPRateLimited, "no_route": c.NoRoute, "ttl_expired": c.TTLExpired, "local": c.Local,
+	}
+}

@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xnfdev/xnf/internal/lab"
+)
+
+func TestDemoRunsToCompletionAndCleansUp(t *testing.T) {
+	lab.RequireRoot(t)
+	if lab.Exists(demoNames[0]) {
+		t.Skipf("skipped: a demo lab is up on this machine (%s); 'xnf lab down' first", demoNames[0])
+	}
+	var out bytes.Buffer
+	err := Demo(&out, "auto", 20000)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"summary: 6 of 6 checks passed", "lab removed", "router", "arp_replies=1", "clean stop"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	for _, n := range demoNames {
+		if lab.Exists(n) {
+			t.Errorf("namespace %s left behind", n)
+		}
+	}
+}
+
+func TestRunCheckValidatesTheDemoChain(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "chain.yaml")
+	os.WriteFile(p, demoChain, 0o644)
+	var out bytes.Buffer
+	cmd := Root()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"run", "--check", "-c", p})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "ok (2 ports, 1 workers, 1 stages)") {
+		t.Errorf("output %q", out.String())
+	}
+	os.WriteFile(p, bytes.Replace(demoChain, []byte("interface: in0"), []byte("interfaze: in0"), 1), 0o644)
+	cmd = Root()
+	cmd.SetArgs([]string{"run", "--check", "-c", p})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), p+":5: ports[0].interfaze: unknown field") {
+		t.Errorf("broken file: %v", err)
+	}
+}
+
+func TestStatsTableFromMetricsText(t *testing.T) {
+	in := `# HELP xnf_port_rx_packets_total Packets received.
+xnf_port_rx_packets_total{port="in",queue="0",worker="0"} 42
+xnf_port_tx_packets_total{port="out",queue="0",worker="0"} 0
+go_goroutines 12
+`
+	var out bytes.Buffer
+	if err := PrintStats(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if !strings.Contains(s, "port_rx_packets_total") || !strings.Contains(s, "port=in,queue=0,worker=0") || strings.Contains(s, "goroutines") || strings.Contains(s, "tx_packets") {
+		t.Errorf("table:\n%s", s)
+	}
+}
