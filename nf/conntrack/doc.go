@@ -1,0 +1,135 @@
+// Package conntrack tracks connections: it remembers every flow that
+// crosses a worker, in both directions, so that a firewall can let through
+// the replies to what it allowed out (state established, related) and NAT
+// can translate every packet of a flow the way it translated the first.
+//
+// # Model
+//
+// A Table holds flows. A flow has two tuples (packet.FlowKey, the
+// 5-tuple): the original tuple, of the packet that created it, and the
+// reply tuple, of the packets that answer it, as they reach the table. The
+// reply tuple is the original reversed unless NAT changed it (Create,
+// SetReply): a flow from A:a to B:b that SNAT maps to X:x has the reply
+// tuple B:b > X:x. The two tuples are all NAT needs: it rewrites an
+// original packet's source to the reply tuple's destination and a reply
+// packet's destination to the original tuple's source, and it finds a free
+// port by asking Lookup whether a candidate reply tuple is taken (Linux's
+// nf_nat_used_tuple), so it keeps no port map of its own. Flow.User is a
+// spare 8 bytes for its bookkeeping.
+//
+// Both tuples are in the index, so a packet of either direction finds the
+// flow and learns its direction (Original or Reply). Track does it for one
+// packet, TrackBatch for a batch (one call per batch for a stage, with the
+// cache misses of the batch's lookups overlapped).
+//
+// # States
+//
+// Track gives each packet one State, as Linux's ctinfo does:
+//
+//	StateNew          original direction, no reply seen yet (the first packet included)
+//	StateEstablished  reply direction, or original after a reply was seen
+//	StateRelated      an ICMP/ICMPv6 error quoting a tracked flow's packet
+//	StateInvalid      unsound, impossible, or refused (see State)
+//	StateUntracked    not looked at: no entry (0, so it matches no state rule)
+//
+// The values are single bits, the same as nf/firewall's State constants.
+//
+// Protocols. TCP runs a compact state machine over flags and directions
+// (syn_sent, syn_recv, established, fin_wait, close_wait, last_ack,
+// time_wait, close; see TCPState): only a SYN starts a flow (Config.TCPPickup
+// lets an ACK pick up an existing connection, as nf_conntrack_tcp_loose
+// does), flag combinations no stack sends are invalid, a SYN after
+// time_wait or close starts the connection over. Unlike Linux it keeps no
+// sequence-number windows, so it cannot tell an in-window segment from a
+// forged one with the right flags; any RST closes. UDP flows are unreplied
+// until the first reply, then "stream". ICMP and ICMPv6 echo requests start
+// flows keyed by their identifier (in both ports of the FlowKey, so a reply's
+// key is the request's reversed); an echo reply that matches nothing is
+// invalid. ICMP errors (IPv4 types 3, 4, 5, 11, 12; ICMPv6 types 1 to 4)
+// are parsed down to the quoted IP header and the first 8 bytes of its L4
+// header without allocating (QuotedKey); the quoted tuple, reversed, is
+// looked up, which finds the flow even when the quoted packet was
+// translated by NAT on its way out. The error is related if that flow
+// exists, else invalid; it never creates or refreshes a flow. Every other
+// IP protocol (GRE, ESP, SCTP, ...) is tracked by addresses and protocol
+// alone with the Generic timeout. Not tracked: non-IP frames, IP fragments
+// other than the first (they carry no ports; tracking them needs
+// reassembly or a fragment-id cache, which this package does not have), and
+// ICMP messages that are neither echo nor error (neighbour discovery,
+// router advertisements, timestamps): a firewall names those by type.
+//
+// # Time and timeouts
+//
+// The caller passes now, nanoseconds on any monotonic clock, to every call
+// that can expire something: tests choose the time, and the data path reads
+// the clock once per batch. A flow expires when its state's timeout has
+// passed since the last packet that moved it (Flow.Expires). The defaults
+// (DefaultTimeouts) are Linux's except TCP established:
+//
+//	tcp syn_sent 120s  syn_recv 60s  established 2h15m  fin_wait 120s
+//	    close_wait 60s  last_ack 30s  time_wait 120s  close 10s
+//	udp 30s unreplied, 120s replied    icmp 30s    other protocols 600s
+//
+// Linux keeps established TCP flows 5 days; 2h15m outlives the default TCP
+// keepalive cycle (2h idle, then 9 probes 75s apart) so kept-alive
+// connections survive, and drops flows whose end we missed the same day.
+//
+// Expiry costs no goroutine and no timer: a clock hand walks the slab,
+// Config.ExpireScan entries (default 2) per tracked packet, freeing the
+// entries it finds expired; Expire lets an idle worker catch up. Between
+// two passes of the hand an expired entry is invisible: a lookup that
+// meets it treats it as absent and frees it on the spot. Len counts
+// entries not yet freed, expired or not.
+//
+// # A full table
+//
+// Config.MaxFlows bounds the table. A new flow that finds it full first
+// examines Config.EvictScan entries (default 8) from the clock hand on and
+// frees those that have expired. If none had, Config.Full decides: Refuse
+// (the default, as Linux) makes the packet invalid and counts
+// Counters.Full; EvictOldest frees the examined entry whose timeout falls
+// first (the one the timeouts would have removed first, which favours
+// unreplied and closing flows, the way Linux's early drop prefers
+// unassured ones), counting Counters.Evicted. "Oldest" is therefore
+// approximate: the best of EvictScan entries, not of the whole table. An
+// entry touched at the current now is never evicted, so all results of one
+// TrackBatch stay valid until it returns; when every candidate was touched
+// the flow is refused.
+//
+// # Lifetime of a *Flow
+//
+// Entries live in a slab allocated once by New; a *Flow (in a Result, from
+// Lookup or Create) is a pointer into it and stays valid memory, but the
+// entry may be freed and reused for another flow by the next call on the
+// table that frees entries: Track, TrackBatch, Expire, Create, SetReply or
+// Delete. Use a *Flow right away; keep a copy of its tuples, not the
+// pointer.
+//
+// # Concurrency and steering
+//
+// A Table belongs to one worker and takes no locks: every method, Counters
+// included, must run on the worker's goroutine (publish counters from
+// there). Per-worker tables are only right if both directions of a flow
+// reach the same worker. Within one worker that holds: a worker reads the
+// queue of every port of its chain (one UMEM shared by its sockets on each
+// port), so A->B arriving on port 0 and B->A arriving on port 1 both meet
+// that worker's table. Across workers, the NICs must steer a flow's two
+// directions to queues served by the same worker: a symmetric RSS hash
+// (a symmetric Toeplitz key such as 0x6d5a repeated, or the
+// "symmetric-xor" hash function of ethtool -X where the driver has it), and
+// queue i of every port given to worker i. With NAT the tuples differ
+// between directions and no RSS hash is symmetric across them; run NAT
+// chains on one queue per port (or steer by the untranslated inside address
+// with ntuple rules). When steering is not symmetric, a reply lands on a
+// worker that never saw its flow: a UDP reply looks new, a TCP SYN-ACK is
+// invalid.
+//
+// # Memory
+//
+// An entry is EntrySize = 128 bytes (two cache lines: hashes, chain links,
+// timers, user slot, counters, state and both tuples). The index is one
+// array of 4-byte chain heads, a power of two at least 2*MaxFlows long:
+// 8 to 16 bytes per flow. MaxFlows = 1<<20 costs 136 MiB
+// (Table.MemoryBytes), reserved at New and touched as flows arrive.
+// Nothing is allocated per packet or per flow.
+package conntrack

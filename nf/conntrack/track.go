@@ -1,0 +1,220 @@
+package conntrack
+
+import (
+	"github.com/xnfdev/xnf/packet"
+)
+
+// kind is what classify makes of a packet before any lookup.
+type kind uint8
+
+const (
+	kindSkip      kind = iota // dropped by an earlier stage: not looked at, not counted
+	kindUntracked             // not for the table
+	kindInvalid               // unsound, or a TCP flag combination no stack sends
+	// Kinds from here on are looked up.
+	kindTCP
+	kindUDP
+	kindEchoRequest
+	kindEchoReply
+	kindGeneric
+	kindError // an ICMP error: the key is its quote's, reversed
+)
+
+// classify sorts p and computes the tuple to look up.
+func classify(p *packet.Packet) (k packet.FlowKey, kd kind) {
+	f := p.Flags
+	if f&packet.FlagBad != 0 {
+		return k, kindInvalid
+	}
+	if f&(packet.FlagIPv4|packet.FlagIPv6) == 0 || f&packet.FlagLaterFragment != 0 {
+		return k, kindUntracked
+	}
+	switch {
+	case f&packet.FlagTCP != 0:
+		if !validTCPFlags(p.Data[p.L4Off+13]) {
+			return k, kindInvalid
+		}
+		kd = kindTCP
+	case f&packet.FlagUDP != 0:
+		kd = kindUDP
+	case f&(packet.FlagICMP|packet.FlagICMPv6) != 0:
+		switch icmpClass(p.Data[p.L4Off], f&packet.FlagICMPv6 != 0) {
+		case icmpEchoRequest:
+			kd = kindEchoRequest
+		case icmpEchoReply:
+			kd = kindEchoReply
+		case icmpError:
+			q, _, ok := QuotedKey(p)
+			if !ok {
+				return k, kindInvalid
+			}
+			return q.Reverse(), kindError
+		default:
+			return k, kindUntracked
+		}
+	default:
+		switch p.L4Proto {
+		case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP, packet.ProtoICMPv6:
+			// ICMP in IPv6 or ICMPv6 in IPv4, which Parse leaves alone.
+			return k, kindUntracked
+		}
+		kd = kindGeneric
+	}
+	return p.FlowKey(), kd
+}
+
+// Track looks p up (Parse must have run), creates its flow if p may start
+// one, moves the flow's state and timer, and says what p is. now is the
+// caller's clock in nanoseconds (any origin, never going back); timeouts
+// are measured on it, so tests choose the time and the data path reads the
+// real clock once per batch. Track also advances the clock hand over
+// Config.ExpireScan entries. The Result's Flow is valid until the next call
+// on the table that can free an entry. It does not allocate.
+func (t *Table) Track(p *packet.Packet, now int64) Result {
+	t.expire(now, t.expireScan)
+	k, kd := classify(p)
+	if kd <= kindInvalid {
+		return t.untracked(kd)
+	}
+	return t.track(p, &k, t.h.sum(&k), kd, now)
+}
+
+// TrackBatch tracks every packet of b, as Track would one after the other
+// with the same now, and returns out[:b.Len] with the result of
+// b.Packets[i] in out[i]; out must have room for b.Len results. Packets an
+// earlier stage dropped are skipped (StateUntracked, not counted). Every
+// result stays valid until the next call on the table: an entry some packet
+// of the batch touched is never evicted by a later one. Lookups of the whole
+// batch are started before any is finished, so their cache misses overlap.
+func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
+	n := b.Len
+	out = out[:n]
+	pk := b.Packets[:n]
+	t.expire(now, n*t.expireScan)
+	// Pass 1: classify, hash, and load each chain head; the loads do not
+	// depend on one another, so their misses are served in parallel.
+	sink := uint32(0)
+	for i := range pk {
+		p := &pk[i]
+		if p.Verdict == packet.Drop {
+			t.kinds[i] = kindSkip
+			continue
+		}
+		k, kd := classify(p)
+		t.kinds[i] = kd
+		if kd > kindInvalid {
+			t.keys[i] = k
+			h := t.h.sum(&k)
+			t.hashes[i] = h
+			sink += t.buckets[h&t.mask]
+		}
+	}
+	// Pass 2: load the first entry of each chain, likewise.
+	for i := range pk {
+		if t.kinds[i] > kindInvalid {
+			if r := t.buckets[t.hashes[i]&t.mask]; r != 0 {
+				r--
+				sink += t.slab[r>>1].hash[r&1]
+			}
+		}
+	}
+	t.sink = sink
+	// Pass 3: track, with the lines now (mostly) in cache.
+	for i := range pk {
+		kd := t.kinds[i]
+		if kd <= kindInvalid {
+			if kd == kindSkip {
+				out[i] = Result{}
+				continue
+			}
+			out[i] = t.untracked(kd)
+			continue
+		}
+		out[i] = t.track(&pk[i], &t.keys[i], t.hashes[i], kd, now)
+	}
+	return out
+}
+
+func (t *Table) untracked(kd kind) Result {
+	if kd == kindInvalid {
+		t.ctr.Invalid++
+		return Result{State: StateInvalid}
+	}
+	t.ctr.Untracked++
+	return Result{}
+}
+
+func (t *Table) invalid(e *Flow, d Dir) Result {
+	t.ctr.Invalid++
+	return Result{Flow: e, State: StateInvalid, Dir: d}
+}
+
+// track does the work of Track for a packet that has a tuple k, hash h.
+func (t *Table) track(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, now int64) Result {
+	i, d, ok := t.find(k, h, now)
+	if kd == kindError {
+		if !ok {
+			return t.invalid(nil, 0)
+		}
+		t.ctr.Related++
+		return Result{Flow: &t.slab[i], State: StateRelated, Dir: d}
+	}
+	if !ok {
+		return t.start(p, k, h, kd, now)
+	}
+	e := &t.slab[i]
+	if kd == kindTCP {
+		switch tcpStep(e, d, p.Data[p.L4Off+13]) {
+		case tcpInvalid:
+			return t.invalid(e, d)
+		case tcpReopen:
+			// A SYN after the end: the old flow is gone and this segment
+			// starts a new one (in either direction; on the reply side
+			// the roles swap), with a fresh reply tuple.
+			t.release(i)
+			return t.start(p, k, h, kd, now)
+		}
+	}
+	if d == Reply {
+		e.status |= stReplied
+	}
+	e.packets[d]++
+	e.seen = now
+	e.expires = now + t.timeout(e)
+	t.ctr.Found++
+	if e.status&stReplied == 0 {
+		return Result{Flow: e, State: StateNew, Dir: d}
+	}
+	return Result{Flow: e, State: StateEstablished, Dir: d}
+}
+
+// start creates the flow of a packet that matched none, if it may start one.
+func (t *Table) start(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, now int64) Result {
+	tcp := TCPNone
+	switch kd {
+	case kindTCP:
+		switch fl := p.Data[p.L4Off+13]; {
+		case fl&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) == packet.TCPSyn:
+			tcp = TCPSynSent
+		case t.pickup && fl&(packet.TCPSyn|packet.TCPRst|packet.TCPFin) == 0:
+			tcp = TCPEstablished // valid flags without SYN, RST, FIN carry ACK
+		default:
+			return t.invalid(nil, 0)
+		}
+	case kindEchoReply:
+		return t.invalid(nil, 0)
+	}
+	i, ok := t.alloc(now)
+	if !ok {
+		return t.invalid(nil, 0)
+	}
+	r := k.Reverse()
+	e := t.insert(i, k, h, &r, t.h.sum(&r), now)
+	if tcp != TCPSynSent {
+		e.tcp = tcp
+		e.expires = now + t.timeout(e)
+	}
+	e.packets[Original] = 1
+	t.ctr.New++
+	return Result{Flow: e, State: StateNew, Dir: Original}
+}
