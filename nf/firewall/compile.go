@@ -18,6 +18,14 @@ var maxSpan = 1024 // a variable so that tests can force the residual list
 // rules trades for one rule less to check in the longest list.
 const listWeight = 16
 
+// fieldWeight scales the list cost of a field by how many packets a
+// class of it tends to see: traffic concentrates on a few ports and
+// protocols, and spreads over addresses.
+var fieldWeight = [numFields]int{
+	fieldMeta: 8, fieldSrc4: 1, fieldDst4: 1, fieldSrc6: 1, fieldDst6: 1,
+	fieldSport: 8, fieldDport: 8, fieldMetaAny: 8,
+}
+
 // Fields a rule can be indexed under.
 const (
 	fieldMeta = iota // ingress port x protocol x state, for rules naming a protocol
@@ -330,12 +338,23 @@ func (x *addrIndex) handle(a u128) uint32 {
 		}
 		return x.h[x.lastClass]
 	}
-	v := a.shl(x.off)
-	e := x.t0[v.hi>>(64-x.nb)]
-	v = v.shl(x.nb)
-	for e&tagMask == tagChunk {
-		e = x.chunks[(e&^tagMask)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
-		v = v.shl(chunkBits)
+	var e uint32
+	if x.off >= 64 { // IPv4 and ports: the bits left are all in lo
+		v := a.lo << (x.off - 64)
+		e = x.t0[v>>(64-x.nb)]
+		v <<= x.nb
+		for e&tagMask == tagChunk {
+			e = x.chunks[(e&^tagMask)<<chunkBits|uint32(v>>(64-chunkBits))]
+			v <<= chunkBits
+		}
+	} else {
+		v := a.shl(x.off)
+		e = x.t0[v.hi>>(64-x.nb)]
+		v = v.shl(x.nb)
+		for e&tagMask == tagChunk {
+			e = x.chunks[(e&^tagMask)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
+			v = v.shl(chunkBits)
+		}
 	}
 	if e&tagMask != tagList {
 		return e
@@ -669,7 +688,7 @@ func (rs *Ruleset) build() {
 			for c := lo; c <= hi; c++ {
 				longest = max(longest, len(ls[f][c]))
 			}
-			cost := longest*listWeight + hi - lo + 1
+			cost := longest*listWeight*fieldWeight[f] + hi - lo + 1
 			if cost < bestCost {
 				bestF, bestCost, bestLo, bestHi = f, cost, lo, hi
 			}
@@ -702,7 +721,7 @@ func (rs *Ruleset) build() {
 			for _, c := range metaSpan {
 				longest = max(longest, len(ls[metaF][c]))
 			}
-			cost := longest*listWeight + len(metaSpan)
+			cost := longest*listWeight*fieldWeight[metaF] + len(metaSpan)
 			if cost < bestCost {
 				bestF, bestCost = metaF, cost
 			}
