@@ -19,7 +19,9 @@ import (
 // bit of internal&anc[c] and its value is found by counting the bits below
 // it. Children (the next 6 bits) sit in a 64-bit bitmap, also indexed by
 // popcount. Nodes are stored by value in their parent's array of
-// children. A /48 lookup visits the root and 6 nodes; /128 visits 19.
+// children, and single-child chains are path-compressed (see node6): a /48
+// lookup visits the root and at most 6 nodes, typically 4 in an Internet
+// table where /48s are scattered below /32s.
 //
 // Routes of /16 or shorter live in the root: each root slot carries def,
 // the entry (with depth) of the longest such route covering the /16,
@@ -32,15 +34,27 @@ import (
 // holds it. Slots may be shared between root entries (a /8 route's 256
 // empty /16s share one) since nothing is modified in place.
 
-// node6 is one trie node: 64 bytes, one cache line, since nodes are
-// stored by value in their parent's kids array (a lookup touches one line
-// per level, plus the vals line where a prefix matches).
+// node6 is one trie node, stored by value in its parent's kids array, so
+// a lookup touches one node (72 bytes; the fields a walk needs come first)
+// per level, plus the vals line where a prefix matches.
+//
+// Chains of nodes without prefixes and with one child, common below a /32
+// that holds scattered /48s, are path-compressed: the node at the end of
+// the chain records the chunks it skips, and a lookup checks them all at
+// once. skip holds them left-aligned (up to maxSkip6 chunks of 6 bits) with
+// their count in the low 4 bits; 0 means no skip.
 type node6 struct {
+	skip     uint64
 	internal uint64 // heap bitmap of prefixes ending in this node
 	child    uint64 // bitmap of children by 6-bit chunk
 	kids     []node6
 	vals     []NextHopID
 }
+
+const (
+	skipCount6 = 0xf
+	maxSkip6   = 10
+)
 
 // slot6 is what a root slot points to: the /16's node and def, the entry
 // (with depth) of the longest route of /16 or shorter covering the /16.
@@ -74,6 +88,14 @@ func (f *FIB) Lookup6(dst [16]byte) (NextHopID, bool) {
 	hi = hi<<16 | lo>>48
 	lo <<= 16
 	for {
+		if sk := n.skip; sk != 0 {
+			b := 6 * (sk & skipCount6)
+			if (hi^sk)>>(64-b) != 0 {
+				break
+			}
+			hi = hi<<b | lo>>(64-b)
+			lo <<= b
+		}
 		c := hi >> 58
 		if m := n.internal & anc6[c]; m != 0 {
 			top := 63 - bits.LeadingZeros64(m)
@@ -91,8 +113,41 @@ func (f *FIB) Lookup6(dst [16]byte) (NextHopID, bool) {
 
 func (n *node6) empty() bool { return n.internal == 0 && n.child == 0 }
 
-// insert6 returns a copy of n with the route (the top rem bits of hi:lo)
-// set to id; the copy shares n's unchanged arrays.
+// expand6 undoes the first step of k's path compression: it returns a node
+// without skip whose only child is k minus its first skipped chunk.
+func expand6(k node6) node6 {
+	if k.skip == 0 {
+		return k
+	}
+	cnt := k.skip & skipCount6
+	key := k.skip &^ skipCount6
+	c := key >> 58
+	k.skip = 0
+	if cnt > 1 {
+		k.skip = key<<6 | (cnt - 1)
+	}
+	return node6{child: 1 << c, kids: []node6{k}}
+}
+
+// compress6 merges n into its child when n has no prefixes and one child
+// and the combined skip fits.
+func compress6(n node6) node6 {
+	if n.internal != 0 || n.child&(n.child-1) != 0 || n.child == 0 {
+		return n
+	}
+	k := n.kids[0]
+	sn, sk := n.skip&skipCount6, k.skip&skipCount6
+	total := sn + 1 + sk
+	if total > maxSkip6 {
+		return n
+	}
+	c := uint64(bits.TrailingZeros64(n.child))
+	k.skip = n.skip&^skipCount6 | c<<(58-6*sn) | (k.skip&^skipCount6)>>(6*(sn+1)) | total
+	return k
+}
+
+// insert6 returns a copy of n (which has no skip) with the route (the top
+// rem bits of hi:lo) set to id; the copy shares n's unchanged arrays.
 func insert6(n node6, hi, lo uint64, rem int, id NextHopID) node6 {
 	if rem < 6 {
 		bit := uint(1)<<rem + uint(hi>>(64-rem))
@@ -109,18 +164,19 @@ func insert6(n node6, hi, lo uint64, rem int, id NextHopID) node6 {
 	ch := hi >> 58
 	idx := bits.OnesCount64(n.child & (1<<ch - 1))
 	if n.child&(1<<ch) != 0 {
-		k := insert6(n.kids[idx], hi<<6|lo>>58, lo<<6, rem-6, id)
+		k := compress6(insert6(expand6(n.kids[idx]), hi<<6|lo>>58, lo<<6, rem-6, id))
 		n.kids = slices.Clone(n.kids)
 		n.kids[idx] = k
 	} else {
-		n.kids = insertAt(n.kids, idx, insert6(node6{}, hi<<6|lo>>58, lo<<6, rem-6, id))
+		k := compress6(insert6(node6{}, hi<<6|lo>>58, lo<<6, rem-6, id))
+		n.kids = insertAt(n.kids, idx, k)
 		n.child |= 1 << ch
 	}
 	return n
 }
 
-// remove6 returns a copy of n without the route (the top rem bits of
-// hi:lo), which must exist.
+// remove6 returns a copy of n (which has no skip) without the route (the
+// top rem bits of hi:lo), which must exist.
 func remove6(n node6, hi, lo uint64, rem int) node6 {
 	if rem < 6 {
 		bit := uint(1)<<rem + uint(hi>>(64-rem))
@@ -131,9 +187,9 @@ func remove6(n node6, hi, lo uint64, rem int) node6 {
 	}
 	ch := hi >> 58
 	idx := bits.OnesCount64(n.child & (1<<ch - 1))
-	if k := remove6(n.kids[idx], hi<<6|lo>>58, lo<<6, rem-6); !k.empty() {
+	if k := remove6(expand6(n.kids[idx]), hi<<6|lo>>58, lo<<6, rem-6); !k.empty() {
 		n.kids = slices.Clone(n.kids)
-		n.kids[idx] = k
+		n.kids[idx] = compress6(k)
 	} else {
 		n.kids = removeAt(n.kids, idx)
 		n.child &^= 1 << ch
@@ -310,6 +366,15 @@ func (f *FIB) Lookup6Batch(dst [][16]byte, out []NextHopID) {
 			for a := active; a != 0; a &= a - 1 {
 				i := bits.TrailingZeros64(a)
 				n := node[i]
+				if sk := n.skip; sk != 0 {
+					b := 6 * (sk & skipCount6)
+					if (hi[i]^sk)>>(64-b) != 0 {
+						active &^= 1 << i
+						continue
+					}
+					hi[i] = hi[i]<<b | lo[i]>>(64-b)
+					lo[i] <<= b
+				}
 				c := hi[i] >> 58
 				if m := n.internal & anc6[c]; m != 0 {
 					top := 63 - bits.LeadingZeros64(m)

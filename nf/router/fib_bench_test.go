@@ -234,6 +234,7 @@ func BenchmarkLookup6(b *testing.B) {
 			sinkID = s
 			// The IPv6 part only: the IPv4 tbl24 is reserved by New anyway.
 			b.ReportMetric(float64(t.f.MemoryBytes()-unsafeSizeTbl24)/(1<<20), "fib6-MiB")
+			b.ReportMetric(float64(compressed6(t.f)), "skip-nodes")
 			b.ReportMetric(100*float64(hits)/float64(len(dst)), "hit-%")
 			b.ReportMetric(t.build.Seconds(), "build-s")
 		})
@@ -294,4 +295,24 @@ func BenchmarkLookup4Batch(b *testing.B) {
 		lookups += 64
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(lookups), "ns/lookup")
+}
+
+// compressed6 counts the path-compressed nodes of the IPv6 trie.
+func compressed6(f *FIB) int {
+	n := 0
+	var walk func(x *node6)
+	walk = func(x *node6) {
+		if x.skip != 0 {
+			n++
+		}
+		for i := range x.kids {
+			walk(&x.kids[i])
+		}
+	}
+	for i := range f.root6 {
+		if s := f.root6[i].Load(); s != nil {
+			walk(&s.node6)
+		}
+	}
+	return n
 }

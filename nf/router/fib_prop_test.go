@@ -158,6 +158,7 @@ func checkAgainst(t *testing.T, f *FIB, ref reference, probes []netip.Addr, step
 			d6, w6 = append(d6, a.As16()), append(w6, got)
 		}
 	}
+	checkTrie6(t, f, step)
 	// The batch lookups agree with the single ones.
 	out := make([]NextHopID, len(probes))
 	f.Lookup4Batch(d4, out)
@@ -290,5 +291,36 @@ func TestIPv4MatchesReference(t *testing.T) {
 func TestIPv6MatchesReference(t *testing.T) {
 	for seed := range seeds() {
 		testAgainstReference(t, 128, seed)
+	}
+}
+
+// checkTrie6 checks the shape of the IPv6 trie: no empty node below a root
+// slot, and path compression applied wherever it fits.
+func checkTrie6(t *testing.T, f *FIB, step int) {
+	t.Helper()
+	var walk func(n *node6, depth int)
+	walk = func(n *node6, depth int) {
+		for i := range n.kids {
+			k := &n.kids[i]
+			if k.empty() {
+				t.Fatalf("step %d: empty node at depth %d", step, depth+1)
+			}
+			if k.skip&skipCount6 > maxSkip6 {
+				t.Fatalf("step %d: node skips %d chunks", step, k.skip&skipCount6)
+			}
+			if k.internal == 0 && k.child&(k.child-1) == 0 &&
+				k.skip&skipCount6+1+k.kids[0].skip&skipCount6 <= maxSkip6 {
+				t.Fatalf("step %d: node at depth %d should have been merged into its only child", step, depth+1)
+			}
+			walk(k, depth+1)
+		}
+	}
+	for i := range f.root6 {
+		if s := f.root6[i].Load(); s != nil {
+			if s.skip != 0 {
+				t.Fatalf("step %d: root slot %#x has a skip", step, i)
+			}
+			walk(&s.node6, 0)
+		}
 	}
 }
