@@ -286,3 +286,38 @@ func TestClassifyEqualsLinearOnTrafficKeys(t *testing.T) {
 	}
 	checkAgainstLinear(t, rules, Drop, rs, keys)
 }
+
+// IPv6 prefixes inside one /64 exercise the trie paths that work on the
+// low 64 bits only: with both values of bit 63 (offset 64) and with bit
+// 63 set everywhere (offset past 64, low words of 1<<63 and more).
+func TestClassifyEqualsLinearWithinOneIPv6Slash64(t *testing.T) {
+	for _, mixed := range []bool{true, false} {
+		g := newGen(11, true)
+		base := netip.MustParseAddr("2001:db8:1:2:8000::").As16()
+		var rules []Rule
+		for i := range 400 {
+			a := base
+			for j := 9; j < 16; j++ {
+				a[j] = byte(g.intn(4))
+			}
+			if mixed && i%2 == 0 {
+				a[8] = 0
+			}
+			r := NewRule(Action(i % 3))
+			r.Dst = netip.PrefixFrom(netip.AddrFrom16(a), 72+g.intn(57)).Masked()
+			rules = append(rules, r)
+		}
+		rs, err := Compile(rules, Drop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := &rs.addr[3]; x.off < 64 || !mixed && x.off == 64 {
+			t.Fatalf("mixed %v: index offset %d: the test no longer covers the 64-bit paths", mixed, x.off)
+		}
+		ks := make([]Key, 20000)
+		for i := range ks {
+			ks[i] = g.key(rules)
+		}
+		checkAgainstLinear(t, rules, Drop, rs, ks)
+	}
+}

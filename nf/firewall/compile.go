@@ -363,7 +363,16 @@ func (x *addrIndex) handle(a u128) uint32 {
 	// inside the block that a has reached.
 	first := int(e & 0xffffff)
 	c := first - 1
-	for _, ep := range x.eps[first : first+int(e>>24&7)] {
+	eps := x.eps[first : first+int(e>>24&7)]
+	if x.off > 64 {
+		// The hi words are equal and so is bit 63 of lo, so the sign of
+		// ep.lo-a.lo-1 says ep <= a without a branch.
+		for _, ep := range eps {
+			c += int((ep.lo - a.lo - 1) >> 63)
+		}
+		return x.h[c]
+	}
+	for _, ep := range eps {
 		if !a.less(ep) {
 			c++
 		}
