@@ -243,8 +243,8 @@ func BenchmarkLookup6(b *testing.B) {
 
 const unsafeSizeTbl24 = 4 << 24 // bytes of the IPv4 tbl24
 
-// BenchmarkAdd4 measures one update (add then delete of a /24, with its
-// tbl24 write) in a full table.
+// BenchmarkAdd4 measures one IPv4 update (add then delete of a /24, each
+// one tbl24 store) in a 1M-prefix table.
 func BenchmarkAdd4(b *testing.B) {
 	t := table(b, false, 1_000_000)
 	p := pfx("198.51.100.0/24")
@@ -315,4 +315,17 @@ func compressed6(f *FIB) int {
 		}
 	}
 	return n
+}
+
+// BenchmarkAdd6 measures one IPv6 update (add then delete of a /48, each
+// copying its path) in a 100k-prefix table.
+func BenchmarkAdd6(b *testing.B) {
+	t := table(b, true, 100_000)
+	p := pfx("2001:db8:abcd::/48")
+	nh := port(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		t.f.Add(p, nh)
+		t.f.Delete(p)
+	}
 }
