@@ -50,7 +50,10 @@ func (nh NextHop) String() string {
 // IDs are stable for the life of the FIB: the same NextHop (or the same
 // multiset of next hops) always gets the same ID, and an ID is never reused
 // for something else, so a forwarding stage may cache per-ID state
-// (neighbor entries, counters).
+// (neighbor entries, counters). The price: next hops and groups are never
+// freed (a lock-free reader may still hold an old ID), so a control plane
+// churning through many distinct ECMP sets grows these tables, by a few
+// dozen bytes per set.
 type NextHopID uint32
 
 // groupBit marks an ECMP group ID. IDs fit in 24 bits (see entry encoding
