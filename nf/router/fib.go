@@ -112,16 +112,15 @@ type nhTable struct {
 // structure and the concurrency contract: any number of goroutines may look
 // up while one update runs; updates are serialized internally.
 type FIB struct {
+	// Read by every lookup, written rarely: kept on their own cache line,
+	// away from the writer's lock and bookkeeping.
+	tbl24 *[1 << 24]uint32                // IPv4 (fib4.go)
+	tbl8  atomic.Pointer[tbl8Table]       // IPv4
+	root6 *[1 << 16]atomic.Pointer[slot6] // IPv6 (fib6.go)
+	nh    atomic.Pointer[nhTable]
+	_     [64]byte
+
 	mu sync.Mutex // serializes writers; readers never take it
-
-	// IPv4 data plane (fib4.go).
-	tbl24 *[1 << 24]uint32
-	tbl8  atomic.Pointer[tbl8Table]
-
-	// IPv6 data plane (fib6.go).
-	root6 *[1 << 16]atomic.Pointer[slot6]
-
-	nh atomic.Pointer[nhTable]
 
 	// Control plane: the source of truth, touched only under mu.
 	pfx4       [33]map[uint32]NextHopID
