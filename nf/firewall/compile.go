@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"encoding/binary"
+	"fmt"
 	"maps"
 	"math/bits"
 	"net/netip"
@@ -512,6 +513,10 @@ type Stats struct {
 	Bytes       int            // approximate memory held by the classifier
 }
 
+// MaxRules is the largest rule set Compile accepts (the index packs rule
+// numbers and interval counts into 24 bits).
+const MaxRules = 1 << 22
+
 // Compile builds the classifier of rules with default policy def. Rules
 // are checked with Rule.Validate; the error names the failing rule by
 // index. Compile keeps its own copy of rules.
@@ -519,13 +524,18 @@ func Compile(rules []Rule, def Action) (*Ruleset, error) {
 	if def > Reject {
 		return nil, &RuleError{Index: -1, Text: "default policy", Err: &FieldError{Field: "action", Msg: def.String() + " is not an action (expected accept, drop or reject)"}}
 	}
+	if len(rules) > MaxRules {
+		return nil, fmt.Errorf("firewall: %d rules, at most %d can be compiled", len(rules), MaxRules)
+	}
 	for i := range rules {
 		if err := rules[i].Validate(); err != nil {
 			return nil, &RuleError{Index: i, Text: rules[i].String(), Err: err}
 		}
 	}
 	rs := &Ruleset{rules: slices.Clone(rules), def: def, catchAll: int32(len(rules))}
-	rs.build()
+	if err := rs.build(); err != nil {
+		return nil, err
+	}
 	return rs, nil
 }
 
@@ -551,7 +561,7 @@ func prefixRange(p netip.Prefix) (lo, hi u128) {
 	return v, u128{v.hi | mh, v.lo | ml}
 }
 
-func (rs *Ruleset) build() {
+func (rs *Ruleset) build() error {
 	n := len(rs.rules)
 	rs.cr = make([]crule, n)
 	type span struct {
@@ -792,6 +802,10 @@ func (rs *Ruleset) build() {
 		b += len(x.eps)*16 + len(x.h)*4 + len(x.top)*8 + len(x.t0)*4 + len(x.chunks)*4
 	}
 	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
+	if len(rs.pool) >= 1<<29 {
+		return fmt.Errorf("firewall: the index of these %d rules needs %d list words, more than %d; use fewer or narrower rules", n, len(rs.pool), 1<<29)
+	}
+	return nil
 }
 
 func inc128(a u128) (u128, bool) {
