@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xnfdev/xnf/internal/lab"
+)
+
+// TestMain lets the test binary act as the xnf command for end-to-end tests
+// of `xnf run` (run inside a namespace with `ip netns exec`).
+func TestMain(m *testing.M) {
+	if os.Getenv("XNF_CLI_MAIN") == "1" {
+		os.Args = append([]string{"xnf"}, os.Args[1:]...)
+		Main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// xnfProcess is `xnf run` started in a namespace.
+type xnfProcess struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out strings.Builder
+}
+
+func (p *xnfProcess) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
+
+func startXNF(t *testing.T, ns string, args ...string) *xnfProcess {
+	t.Helper()
+	ipBin, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("skipped: needs iproute2's ip for 'ip netns exec'")
+	}
+	cmd := exec.Command(ipBin, append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), "XNF_CLI_MAIN=1")
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &xnfProcess{cmd: cmd}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		pw.Close()
+	})
+	return p
+}
+
+func (p *xnfProcess) waitFor(t *testing.T, what string, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.output(), what) {
+			return
+		}
+		if p.cmd.ProcessState != nil {
+			break
+		}
+	}
+	t.Fatalf("xnf did not print %q; output:\n%s", what, p.output())
+}
+
+const runChain = `ports:
+  - name: in
+    interface: in0
+  - name: out
+    interface: out0
+chain:
+  - type: router
+    interfaces:
+      - port: in
+        addrs: [198.18.0.2/24]
+      - port: out
+        addrs: [198.18.1.1/24]
+    neighbors:
+      - {port: out, addr: 198.18.1.2, mac: "02:00:00:00:01:02"}
+      - {port: in, addr: 198.18.0.1, mac: "02:00:00:00:00:01"}
+metrics:
+  listen: 127.0.0.1:19464
+`
+
+func metricsIn(t *testing.T, ns *lab.NS) string {
+	t.Helper()
+	var body []byte
+	// Dial inside the namespace: net/http would dial from another thread,
+	// which is in the root namespace.
+	var conn net.Conn
+	err := ns.Do(func() (err error) { conn, err = net.DialTimeout("tcp", "127.0.0.1:19464", 3*time.Second); return err })
+	if err == nil {
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+		var r *http.Response
+		if r, err = http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+			body, err = io.ReadAll(r.Body)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func metricValue(t *testing.T, text, re string) uint64 {
+	t.Helper()
+	m := regexp.MustCompile(re + ` (\d+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no metric matching %s in:\n%s", re, text)
+	}
+	v, _ := strconv.ParseUint(m[1], 10, 64)
+	return v
+}
+
+func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
+	topo := lab.TopologyForTest(t, "run", lab.TopologyOptions{})
+	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "chain.yaml")
+	os.WriteFile(path, []byte(runChain), 0o644)
+	x := startXNF(t, topo.DUT.Name, "run", "-c", path)
+	x.waitFor(t, "metrics: http://127.0.0.1:19464/metrics", 10*time.Second)
+	if !strings.Contains(x.output(), "in: XDP attached to in0 in native mode") {
+		t.Errorf("mode not reported:\n%s", x.output())
+	}
+
+	// A listener in the sink, so its kernel sends no ICMP back to count.
+	var sink *net.UDPConn
+	if err := topo.Sink.Do(func() (err error) {
+		sink, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 9})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	const n = 500
+	if err := topo.Gen.Do(func() error {
+		c, err := net.Dial("udp4", lab.SinkAddr+":9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(c, "datagram %d", i)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		text = metricsIn(t, topo.DUT)
+		if metricValue(t, text, `xnf_port_tx_packets_total\{port="out",queue="0",worker="0"\}`) >= n {
+			break
+		}
+	}
+	if v := metricValue(t, text, `xnf_stage_events_total\{event="forwarded",index="0",stage="router",worker="0"\}`); v != n {
+		t.Errorf("router forwarded %d, sent %d", v, n)
+	}
+	if v := metricValue(t, text, `xnf_port_rx_packets_total\{port="in",queue="0",worker="0"\}`); v != n {
+		t.Errorf("in rx %d, sent %d", v, n)
+	}
+	if v := metricValue(t, text, `xnf_port_tx_packets_total\{port="out",queue="0",worker="0"\}`); v != n {
+		t.Errorf("out tx %d, sent %d", v, n)
+	}
+	if v := metricValue(t, text, `xnf_xdp_packets_total\{action="redirected",interface="in0",port="in"\}`); v != n {
+		t.Errorf("XDP redirected %d on in0, sent %d", v, n)
+	}
+
+	x.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- x.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("xnf exited with %v:\n%s", err, x.output())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("xnf did not stop on SIGTERM:\n%s", x.output())
+	}
+	if !strings.Contains(x.output(), "stage") || !strings.Contains(x.output(), "router") {
+		t.Errorf("no final counters printed:\n%s", x.output())
+	}
+	for _, ifname := range []string{"in0", "out0"} {
+		l, err := topo.DUT.Link(ifname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			t.Errorf("%s still has an XDP program after SIGTERM", ifname)
+		}
+	}
+}
