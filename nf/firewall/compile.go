@@ -126,6 +126,10 @@ func (c *crule) match(p *pkt) bool {
 // the list pool[h+1 : h+1+pool[h]].
 const single = 1 << 31
 
+// singleExact marks a single whose rule has no condition besides the
+// field it is listed under: being in the class is matching it.
+const singleExact = 1 << 30
+
 // scan returns the first rule of the list h below best that matches p,
 // or best.
 func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
@@ -133,8 +137,8 @@ func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
 		return best
 	}
 	if h&single != 0 {
-		r := int32(h &^ single)
-		if r < best && rs.cr[r].match(p) {
+		r := int32(h &^ (single | singleExact))
+		if r < best && (h&singleExact != 0 || rs.cr[r].match(p)) {
 			return r
 		}
 		return best
@@ -146,7 +150,7 @@ func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
 		if r >= best {
 			break
 		}
-		if p.pass(l[i+1], l[i+2], l[i+3]) && rs.cr[r].match(p) {
+		if p.pass(l[i+1], l[i+2], l[i+3]) && (l[i+2]&entryExact != 0 || rs.cr[r].match(p)) {
 			return r
 		}
 	}
@@ -161,7 +165,8 @@ func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
 // needs IPv4 and that prefix, cut to 24 bits).
 //
 // The meta filter holds protocol+1 (0 any) in bits 0-8, the state set in
-// bits 9-12, and ingress port in bits 14-29 when bit 13 is set.
+// bits 9-12, ingress port in bits 14-29 when bit 13 is set, and
+// entryExact when a packet that passes the filters matches the rule.
 //
 // The range filter is lo | hi<<16 of the rule's destination port or
 // ICMP type<<8|code range (0xffff0000 when it has none).
@@ -171,6 +176,7 @@ const (
 	filterV4   = 1 << 30
 	filterSrc  = 1 << 29
 	noRange    = 0xffff0000
+	entryExact = 1 << 30 // in the meta filter: the filters are the whole rule
 )
 
 func (p *pkt) pass(fa, fm, fr uint32) bool {
@@ -203,6 +209,29 @@ func (p *pkt) pass(fa, fm, fr uint32) bool {
 	return (a>>8^fa)&(0xffffff<<(24-fa>>24&31))&0xffffff == 0
 }
 
+// exact reports whether a packet in a class of field f where rule i is
+// listed, and passing the rule's entry filters, is sure to match the
+// rule: the filters then stand for the rule and it need not be loaded.
+func (rs *Ruleset) exact(i, f int) bool {
+	r := &rs.rules[i]
+	if !r.SrcPort.all() && f != fieldSport {
+		return false
+	}
+	srcIdx := f == fieldSrc4 || f == fieldSrc6
+	dstIdx := f == fieldDst4 || f == fieldDst6
+	needSrc := r.Src.IsValid() && !srcIdx
+	needDst := r.Dst.IsValid() && !dstIdx
+	if !needSrc && !needDst {
+		return true
+	}
+	if r.family() == 6 || needSrc && needDst {
+		return false
+	}
+	// One IPv4 prefix left; filterFor picks the same one.
+	fa := rs.filterFor(i, f)
+	return fa&filterV4 != 0 && (needSrc == (fa&filterSrc != 0)) && (needSrc && r.Src.Bits() <= 24 || needDst && r.Dst.Bits() <= 24)
+}
+
 // entryFilters returns the filters of rule i listed under field f.
 func (rs *Ruleset) entryFilters(i, f int) (fa, fm, fr uint32) {
 	r := &rs.rules[i]
@@ -217,6 +246,9 @@ func (rs *Ruleset) entryFilters(i, f int) (fa, fm, fr uint32) {
 	if pr, ok := rs.portSpan(r, 1); ok {
 		fr = uint32(pr.Lo) | uint32(pr.Hi)<<16
 	}
+	if rs.exact(i, f) {
+		fm |= entryExact
+	}
 	return rs.filterFor(i, f), fm, fr
 }
 
@@ -225,6 +257,9 @@ func (rs *Ruleset) filterFor(i, f int) uint32 {
 	r := &rs.rules[i]
 	switch r.family() {
 	case 6:
+		if f == fieldSrc6 || f == fieldDst6 {
+			return 0 // listed under an IPv6 field: the family is implied
+		}
 		return filterV6
 	case 4:
 		p, src := r.Dst, uint32(0)
@@ -489,7 +524,8 @@ type Ruleset struct {
 	rules    []Rule
 	def      Action
 	cr       []crule
-	catchAll int32 // first rule that matches every packet, or len(rules)
+	actions  []Action // of each rule, without loading its crule
+	catchAll int32    // first rule that matches every packet, or len(rules)
 
 	inMap        []uint16 // ingress port -> ingress class (0: no rule names it)
 	inClasses    int
@@ -564,6 +600,7 @@ func prefixRange(p netip.Prefix) (lo, hi u128) {
 func (rs *Ruleset) build() error {
 	n := len(rs.rules)
 	rs.cr = make([]crule, n)
+	rs.actions = make([]Action, n)
 	type span struct {
 		lo, hi u128
 		ok     bool
@@ -576,6 +613,7 @@ func (rs *Ruleset) build() error {
 		r := &rs.rules[i]
 		c := &rs.cr[i]
 		c.action = r.Action
+		rs.actions[i] = r.Action
 		if r.InPort != Any {
 			c.flags |= cfIn
 			c.inPort = uint16(r.InPort)
@@ -773,6 +811,9 @@ func (rs *Ruleset) build() error {
 			case 0:
 			case 1:
 				hs[f][c] = single | uint32(ids[0])
+				if fa, fm, fr := rs.entryFilters(int(ids[0]), f); fa == 0 && fm == entryExact && fr == noRange {
+					hs[f][c] |= singleExact
+				}
 			default:
 				buf = append(buf[:0], uint32(len(ids)))
 				for _, r := range ids {
@@ -927,7 +968,7 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	if int(best) == len(rs.cr) {
 		return rs.def, -1
 	}
-	return rs.cr[best].action, int(best)
+	return rs.actions[best], int(best)
 }
 
 // Rules returns a copy of the rules of rs, in order.
