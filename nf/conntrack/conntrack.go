@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/xnfdev/xnf/packet"
 )
@@ -32,7 +33,8 @@ const (
 	// StateInvalid: a packet that must not pass as part of a flow: it did
 	// not parse cleanly, has a TCP flag combination no stack sends, cannot
 	// start a flow (a TCP segment other than SYN, an echo reply, an ICMP
-	// error) and matches none, breaks the TCP state machine of its flow,
+	// error, a packet from an address and port to themselves) and matches
+	// none, breaks the TCP state machine of its flow,
 	// or would start a flow while the table is full and may not evict.
 	StateInvalid State = 1 << 3
 )
@@ -226,24 +228,43 @@ var (
 )
 
 // Flow is one entry: a flow's two tuples, its protocol state and its
-// timers. A *Flow points into the table's slab (see Result for how long it
+// timer. A *Flow points into the table's slab (see Result for how long it
 // stays valid). Only User may be written; the tuples change through
 // Table.SetReply.
+//
+// Layout: one cache line per direction. The first holds the original tuple
+// and everything a packet updates (state, timer), so a packet in the
+// original direction touches one line; the second holds the reply tuple
+// and User.
 type Flow struct {
-	hash    [2]uint32 // hash of key[Original], key[Reply]
-	next    [2]uint32 // index chain links, ref+1 (0: end); next[0] links the free list
-	expires int64     // now value at which the flow expires
-	seen    int64     // now value of the last packet that moved it
-	// User is a slot for the stage that owns the flow, zero when the
-	// entry is created. NAT keeps its bookkeeping here (which rule or pool
-	// translated the flow, so its port can be released); the translation
-	// itself needs no slot: it is the difference between the tuples (see
-	// the package doc).
-	User    uint64
-	packets [2]uint32 // packets per direction (wrapping)
+	orig    tuple
 	tcp     TCPState
 	status  uint8
-	key     [2]packet.FlowKey
+	_       [2]byte
+	expires int64 // now value at which the flow expires
+	reply   tuple
+	_       [4]byte
+	// User is a slot for the stage that owns the flow, zero when the
+	// entry is created. NAT may keep its bookkeeping here (which rule
+	// translated the flow); the translation itself needs no slot: it is
+	// the difference between the tuples (see the package doc).
+	User uint64
+}
+
+// tuple is one direction of a flow: its key and its place in the index.
+type tuple struct {
+	key  packet.FlowKey
+	hash uint32 // hasher.sum(&key)
+	next uint32 // next reference of key's chain (0: end); orig.next links the free list
+	pkts uint32 // packets accepted in this direction (wrapping)
+}
+
+// tupleOff is the distance from a Flow's original tuple to its reply tuple.
+const tupleOff = unsafe.Offsetof(Flow{}.reply)
+
+// tuple returns the tuple of direction d, without a branch.
+func (f *Flow) tuple(d Dir) *tuple {
+	return (*tuple)(unsafe.Add(unsafe.Pointer(f), uintptr(d&1)*tupleOff))
 }
 
 const (
@@ -255,18 +276,18 @@ const (
 )
 
 // Orig returns the original tuple: the first packet's 5-tuple.
-func (f *Flow) Orig() packet.FlowKey { return f.key[Original] }
+func (f *Flow) Orig() packet.FlowKey { return f.orig.key }
 
 // Reply returns the reply tuple: the 5-tuple of packets in the reply
 // direction as they reach the table. It is Orig().Reverse() unless the flow
 // was made by Create or changed by SetReply (NAT).
-func (f *Flow) Reply() packet.FlowKey { return f.key[Reply] }
+func (f *Flow) Reply() packet.FlowKey { return f.reply.key }
 
 // Key returns the tuple of direction d.
-func (f *Flow) Key(d Dir) packet.FlowKey { return f.key[d&1] }
+func (f *Flow) Key(d Dir) packet.FlowKey { return f.tuple(d).key }
 
 // Proto returns the IP protocol of the flow.
-func (f *Flow) Proto() uint8 { return f.key[Original].Proto }
+func (f *Flow) Proto() uint8 { return f.orig.key.Proto }
 
 // TCPState returns the TCP state, TCPNone for other protocols.
 func (f *Flow) TCPState() TCPState { return f.tcp }
@@ -278,17 +299,13 @@ func (f *Flow) Replied() bool { return f.status&stReplied != 0 }
 // which the flow expires unless another packet moves it.
 func (f *Flow) Expires() int64 { return f.expires }
 
-// LastSeen returns the time of the last packet that moved the flow (or of
-// its creation).
-func (f *Flow) LastSeen() int64 { return f.seen }
-
 // Packets returns the packets accepted in direction d; the count wraps at
 // 2^32.
-func (f *Flow) Packets(d Dir) uint32 { return f.packets[d&1] }
+func (f *Flow) Packets(d Dir) uint32 { return f.tuple(d).pkts }
 
 // String formats the flow for logs and tools; it allocates.
 func (f *Flow) String() string {
-	o, r := f.key[Original], f.key[Reply]
+	o, r := f.orig.key, f.reply.key
 	s := protoName(o.Proto) + " " + endpoint(o.SrcAddr().String(), o.SrcPort) + " > " + endpoint(o.DstAddr().String(), o.DstPort)
 	if r != o.Reverse() {
 		s += " reply " + endpoint(r.SrcAddr().String(), r.SrcPort) + " > " + endpoint(r.DstAddr().String(), r.DstPort)

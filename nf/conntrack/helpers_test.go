@@ -150,10 +150,11 @@ func (t *Table) check(tb testing.TB) {
 		}
 		live++
 		for d := Original; d <= Reply; d++ {
-			if e.hash[d] != t.h.sum(&e.key[d]) {
+			tu := e.tuple(d)
+			if tu.hash != t.h.sum(&tu.key) {
 				tb.Fatalf("entry %d dir %v: stale hash", i, d)
 			}
-			j, dd, ok := t.lookup(&e.key[d], e.hash[d])
+			j, dd, ok := t.lookup(&tu.key, tu.hash)
 			if !ok || j != uint32(i) || dd != d {
 				tb.Fatalf("entry %d dir %v (%v): lookup gives %d %v %v", i, d, e, j, dd, ok)
 			}
@@ -164,7 +165,7 @@ func (t *Table) check(tb testing.TB) {
 	}
 	links := 0
 	for _, r := range t.buckets {
-		for ; r != 0; r = t.slab[(r-1)>>1].next[(r-1)&1] {
+		for ; r != 0; r = t.slab[(r-1)>>1].tuple(Dir((r-1)&1)).next {
 			if links++; links > 2*len(t.slab) {
 				tb.Fatal("index chains loop")
 			}
@@ -177,7 +178,7 @@ func (t *Table) check(tb testing.TB) {
 		tb.Fatalf("index holds %d tuples, want %d", links, 2*live)
 	}
 	free := 0
-	for f := t.free; f != 0; f = t.slab[f-1].next[0] {
+	for f := t.free; f != 0; f = t.slab[f-1].orig.next {
 		if free++; free > len(t.slab) {
 			tb.Fatal("free list loops")
 		}

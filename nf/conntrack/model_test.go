@@ -206,3 +206,42 @@ func TestRandomKeepsIndexSound(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowKeyAgrees checks classify's key against packet.FlowKey, and
+// sameKey against ==, on every frame the tests build.
+func TestFlowKeyAgrees(t *testing.T) {
+	q := udpFrame(t, ap(a4, 1), ap(b4, 2))
+	frames := [][]byte{
+		q, udpFrame(t, ap(a6, 1), ap(b6, 2)),
+		tcpFrame(t, ap(a4, 1), ap(b4, 2), syn), tcpFrame(t, ap(a6, 1), ap(b6, 2), ack),
+		echoFrame(t, a4, b4, 77, false), echoFrame(t, a6, b6, 77, true),
+		icmpErrorFrame(t, b4, a4, 3, 3, q, 0),
+	}
+	var keys []packet.FlowKey
+	for _, f := range frames {
+		p := parsed(t, f)
+		var k packet.FlowKey
+		k.SrcPort = 0xdead // classify must overwrite everything
+		kd := classify(p, &k)
+		want := p.FlowKey()
+		if kd == kindError {
+			q, _, _ := QuotedKey(p)
+			want = q.Reverse()
+		}
+		if k != want {
+			t.Errorf("classify key %v, FlowKey %v", k, want)
+		}
+		keys = append(keys, k)
+	}
+	for i := range keys {
+		for j := range keys {
+			for _, mod := range []func(*packet.FlowKey){func(*packet.FlowKey) {}, func(k *packet.FlowKey) { k.Proto++ }, func(k *packet.FlowKey) { k.Dst[3]++ }} {
+				b := keys[j]
+				mod(&b)
+				if sameKey(&keys[i], &b) != (keys[i] == b) {
+					t.Errorf("sameKey(%v, %v) wrong", keys[i], b)
+				}
+			}
+		}
+	}
+}

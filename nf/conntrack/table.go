@@ -24,7 +24,7 @@ type Table struct {
 	// buckets are the heads of the index chains: a reference (slab index
 	// << 1 | direction) plus one, 0 for an empty chain. Each flow is
 	// linked twice, by its original tuple and by its reply tuple, through
-	// Flow.next[dir].
+	// the next field of the flow's tuples.
 	buckets []uint32
 	mask    uint32
 	free    uint32 // head of the free list (slab index + 1), linked through next[0]
@@ -95,6 +95,8 @@ func New(cfg Config) (*Table, error) {
 		icmpTO:     int64(to.ICMP),
 		genericTO:  int64(to.Generic),
 	}
+	adviseHuge(unsafe.Pointer(&t.slab[0]), uintptr(len(t.slab))*unsafe.Sizeof(Flow{}))
+	adviseHuge(unsafe.Pointer(&t.buckets[0]), uintptr(len(t.buckets))*4)
 	t.tcpTO = [numTCPStates]int64{
 		TCPNone:        int64(to.Generic),
 		TCPSynSent:     int64(to.TCPSynSent),
@@ -166,33 +168,33 @@ func (t *Table) lookup(k *packet.FlowKey, h uint32) (idx uint32, d Dir, ok bool)
 	for r != 0 {
 		r--
 		i, dir := r>>1, Dir(r&1)
-		e := &t.slab[i]
-		if e.hash[dir] == h && e.key[dir] == *k {
+		tu := t.slab[i].tuple(dir)
+		if tu.hash == h && sameKey(&tu.key, k) {
 			return i, dir, true
 		}
-		r = e.next[dir]
+		r = tu.next
 	}
 	return 0, 0, false
 }
 
 // link inserts tuple d of entry i at the head of its chain.
 func (t *Table) link(i uint32, d Dir) {
-	e := &t.slab[i]
-	b := &t.buckets[e.hash[d]&t.mask]
-	e.next[d] = *b
+	tu := t.slab[i].tuple(d)
+	b := &t.buckets[tu.hash&t.mask]
+	tu.next = *b
 	*b = i<<1 | uint32(d) + 1
 }
 
 // unlink removes tuple d of entry i from its chain.
 func (t *Table) unlink(i uint32, d Dir) {
-	e := &t.slab[i]
+	tu := t.slab[i].tuple(d)
 	want := i<<1 | uint32(d) + 1
-	p := &t.buckets[e.hash[d]&t.mask]
+	p := &t.buckets[tu.hash&t.mask]
 	for *p != want {
 		r := *p - 1
-		p = &t.slab[r>>1].next[r&1]
+		p = &t.slab[r>>1].tuple(Dir(r&1)).next
 	}
-	*p = e.next[d]
+	*p = tu.next
 }
 
 // release frees entry i: out of the index, onto the free list.
@@ -201,7 +203,7 @@ func (t *Table) release(i uint32) {
 	t.unlink(i, Reply)
 	e := &t.slab[i]
 	*e = Flow{}
-	e.next[0] = t.free
+	e.orig.next = t.free
 	t.free = i + 1
 	t.live--
 }
@@ -215,8 +217,8 @@ func (t *Table) alloc(now int64) (i uint32, ok bool) {
 	}
 	if t.free != 0 {
 		i = t.free - 1
-		t.free = t.slab[i].next[0]
-		t.slab[i].next[0] = 0
+		t.free = t.slab[i].orig.next
+		t.slab[i].orig.next = 0
 	} else {
 		i = t.used
 		t.used++
@@ -249,7 +251,7 @@ func (t *Table) makeRoom(now int64) bool {
 			freed = true
 			continue
 		}
-		if e.seen != now && (!found || e.expires < t.slab[victim].expires) {
+		if e.expires-t.timeout(e) != now && (!found || e.expires < t.slab[victim].expires) {
 			victim, found = i, true
 		}
 	}
@@ -269,7 +271,7 @@ func (t *Table) makeRoom(now int64) bool {
 // Track does this a few entries at a time; an idle worker may call Expire
 // to catch up.
 func (t *Table) Expire(now int64, n int) int {
-	if n <= 0 || n > int(t.used) {
+	if n <= 0 {
 		n = int(t.used)
 	}
 	return t.expire(now, n)
@@ -280,6 +282,7 @@ func (t *Table) expire(now int64, n int) int {
 	if used == 0 {
 		return 0
 	}
+	n = min(n, int(used))
 	freed := 0
 	h := t.hand
 	for range n {
@@ -353,13 +356,12 @@ func (t *Table) Create(orig, reply packet.FlowKey, now int64) (*Flow, error) {
 // insert fills entry i with a fresh flow and links both tuples.
 func (t *Table) insert(i uint32, orig *packet.FlowKey, ho uint32, reply *packet.FlowKey, hr uint32, now int64) *Flow {
 	e := &t.slab[i]
-	e.key = [2]packet.FlowKey{*orig, *reply}
-	e.hash = [2]uint32{ho, hr}
+	e.orig.key, e.orig.hash = *orig, ho
+	e.reply.key, e.reply.hash = *reply, hr
 	e.status = stLive
 	if orig.Proto == packet.ProtoTCP {
 		e.tcp = TCPSynSent
 	}
-	e.seen = now
 	e.expires = now + t.timeout(e)
 	t.link(i, Original)
 	t.link(i, Reply)
@@ -381,10 +383,10 @@ func (t *Table) SetReply(f *Flow, reply packet.FlowKey, now int64) error {
 	if !ok {
 		return ErrNotFound
 	}
-	if reply.Proto != f.key[Original].Proto {
+	if reply.Proto != f.orig.key.Proto {
 		return ErrMismatch
 	}
-	if reply == f.key[Reply] {
+	if reply == f.reply.key {
 		return nil
 	}
 	h := t.h.sum(&reply)
@@ -397,8 +399,7 @@ func (t *Table) SetReply(f *Flow, reply packet.FlowKey, now int64) error {
 		t.ctr.Expired++
 	}
 	t.unlink(i, Reply)
-	f.key[Reply] = reply
-	f.hash[Reply] = h
+	f.reply.key, f.reply.hash = reply, h
 	t.link(i, Reply)
 	return nil
 }
@@ -443,7 +444,7 @@ func (t *Table) Flows(now int64) iter.Seq[*Flow] {
 
 // timeout returns the idle timeout of e's current state.
 func (t *Table) timeout(e *Flow) int64 {
-	switch e.key[Original].Proto {
+	switch e.orig.key.Proto {
 	case packet.ProtoTCP:
 		return t.tcpTO[e.tcp]
 	case packet.ProtoUDP:

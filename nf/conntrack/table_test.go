@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket/layers"
 
@@ -111,6 +112,7 @@ func TestUntrackedAndUnsound(t *testing.T) {
 			&layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeRouterSolicitation, 0)}, &layers.ICMPv6RouterSolicitation{})), StateUntracked},
 		{"an ICMP timestamp request is untracked", parsed(t, frame(t, a4, b4, layers.IPProtocolICMPv4,
 			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(13, 0)})), StateUntracked},
+		{"a UDP datagram from a port to itself is invalid", parsed(t, udpFrame(t, ap(a4, 7), ap(a4, 7))), StateInvalid},
 		{"GRE is tracked by addresses", parsed(t, frame(t, a4, b4, layers.IPProtocolGRE, &layers.GRE{Protocol: layers.EthernetTypeIPv4})), StateNew},
 	}
 	for _, c := range cases {
@@ -123,7 +125,7 @@ func TestUntrackedAndUnsound(t *testing.T) {
 	if r := tb.Track(parsed(t, frame(t, b4, a4, layers.IPProtocolGRE, &layers.GRE{Protocol: layers.EthernetTypeIPv4})), 2*sec); r.State != StateEstablished || r.Flow.Expires() != 602*sec {
 		t.Fatalf("GRE the other way: %+v", r)
 	}
-	if c := tb.Counters(); c.Invalid != 1 || c.Untracked != 3 || c.New != 1 || c.Found != 1 {
+	if c := tb.Counters(); c.Invalid != 2 || c.Untracked != 3 || c.New != 1 || c.Found != 1 {
 		t.Fatalf("counters %+v", c)
 	}
 }
@@ -520,8 +522,8 @@ func TestConfig(t *testing.T) {
 	if tb.Cap() != 65536 || tb.tcpTO[TCPEstablished] != int64(DefaultTimeouts.TCPEstablished) {
 		t.Fatalf("defaults: cap %d", tb.Cap())
 	}
-	if EntrySize != 128 {
-		t.Errorf("EntrySize %d, want 128 (two cache lines)", EntrySize)
+	if EntrySize != 128 || tupleOff != 64 || unsafe.Offsetof(Flow{}.orig) != 0 {
+		t.Errorf("EntrySize %d, reply tuple at %d: want 128 and 64 (a cache line per direction)", EntrySize, tupleOff)
 	}
 }
 

@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"encoding/binary"
+
 	"github.com/xnfdev/xnf/packet"
 )
 
@@ -20,19 +22,20 @@ const (
 	kindError // an ICMP error: the key is its quote's, reversed
 )
 
-// classify sorts p and computes the tuple to look up.
-func classify(p *packet.Packet) (k packet.FlowKey, kd kind) {
+// classify sorts p and writes the tuple to look up into k.
+func classify(p *packet.Packet, k *packet.FlowKey) kind {
 	f := p.Flags
 	if f&packet.FlagBad != 0 {
-		return k, kindInvalid
+		return kindInvalid
 	}
 	if f&(packet.FlagIPv4|packet.FlagIPv6) == 0 || f&packet.FlagLaterFragment != 0 {
-		return k, kindUntracked
+		return kindUntracked
 	}
+	var kd kind
 	switch {
 	case f&packet.FlagTCP != 0:
 		if !validTCPFlags(p.Data[p.L4Off+13]) {
-			return k, kindInvalid
+			return kindInvalid
 		}
 		kd = kindTCP
 	case f&packet.FlagUDP != 0:
@@ -46,21 +49,61 @@ func classify(p *packet.Packet) (k packet.FlowKey, kd kind) {
 		case icmpError:
 			q, _, ok := QuotedKey(p)
 			if !ok {
-				return k, kindInvalid
+				return kindInvalid
 			}
-			return q.Reverse(), kindError
+			*k = q.Reverse()
+			return kindError
 		default:
-			return k, kindUntracked
+			return kindUntracked
 		}
 	default:
 		switch p.L4Proto {
 		case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP, packet.ProtoICMPv6:
 			// ICMP in IPv6 or ICMPv6 in IPv4, which Parse leaves alone.
-			return k, kindUntracked
+			return kindUntracked
 		}
 		kd = kindGeneric
 	}
-	return p.FlowKey(), kd
+	flowKey(p, k, kd)
+	return kd
+}
+
+// flowKey is p.FlowKey() written in place, for a packet classify has
+// sorted: the same key, without the copies.
+func flowKey(p *packet.Packet, k *packet.FlowKey, kd kind) {
+	h := p.Data[p.L3Off:]
+	if p.Flags&packet.FlagIPv4 != 0 {
+		const mapped = 0xffff << 32
+		binary.LittleEndian.PutUint64(k.Src[0:8], 0)
+		binary.BigEndian.PutUint64(k.Src[8:16], mapped|uint64(binary.BigEndian.Uint32(h[12:16])))
+		binary.LittleEndian.PutUint64(k.Dst[0:8], 0)
+		binary.BigEndian.PutUint64(k.Dst[8:16], mapped|uint64(binary.BigEndian.Uint32(h[16:20])))
+	} else {
+		k.Src = [16]byte(h[8:24])
+		k.Dst = [16]byte(h[24:40])
+	}
+	k.Proto = p.L4Proto
+	switch kd {
+	case kindTCP, kindUDP:
+		l4 := p.Data[p.L4Off:]
+		k.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+		k.DstPort = binary.BigEndian.Uint16(l4[2:4])
+	case kindEchoRequest, kindEchoReply:
+		id := binary.BigEndian.Uint16(p.Data[p.L4Off+4:])
+		k.SrcPort, k.DstPort = id, id
+	default:
+		k.SrcPort, k.DstPort = 0, 0
+	}
+}
+
+// sameKey is a == b, spelled out so that it compiles to five compares.
+func sameKey(a, b *packet.FlowKey) bool {
+	le := binary.LittleEndian
+	return le.Uint64(a.Src[8:16]) == le.Uint64(b.Src[8:16]) &&
+		le.Uint64(a.Dst[8:16]) == le.Uint64(b.Dst[8:16]) &&
+		le.Uint64(a.Src[0:8]) == le.Uint64(b.Src[0:8]) &&
+		le.Uint64(a.Dst[0:8]) == le.Uint64(b.Dst[0:8]) &&
+		a.SrcPort == b.SrcPort && a.DstPort == b.DstPort && a.Proto == b.Proto
 }
 
 // Track looks p up (Parse must have run), creates its flow if p may start
@@ -72,7 +115,8 @@ func classify(p *packet.Packet) (k packet.FlowKey, kd kind) {
 // on the table that can free an entry. It does not allocate.
 func (t *Table) Track(p *packet.Packet, now int64) Result {
 	t.expire(now, t.expireScan)
-	k, kd := classify(p)
+	var k packet.FlowKey
+	kd := classify(p, &k)
 	if kd <= kindInvalid {
 		return t.untracked(kd)
 	}
@@ -100,21 +144,22 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 			t.kinds[i] = kindSkip
 			continue
 		}
-		k, kd := classify(p)
+		kd := classify(p, &t.keys[i])
 		t.kinds[i] = kd
 		if kd > kindInvalid {
-			t.keys[i] = k
-			h := t.h.sum(&k)
+			h := t.h.sum(&t.keys[i])
 			t.hashes[i] = h
 			sink += t.buckets[h&t.mask]
 		}
 	}
-	// Pass 2: load the first entry of each chain, likewise.
+	// Pass 2: load the first entry of each chain, likewise: the line of
+	// the tuple and, for a reply tuple, the first line too (state, timer).
 	for i := range pk {
 		if t.kinds[i] > kindInvalid {
 			if r := t.buckets[t.hashes[i]&t.mask]; r != 0 {
 				r--
-				sink += t.slab[r>>1].hash[r&1]
+				e := &t.slab[r>>1]
+				sink += e.tuple(Dir(r&1)).hash + uint32(e.status)
 			}
 		}
 	}
@@ -178,8 +223,7 @@ func (t *Table) track(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, no
 	if d == Reply {
 		e.status |= stReplied
 	}
-	e.packets[d]++
-	e.seen = now
+	e.tuple(d).pkts++
 	e.expires = now + t.timeout(e)
 	t.ctr.Found++
 	if e.status&stReplied == 0 {
@@ -204,17 +248,22 @@ func (t *Table) start(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, no
 	case kindEchoReply:
 		return t.invalid(nil, 0)
 	}
+	r := k.Reverse()
+	if sameKey(&r, k) {
+		// Same address and port at both ends (the LAND attack): the
+		// tuple would be its own reply.
+		return t.invalid(nil, 0)
+	}
 	i, ok := t.alloc(now)
 	if !ok {
 		return t.invalid(nil, 0)
 	}
-	r := k.Reverse()
 	e := t.insert(i, k, h, &r, t.h.sum(&r), now)
 	if tcp != TCPSynSent {
 		e.tcp = tcp
 		e.expires = now + t.timeout(e)
 	}
-	e.packets[Original] = 1
+	e.orig.pkts = 1
 	t.ctr.New++
 	return Result{Flow: e, State: StateNew, Dir: Original}
 }
