@@ -165,7 +165,7 @@ func (t *Table) check(tb testing.TB) {
 	}
 	links := 0
 	for _, r := range t.buckets {
-		for ; r != 0; r = t.slab[(r-1)>>1].tuple(Dir((r-1)&1)).next {
+		for ; r != 0; r = t.slab[(r-1)>>1].tuple(Dir((r - 1) & 1)).next {
 			if links++; links > 2*len(t.slab) {
 				tb.Fatal("index chains loop")
 			}

@@ -192,7 +192,7 @@ func (t *Table) unlink(i uint32, d Dir) {
 	p := &t.buckets[tu.hash&t.mask]
 	for *p != want {
 		r := *p - 1
-		p = &t.slab[r>>1].tuple(Dir(r&1)).next
+		p = &t.slab[r>>1].tuple(Dir(r & 1)).next
 	}
 	*p = tu.next
 }
