@@ -51,8 +51,7 @@ type crule struct {
 	srcLen, dstLen             uint8
 	proto, icmpType, icmpCode  uint8
 	states                     State
-	action                     Action
-	_                          [11]byte
+	_                          [12]byte
 }
 
 const (
@@ -122,8 +121,9 @@ func (c *crule) match(p *pkt) bool {
 }
 
 // A handle names the candidate list of one class of one field: 0 is the
-// empty list, single|r the list holding rule r alone, any other value h
-// the list pool[h+1 : h+1+pool[h]].
+// empty list, single|r (maybe |singleExact) the list holding rule r
+// alone, any other value h the pool[h] entries of entryWords words each
+// from pool[h+1]. Handles below 1<<29 leave the trie its tag bits.
 const single = 1 << 31
 
 // singleExact marks a single whose rule has no condition besides the
@@ -612,7 +612,6 @@ func (rs *Ruleset) build() error {
 	for i := range rs.rules {
 		r := &rs.rules[i]
 		c := &rs.cr[i]
-		c.action = r.Action
 		rs.actions[i] = r.Action
 		if r.InPort != Any {
 			c.flags |= cfIn
