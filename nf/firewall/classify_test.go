@@ -8,11 +8,14 @@ import (
 
 // checkAgainstLinear classifies keys with rs and with the linear
 // reference and fails on the first difference.
-func checkAgainstLinear(t *testing.T, rules []Rule, def Action, rs *Ruleset, keys []Key) {
+func checkAgainstLinear(t *testing.T, rules []Rule, def Action, rs *Ruleset, keys []Key) (matched int) {
 	t.Helper()
 	for i := range keys {
 		k := &keys[i]
 		wa, wi := Linear(rules, def, k)
+		if wi >= 0 {
+			matched++
+		}
 		ga, gi := rs.Classify(k)
 		if wa != ga || wi != gi {
 			msg := fmt.Sprintf("key %+v: got (%v, %d), want (%v, %d)", *k, ga, gi, wa, wi)
@@ -25,6 +28,7 @@ func checkAgainstLinear(t *testing.T, rules []Rule, def Action, rs *Ruleset, key
 			t.Fatal(msg)
 		}
 	}
+	return matched
 }
 
 func TestClassifyEqualsLinearOnRandomRuleSets(t *testing.T) {
@@ -32,6 +36,7 @@ func TestClassifyEqualsLinearOnRandomRuleSets(t *testing.T) {
 	if testing.Short() {
 		iters = 50
 	}
+	matched, total := 0, 0
 	for it := range iters {
 		tight := it%2 == 0
 		g := newGen(uint64(it), tight)
@@ -55,7 +60,12 @@ func TestClassifyEqualsLinearOnRandomRuleSets(t *testing.T) {
 		for i := range ks {
 			ks[i] = g.key(rules)
 		}
-		checkAgainstLinear(t, rules, def, rs, ks)
+		matched += checkAgainstLinear(t, rules, def, rs, ks)
+		total += keys
+	}
+	// The keys must exercise both outcomes, or the comparison proves little.
+	if matched < total/5 || total-matched < total/5 {
+		t.Errorf("%d of %d keys matched a rule; want between 20%% and 80%%", matched, total)
 	}
 }
 

@@ -1,0 +1,145 @@
+package firewall
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/packet"
+)
+
+// Stage is the firewall as a pipeline stage: it tracks each IP packet in a
+// conntrack table (when it has one), classifies it against the rule set in
+// force, and drops what the rules drop or reject.
+//
+// What it does not filter: non-IP frames (ARP, LLDP...) pass untouched, so
+// the router behind it can resolve neighbors; the firewall is about IP.
+// IP packets whose headers failed to parse are dropped as malformed
+// before any rule sees them. Later fragments carry no ports: rules with
+// port conditions never match them, so the default policy decides.
+//
+// A new flow that the rules drop is removed from the conntrack table again,
+// so denied traffic cannot fill it. Reject drops and counts; answering with
+// a TCP RST or ICMP unreachable is not implemented yet.
+//
+// One Stage per worker: its conntrack table is the worker's own.
+type Stage struct {
+	fw      *Firewall
+	ct      *conntrack.Table
+	worker  int
+	results []conntrack.Result
+	forget  []packet.FlowKey
+	ctr     struct{ accepted, dropped, rejected, malformed atomic.Uint64 }
+}
+
+// NewStage makes a firewall stage for one worker; ct may be nil for a
+// stateless firewall (packets then have State 0 and match only rules
+// without a state condition).
+func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
+	return &Stage{fw: fw, ct: ct, worker: worker,
+		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
+}
+
+// Name implements pipeline.Stage.
+func (s *Stage) Name() string { return "firewall" }
+
+// Firewall is the stage's rule holder (Replace swaps rules atomically).
+func (s *Stage) Firewall() *Firewall { return s.fw }
+
+// Conntrack is the stage's flow table, nil when stateless. Only the
+// worker's goroutine may use it.
+func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
+
+// Process implements pipeline.Stage.
+func (s *Stage) Process(b *packet.Batch) {
+	var res []conntrack.Result
+	if s.ct != nil {
+		res = s.ct.TrackBatch(b, time.Now().UnixNano(), s.results[:0])
+	}
+	var accepted, dropped, rejected, malformed uint64
+	forget := s.forget[:0]
+	var k Key
+	for i := range b.Slice() {
+		p := &b.Packets[i]
+		if p.Verdict == packet.Drop || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 {
+			continue
+		}
+		if p.Flags&packet.FlagBad != 0 {
+			p.SetDrop(packet.DropMalformed)
+			malformed++
+			continue
+		}
+		fillKey(&k, p)
+		if res != nil {
+			k.State = State(res[i].State)
+		}
+		act, _ := s.fw.Classify(s.worker, &k)
+		if act == Accept {
+			accepted++
+			continue
+		}
+		p.SetDrop(packet.DropPolicy)
+		if act == Reject {
+			rejected++
+		} else {
+			dropped++
+		}
+		if res != nil && res[i].State == conntrack.StateNew && res[i].Flow != nil {
+			forget = append(forget, res[i].Flow.Orig())
+		}
+	}
+	for _, fk := range forget {
+		s.ct.Delete(fk)
+	}
+	s.forget = forget[:0]
+	if accepted != 0 {
+		s.ctr.accepted.Add(accepted)
+	}
+	if dropped != 0 {
+		s.ctr.dropped.Add(dropped)
+	}
+	if rejected != 0 {
+		s.ctr.rejected.Add(rejected)
+	}
+	if malformed != 0 {
+		s.ctr.malformed.Add(malformed)
+	}
+}
+
+// fillKey reads the classifier's key from a parsed packet.
+func fillKey(k *Key, p *packet.Packet) {
+	*k = Key{InPort: p.InPort, Proto: p.L4Proto}
+	h := p.Data[p.L3Off:]
+	if p.Flags&packet.FlagIPv4 != 0 {
+		copy(k.Src[12:], h[12:16])
+		copy(k.Dst[12:], h[16:20])
+	} else {
+		k.IPv6 = true
+		copy(k.Src[:], h[8:24])
+		copy(k.Dst[:], h[24:40])
+	}
+	switch {
+	case p.Flags&(packet.FlagTCP|packet.FlagUDP) != 0:
+		l4 := p.Data[p.L4Off:]
+		k.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+		k.DstPort = binary.BigEndian.Uint16(l4[2:4])
+	case p.Flags&(packet.FlagICMP|packet.FlagICMPv6) != 0:
+		k.ICMPType, k.ICMPCode = p.Data[p.L4Off], p.Data[p.L4Off+1]
+	}
+}
+
+// StageMetrics implements pipeline.StageMetrics: verdicts, per-rule hits
+// (rule_N_hits, default_hits) and the conntrack table's counters.
+func (s *Stage) StageMetrics() map[string]uint64 {
+	m := map[string]uint64{
+		"accepted": s.ctr.accepted.Load(), "dropped": s.ctr.dropped.Load(),
+		"rejected": s.ctr.rejected.Load(), "malformed": s.ctr.malformed.Load(),
+		"default_hits": s.fw.DefaultHits(),
+	}
+	for i, h := range s.fw.Hits() {
+		m[fmt.Sprintf("rule_%d_hits", i)] = h
+	}
+	return m
+}
