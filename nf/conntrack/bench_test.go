@@ -59,13 +59,13 @@ func BenchmarkTrack(b *testing.B) {
 			x := xorshift(0x9e3779b97f4a7c15)
 			now := int64(time.Second)
 			b.ReportAllocs()
-			b.ReportMetric(float64(tb.MemoryBytes())/float64(tb.Cap()), "B/flow")
 			for b.Loop() {
 				setFlow(p, x.below(uint32(n)))
 				if r := tb.Track(p, now); r.State != StateNew {
 					b.Fatalf("%+v", r)
 				}
 			}
+			b.ReportMetric(float64(tb.MemoryBytes())/float64(tb.Cap()), "B/flow")
 		})
 	}
 }

@@ -114,9 +114,8 @@ const (
 	// EvictOldest frees one live entry to make room; Counters.Evicted
 	// counts it. The victim is, among Config.EvictScan entries examined
 	// from the clock hand on, the one whose timeout falls first, never
-	// one a packet touched at the current time (so results handed out by
-	// the same TrackBatch stay valid). If all were touched at this time
-	// the flow is refused as under Refuse.
+	// one already in a result of the same TrackBatch (so those results
+	// stay valid). If all were, the flow is refused as under Refuse.
 	EvictOldest
 )
 
@@ -209,9 +208,10 @@ type Result struct {
 	// always, for Invalid when the packet matched an entry whose state
 	// machine rejected it; nil otherwise. It points into the table's slab
 	// and stays valid until the next call on the table that can free an
-	// entry (Track, TrackBatch, Expire, Create, SetReply, Delete), except
-	// that within one TrackBatch every result stays valid until the
-	// batch's end: the slot may then hold another flow.
+	// entry (Track, TrackBatch, Expire, Create, SetReply, Delete); within
+	// one TrackBatch every result stays valid until the batch's end (but a
+	// SYN that reopens a closed TCP flow replaces that flow, in its slot).
+	// Later the slot may hold another flow.
 	Flow  *Flow
 	State State
 	// Dir is the packet's direction in Flow. For Related it is the
@@ -240,8 +240,8 @@ type Flow struct {
 	orig    tuple
 	tcp     TCPState
 	status  uint8
-	_       [2]byte
-	expires int64 // now value at which the flow expires
+	gen     uint16 // Table.gen of the last Track or TrackBatch that returned it
+	expires int64  // now value at which the flow expires
 	reply   tuple
 	_       [4]byte
 	// User is a slot for the stage that owns the flow, zero when the

@@ -92,9 +92,9 @@
 // unreplied and closing flows, the way Linux's early drop prefers
 // unassured ones), counting Counters.Evicted. "Oldest" is therefore
 // approximate: the best of EvictScan entries, not of the whole table. An
-// entry touched at the current now is never evicted, so all results of one
-// TrackBatch stay valid until it returns; when every candidate was touched
-// the flow is refused.
+// entry already in a result of the same TrackBatch is never evicted, so all
+// results of a batch stay valid until it returns; when every candidate is
+// such an entry the flow is refused.
 //
 // # Lifetime of a *Flow
 //
@@ -126,10 +126,18 @@
 //
 // # Memory
 //
-// An entry is EntrySize = 128 bytes (two cache lines: hashes, chain links,
-// timers, user slot, counters, state and both tuples). The index is one
-// array of 4-byte chain heads, a power of two at least 2*MaxFlows long:
-// 8 to 16 bytes per flow. MaxFlows = 1<<20 costs 136 MiB
-// (Table.MemoryBytes), reserved at New and touched as flows arrive.
-// Nothing is allocated per packet or per flow.
+// An entry is EntrySize = 128 bytes, one cache line per direction: the
+// first holds the original tuple with its hash, chain link and packet
+// count, plus the state and the timer, so a packet in the original
+// direction touches one line of the slab; the second holds the reply tuple
+// (and User). The index is one array of 4-byte chain heads, a power of two
+// at least 2*MaxFlows long: 8 to 16 bytes per flow. MaxFlows = 1<<20 costs
+// 136 MiB (Table.MemoryBytes), reserved at New and touched as flows
+// arrive; on Linux the slab and the index are advised to transparent huge
+// pages, which halves the cost of a lookup in a table of a million flows
+// (TLB misses). Nothing is allocated per packet or per flow.
+//
+// # Cost
+//
+// COST
 package conntrack

@@ -31,6 +31,7 @@ type Table struct {
 	used    uint32 // entries slab[used:] have never held a flow
 	live    int    // entries holding a flow, expired ones not yet freed included
 	hand    uint32 // clock hand: next slab index the expiry scan visits
+	gen     uint16 // counts Track and TrackBatch calls; see Flow.gen
 	h       hasher
 
 	full       FullPolicy
@@ -230,7 +231,9 @@ func (t *Table) alloc(now int64) (i uint32, ok bool) {
 // makeRoom examines evictScan entries from the clock hand on (every entry is
 // live: the table is full), frees the expired ones, and if there were none
 // evicts under EvictOldest the one that expires first among those not
-// touched at now. It reports whether an entry was freed.
+// handed out by the current Track or TrackBatch call. It reports whether an
+// entry was freed. (An entry handed out 65536 calls ago looks current and
+// is spared once: harmless.)
 func (t *Table) makeRoom(now int64) bool {
 	victim, found := uint32(0), false
 	freed := false
@@ -251,7 +254,7 @@ func (t *Table) makeRoom(now int64) bool {
 			freed = true
 			continue
 		}
-		if e.expires-t.timeout(e) != now && (!found || e.expires < t.slab[victim].expires) {
+		if e.gen != t.gen && (!found || e.expires < t.slab[victim].expires) {
 			victim, found = i, true
 		}
 	}

@@ -356,17 +356,30 @@ func TestFull(t *testing.T) {
 		}
 		tb.check(t)
 	})
-	t.Run("evict: flows touched at this time are spared", func(t *testing.T) {
+	t.Run("evict: a flow in an earlier result of the batch is spared, even a related one", func(t *testing.T) {
 		tb := newTable(t, Config{MaxFlows: 2, Full: EvictOldest})
-		fill(t, tb)
-		for i := range 2 {
-			tb.Track(parsed(t, udpFrame(t, ap(a4, uint16(1000+i)), ap(b4, 53))), 9*sec)
+		fill(t, tb) // flow 0 expires first
+		var b packet.Batch
+		for _, f := range [][]byte{
+			icmpErrorFrame(t, b4, a4, 3, 3, udpFrame(t, ap(a4, 1000), ap(b4, 53)), 0), // related to flow 0
+			udpFrame(t, ap(a4, 1), ap(b4, 53)),                                        // evicts flow 1, not 0
+			udpFrame(t, ap(a4, 2), ap(b4, 53)),                                        // nothing left to evict
+		} {
+			b.Append(f, 0, 0).Parse()
 		}
-		if r := tb.Track(extra(t), 9*sec); r.State != StateInvalid || tb.Counters().Full != 1 {
-			t.Fatalf("%+v, %+v", r, tb.Counters())
+		out := tb.TrackBatch(&b, 9*sec, make([]Result, 3))
+		if out[0].State != StateRelated || out[1].State != StateNew || out[2].State != StateInvalid {
+			t.Fatalf("states %v %v %v", out[0].State, out[1].State, out[2].State)
 		}
-		if r := tb.Track(extra(t), 10*sec); r.State != StateNew || tb.Counters().Evicted != 1 {
-			t.Fatalf("a moment later: %+v, %+v", r, tb.Counters())
+		if out[0].Flow.Orig().SrcPort != 1000 {
+			t.Fatalf("the related flow was evicted: %v", out[0].Flow)
+		}
+		if c := tb.Counters(); c.Evicted != 1 || c.Full != 1 {
+			t.Fatalf("counters %+v", c)
+		}
+		// The next call may evict it.
+		if r := tb.Track(parsed(t, udpFrame(t, ap(a4, 2), ap(b4, 53))), 9*sec); r.State != StateNew || tb.Counters().Evicted != 2 {
+			t.Fatalf("next call: %+v, %+v", r, tb.Counters())
 		}
 	})
 	t.Run("evict: a batch never evicts a flow it tracked", func(t *testing.T) {

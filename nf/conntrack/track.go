@@ -114,6 +114,7 @@ func sameKey(a, b *packet.FlowKey) bool {
 // Config.ExpireScan entries. The Result's Flow is valid until the next call
 // on the table that can free an entry. It does not allocate.
 func (t *Table) Track(p *packet.Packet, now int64) Result {
+	t.gen++
 	t.expire(now, t.expireScan)
 	var k packet.FlowKey
 	kd := classify(p, &k)
@@ -127,13 +128,14 @@ func (t *Table) Track(p *packet.Packet, now int64) Result {
 // with the same now, and returns out[:b.Len] with the result of
 // b.Packets[i] in out[i]; out must have room for b.Len results. Packets an
 // earlier stage dropped are skipped (StateUntracked, not counted). Every
-// result stays valid until the next call on the table: an entry some packet
-// of the batch touched is never evicted by a later one. Lookups of the whole
+// result stays valid until the next call on the table: an entry in one
+// result is never evicted for a later packet of the batch. Lookups of the whole
 // batch are started before any is finished, so their cache misses overlap.
 func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 	n := b.Len
 	out = out[:n]
 	pk := b.Packets[:n]
+	t.gen++
 	t.expire(now, n*t.expireScan)
 	// Pass 1: classify, hash, and load each chain head; the loads do not
 	// depend on one another, so their misses are served in parallel.
@@ -191,6 +193,9 @@ func (t *Table) untracked(kd kind) Result {
 
 func (t *Table) invalid(e *Flow, d Dir) Result {
 	t.ctr.Invalid++
+	if e != nil {
+		e.gen = t.gen
+	}
 	return Result{Flow: e, State: StateInvalid, Dir: d}
 }
 
@@ -202,7 +207,9 @@ func (t *Table) track(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, no
 			return t.invalid(nil, 0)
 		}
 		t.ctr.Related++
-		return Result{Flow: &t.slab[i], State: StateRelated, Dir: d}
+		e := &t.slab[i]
+		e.gen = t.gen
+		return Result{Flow: e, State: StateRelated, Dir: d}
 	}
 	if !ok {
 		return t.start(p, k, h, kd, now)
@@ -225,6 +232,7 @@ func (t *Table) track(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, no
 	}
 	e.tuple(d).pkts++
 	e.expires = now + t.timeout(e)
+	e.gen = t.gen
 	t.ctr.Found++
 	if e.status&stReplied == 0 {
 		return Result{Flow: e, State: StateNew, Dir: d}
@@ -264,6 +272,7 @@ func (t *Table) start(p *packet.Packet, k *packet.FlowKey, h uint32, kd kind, no
 		e.expires = now + t.timeout(e)
 	}
 	e.orig.pkts = 1
+	e.gen = t.gen
 	t.ctr.New++
 	return Result{Flow: e, State: StateNew, Dir: Original}
 }
