@@ -32,6 +32,9 @@ type Stage struct {
 	results []conntrack.Result
 	forget  []packet.FlowKey
 	ctr     struct{ accepted, dropped, rejected, malformed atomic.Uint64 }
+	// A snapshot of the conntrack counters, taken by the worker once per
+	// batch so metrics can read them from another goroutine.
+	ctSnap struct{ flows, created, invalid, related, expired, evicted, full atomic.Uint64 }
 }
 
 // NewStage makes a firewall stage for one worker; ct may be nil for a
@@ -63,10 +66,14 @@ func (s *Stage) Process(b *packet.Batch) {
 	var k Key
 	for i := range b.Slice() {
 		p := &b.Packets[i]
-		if p.Verdict == packet.Drop || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 {
+		if p.Verdict == packet.Drop {
 			continue
 		}
-		if p.Flags&packet.FlagBad != 0 {
+		isIP := p.EtherType == packet.EtherTypeIPv4 || p.EtherType == packet.EtherTypeIPv6
+		if !isIP {
+			continue
+		}
+		if p.Flags&packet.FlagBad != 0 || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 {
 			p.SetDrop(packet.DropMalformed)
 			malformed++
 			continue
@@ -94,6 +101,16 @@ func (s *Stage) Process(b *packet.Batch) {
 		s.ct.Delete(fk)
 	}
 	s.forget = forget[:0]
+	if s.ct != nil {
+		c := s.ct.Counters()
+		s.ctSnap.flows.Store(uint64(s.ct.Len()))
+		s.ctSnap.created.Store(c.New)
+		s.ctSnap.invalid.Store(c.Invalid)
+		s.ctSnap.related.Store(c.Related)
+		s.ctSnap.expired.Store(c.Expired)
+		s.ctSnap.evicted.Store(c.Evicted)
+		s.ctSnap.full.Store(c.Full)
+	}
 	if accepted != 0 {
 		s.ctr.accepted.Add(accepted)
 	}
@@ -137,6 +154,15 @@ func (s *Stage) StageMetrics() map[string]uint64 {
 		"accepted": s.ctr.accepted.Load(), "dropped": s.ctr.dropped.Load(),
 		"rejected": s.ctr.rejected.Load(), "malformed": s.ctr.malformed.Load(),
 		"default_hits": s.fw.DefaultHits(),
+	}
+	if s.ct != nil {
+		m["conntrack_flows"] = s.ctSnap.flows.Load()
+		m["conntrack_new"] = s.ctSnap.created.Load()
+		m["conntrack_invalid"] = s.ctSnap.invalid.Load()
+		m["conntrack_related"] = s.ctSnap.related.Load()
+		m["conntrack_expired"] = s.ctSnap.expired.Load()
+		m["conntrack_evicted"] = s.ctSnap.evicted.Load()
+		m["conntrack_full"] = s.ctSnap.full.Load()
 	}
 	for i, h := range s.fw.Hits() {
 		m[fmt.Sprintf("rule_%d_hits", i)] = h

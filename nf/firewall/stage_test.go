@@ -1,0 +1,160 @@
+package firewall
+
+import (
+	"net"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/packet"
+)
+
+var (
+	clientIP = net.IP{198, 18, 0, 1}
+	serverIP = net.IP{198, 18, 1, 2}
+	macA, _  = net.ParseMAC("02:00:00:00:00:01")
+	macB, _  = net.ParseMAC("02:00:00:00:00:02")
+)
+
+func tcpFrame(t testing.TB, src, dst net.IP, sport, dport uint16, syn, ack bool) []byte {
+	t.Helper()
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: syn, ACK: ack, Seq: 100, Ack: 1, Window: 1000}
+	tc.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}, ip, tc); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func arpFrame(t testing.TB) []byte {
+	buf := gopacket.NewSerializeBuffer()
+	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true},
+		&layers.Ethernet{SrcMAC: macA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
+		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: clientIP, DstHwAddress: make([]byte, 6), DstProtAddress: serverIP})
+	return buf.Bytes()
+}
+
+type frame struct {
+	in   uint16
+	data []byte
+}
+
+func process(s *Stage, frames ...frame) []packet.Packet {
+	var b packet.Batch
+	for _, f := range frames {
+		d := append([]byte(nil), f.data...)
+		b.Append(d, 0, f.in).Parse()
+	}
+	s.Process(&b)
+	return b.Slice()
+}
+
+func statefulStage(t testing.TB) *Stage {
+	t.Helper()
+	rules, err := ParseRules([]string{
+		"accept state established,related",
+		"accept in 0 proto tcp dport 8080 state new",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := New(1, rules, Drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := conntrack.New(conntrack.Config{MaxFlows: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewStage(fw, ct, 0)
+}
+
+func TestStageLetsAllowedConnectionsAndTheirRepliesThrough(t *testing.T) {
+	s := statefulStage(t)
+	ps := process(s,
+		frame{0, tcpFrame(t, clientIP, serverIP, 40000, 8080, true, false)}, // SYN to the allowed port
+		frame{1, tcpFrame(t, serverIP, clientIP, 8080, 40000, true, true)},  // SYN-ACK back
+		frame{0, tcpFrame(t, clientIP, serverIP, 40001, 22, true, false)},   // SYN to a closed port
+		frame{1, tcpFrame(t, serverIP, clientIP, 8081, 40002, true, false)}, // unsolicited, from the server side
+		frame{1, tcpFrame(t, serverIP, clientIP, 9999, 40003, false, true)}, // a stray ACK: invalid
+		frame{0, arpFrame(t)},
+	)
+	want := []struct {
+		v packet.Verdict
+		r packet.DropReason
+	}{{packet.Forward, 0}, {packet.Forward, 0}, {packet.Drop, packet.DropPolicy}, {packet.Drop, packet.DropPolicy}, {packet.Drop, packet.DropPolicy}, {packet.Forward, 0}}
+	for i, w := range want {
+		if ps[i].Verdict != w.v || ps[i].Reason != w.r {
+			t.Errorf("packet %d: %v %v, want %v %v", i, ps[i].Verdict, ps[i].Reason, w.v, w.r)
+		}
+	}
+	if n := s.Conntrack().Len(); n != 1 {
+		t.Errorf("conntrack holds %d flows, want 1 (denied new flows are forgotten)", n)
+	}
+	m := s.StageMetrics()
+	if m["accepted"] != 2 || m["dropped"] != 3 || m["rule_0_hits"] != 1 || m["rule_1_hits"] != 1 || m["default_hits"] != 3 {
+		t.Errorf("metrics %v", m)
+	}
+}
+
+func TestStageDropsMalformedIPBeforeTheRules(t *testing.T) {
+	rules, _ := ParseRules([]string{"accept"})
+	fw, _ := New(1, rules, Accept)
+	s := NewStage(fw, nil, 0)
+	bad := tcpFrame(t, clientIP, serverIP, 1, 2, true, false)
+	bad[14] = 0x44 // IHL 4: malformed
+	ps := process(s, frame{0, bad})
+	if ps[0].Verdict != packet.Drop || ps[0].Reason != packet.DropMalformed {
+		t.Errorf("%v %v", ps[0].Verdict, ps[0].Reason)
+	}
+}
+
+func TestStageAllocatesNothingPerBatch(t *testing.T) {
+	s := statefulStage(t)
+	frames := make([][]byte, 64)
+	for i := range frames {
+		frames[i] = tcpFrame(t, clientIP, serverIP, uint16(40000+i), 8080, true, false)
+	}
+	bufs := make([][]byte, 64)
+	for i := range bufs {
+		bufs[i] = make([]byte, len(frames[i]))
+	}
+	var b packet.Batch
+	run := func() {
+		b.Reset()
+		for i := range bufs {
+			copy(bufs[i], frames[i])
+			b.Append(bufs[i], 0, 0).Parse()
+		}
+		s.Process(&b)
+	}
+	run()
+	if a := testing.AllocsPerRun(100, run); a != 0 {
+		t.Errorf("firewall stage allocates %.1f times per batch", a)
+	}
+}
+
+func BenchmarkStage(b *testing.B) {
+	s := statefulStage(b)
+	frames := make([][]byte, 64)
+	for i := range frames {
+		frames[i] = tcpFrame(b, clientIP, serverIP, uint16(40000+i), 8080, true, false)
+	}
+	var batch packet.Batch
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		batch.Reset()
+		for j := range frames {
+			batch.Append(frames[j], 0, 0).Parse()
+		}
+		s.Process(&batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
+}
