@@ -22,6 +22,17 @@
 // packet, TrackBatch for a batch (one call per batch for a stage, with the
 // cache misses of the batch's lookups overlapped).
 //
+// # In a chain
+//
+// Packets carry no conntrack state from stage to stage (the worker compacts
+// batches between stages), so the stage that needs the state calls
+// TrackBatch at the start of its Process, on its worker's table, and uses
+// the results right away (see the package example). Track each packet
+// once: a second Track would count and move the flow twice. Stages after
+// it that need the flow (NAT after the firewall) use Lookup, which has no
+// side effects, with the packet's FlowKey (or QuotedKey reversed, for an
+// ICMP error).
+//
 // # States
 //
 // Track gives each packet one State, as Linux's ctinfo does:
