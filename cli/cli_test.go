@@ -21,7 +21,7 @@ func TestDemoRunsToCompletionAndCleansUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"summary: 6 of 6 checks passed", "lab removed", "router", "arp_replies=1", "clean stop"} {
+	for _, want := range []string{"summary: 7 of 7 checks passed", "lab removed", "router", "rule_2_hits=1", "clean stop"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -44,7 +44,7 @@ func TestRunCheckValidatesTheDemoChain(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "ok (2 ports, 1 workers, 1 stages)") {
+	if !strings.Contains(out.String(), "ok (2 ports, 1 workers, 2 stages)") {
 		t.Errorf("output %q", out.String())
 	}
 	os.WriteFile(p, bytes.Replace(demoChain, []byte("interface: in0"), []byte("interfaze: in0"), 1), 0o644)

@@ -105,8 +105,9 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	fmt.Fprintln(out, "traffic:")
 	add("ping xnf's own address 198.18.0.2 from xnf-client", demoPing(topo.Gen, lab.DUTInAddr))
 	add("ping xnf-server from xnf-client through xnf", demoPing(topo.Gen, lab.SinkAddr))
-	add("ping xnf-client from xnf-server through xnf", demoPing(topo.Sink, lab.GenAddr))
-	add("TCP: 4 MiB from xnf-client to xnf-server", demoTCP(topo, 4<<20))
+	add("ping from xnf-server to xnf-client is dropped by the firewall", expectFail(demoPing(topo.Sink, lab.GenAddr)))
+	add("TCP: 4 MiB from xnf-client to xnf-server port 8080", demoTCP(topo, 8080, 4<<20))
+	add("TCP to port 8081, which the firewall does not allow, does not connect", expectFail(demoTCP(topo, 8081, 1)))
 	add("UDP: 100 requests from 100 client ports, 100 replies", demoUDP(topo, 100))
 	sent, gerr := demoBurst(topo, burst)
 	add(fmt.Sprintf("burst: %d generated 64-byte frames (paced to 100k/s, 256 flows) from xnf-client toward xnf-server", sent), gerr)
@@ -192,9 +193,17 @@ func demoPing(ns *lab.NS, dst string) error {
 	})
 }
 
-func demoTCP(t *lab.Topology, size int) error {
+func expectFail(err error) error {
+	if err == nil {
+		return errors.New("it went through")
+	}
+	return nil
+}
+
+func demoTCP(t *lab.Topology, port, size int) error {
+	addr := fmt.Sprintf("%s:%d", lab.SinkAddr, port)
 	var ln net.Listener
-	if err := t.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", lab.SinkAddr+":8080"); return err }); err != nil {
+	if err := t.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
 		return err
 	}
 	defer ln.Close()
@@ -211,7 +220,7 @@ func demoTCP(t *lab.Topology, size int) error {
 		got <- int(n)
 	}()
 	err := t.Gen.Do(func() error {
-		c, err := net.DialTimeout("tcp4", lab.SinkAddr+":8080", 3*time.Second)
+		c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
 		if err != nil {
 			return err
 		}

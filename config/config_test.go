@@ -94,3 +94,46 @@ func TestEmptyAndPortlessFiles(t *testing.T) {
 		t.Errorf("no ports: %v", err)
 	}
 }
+
+const withFirewall = `ports:
+  - name: in
+    interface: in0
+  - name: out
+    interface: out0
+chain:
+  - type: firewall
+    default: drop
+    rules:
+      - accept state established,related
+      - accept in in proto tcp dport 8080 state new
+      - drop proto udp dport 53
+    conntrack:
+      max_flows: 4096
+      when_full: evict
+      timeouts:
+        udp: 20s
+`
+
+func TestFirewallStageFromYAML(t *testing.T) {
+	f, err := Parse("fw.yaml", []byte(withFirewall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stages(&BuildContext{File: f, Check: true})
+	if err != nil || st[0].Name() != "firewall" {
+		t.Fatalf("stages %v %v", st, err)
+	}
+	for _, tc := range []struct{ old, new, want string }{
+		{"dport 53", "dport 70000", `fw.yaml:12: chain[0].rules[2]: "drop proto udp dport 70000": `},
+		{"accept in in", "accept in wan", `fw.yaml:11: chain[0].rules[1]: "accept in wan proto tcp dport 8080 state new": in: unknown port "wan" (expected one of in, out)`},
+		{"default: drop", "default: maybe", `fw.yaml:8: chain[0].default: "maybe": expected accept or drop`},
+		{"when_full: evict", "when_full: panic", `fw.yaml:15: chain[0].conntrack.when_full: "panic": expected refuse or evict`},
+		{"udp: 20s", "udp: soon", `fw.yaml:17: chain[0].conntrack.timeouts.udp: "soon": expected a duration`},
+		{"max_flows: 4096", "max_flow: 4096", `fw.yaml:14: chain[0].conntrack.max_flow: unknown field (expected one of stateless, max_flows, when_full, timeouts, tcp_pickup)`},
+	} {
+		_, err := Parse("fw.yaml", []byte(strings.Replace(withFirewall, tc.old, tc.new, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s -> %s:\n got  %v\n want %q", tc.old, tc.new, err, tc.want)
+		}
+	}
+}

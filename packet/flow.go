@@ -44,9 +44,16 @@ func (p *Packet) FlowKey() (k FlowKey) {
 		k.DstPort = binary.BigEndian.Uint16(l4[2:4])
 	case p.Flags&(FlagICMP|FlagICMPv6) != 0:
 		h := ICMP(p.Data[p.L4Off:])
-		if h.IsEcho(p.Flags&FlagICMPv6 != 0) {
-			k.SrcPort = h.ID()
-			k.DstPort = k.SrcPort
+		v6 := p.Flags&FlagICMPv6 != 0
+		if h.IsEcho(v6) {
+			// (id, 0) for a request, (0, id) for a reply: a reply's key is
+			// its request's reversed, and a request from the other side
+			// is not mistaken for a reply.
+			if t := h.Type(); t == ICMPEchoRequest || (v6 && t == ICMPv6EchoRequest) {
+				k.SrcPort = h.ID()
+			} else {
+				k.DstPort = h.ID()
+			}
 		}
 	}
 	return k

@@ -396,8 +396,8 @@ func TestFlowKey(t *testing.T) {
 	}{
 		{"UDP over IPv4 keys by addresses and ports", frameIPv4UDP, "198.18.0.1:5353>198.19.0.2:53/17"},
 		{"TCP over IPv6 behind two tags keys the same way", frameVLANVLANIPv6TCP, "2001:db8::1:40000>2001:db8:1::2:443/6"},
-		{"an ICMP echo id fills both ports", frameICMPEcho, "198.18.0.1:48879>198.19.0.2:48879/1"},
-		{"an ICMPv6 echo id fills both ports", frameICMPv6Echo, "2001:db8::1:51966>2001:db8:1::2:51966/58"},
+		{"an ICMP echo request's id is its source port", frameICMPEcho, "198.18.0.1:48879>198.19.0.2:0/1"},
+		{"an ICMPv6 echo request's id is its source port", frameICMPv6Echo, "2001:db8::1:51966>2001:db8:1::2:0/58"},
 		{"a later fragment has no ports", frameIPv6LaterFragment, "2001:db8::1:0>2001:db8:1::2:0/17"},
 		{"ARP has the zero key", frameARP, "invalid IP:0>invalid IP:0/0"},
 	}

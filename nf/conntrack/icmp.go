@@ -80,9 +80,10 @@ func QuotedKey(p *packet.Packet) (k packet.FlowKey, off int, ok bool) {
 			return k, 0, false
 		}
 		switch icmpClass(l4[0], v6) {
-		case icmpEchoRequest, icmpEchoReply:
-			k.SrcPort = binary.BigEndian.Uint16(l4[4:6])
-			k.DstPort = k.SrcPort
+		case icmpEchoRequest: // keys as Track builds them: (id, 0)
+			k.SrcPort, k.DstPort = binary.BigEndian.Uint16(l4[4:6]), 0
+		case icmpEchoReply: // and (0, id)
+			k.SrcPort, k.DstPort = 0, binary.BigEndian.Uint16(l4[4:6])
 		default:
 			return k, 0, false
 		}

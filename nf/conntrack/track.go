@@ -88,9 +88,15 @@ func flowKey(p *packet.Packet, k *packet.FlowKey, kd kind) {
 		l4 := p.Data[p.L4Off:]
 		k.SrcPort = binary.BigEndian.Uint16(l4[0:2])
 		k.DstPort = binary.BigEndian.Uint16(l4[2:4])
-	case kindEchoRequest, kindEchoReply:
-		id := binary.BigEndian.Uint16(p.Data[p.L4Off+4:])
-		k.SrcPort, k.DstPort = id, id
+	case kindEchoRequest:
+		// A request is (id, 0) and a reply (0, id): a reply's key is its
+		// request's reversed, while a request from the other side is a
+		// flow of its own, as Linux's tuples (which carry the type) make
+		// it. With the same key for both, a ping from the far side would
+		// pass as the reply of one the near side sent.
+		k.SrcPort, k.DstPort = binary.BigEndian.Uint16(p.Data[p.L4Off+4:]), 0
+	case kindEchoReply:
+		k.SrcPort, k.DstPort = 0, binary.BigEndian.Uint16(p.Data[p.L4Off+4:])
 	default:
 		k.SrcPort, k.DstPort = 0, 0
 	}

@@ -1,0 +1,164 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/nf/firewall"
+	"github.com/xnfdev/xnf/pipeline"
+)
+
+func init() { Register("firewall", buildFirewall) }
+
+// FirewallConfig is the YAML of a firewall stage.
+type FirewallConfig struct {
+	// Default is accept or drop (default drop).
+	Default string `yaml:"default"`
+	// Rules in nf/firewall's grammar; "in" takes a port name or index.
+	Rules []string `yaml:"rules"`
+	// Conntrack sizes the stage's flow tables (one per worker); a
+	// stateless firewall sets stateless: true.
+	Conntrack ConntrackConfig `yaml:"conntrack"`
+}
+
+// ConntrackConfig is the YAML of a conntrack table.
+type ConntrackConfig struct {
+	Stateless bool   `yaml:"stateless"`
+	MaxFlows  int    `yaml:"max_flows"` // default 65536 per worker
+	WhenFull  string `yaml:"when_full"` // refuse (default) or evict
+	Timeouts  struct {
+		TCPEstablished string `yaml:"tcp_established"`
+		TCPSynSent     string `yaml:"tcp_syn_sent"`
+		TCPTimeWait    string `yaml:"tcp_time_wait"`
+		UDP            string `yaml:"udp"`
+		UDPStream      string `yaml:"udp_stream"`
+		ICMP           string `yaml:"icmp"`
+	} `yaml:"timeouts"`
+	TCPPickup bool `yaml:"tcp_pickup"`
+}
+
+// Table builds the conntrack configuration; errors name the field.
+func (c ConntrackConfig) Table(sc *StageConfig, at string) (conntrack.Config, error) {
+	var out conntrack.Config
+	out.MaxFlows = c.MaxFlows
+	if c.MaxFlows < 0 || c.MaxFlows > 1<<30 {
+		return out, sc.Errorf(at+".max_flows", "%d: expected between 1 and 1073741824", c.MaxFlows)
+	}
+	switch c.WhenFull {
+	case "", "refuse":
+		out.Full = conntrack.Refuse
+	case "evict":
+		out.Full = conntrack.EvictOldest
+	default:
+		return out, sc.Errorf(at+".when_full", "%q: expected refuse or evict", c.WhenFull)
+	}
+	out.TCPPickup = c.TCPPickup
+	for _, d := range []struct {
+		name string
+		s    string
+		dst  *time.Duration
+	}{
+		{"tcp_established", c.Timeouts.TCPEstablished, &out.Timeouts.TCPEstablished},
+		{"tcp_syn_sent", c.Timeouts.TCPSynSent, &out.Timeouts.TCPSynSent},
+		{"tcp_time_wait", c.Timeouts.TCPTimeWait, &out.Timeouts.TCPTimeWait},
+		{"udp", c.Timeouts.UDP, &out.Timeouts.UDP},
+		{"udp_stream", c.Timeouts.UDPStream, &out.Timeouts.UDPStream},
+		{"icmp", c.Timeouts.ICMP, &out.Timeouts.ICMP},
+	} {
+		if d.s == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.s)
+		if err != nil || v <= 0 {
+			return out, sc.Errorf(at+".timeouts."+d.name, "%q: expected a duration such as 30s or 2h", d.s)
+		}
+		*d.dst = v
+	}
+	return out, nil
+}
+
+// firewallRules parses the stage's rules, turning port names after "in"
+// into indices.
+func firewallRules(ctx *BuildContext, sc *StageConfig, c *FirewallConfig) ([]firewall.Rule, firewall.Action, error) {
+	def := firewall.Drop
+	switch c.Default {
+	case "", "drop":
+	case "accept":
+		def = firewall.Accept
+	default:
+		return nil, 0, sc.Errorf("default", "%q: expected accept or drop", c.Default)
+	}
+	var rules []firewall.Rule
+	for i, text := range c.Rules {
+		words := strings.Fields(text)
+		for j := 0; j+1 < len(words); j++ {
+			if words[j] == "in" && words[j+1] != "any" {
+				if _, err := strconv.Atoi(words[j+1]); err != nil {
+					idx, perr := ctx.Port(words[j+1])
+					if perr != nil {
+						return nil, 0, sc.Errorf(fmt.Sprintf("rules[%d]", i), "%q: in: %v", text, perr)
+					}
+					words[j+1] = strconv.Itoa(int(idx))
+				}
+			}
+		}
+		r, err := firewall.ParseRule(strings.Join(words, " "))
+		if err != nil {
+			return nil, 0, sc.Errorf(fmt.Sprintf("rules[%d]", i), "%q: %v", text, err)
+		}
+		rules = append(rules, r)
+	}
+	return rules, def, nil
+}
+
+func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
+	var c FirewallConfig
+	if err := sc.Decode(&c); err != nil {
+		return nil, err
+	}
+	rules, def, err := firewallRules(ctx, sc, &c)
+	if err != nil {
+		return nil, err
+	}
+	fw, err := firewall.New(1, rules, def)
+	if err != nil {
+		return nil, sc.Errorf("rules", "%v", err)
+	}
+	var ct *conntrack.Table
+	if !c.Conntrack.Stateless {
+		cc, err := c.Conntrack.Table(sc, "conntrack")
+		if err != nil {
+			return nil, err
+		}
+		if ctx.Check && cc.MaxFlows == 0 {
+			cc.MaxFlows = 1024 // validate without reserving a full table
+		}
+		if ct, err = conntrack.New(cc); err != nil {
+			return nil, sc.Errorf("conntrack", "%v", err)
+		}
+	}
+	return &reloadableFirewall{Stage: firewall.NewStage(fw, ct, 0)}, nil
+}
+
+// reloadableFirewall adds Reload to the firewall stage.
+type reloadableFirewall struct{ *firewall.Stage }
+
+// Reload swaps in the rules and default of a new configuration
+// atomically. Conntrack settings take effect on restart only.
+func (r *reloadableFirewall) Reload(ctx *BuildContext, sc *StageConfig) error {
+	var c FirewallConfig
+	if err := sc.Decode(&c); err != nil {
+		return err
+	}
+	rules, def, err := firewallRules(ctx, sc, &c)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Firewall().Replace(rules, def); err != nil {
+		return sc.Errorf("rules", "%v", err)
+	}
+	return nil
+}
