@@ -125,6 +125,10 @@ func TestClassifyDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { fw.Classify(1, &ks[i%len(ks)]); i++ }); n != 0 {
 		t.Errorf("Firewall.Classify: %v allocs per run, want 0", n)
 	}
+	// A key on the caller's stack must stay there.
+	if n := testing.AllocsPerRun(1000, func() { k := ks[i%len(ks)]; fw.Classify(0, &k); i++ }); n != 0 {
+		t.Errorf("Firewall.Classify of a local key: %v allocs per run, want 0", n)
+	}
 }
 
 func key4(src, dst string, proto uint8, sport, dport uint16) Key {
