@@ -51,7 +51,7 @@ func TestRunCheckValidatesTheDemoChain(t *testing.T) {
 	cmd = Root()
 	cmd.SetArgs([]string{"run", "--check", "-c", p})
 	err := cmd.Execute()
-	if err == nil || !strings.Contains(err.Error(), p+":5: ports[0].interfaze: unknown field") {
+	if err == nil || !strings.Contains(err.Error(), p+":6: ports[0].interfaze: unknown field") {
 		t.Errorf("broken file: %v", err)
 	}
 }
