@@ -543,7 +543,7 @@ type Ruleset struct {
 // Stats describes the size of a compiled Ruleset.
 type Stats struct {
 	Rules       int
-	Classes     [numFields]int // elementary classes per indexed field
+	Classes     [numFields]int // elementary classes per indexed field: meta, src4, dst4, src6, dst6, sport, dport, meta-any
 	ListEntries int            // rule indexes stored in all class lists
 	Residual    int            // rules every packet checks
 	Bytes       int            // approximate memory held by the classifier
