@@ -54,9 +54,11 @@
 // sequence-number windows, so it cannot tell an in-window segment from a
 // forged one with the right flags; any RST closes. UDP flows are unreplied
 // until the first reply, then "stream". ICMP and ICMPv6 echo requests start
-// flows keyed by their identifier (in both ports of the FlowKey, so a reply's
-// key is the request's reversed); an echo reply that matches nothing is
-// invalid. ICMP errors (IPv4 types 3, 4, 5, 11, 12; ICMPv6 types 1 to 4)
+// flows keyed by their identifier, which packet.FlowKey puts in the source
+// port of a request and the destination port of a reply, so a reply's key
+// is its request's reversed while a request from the far side with the same
+// identifier is a flow of its own, not a reply; an echo reply that matches
+// nothing is invalid. ICMP errors (IPv4 types 3, 4, 5, 11, 12; ICMPv6 types 1 to 4)
 // are parsed down to the quoted IP header and the first 8 bytes of its L4
 // header without allocating (QuotedKey); the quoted tuple, reversed, is
 // looked up, which finds the flow even when the quoted packet was

@@ -132,7 +132,8 @@ func (t *Table) Track(p *packet.Packet, now int64) Result {
 
 // TrackBatch tracks every packet of b, as Track would one after the other
 // with the same now, and returns out[:b.Len] with the result of
-// b.Packets[i] in out[i]; out must have room for b.Len results. Packets an
+// b.Packets[i] in out[i]; cap(out) must be at least b.Len (out[:0] of a
+// slice of packet.MaxBurst results will do). Packets an
 // earlier stage dropped are skipped (StateUntracked, not counted). Every
 // result stays valid until the next call on the table: an entry in one
 // result is never evicted for a later packet of the batch. Lookups of the whole
