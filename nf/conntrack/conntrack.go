@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"errors"
+	"net/netip"
 	"strconv"
 	"time"
 	"unsafe"
@@ -306,9 +307,9 @@ func (f *Flow) Packets(d Dir) uint32 { return f.tuple(d).pkts }
 // String formats the flow for logs and tools; it allocates.
 func (f *Flow) String() string {
 	o, r := f.orig.key, f.reply.key
-	s := protoName(o.Proto) + " " + endpoint(o.SrcAddr().String(), o.SrcPort) + " > " + endpoint(o.DstAddr().String(), o.DstPort)
+	s := protoName(o.Proto) + " " + endpoints(o)
 	if r != o.Reverse() {
-		s += " reply " + endpoint(r.SrcAddr().String(), r.SrcPort) + " > " + endpoint(r.DstAddr().String(), r.DstPort)
+		s += " reply " + endpoints(r)
 	}
 	if f.tcp != TCPNone {
 		s += " " + f.tcp.String()
@@ -319,20 +320,8 @@ func (f *Flow) String() string {
 	return s
 }
 
-func endpoint(addr string, port uint16) string {
-	if len(addr) > 0 && addr[len(addr)-1] != ']' && containsColon(addr) {
-		addr = "[" + addr + "]"
-	}
-	return addr + ":" + strconv.Itoa(int(port))
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
+func endpoints(k packet.FlowKey) string {
+	return netip.AddrPortFrom(k.SrcAddr(), k.SrcPort).String() + " > " + netip.AddrPortFrom(k.DstAddr(), k.DstPort).String()
 }
 
 func protoName(p uint8) string {
