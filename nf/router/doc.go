@@ -18,11 +18,11 @@
 // most lookups with one memory access; a /24 holding longer prefixes points
 // to a tbl8 group of 256 entries (a second access). IPv6 uses a 65536-slot
 // root indexed by the first 16 bits, then a multibit trie of 6-bit strides
-// whose nodes are tree bitmaps compressed with popcount, one 64-byte cache
-// line each, with single-child chains path-compressed; a /48 lookup visits
-// the root and at most six nodes. Lookup4Batch and
-// Lookup6Batch look up a burst of destinations; the IPv6 one walks 32 tries
-// in lockstep so their cache misses overlap.
+// whose nodes are tree bitmaps compressed with popcount (72 bytes each,
+// stored by value in their parent's array), with single-child chains
+// path-compressed; a /48 lookup visits the root and at most six nodes.
+// Lookup4Batch and Lookup6Batch look up a burst of destinations; the IPv6
+// one walks 32 tries in lockstep so their cache misses overlap.
 //
 // Measured on the shared 2-core AMD EPYC development VM (random
 // destinations, 95% inside a route, Internet-like prefix-length mixes; see
@@ -33,12 +33,12 @@
 // A 1M-prefix IPv4 table builds in 0.5-0.7 s; an IPv4 /24 update costs
 // about 100-200 ns, an IPv6 /48 update about 1 µs.
 //
-//	go test -run '^$' -bench '^Benchmark(Lookup4|Lookup6|LookupFlow4|Lookup4Batch|Lookup6Batch|Add4)$' -benchtime=1s -count=1 ./nf/router
+//	go test -run '^$' -bench '^Benchmark(Lookup4|Lookup6|LookupFlow4|Lookup4Batch|Lookup6Batch|Add4|Add6)$' -benchtime=1s -count=1 ./nf/router
 //
 // Memory: the IPv4 tbl24 is 64 MiB, reserved by New (pages become resident
 // as routes touch them; a full table touches nearly all of them), plus 1 KiB
 // per /24 that holds prefixes longer than /24. IPv6 costs 512 KiB for the
-// root plus about 150 bytes per prefix for a realistic table (15 MiB for
+// root plus about 100 bytes per prefix for a realistic table (10 MiB for
 // 100k prefixes). The control plane keeps every route in per-length maps
 // as the source of truth, roughly 40-60 bytes per route more.
 // MemoryBytes reports the lookup structures.
