@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -550,5 +551,48 @@ func TestStrings(t *testing.T) {
 	f, _ := tb.Create(key(ap(a6, 1), ap(b6, 2), packet.ProtoTCP), key(ap(b6, 2), ap(x6, 3), packet.ProtoTCP), 0)
 	if got, want := f.String(), "tcp [2001:db8::1]:1 > [2001:db8:1::2]:2 reply [2001:db8:1::2]:2 > [2001:db8:beef::7]:3 syn_sent unreplied"; got != want {
 		t.Errorf("Flow.String() = %q, want %q", got, want)
+	}
+}
+
+// TestRelatedIPv6ExtensionHeaders: the quoted IPv6 packet may carry
+// extension headers before its L4 header; QuotedKey walks them.
+func TestRelatedIPv6ExtensionHeaders(t *testing.T) {
+	tb := newTable(t, Config{MaxFlows: 16})
+	q := udpFrame(t, ap(a6, 5353), ap(b6, 53))
+	flow := tb.Track(parsed(t, q), sec).Flow
+	// withExt returns q with an extension header of type nh inserted
+	// after the fixed header.
+	withExt := func(nh uint8, ext []byte) []byte {
+		f := append([]byte(nil), q[:14+40]...)
+		f = append(f, ext...)
+		f = append(f, q[14+40:]...)
+		ip := f[14:]
+		ext[0], ip[6] = ip[6], nh // the extension header takes the old next header
+		copy(f[14+40:], ext)
+		binary.BigEndian.PutUint16(ip[4:6], binary.BigEndian.Uint16(ip[4:6])+uint16(len(ext)))
+		return f
+	}
+	dstOpts := []byte{0, 0, 1, 4, 0, 0, 0, 0}              // PadN
+	firstFrag := []byte{0, 0, 0x00, 0x01, 0, 0, 0, 1}      // offset 0, more fragments
+	laterFrag := []byte{0, 0, 0x00, 0x08 << 3, 0, 0, 0, 1} // offset 64
+	cases := []struct {
+		name  string
+		quote []byte
+		state State
+	}{
+		{"a quote with destination options is related", withExt(packet.ProtoDstOpts, dstOpts), StateRelated},
+		{"a quoted first fragment is related", withExt(packet.ProtoFragment, firstFrag), StateRelated},
+		{"a quoted later fragment is invalid", withExt(packet.ProtoFragment, laterFrag), StateInvalid},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tb.Track(parsed(t, icmpErrorFrame(t, b6, a6, 1, 4, c.quote, 0)), 2*sec)
+			if r.State != c.state {
+				t.Fatalf("state %v, want %v", r.State, c.state)
+			}
+			if c.state == StateRelated && (r.Flow != flow || r.Dir != Reply) {
+				t.Fatalf("flow %v dir %v", r.Flow, r.Dir)
+			}
+		})
 	}
 }
