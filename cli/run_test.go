@@ -216,3 +216,95 @@ func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 		}
 	}
 }
+
+const reloadChain = `ports:
+  - name: in
+    interface: in0
+  - name: out
+    interface: out0
+chain:
+  - type: firewall
+    rules:
+      - accept in in proto udp dport PORT
+  - type: router
+    interfaces:
+      - port: in
+        addrs: [198.18.0.2/24]
+      - port: out
+        addrs: [198.18.1.1/24]
+    neighbors:
+      - {port: out, addr: 198.18.1.2, mac: "02:00:00:00:01:02"}
+metrics:
+  listen: 127.0.0.1:19464
+`
+
+func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
+	topo := lab.TopologyForTest(t, "hup", lab.TopologyOptions{})
+	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "chain.yaml")
+	write := func(s string) { os.WriteFile(path, []byte(s), 0o644) }
+	write(strings.Replace(reloadChain, "PORT", "9", 1))
+	// Listeners in the sink, so its kernel answers no datagram with ICMP.
+	for _, port := range []int{9, 10} {
+		topo.Sink.Do(func() error {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: port})
+			if err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+			return err
+		})
+	}
+	x := startXNF(t, topo.DUT.Name, "run", "-c", path)
+	x.waitFor(t, "metrics: http://", 10*time.Second)
+	send := func(port, n int) {
+		topo.Gen.Do(func() error {
+			c, err := net.Dial("udp4", fmt.Sprintf("%s:%d", lab.SinkAddr, port))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for i := 0; i < n; i++ {
+				c.Write([]byte("x"))
+			}
+			return nil
+		})
+	}
+	accepted := `xnf_stage_events_total\{event="accepted",index="0",stage="firewall",worker="0"\}`
+	dropped := `xnf_stage_events_total\{event="dropped",index="0",stage="firewall",worker="0"\}`
+	settle := func(re string, want uint64) uint64 {
+		var v uint64
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(30 * time.Millisecond) {
+			if v = metricValue(t, metricsIn(t, topo.DUT), re); v >= want {
+				break
+			}
+		}
+		return v
+	}
+	send(9, 10)
+	send(10, 10)
+	if a, d := settle(accepted, 10), settle(dropped, 10); a != 10 || d != 10 {
+		t.Fatalf("before reload: accepted %d dropped %d, want 10 and 10", a, d)
+	}
+	write(strings.Replace(reloadChain, "PORT", "10", 1))
+	x.cmd.Process.Signal(syscall.SIGHUP)
+	x.waitFor(t, "reloaded", 5*time.Second)
+	send(9, 10)
+	send(10, 10)
+	if a, d := settle(accepted, 20), settle(dropped, 20); a != 20 || d != 20 {
+		t.Fatalf("after reload: accepted %d dropped %d, want 20 and 20 (port 10 now allowed, 9 not)", a, d)
+	}
+	write(strings.Replace(reloadChain, "PORT", "99999", 1))
+	x.cmd.Process.Signal(syscall.SIGHUP)
+	x.waitFor(t, "reload failed", 5*time.Second)
+	if !strings.Contains(x.output(), "chain.yaml:9: chain[0].rules[0]") {
+		t.Errorf("the reload error does not name the line and rule:\n%s", x.output())
+	}
+	send(10, 10)
+	if a := settle(accepted, 30); a != 30 {
+		t.Errorf("after a broken reload: accepted %d, want 30 (old rules kept)", a)
+	}
+	x.cmd.Process.Signal(syscall.SIGTERM)
+	x.cmd.Wait()
+}
