@@ -250,3 +250,32 @@ func TestNextHopString(t *testing.T) {
 		}
 	}
 }
+
+func TestIPv4MappedAddressesAreIPv6(t *testing.T) {
+	f := New()
+	f.Add(pfx("10.0.0.0/8"), port(4))
+	f.Add(pfx("::ffff:0:0/96"), port(6))
+	if nh, ok := f.Lookup(addr("::ffff:10.1.2.3")); !ok || nh != port(6) {
+		t.Errorf("::ffff:10.1.2.3 -> %v %v, want the IPv6 route %v", nh, ok, port(6))
+	}
+	if nh, ok := f.Lookup(addr("10.1.2.3")); !ok || nh != port(4) {
+		t.Errorf("10.1.2.3 -> %v %v, want the IPv4 route %v", nh, ok, port(4))
+	}
+}
+
+func TestMemoryBytesCountsTables(t *testing.T) {
+	f := New()
+	empty := f.MemoryBytes()
+	if empty < 64<<20 || empty > 65<<20 {
+		t.Fatalf("empty FIB reports %d bytes, want 64 MiB of tbl24 plus the IPv6 root", empty)
+	}
+	f.Add(pfx("10.1.2.128/25"), port(1))
+	if grown := f.MemoryBytes() - empty; grown < 1024 {
+		t.Errorf("a /25 (one tbl8 group of 1 KiB) grew the report by %d bytes", grown)
+	}
+	before := f.MemoryBytes()
+	f.Add(pfx("2001:db8:1:2::/64"), port(1))
+	if grown := f.MemoryBytes() - before; grown <= 0 {
+		t.Errorf("an IPv6 /64 grew the report by %d bytes", grown)
+	}
+}
