@@ -124,7 +124,7 @@ func TestConcurrentLookups(t *testing.T) {
 	}
 	churn := func() {
 		for range 4 {
-			switch rng.IntN(5) {
+			switch rng.IntN(6) {
 			case 0: // a group in the probe's /24 that does not cover it
 				toggle("10.5.5.0/28", 9)
 			case 1: // groups in other /24s covering the probe's offset
@@ -135,6 +135,11 @@ func TestConcurrentLookups(t *testing.T) {
 				toggle(fmt.Sprintf("2001:db8:1:%x::/64", 4+rng.IntN(16)), 12)
 			case 4:
 				toggle(fmt.Sprintf("2001:db8:1:3:%x::/80", 1+rng.IntN(16)), 13)
+			case 5: // new next hops and groups: the next-hop table grows
+				gw := netip.AddrFrom4([4]byte{192, 0, byte(2 + rng.IntN(200)), byte(rng.IntN(256))})
+				if err := f.Replace(pfx("30.0.0.0/20"), NextHop{Port: 14, Gateway: gw}, NextHop{Port: 15}); err != nil {
+					t.Error(err)
+				}
 			}
 		}
 	}
