@@ -66,7 +66,7 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	if nh.Gateway.IsValid() {
 		target = nh.Gateway.As16()
 	}
-	mac, ok := r.neigh.lookup(nh.Port, target, now)
+	mac, ok := r.neighbor(nh.Port, target, now)
 	if !ok {
 		r.resolve6(p, out, target, now)
 		return false

@@ -41,6 +41,7 @@ type Neighbors struct {
 	reach   int64 // lifetime of a learned entry, ns
 	retry   int64 // minimum interval between resolution requests, ns
 	evicted uint64
+	gen     uint64 // bumped on every change, for the router's lookup cache
 }
 
 func newNeighbors(max int, reachable, retry int64) *Neighbors {
@@ -56,6 +57,7 @@ func (n *Neighbors) SetStatic(nb Neighbor) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.m[key(nb.Port, nb.Addr.Unmap())] = &neighEntry{mac: nb.MAC, state: neighStatic}
+	n.gen++
 }
 
 // Delete removes an entry.
@@ -63,6 +65,7 @@ func (n *Neighbors) Delete(port uint16, a netip.Addr) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.m, key(port, a.Unmap()))
+	n.gen++
 }
 
 // List returns the resolved entries.
@@ -86,6 +89,7 @@ func (n *Neighbors) lookup(port uint16, addr [16]byte, now int64) ([6]byte, bool
 	}
 	if e.state == neighLearned && now > e.expires {
 		delete(n.m, neighKey{port, addr})
+		n.gen++
 		return [6]byte{}, false
 	}
 	return e.mac, true
@@ -106,6 +110,7 @@ func (n *Neighbors) learn(port uint16, addr [16]byte, mac [6]byte, now int64) {
 		n.m[k] = e
 	}
 	e.mac, e.state, e.expires = mac, neighLearned, now+n.reach
+	n.gen++
 }
 
 // shouldResolve reports whether a resolution request may be sent now for
@@ -118,12 +123,14 @@ func (n *Neighbors) shouldResolve(port uint16, addr [16]byte, now int64) bool {
 			return false
 		}
 		n.m[k] = &neighEntry{state: neighIncomplete, expires: now + n.retry}
+		n.gen++
 		return true
 	}
 	if e.state == neighIncomplete && now < e.expires {
 		return false
 	}
 	e.state, e.expires = neighIncomplete, now+n.retry
+	n.gen++
 	return true
 }
 
@@ -133,6 +140,7 @@ func (n *Neighbors) evictOne(now int64) bool {
 		if e.state != neighStatic && now > e.expires {
 			delete(n.m, k)
 			n.evicted++
+			n.gen++
 			return true
 		}
 	}

@@ -85,6 +85,35 @@ type Router struct {
 	rate, burst float64
 	tokens      float64
 	last        int64
+
+	// The last neighbor resolved: a stream to one gateway skips the map.
+	cache struct {
+		gen     uint64
+		port    uint16
+		addr    [16]byte
+		mac     [6]byte
+		expires int64 // learned entries age; static ones never (max int64)
+		ok      bool
+	}
+}
+
+// neighbor resolves (port, addr) through the one-entry cache. Caller holds
+// the neighbor lock.
+func (r *Router) neighbor(port uint16, addr [16]byte, now int64) ([6]byte, bool) {
+	c := &r.cache
+	if c.ok && c.gen == r.neigh.gen && c.port == port && c.addr == addr && now <= c.expires {
+		return c.mac, true
+	}
+	mac, ok := r.neigh.lookup(port, addr, now)
+	if ok {
+		e := r.neigh.m[neighKey{port, addr}]
+		c.gen, c.port, c.addr, c.mac, c.ok = r.neigh.gen, port, addr, mac, true
+		c.expires = e.expires
+		if e.state == neighStatic {
+			c.expires = 1<<63 - 1
+		}
+	}
+	return mac, ok
 }
 
 // NewRouter builds a router from its configuration.
@@ -242,6 +271,12 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 		return false
 	}
 	h := p.IPv4()
+	if !h.ChecksumValid() {
+		// RFC 1812 5.2.2: a router must verify the header checksum; a
+		// corrupted header could carry any address.
+		p.SetDrop(packet.DropMalformed)
+		return false
+	}
 	dst := h.Dst()
 	if r.isLocal4(dst) {
 		r.local4Packet(p)
@@ -278,7 +313,7 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 			target = mapped(nh.Gateway.As4())
 		}
 	}
-	mac, ok := r.neigh.lookup(nh.Port, target, now)
+	mac, ok := r.neighbor(nh.Port, target, now)
 	if !ok {
 		r.resolve4(p, out, [4]byte(target[12:]), now)
 		return false

@@ -345,10 +345,22 @@ func BenchmarkRouterStage(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		batch.Reset()
 		for j := range bufs {
-			bufs[j][22] = 64 // restore the TTL (checksum drift is harmless here)
+			copy(bufs[j], f) // restore TTL, checksum and MACs
 			batch.Append(bufs[j], 0, 0).Parse()
 		}
 		r.Process(&batch)
+		if batch.Packets[0].Verdict != packet.Forward {
+			b.Fatalf("benchmark packets are not forwarded: %v %v", batch.Packets[0].Verdict, batch.Packets[0].Reason)
+		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
+}
+
+func TestDropsIPv4WithABadHeaderChecksum(t *testing.T) {
+	r := testRouter(t, nil)
+	f := udp4(t, "198.18.0.1", "198.19.5.5", 64)
+	f[24] ^= 0xff // corrupt the header checksum
+	if p := run(r, 0, f)[0]; p.Verdict != packet.Drop || p.Reason != packet.DropMalformed {
+		t.Errorf("%v %v, want a malformed drop", p.Verdict, p.Reason)
+	}
 }
