@@ -3,7 +3,7 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-short generate generate-check bench fuzz demo vet clean
+.PHONY: all build test test-short generate generate-check bench fuzz fuzz-short demo vet clean
 
 all: build
 
@@ -19,6 +19,7 @@ vet:
 # at once; the race detector covers the ring, FIB and classifier logic.
 test: vet
 	$(GO) test -count=1 -p 1 -timeout 12m $(PKGS)
+	$(MAKE) fuzz-short
 	$(GO) test -count=1 -race -timeout 10m ./afxdp ./packet ./nf/...
 
 test-short:
@@ -35,8 +36,20 @@ generate-check: generate
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s $(PKGS)
 
+# Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run);
+# CI runs fuzz-short. Failing inputs land in testdata/fuzz and become
+# regression seeds once committed.
+FUZZ_TARGETS := ./packet:FuzzParse ./packet:FuzzRewrite ./config:FuzzParse ./nf/nftest:FuzzChain
+
 fuzz:
-	$(GO) test ./packet -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
+fuzz-short:
+	$(MAKE) fuzz FUZZTIME=10s
 
 demo:
 	$(GO) run ./cmd/xnf demo

@@ -152,7 +152,13 @@ func Parse(name string, data []byte) (*File, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: name, Msg: "empty file (expected ports and a chain)"}
 		}
-		return nil, yamlError(name, err)
+		ye := yamlError(name, err).(*Error)
+		if ye.Line == 0 {
+			// yaml.v3 reports some errors (an unexpected end of stream)
+			// without a line: they are at the end of the file.
+			ye.Line = bytes.Count(data, []byte("\n")) + 1
+		}
+		return nil, ye
 	}
 	if len(doc.Content) == 0 {
 		return nil, &Error{File: name, Msg: "empty file (expected ports and a chain)"}
@@ -207,7 +213,9 @@ func checkKeys(file, path string, n *yaml.Node, t reflect.Type) error {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+		// Not followed: an alias bomb would make this walk exponential.
+		// The decoder checks aliases' values, with its own limits.
+		return nil
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -344,6 +352,9 @@ func (f *File) errField(path, format string, args ...any) error {
 		}
 		p = p[:i]
 		n = f.node(p)
+	}
+	if n == nil {
+		n = f.root // a missing top-level field: point at the document
 	}
 	return f.errAt(n, path, format, args...)
 }

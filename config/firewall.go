@@ -133,8 +133,8 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ctx.Check && cc.MaxFlows == 0 {
-			cc.MaxFlows = 1024 // validate without reserving a full table
+		if ctx.Check {
+			cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
 		}
 		if ct, err = conntrack.New(cc); err != nil {
 			return nil, sc.Errorf("conntrack", "%v", err)
