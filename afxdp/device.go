@@ -80,6 +80,11 @@ type DeviceConfig struct {
 	// Frags loads the multi-buffer (xdp.frags) program: needed for native
 	// XDP on veth with MTU above 3506, and for jumbo frames with XDP_USE_SG.
 	Frags bool
+	// Force detaches an XDP program another tool left on the interface
+	// (attached through netlink, as ip, xdp-loader and older libraries
+	// do). A program held by another process's bpf_link cannot be
+	// forced off: that process must stop.
+	Force bool
 }
 
 // Device is an interface with xnf's redirect program attached. Sockets for
@@ -113,8 +118,13 @@ func Attach(ifname string, cfg DeviceConfig) (*Device, error) {
 	a := l.Attrs()
 	d := &Device{Name: ifname, Ifindex: a.Index, Driver: driverName(ifname), queues: max(a.NumRxQueues, 1), sockets: map[int]*Socket{}}
 	if x := a.Xdp; x != nil && x.Attached {
-		return nil, fmt.Errorf("afxdp: %s: %w: another XDP program (id %d, %s mode) is attached; detach it first (ip link set dev %s xdp off) or stop the tool that owns it",
-			ifname, ErrBusy, x.ProgId, modeName(x.AttachMode), ifname)
+		if !cfg.Force {
+			return nil, fmt.Errorf("afxdp: %s: %w: another XDP program (id %d, %s mode) is attached; detach it first (ip link set dev %s xdp off), stop the tool that owns it, or force",
+				ifname, ErrBusy, x.ProgId, modeName(x.AttachMode), ifname)
+		}
+		if err := detachForeign(l, x); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Mode == ModeOffload {
 		return nil, d.tryOffload(cfg)
@@ -322,4 +332,25 @@ func driverName(ifname string) string {
 		return l.Type()
 	}
 	return "unknown"
+}
+
+// detachForeign removes a program another tool attached through netlink.
+func detachForeign(l netlink.Link, x *netlink.LinkXdp) error {
+	var flags int
+	switch x.AttachMode {
+	case 1:
+		flags = unix.XDP_FLAGS_DRV_MODE
+	case 2:
+		flags = unix.XDP_FLAGS_SKB_MODE
+	case 3:
+		flags = unix.XDP_FLAGS_HW_MODE
+	}
+	name := l.Attrs().Name
+	if err := netlink.LinkSetXdpFdWithFlags(l, -1, flags); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("afxdp: %s: %w: XDP program %d is held by another process's bpf_link and cannot be forced off; stop that process", name, ErrBusy, x.ProgId)
+		}
+		return fmt.Errorf("afxdp: %s: detaching XDP program %d: %w", name, x.ProgId, err)
+	}
+	return nil
 }

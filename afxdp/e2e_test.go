@@ -432,4 +432,49 @@ func xdpAttached(t *testing.T, ns *lab.NS) bool {
 	return x != nil && x.Attached
 }
 
-var _ = netlink.LinkByName
+
+func TestForceReplacesAStaleProgramFromAnotherTool(t *testing.T) {
+	topo := lab.TopologyForTest(t, "force", lab.TopologyOptions{})
+	topo.DUT.Do(func() error {
+		// "Another tool": a program attached the legacy way, through
+		// netlink, which outlives its process.
+		stale, err := bpf.LoadRedirect(bpf.RedirectOptions{Queues: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stale.Close()
+		l, err := netlink.LinkByName("in0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetXdpFdWithFlags(l, stale.Program.FD(), unix.XDP_FLAGS_SKB_MODE); err != nil {
+			t.Fatal(err)
+		}
+		_, err = afxdp.Attach("in0", afxdp.DeviceConfig{})
+		if !errors.Is(err, afxdp.ErrBusy) || !strings.Contains(err.Error(), "another XDP program") || !strings.Contains(err.Error(), "generic mode") {
+			t.Fatalf("attach over a stale program: %v", err)
+		}
+		dev, err := afxdp.Attach("in0", afxdp.DeviceConfig{Force: true})
+		if err != nil {
+			t.Fatalf("forced attach: %v", err)
+		}
+		if dev.Mode() != afxdp.ModeNative {
+			t.Errorf("forced attach got %v", dev.Mode())
+		}
+		dev.Close()
+		if xdpAttached(t, topo.DUT) {
+			t.Error("a program is left after the forced device closed")
+		}
+		// A program held by a live bpf_link cannot be forced off.
+		holder, err := afxdp.Attach("in0", afxdp.DeviceConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Close()
+		_, err = afxdp.Attach("in0", afxdp.DeviceConfig{Force: true})
+		if !errors.Is(err, afxdp.ErrBusy) || !strings.Contains(err.Error(), "bpf_link") {
+			t.Errorf("forcing off a bpf_link: %v", err)
+		}
+		return nil
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -201,7 +202,7 @@ func expectFail(err error) error {
 }
 
 func demoTCP(t *lab.Topology, port, size int) error {
-	addr := fmt.Sprintf("%s:%d", lab.SinkAddr, port)
+	addr := net.JoinHostPort(lab.SinkAddr, strconv.Itoa(port))
 	var ln net.Listener
 	if err := t.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
 		return err

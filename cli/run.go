@@ -27,7 +27,7 @@ import (
 
 func runCmd() *cobra.Command {
 	var path string
-	var check bool
+	var check, force bool
 	cmd := &cobra.Command{
 		Use:   "run -c chain.yaml",
 		Short: "run a service chain",
@@ -47,17 +47,18 @@ that support it (firewall rules) from the same file; a broken file keeps the old
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d ports, %d workers, %d stages)\n", path, len(f.Ports), len(f.Ports[0].Queues), len(f.Chain))
 				return nil
 			}
-			return run(cmd.Context(), f, cmd.OutOrStdout())
+			return run(cmd.Context(), f, cmd.OutOrStdout(), service.Options{Force: force})
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "chain file (YAML)")
 	cmd.Flags().BoolVar(&check, "check", false, "validate the file and exit")
+	cmd.Flags().BoolVar(&force, "force", false, "detach XDP programs other tools left on the interfaces")
 	return cmd
 }
 
-func run(ctx context.Context, f *config.File, out io.Writer) error {
+func run(ctx context.Context, f *config.File, out io.Writer, o service.Options) error {
 	log := newLogger(f.Log.Level, f.Log.Format)
-	s, err := service.Start(f, log)
+	s, err := service.StartWith(f, log, o)
 	if err != nil {
 		return err
 	}

@@ -260,7 +260,7 @@ func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
 	x.waitFor(t, "metrics: http://", 10*time.Second)
 	send := func(port, n int) {
 		topo.Gen.Do(func() error {
-			c, err := net.Dial("udp4", fmt.Sprintf("%s:%d", lab.SinkAddr, port))
+			c, err := net.Dial("udp4", net.JoinHostPort(lab.SinkAddr, strconv.Itoa(port)))
 			if err != nil {
 				return err
 			}
@@ -307,4 +307,73 @@ func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
 	}
 	x.cmd.Process.Signal(syscall.SIGTERM)
 	x.cmd.Wait()
+}
+
+func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
+	topo := lab.TopologyForTest(t, "kill", lab.TopologyOptions{})
+	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "chain.yaml")
+	os.WriteFile(path, []byte(runChain), 0o644)
+	var sink *net.UDPConn
+	topo.Sink.Do(func() (err error) {
+		sink, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 9})
+		return err
+	})
+	defer sink.Close()
+	stop := make(chan struct{})
+	sent := make(chan int, 1)
+	go func() { // bounded traffic: until stop, at most 10 s
+		n := 0
+		topo.Gen.Do(func() error {
+			c, err := net.Dial("udp4", lab.SinkAddr+":9")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); n++ {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				c.Write([]byte("under traffic"))
+				time.Sleep(100 * time.Microsecond)
+			}
+			return nil
+		})
+		sent <- n
+	}()
+	x := startXNF(t, topo.DUT.Name, "run", "-c", path)
+	x.waitFor(t, "metrics: http://", 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	x.cmd.Process.Signal(syscall.SIGKILL)
+	x.cmd.Wait()
+	for end := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		l, _ := topo.DUT.Link("in0")
+		if xd := l.Attrs().Xdp; xd == nil || !xd.Attached {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("an XDP program is still attached to in0 after SIGKILL")
+		}
+	}
+	// A restart takes the interfaces over and forwards again.
+	y := startXNF(t, topo.DUT.Name, "run", "-c", path)
+	y.waitFor(t, "metrics: http://", 10*time.Second)
+	tx := `xnf_port_tx_packets_total\{port="out",queue="0",worker="0"\}`
+	var v uint64
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && v < 100; time.Sleep(50 * time.Millisecond) {
+		v = metricValue(t, metricsIn(t, topo.DUT), tx)
+	}
+	close(stop)
+	<-sent
+	if v < 100 {
+		t.Errorf("the restarted xnf forwarded %d packets, want traffic flowing again", v)
+	}
+	y.cmd.Process.Signal(syscall.SIGTERM)
+	if err := y.cmd.Wait(); err != nil {
+		t.Errorf("restarted xnf: %v\n%s", err, y.output())
+	}
 }

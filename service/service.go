@@ -46,7 +46,19 @@ type Worker struct {
 // Start attaches, opens and starts everything the file describes, in the
 // calling thread's network namespace. On error, whatever was set up is
 // torn down again.
-func Start(f *config.File, log *slog.Logger) (s *Service, err error) {
+func Start(f *config.File, log *slog.Logger) (*Service, error) {
+	return StartWith(f, log, Options{})
+}
+
+// Options change how Start sets things up.
+type Options struct {
+	// Force detaches XDP programs other tools left on the interfaces
+	// (see afxdp.DeviceConfig.Force).
+	Force bool
+}
+
+// StartWith is Start with options.
+func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -60,7 +72,7 @@ func Start(f *config.File, log *slog.Logger) (s *Service, err error) {
 	for _, p := range f.Ports {
 		mode, _ := afxdp.ParseAttachMode(p.Mode)
 		filter, _ := p.Filter.BPF()
-		d, err := afxdp.Attach(p.Interface, afxdp.DeviceConfig{Mode: mode, Filter: filter, Frags: p.Frags})
+		d, err := afxdp.Attach(p.Interface, afxdp.DeviceConfig{Mode: mode, Filter: filter, Frags: p.Frags, Force: o.Force})
 		if err != nil {
 			return nil, fmt.Errorf("port %s: %w", p.Name, err)
 		}
