@@ -432,7 +432,6 @@ func xdpAttached(t *testing.T, ns *lab.NS) bool {
 	return x != nil && x.Attached
 }
 
-
 func TestForceReplacesAStaleProgramFromAnotherTool(t *testing.T) {
 	topo := lab.TopologyForTest(t, "force", lab.TopologyOptions{})
 	topo.DUT.Do(func() error {
