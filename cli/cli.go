@@ -33,7 +33,7 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), demoCmd(), replayCmd(), labCmd(), statsCmd(), versionCmd())
+	root.AddCommand(runCmd(), demoCmd(), replayCmd(), labCmd(), statsCmd(), versionCmd(), benchCmd())
 	return root
 }
 

@@ -1,0 +1,612 @@
+// Package bench is the macro benchmark behind `xnf bench`: it builds the
+// standard lab topology (internal/lab), runs every contender on the same
+// traffic in one invocation, and reports delivered packets per second as a
+// table, JSON and plots.
+//
+//	gen (g0) ---- (in0) dut (out0) ---- (s0) sink
+//
+// The generator is the rig's live-frames XDP program (BPF_PROG_TEST_RUN
+// with XDP_TX out of g0), the sink an XDP program on s0 that counts and
+// drops. A contender is whatever moves frames from in0 to out0 inside the
+// dut namespace: xnf in native and generic mode with an empty chain and
+// with the example chain, the kernel's in-kernel XDP redirect (the
+// ceiling), Linux forwarding with and without nftables, DPDK testpmd on
+// net_af_xdp, and a forwarder on github.com/asavie/xdp. A Contender is a
+// value: a name, a mode, a chain label and a Setup that returns its
+// teardown, so adding one is adding a value to the list.
+//
+// Method: for every cell (layout, frame size, flow count) the contenders
+// are measured in turn, repetition by repetition (A B C A B C ...), so
+// drift of a shared, noisy machine hits them all alike; each measurement
+// sets its contender up, warms up, reads the generator's and the sink's
+// counters and /proc/stat at the start and the end of the window, and
+// tears it down. Rows report the median, min and max of the repetitions,
+// the generator's offered rate and the busy share of every CPU during the
+// window. Only same-run ratios are meaningful: absolute figures on a
+// shared 2-vCPU VM swing by a third between runs.
+//
+// Two layouts place the work (veth has no interrupts, so receive work runs
+// on the sender's CPU unless NAPI is threaded):
+//
+//   - split: the generator (paced) and in0's receive softirq on CPU 0, the
+//     DUT's worker alone on CPU 1. The best case for a userspace forwarder.
+//   - one-core: in0's NAPI threaded and pinned to CPU 1 together with the
+//     DUT's worker, the generator unpaced on CPU 0: all the DUT does shares
+//     one core, the only fair comparison with kernel forwarding.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/xnfdev/xnf/bpf"
+	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig"
+)
+
+// Layout places the generator, the DUT's receive work and its worker on
+// the machine's CPUs.
+type Layout string
+
+const (
+	// Split: generator and in0's softirq on CPU 0, the worker on CPU 1.
+	Split Layout = "split"
+	// OneCore: in0's NAPI thread and the worker share CPU 1.
+	OneCore Layout = "one-core"
+)
+
+// ParseLayouts reads a comma-separated list such as "split,one-core".
+func ParseLayouts(s string) ([]Layout, error) {
+	var out []Layout
+	for _, f := range strings.Split(s, ",") {
+		switch l := Layout(strings.TrimSpace(f)); l {
+		case Split, OneCore:
+			out = append(out, l)
+		default:
+			return nil, fmt.Errorf("bench: unknown layout %q (expected split or one-core)", f)
+		}
+	}
+	return out, nil
+}
+
+// Cell is one traffic configuration every contender is measured on.
+type Cell struct {
+	Layout Layout
+	// Frame is the Ethernet frame size on the wire, FCS included (64 is
+	// the minimum frame; the generator sends Frame-4 bytes).
+	Frame  int
+	Flows  uint32
+	Queues int
+}
+
+func (c Cell) String() string {
+	return fmt.Sprintf("%s %dB %d flows %dq", c.Layout, c.Frame, c.Flows, c.Queues)
+}
+
+// Frames says how the generator addresses its frames for a contender.
+type Frames int
+
+const (
+	// L2 frames carry the sink's MAC: for forwarders that move frames
+	// unchanged (an empty xnf chain, XDP redirect, testpmd io, asavie).
+	L2 Frames = iota
+	// Routed frames carry in0's MAC and the sink's IP: for routers (the
+	// example chain, Linux forwarding).
+	Routed
+)
+
+// Env is what a contender's Setup gets: the topology, the cell and the CPU
+// its worker belongs on.
+type Env struct {
+	Topo *lab.Topology
+	// Sink counts what reaches s0.
+	Sink *rig.Sink
+	Cell Cell
+	// CPU is the DUT worker's CPU (1).
+	CPU int
+}
+
+// Contender is one way of forwarding in0 -> out0 in the DUT namespace.
+type Contender struct {
+	// Name, Mode (native, generic, offload or "-") and Chain (a label such
+	// as "empty" or "router", "-" when not applicable) identify the row.
+	// An empty Mode is read back from in0 after Setup (the mode the
+	// kernel actually attached).
+	Name, Mode, Chain string
+	Frames            Frames
+	// Setup configures the DUT and returns the function that undoes it.
+	// An error that is a Skip marks the contender skipped for the whole
+	// run (no point retrying); any other error fails only that
+	// measurement, recorded in the row.
+	Setup func(env *Env) (teardown func() error, err error)
+}
+
+// Label is Name, Chain and Mode in one string, unique within a run.
+func (c Contender) Label() string {
+	return label(c.Name, c.Chain, c.Mode)
+}
+
+func label(name, chain, mode string) string {
+	s := name
+	if chain != "" && chain != "-" {
+		s += " " + chain
+	}
+	if mode != "" && mode != "-" {
+		s += " " + mode
+	}
+	return s
+}
+
+// Skip is an error that takes a contender out of the run (not installed,
+// not supported). Its text is the row's error.
+type Skip struct{ Reason string }
+
+func (s *Skip) Error() string { return s.Reason }
+
+// Skipf returns a Skip error.
+func Skipf(format string, args ...any) error { return &Skip{Reason: fmt.Sprintf(format, args...)} }
+
+// Result is one row: a contender on a cell, over the repetitions.
+type Result struct {
+	Contender string  `json:"contender"`
+	Mode      string  `json:"mode"`
+	Chain     string  `json:"chain"`
+	Layout    string  `json:"layout"`
+	Frame     int     `json:"frame"`
+	Flows     uint32  `json:"flows"`
+	Queues    int     `json:"queues"`
+	PPSMedian float64 `json:"pps_median"`
+	PPSMin    float64 `json:"pps_min"`
+	PPSMax    float64 `json:"pps_max"`
+	// OfferedPPS is the median rate the generator sent at.
+	OfferedPPS float64 `json:"offered_pps"`
+	// MbpsMedian is PPSMedian in Mbit/s of frames (FCS included).
+	MbpsMedian float64 `json:"mbps_median"`
+	// Samples are the delivered pps of every repetition, in order.
+	Samples []float64 `json:"samples"`
+	// CPU is the busy share (percent) of each CPU during the windows,
+	// averaged over the repetitions ("cpu0", "cpu1", ...).
+	CPU map[string]float64 `json:"cpu"`
+	// Error says why the row has no (or fewer) samples: "skipped: ...",
+	// "not supported by ...", or the first failure.
+	Error string `json:"error"`
+}
+
+// Label is the row's contender label (Contender.Label).
+func (r Result) Label() string { return label(r.Contender, r.Chain, r.Mode) }
+
+// Options drive Run.
+type Options struct {
+	Contenders []Contender
+	// Sizes are frame sizes on the wire (64..1518), Flows flow counts
+	// (1..65535), Layouts the layouts; every combination is a cell.
+	Sizes   []int
+	Flows   []uint32
+	Layouts []Layout
+	// Reps is the number of repetitions per contender and cell.
+	Reps           int
+	Warmup, Window time.Duration
+	// SplitRate paces the generator in the split layout (pps), where it
+	// shares CPU 0 with in0's receive softirq: unpaced it starves it.
+	SplitRate float64
+	// Prefix names the lab's namespaces (Prefix-<random>-gen, ...).
+	Prefix string
+	// Progress, when set, gets a progress line per measurement; with
+	// ProgressTTY the line is rewritten in place.
+	Progress    io.Writer
+	ProgressTTY bool
+}
+
+// Presets.
+
+// Smoke is the CI preset: 1 s windows, one repetition, 64-byte frames,
+// 256 flows, both layouts, and the contenders every machine has: xnf
+// native and generic (empty chain), XDP redirect and Linux forwarding.
+func Smoke() Options {
+	return Options{
+		Contenders: []Contender{XNF("native", EmptyChain), XNF("generic", EmptyChain), XDPRedirect(), Linux()},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore},
+		Reps: 1, Warmup: 300 * time.Millisecond, Window: time.Second,
+		SplitRate: 1.5e6, Prefix: "xbench",
+	}
+}
+
+// Quick is one cell size (64 bytes, 256 flows), all contenders, both
+// layouts, three repetitions, short windows: under 3 minutes.
+func Quick() Options {
+	o := Smoke()
+	o.Contenders = All()
+	o.Reps = 3
+	o.Warmup = 400 * time.Millisecond
+	o.Window = time.Second
+	return o
+}
+
+// Full is the opt-in sweep: six frame sizes, three flow counts, both
+// layouts, three repetitions of 2 s windows. Slow (about an hour).
+func Full() Options {
+	o := Quick()
+	o.Sizes = []int{64, 128, 256, 512, 1024, 1500}
+	o.Flows = []uint32{1, 256, 65535}
+	o.Warmup = 500 * time.Millisecond
+	o.Window = 2 * time.Second
+	return o
+}
+
+// All is every contender, in the order the table shows them.
+func All() []Contender {
+	return []Contender{
+		XNF("native", EmptyChain), XNF("generic", EmptyChain),
+		XNF("native", ExampleChain), XNF("generic", ExampleChain),
+		Offload(),
+		XDPRedirect(),
+		Linux(), LinuxNFT(),
+		DPDK(),
+		Asavie(),
+	}
+}
+
+// ByName picks contenders by label prefix ("xnf", "linux", "dpdk-testpmd",
+// "xnf empty native"); every name must match at least one.
+func ByName(all []Contender, names []string) ([]Contender, error) {
+	var out []Contender
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		found := false
+		for _, c := range all {
+			if c.Label() == n || strings.HasPrefix(c.Label(), n+" ") || c.Name == n {
+				if !slices.ContainsFunc(out, func(o Contender) bool { return o.Label() == c.Label() }) {
+					out = append(out, c)
+				}
+				found = true
+			}
+		}
+		if !found {
+			var labels []string
+			for _, c := range all {
+				labels = append(labels, c.Label())
+			}
+			return nil, fmt.Errorf("bench: no contender %q (expected one of: %s)", n, strings.Join(labels, ", "))
+		}
+	}
+	return out, nil
+}
+
+// Estimate is about how long Run takes with o (setup costs included).
+func (o Options) Estimate() time.Duration {
+	n := len(o.Sizes) * len(o.Flows) * len(o.Layouts) * max(o.Reps, 1) * len(o.Contenders)
+	return time.Duration(n) * (o.Warmup + o.Window + 400*time.Millisecond)
+}
+
+func (o *Options) check() error {
+	if len(o.Contenders) == 0 || len(o.Sizes) == 0 || len(o.Flows) == 0 || len(o.Layouts) == 0 {
+		return errors.New("bench: nothing to run (no contenders, sizes, flows or layouts)")
+	}
+	if o.Reps <= 0 {
+		o.Reps = 1
+	}
+	if o.Window <= 0 || o.Warmup < 0 || o.Warmup+o.Window+2*time.Second > rig.MaxDuration {
+		return fmt.Errorf("bench: window %v and warm-up %v (the window must be positive, the run under %v)", o.Window, o.Warmup, rig.MaxDuration)
+	}
+	for _, s := range o.Sizes {
+		if s < bpf.MinFrameSize+4 || s > bpf.MaxFrameSize+4 {
+			return fmt.Errorf("bench: frame size %d outside %d..%d (wire size, FCS included)", s, bpf.MinFrameSize+4, bpf.MaxFrameSize+4)
+		}
+	}
+	for _, f := range o.Flows {
+		if f < 1 || f > 65535 {
+			return fmt.Errorf("bench: %d flows outside 1..65535", f)
+		}
+	}
+	if o.Prefix == "" {
+		o.Prefix = "xbench"
+	}
+	if o.SplitRate < 0 {
+		return fmt.Errorf("bench: split rate %v", o.SplitRate)
+	}
+	seen := map[string]bool{}
+	for _, c := range o.Contenders {
+		if seen[c.Label()] {
+			return fmt.Errorf("bench: contender %q listed twice", c.Label())
+		}
+		seen[c.Label()] = true
+	}
+	return nil
+}
+
+// generatorConfig is the generator's frames for a contender on a cell.
+func generatorConfig(c Contender, cell Cell) bpf.GeneratorConfig {
+	size := min(max(cell.Frame-4, bpf.MinFrameSize), bpf.MaxFrameSize)
+	var g bpf.GeneratorConfig
+	if c.Frames == Routed {
+		g = rig.ForwardConfig(size, cell.Flows)
+	} else {
+		g = rig.L2Config(size, cell.Flows)
+	}
+	if uint32(1024)+cell.Flows-1 > 0xffff {
+		g.SrcPort = 1 // 65535 flows: ports 1..65535
+	}
+	return g
+}
+
+// sample is one measurement.
+type sample struct {
+	pps, offered float64
+	cpu          []float64 // busy percent per CPU
+	mode         string    // in0's attach mode seen during the run
+}
+
+type row struct {
+	c       Contender
+	samples []sample
+	errs    []string
+	skip    string
+}
+
+// Run measures every contender on every cell and returns one Result per
+// (cell, contender). It needs root and at least 2 CPUs. The lab is
+// removed at the end, also when ctx is cancelled (Ctrl-C) or a step
+// fails; the results measured so far are returned with the error.
+func Run(ctx context.Context, o Options) (results []Result, err error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if runtime.NumCPU() < 2 {
+		return nil, errors.New("bench: needs at least 2 CPUs (generator on CPU 0, DUT worker on CPU 1)")
+	}
+	topo, err := lab.NewTopology(o.Prefix, lab.TopologyOptions{Queues: 1})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := topo.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	sink, err := rig.AttachSink(topo.Sink, "s0")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, sink.Close()) }()
+
+	p := &progress{w: o.Progress, tty: o.ProgressTTY,
+		total: len(o.Layouts) * len(o.Sizes) * len(o.Flows) * o.Reps * len(o.Contenders)}
+	defer p.done()
+	skipped := map[string]string{}
+	for _, layout := range o.Layouts {
+		for _, size := range o.Sizes {
+			for _, flows := range o.Flows {
+				cell := Cell{Layout: layout, Frame: size, Flows: flows, Queues: 1}
+				env := &Env{Topo: topo, Sink: sink, Cell: cell, CPU: 1}
+				rows := make([]*row, len(o.Contenders))
+				for i, c := range o.Contenders {
+					rows[i] = &row{c: c}
+				}
+				flush := func() {
+					for _, r := range rows {
+						results = append(results, r.result(cell))
+					}
+				}
+				for rep := 0; rep < o.Reps; rep++ {
+					for _, r := range rows {
+						if ctx.Err() != nil {
+							flush()
+							return results, ctx.Err()
+						}
+						if why, ok := skipped[r.c.Label()]; ok {
+							r.skip = why
+							p.step(cell, rep, o.Reps, r.c, "skipped")
+							continue
+						}
+						s, err := measure(ctx, env, r.c, o)
+						var sk *Skip
+						switch {
+						case errors.As(err, &sk):
+							skipped[r.c.Label()] = sk.Reason
+							r.skip = sk.Reason
+							p.step(cell, rep, o.Reps, r.c, sk.Reason)
+						case err != nil:
+							r.errs = append(r.errs, err.Error())
+							p.step(cell, rep, o.Reps, r.c, "error: "+err.Error())
+							if leak := checkClean(topo); leak != nil {
+								flush()
+								return results, leak
+							}
+						default:
+							r.samples = append(r.samples, s)
+							p.step(cell, rep, o.Reps, r.c, fmt.Sprintf("%.3f Mpps (offered %.3f)", s.pps/1e6, s.offered/1e6))
+						}
+					}
+				}
+				flush()
+			}
+		}
+	}
+	return results, nil
+}
+
+func (r *row) result(cell Cell) Result {
+	res := Result{Contender: r.c.Name, Mode: r.c.Mode, Chain: r.c.Chain, Layout: string(cell.Layout),
+		Frame: cell.Frame, Flows: cell.Flows, Queues: cell.Queues, CPU: map[string]float64{}}
+	if res.Chain == "" {
+		res.Chain = "-"
+	}
+	switch {
+	case r.skip != "":
+		res.Error = r.skip
+	case len(r.errs) > 0:
+		res.Error = r.errs[0]
+		if len(r.errs) > 1 {
+			res.Error = fmt.Sprintf("%s (%d of %d repetitions failed)", r.errs[0], len(r.errs), len(r.errs)+len(r.samples))
+		}
+	}
+	if len(r.samples) == 0 {
+		if res.Mode == "" {
+			res.Mode = "-"
+		}
+		return res
+	}
+	var pps, off []float64
+	ncpu := 0
+	for _, s := range r.samples {
+		pps = append(pps, s.pps)
+		off = append(off, s.offered)
+		ncpu = max(ncpu, len(s.cpu))
+		if res.Mode == "" && s.mode != "" {
+			res.Mode = s.mode
+		}
+	}
+	if res.Mode == "" {
+		res.Mode = "-"
+	}
+	res.Samples = pps
+	res.PPSMedian, res.PPSMin, res.PPSMax = median(pps), slices.Min(pps), slices.Max(pps)
+	res.OfferedPPS = median(off)
+	res.MbpsMedian = res.PPSMedian * float64(cell.Frame) * 8 / 1e6
+	for c := 0; c < ncpu; c++ {
+		var sum float64
+		n := 0
+		for _, s := range r.samples {
+			if c < len(s.cpu) {
+				sum += s.cpu[c]
+				n++
+			}
+		}
+		res.CPU[fmt.Sprintf("cpu%d", c)] = round1(sum / float64(n))
+	}
+	return res
+}
+
+func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// measure sets c up, places the work for the layout, runs the generator
+// for warm-up + window and tears everything down again.
+func measure(ctx context.Context, env *Env, c Contender, o Options) (s sample, err error) {
+	topo := env.Topo
+	teardown, err := c.Setup(env)
+	if err != nil {
+		return s, err
+	}
+	defer func() {
+		err = errors.Join(err, teardown())
+		// A socket's queue stays busy for a few ms after close.
+		time.Sleep(20 * time.Millisecond)
+		err = errors.Join(err, checkClean(topo))
+	}()
+	s.mode = attachMode(topo.DUT, "in0")
+	if env.Cell.Layout == OneCore {
+		if _, err := rig.ThreadNAPI(topo.DUT, "in0", env.CPU); err != nil {
+			return s, fmt.Errorf("threading in0's NAPI: %w", err)
+		}
+		defer func() { err = errors.Join(err, rig.Unthread(topo.DUT, "in0")) }()
+	}
+	src, err := rig.NewSource(topo.Gen, "g0", generatorConfig(c, env.Cell))
+	if err != nil {
+		return s, err
+	}
+	defer src.Close()
+	src.CPU = 0
+	if env.Cell.Layout == Split {
+		src.Rate = o.SplitRate
+	}
+	mode := s.mode
+	s, err = window(ctx, src, env, o)
+	s.mode = mode
+	return s, err
+}
+
+// window runs src and reads the counters and /proc/stat around the window.
+func window(ctx context.Context, src *rig.Source, env *Env, o Options) (s sample, err error) {
+	sink := env.Sink
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Run(ctx, o.Warmup+o.Window+time.Second, 0)
+		done <- err
+	}()
+	read := func() (g, k uint64, cpu []cpuTimes, t time.Time, err error) {
+		cpu, err = readCPU()
+		if err != nil {
+			return
+		}
+		if g, err = src.Sent(); err != nil {
+			return
+		}
+		k, err = sink.Count()
+		return g, k, cpu, time.Now(), err
+	}
+	early := func() error {
+		select {
+		case err := <-done:
+			if err == nil {
+				err = ctx.Err()
+			}
+			if err == nil {
+				err = errors.New("bench: generator stopped early")
+			}
+			return err
+		default:
+			return nil
+		}
+	}
+	stop := func(err error) (sample, error) {
+		cancel()
+		if rerr := <-done; err == nil && rerr != nil && !errors.Is(rerr, context.Canceled) {
+			err = rerr
+		}
+		return s, err
+	}
+	sleep(ctx, o.Warmup)
+	g0, k0, c0, t0, err := read()
+	if err == nil {
+		err = early()
+	}
+	if err != nil {
+		return stop(err)
+	}
+	sleep(ctx, o.Window)
+	g1, k1, c1, t1, err := read()
+	if err == nil {
+		err = early()
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return stop(err)
+	}
+	sec := t1.Sub(t0).Seconds()
+	s.offered = float64(g1-g0) / sec
+	s.pps = float64(k1-k0) / sec
+	s.cpu = busy(c0, c1)
+	return stop(nil)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

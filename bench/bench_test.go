@@ -1,0 +1,304 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xnfdev/xnf/internal/lab"
+)
+
+// synthetic is a run of two cells (split and one-core, 64 bytes) with
+// DPDK in the split cell only, so the one-core cell falls back to Linux.
+func synthetic() []Result {
+	row := func(layout, name, mode, chain string, pps float64, errText string) Result {
+		r := Result{Contender: name, Mode: mode, Chain: chain, Layout: layout, Frame: 64, Flows: 256, Queues: 1,
+			PPSMedian: pps, PPSMin: pps * 0.9, PPSMax: pps * 1.1, OfferedPPS: 1.5e6, MbpsMedian: pps * 64 * 8 / 1e6,
+			CPU: map[string]float64{"cpu0": 99, "cpu1": 80}, Error: errText}
+		if pps > 0 {
+			r.Samples = []float64{pps * 0.9, pps, pps * 1.1}
+		} else {
+			r.CPU = map[string]float64{}
+		}
+		return r
+	}
+	return []Result{
+		row("split", "xnf", "native", "empty", 1.2e6, ""),
+		row("split", "xnf", "native", "router", 1.0e6, ""),
+		row("split", "xnf", "offload", "-", 0, "not supported by veth: invalid argument"),
+		row("split", "xdp-redirect", "native", "-", 1.5e6, ""),
+		row("split", "linux", "-", "-", 0.9e6, ""),
+		row("split", "linux", "-", "nft-fw20-ct-masq", 0.3e6, ""),
+		row("split", "dpdk-testpmd", "native", "io", 0.8e6, ""),
+		row("split", "asavie/xdp", "native", "l2fwd", 0.5e6, ""),
+		row("one-core", "xnf", "native", "empty", 0.6e6, ""),
+		row("one-core", "xnf", "native", "router", 0.5e6, ""),
+		row("one-core", "xdp-redirect", "native", "-", 2.0e6, ""),
+		row("one-core", "linux", "-", "-", 0.4e6, ""),
+		row("one-core", "linux", "-", "nft-fw20-ct-masq", 0.2e6, ""),
+		row("one-core", "dpdk-testpmd", "-", "io", 0, "skipped: dpdk-testpmd not found"),
+	}
+}
+
+func TestJSONHasTheIssueSchema(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteJSON(&b, synthetic()); err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(b.Bytes(), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	if len(rows) != len(synthetic()) {
+		t.Fatalf("%d rows, want %d", len(rows), len(synthetic()))
+	}
+	for _, k := range []string{"contender", "mode", "chain", "frame", "flows", "queues", "pps_median", "pps_min", "pps_max", "offered_pps", "cpu", "error"} {
+		if _, ok := rows[0][k]; !ok {
+			t.Errorf("field %q missing: %v", k, rows[0])
+		}
+	}
+	if rows[0]["contender"] != "xnf" || rows[0]["pps_median"] != 1.2e6 || rows[0]["frame"] != 64.0 {
+		t.Errorf("first row %v", rows[0])
+	}
+	if _, ok := rows[0]["cpu"].(map[string]any)["cpu1"]; !ok {
+		t.Errorf("cpu %v", rows[0]["cpu"])
+	}
+	if rows[2]["error"] != "not supported by veth: invalid argument" {
+		t.Errorf("offload row error %q", rows[2]["error"])
+	}
+	// Round trip.
+	var back []Result
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back[6].Label() != "dpdk-testpmd io native" {
+		t.Errorf("round trip: %v %+v", err, back)
+	}
+	b.Reset()
+	WriteJSON(&b, nil)
+	if strings.TrimSpace(b.String()) != "[]" {
+		t.Errorf("no results: %q", b.String())
+	}
+}
+
+func TestMarkdownRatiosToDPDKOrLinux(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteMarkdown(&b, synthetic()); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"### split, 64-byte frames, 256 flows, 1 queue(s)",
+		"Ratios are to dpdk-testpmd io native in this cell",
+		"| xnf | empty | native | 1.200 | 1.080 | 1.320 | 1.500 | 1.50 | 99 | 80 |  |",
+		"| dpdk-testpmd | io | native | 0.800 | 0.720 | 0.880 | 1.500 | 1.00 |",
+		"| xnf | - | offload | - | - | - | - | - | - | - | not supported by veth: invalid argument |",
+		"### one-core, 64-byte frames, 256 flows, 1 queue(s)",
+		"Ratios are to linux in this cell",
+		"| xnf | router | native | 0.500 | 0.450 | 0.550 | 1.500 | 1.25 |",
+		"skipped: dpdk-testpmd not found",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if n := strings.Count(md, "\n| "); n != 2+len(synthetic()) { // a header per table, a line per row
+		t.Errorf("%d table lines:\n%s", n, md)
+	}
+}
+
+func TestGoals(t *testing.T) {
+	g := Goals(synthetic(), "router")
+	byKey := map[string]Goal{}
+	for _, x := range g {
+		byKey[x.What+"/"+string(x.Layout)] = x
+	}
+	if x := byKey["chain vs DPDK testpmd io/split"]; !x.OK || x.Got != 1.25 || !x.Met() {
+		t.Errorf("DPDK split %+v", x)
+	}
+	if x := byKey["chain vs DPDK testpmd io/one-core"]; x.OK {
+		t.Errorf("DPDK one-core measured without DPDK: %+v", x)
+	}
+	if x := byKey["chain vs Linux + nftables/one-core"]; !x.OK || x.Got != 2.5 || x.Met() {
+		t.Errorf("nft one-core %+v", x)
+	}
+	var b bytes.Buffer
+	WriteGoals(&b, g)
+	if !strings.Contains(b.String(), "| chain vs DPDK testpmd io | split | >= 1.1x | 1.25x | met |") ||
+		!strings.Contains(b.String(), "| chain vs DPDK testpmd io | one-core | >= 2.5x | n/a | not measured |") {
+		t.Errorf("goals table:\n%s", b.String())
+	}
+}
+
+func TestPlotsWritten(t *testing.T) {
+	dir := t.TempDir()
+	files, err := Plot(dir, synthetic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"pps-split-256flows.png", "pps-split-256flows.svg", "ratio-split-256flows.png", "ratio-split-256flows.svg",
+		"pps-one-core-256flows.png", "pps-one-core-256flows.svg", "ratio-one-core-256flows.png", "ratio-one-core-256flows.svg"}
+	if len(files) != len(want) {
+		t.Errorf("files %v", files)
+	}
+	for _, w := range want {
+		data, err := os.ReadFile(filepath.Join(dir, w))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		switch {
+		case len(data) < 1000:
+			t.Errorf("%s: only %d bytes", w, len(data))
+		case strings.HasSuffix(w, ".png") && !bytes.HasPrefix(data, []byte("\x89PNG")):
+			t.Errorf("%s is not a PNG", w)
+		case strings.HasSuffix(w, ".svg") && !bytes.Contains(data, []byte("<svg")):
+			t.Errorf("%s is not an SVG", w)
+		}
+	}
+	// Ratio titles say which baseline.
+	svg, _ := os.ReadFile(filepath.Join(dir, "ratio-one-core-256flows.svg"))
+	if !bytes.Contains(svg, []byte("ratio to linux")) {
+		t.Errorf("one-core ratio plot does not name Linux as its baseline")
+	}
+	// A sweep of several sizes plots too.
+	var sweep []Result
+	for _, size := range []int{64, 512, 1500} {
+		for _, r := range synthetic() {
+			r.Frame = size
+			sweep = append(sweep, r)
+		}
+	}
+	if _, err := Plot(t.TempDir(), sweep); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRowStatistics(t *testing.T) {
+	r := &row{c: Contender{Name: "x", Mode: "", Chain: "c"}, samples: []sample{
+		{pps: 3e5, offered: 1e6, cpu: []float64{100, 50}, mode: "generic"},
+		{pps: 1e5, offered: 2e6, cpu: []float64{90, 40}},
+		{pps: 2e5, offered: 3e6, cpu: []float64{80, 60}},
+	}, errs: []string{"boom"}}
+	res := r.result(Cell{Layout: OneCore, Frame: 128, Flows: 1, Queues: 1})
+	if res.PPSMedian != 2e5 || res.PPSMin != 1e5 || res.PPSMax != 3e5 || res.OfferedPPS != 2e6 {
+		t.Errorf("stats %+v", res)
+	}
+	if res.Mode != "generic" || res.CPU["cpu0"] != 90 || res.CPU["cpu1"] != 50 || res.MbpsMedian != 2e5*128*8/1e6 {
+		t.Errorf("mode/cpu/mbps %+v", res)
+	}
+	if res.Error != "boom" || len(res.Samples) != 3 {
+		t.Errorf("error/samples %+v", res)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median %v", m)
+	}
+}
+
+func TestOptionsAndNames(t *testing.T) {
+	if l, err := ParseLayouts("split, one-core"); err != nil || len(l) != 2 || l[1] != OneCore {
+		t.Errorf("%v %v", l, err)
+	}
+	if _, err := ParseLayouts("both"); err == nil {
+		t.Error("unknown layout accepted")
+	}
+	cs, err := ByName(All(), []string{"xnf empty", "linux", "dpdk-testpmd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cs {
+		got = append(got, c.Label())
+	}
+	if strings.Join(got, ",") != "xnf empty native,xnf empty generic,linux,linux nft-fw20-ct-masq,dpdk-testpmd io" {
+		t.Errorf("picked %v", got)
+	}
+	if _, err := ByName(All(), []string{"vpp"}); err == nil || !strings.Contains(err.Error(), "expected one of") {
+		t.Errorf("unknown contender: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, c := range All() {
+		if seen[c.Label()] {
+			t.Errorf("duplicate label %q", c.Label())
+		}
+		seen[c.Label()] = true
+	}
+	if ExampleChain.Label() != "router" && !strings.HasSuffix(ExampleChain.Label(), "router") {
+		t.Errorf("example chain %q", ExampleChain.Label())
+	}
+	o := Quick()
+	if o.Estimate() > 3*time.Minute {
+		t.Errorf("quick preset estimated at %v", o.Estimate())
+	}
+	o.Sizes = []int{40}
+	if err := o.check(); err == nil {
+		t.Error("40-byte frames accepted")
+	}
+	g := generatorConfig(Contender{Frames: L2}, Cell{Frame: 64, Flows: 65535})
+	if g.FrameSize != 60 || g.SrcPort != 1 || g.Flows != 65535 || g.DstMAC.String() != lab.SinkMAC {
+		t.Errorf("generator config %+v", g)
+	}
+	if _, err := g.Frame(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCPUReadings(t *testing.T) {
+	a, err := readCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) < runtime.NumCPU() {
+		t.Fatalf("%d CPUs in /proc/stat, %d online", len(a), runtime.NumCPU())
+	}
+	end := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	b, _ := readCPU()
+	for i, v := range busy(a, b) {
+		if v < 0 || v > 100 {
+			t.Errorf("cpu%d busy %v%%", i, v)
+		}
+	}
+}
+
+// TestSmoke is `xnf bench --smoke`: every smoke contender delivers in
+// both layouts, and nothing of the lab is left afterwards.
+func TestSmoke(t *testing.T) {
+	lab.RequireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("skipped: needs 2 CPUs")
+	}
+	o := Smoke()
+	o.Prefix = "xt-bench"
+	var progress bytes.Buffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if want := len(o.Contenders) * len(o.Layouts); len(results) != want {
+		t.Fatalf("%d rows, want %d", len(results), want)
+	}
+	for _, r := range results {
+		if r.PPSMedian <= 0 || r.Error != "" {
+			t.Errorf("%s %s: %.0f pps, error %q", r.Layout, r.Label(), r.PPSMedian, r.Error)
+		}
+		if r.OfferedPPS <= 0 || len(r.CPU) < 2 {
+			t.Errorf("%s %s: offered %.0f, cpu %v", r.Layout, r.Label(), r.OfferedPPS, r.CPU)
+		}
+	}
+	if left := lab.Leftovers("xt-bench"); len(left) > 0 {
+		t.Errorf("namespaces left: %v", left)
+	}
+	if t.Failed() {
+		var b bytes.Buffer
+		WriteMarkdown(&b, results)
+		t.Logf("progress:\n%s\n%s", progress.String(), b.String())
+	}
+}

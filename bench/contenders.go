@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/bpf"
+	"github.com/xnfdev/xnf/config"
+	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig"
+	"github.com/xnfdev/xnf/service"
+)
+
+// Chain is a chain section of an xnf config for the benchmark, with the
+// frames it expects.
+type Chain struct {
+	// YAML is the "chain:" section (top level, may be "chain: []").
+	YAML   string
+	Frames Frames
+}
+
+// ExampleChainYAML is the example chain of the benchmark: cli/demo.yaml's
+// chain with static neighbors (the sink drops ARP). Stages are added here
+// as they land (firewall -> NAT -> router); NFTRuleset is its Linux
+// equivalent and should grow with it.
+const ExampleChainYAML = `chain:
+  - type: router
+    interfaces:
+      - port: in
+        addrs: [198.18.0.2/24]
+        mac: 02:00:00:00:00:02
+      - port: out
+        addrs: [198.18.1.1/24]
+        mac: 02:00:00:00:01:01
+    neighbors:
+      - port: in
+        addr: 198.18.0.1
+        mac: 02:00:00:00:00:01
+      - port: out
+        addr: 198.18.1.2
+        mac: 02:00:00:00:01:02
+`
+
+// Chains of the benchmark.
+var (
+	// EmptyChain forwards in -> out unchanged: pure forwarding.
+	EmptyChain = Chain{YAML: "chain: []\n", Frames: L2}
+	// ExampleChain is ExampleChainYAML, fed routed frames.
+	ExampleChain = Chain{YAML: ExampleChainYAML, Frames: Routed}
+)
+
+// XNFConfig is the complete config file of an xnf contender: in0 and out0
+// in the given XDP mode, one worker pinned to cpu, metrics off, and the
+// chain section.
+func XNFConfig(mode string, cpu int, chain string) string {
+	return fmt.Sprintf(`ports:
+  - name: in
+    interface: in0
+    mode: %s
+  - name: out
+    interface: out0
+    mode: %s
+umem:
+  frame_size: 2048
+  frames: 8192
+workers:
+  cpus: [%d]
+metrics:
+  listen: "off"
+%s`, mode, mode, cpu, chain)
+}
+
+// Label is the chain's stage types joined by ">" ("empty" for none).
+func (c Chain) Label() string {
+	f, err := config.Parse("bench chain", []byte(XNFConfig("native", 1, c.YAML)))
+	if err != nil {
+		return "invalid"
+	}
+	if len(f.Chain) == 0 {
+		return "empty"
+	}
+	var t []string
+	for _, s := range f.Chain {
+		t = append(t, s.Type)
+	}
+	return strings.Join(t, ">")
+}
+
+// XNF runs chain through service.Start in the DUT namespace, in mode
+// ("native" or "generic"), its worker on the env's CPU.
+func XNF(mode string, chain Chain) Contender {
+	return Contender{Name: "xnf", Mode: mode, Chain: chain.Label(), Frames: chain.Frames,
+		Setup: func(env *Env) (func() error, error) {
+			f, err := config.Parse("bench chain ("+mode+")", []byte(XNFConfig(mode, env.CPU, chain.YAML)))
+			if err != nil {
+				return nil, err
+			}
+			// Generic XDP on a veth: the generator's XDP_TX frames reach
+			// in0 only with GRO on (there is no native program).
+			gro := mode == "generic"
+			if gro {
+				if err := setGRO(env.Topo.DUT, "in0", true); err != nil {
+					return nil, err
+				}
+			}
+			undo := func() error {
+				if gro {
+					return setGRO(env.Topo.DUT, "in0", false)
+				}
+				return nil
+			}
+			var s *service.Service
+			if err := env.Topo.DUT.Do(func() (err error) {
+				// service.Start may panic on its own error path (a
+				// nil Service stopped); report it as the row's error.
+				defer func() {
+					if r := recover(); r != nil {
+						err = fmt.Errorf("service.Start panicked: %v", r)
+					}
+				}()
+				s, err = service.Start(f, slog.New(slog.DiscardHandler))
+				return err
+			}); err != nil {
+				return nil, errors.Join(err, undo())
+			}
+			return func() error { return errors.Join(s.Stop(), undo()) }, nil
+		}}
+}
+
+// Offload attempts to attach xnf's program in offload mode on in0. On a
+// NIC without offload (veth, almost all) the row says why; the redirect
+// program can never run offloaded anyway (no XSKMAP on NICs), so there is
+// nothing to measure either way.
+func Offload() Contender {
+	return Contender{Name: "xnf", Mode: "offload", Chain: "-", Frames: L2,
+		Setup: func(env *Env) (func() error, error) {
+			err := env.Topo.DUT.Do(func() error {
+				d, err := afxdp.Attach("in0", afxdp.DeviceConfig{Mode: afxdp.ModeOffload})
+				if err == nil {
+					d.Close()
+				}
+				return err
+			})
+			if err == nil {
+				return nil, Skipf("offload attached, but an offloaded program cannot feed AF_XDP sockets: nothing to measure")
+			}
+			msg := err.Error()
+			if i := strings.Index(msg, "not supported by "); i >= 0 {
+				msg = msg[i:]
+			}
+			return nil, &Skip{Reason: msg}
+		}}
+}
+
+// XDPRedirect is the in-kernel ceiling: bpf/xdp_fwd.c on in0 (native)
+// redirects every frame to out0 through a DEVMAP.
+func XDPRedirect() Contender {
+	return Contender{Name: "xdp-redirect", Mode: "native", Chain: "-", Frames: L2,
+		Setup: func(env *Env) (func() error, error) {
+			var objs bpf.FwdObjects
+			if err := bpf.LoadFwdObjects(&objs, nil); err != nil {
+				return nil, fmt.Errorf("loading xdp_fwd: %w", err)
+			}
+			in, err := env.Topo.DUT.Link("in0")
+			if err != nil {
+				objs.Close()
+				return nil, err
+			}
+			out, err := env.Topo.DUT.Link("out0")
+			if err != nil {
+				objs.Close()
+				return nil, err
+			}
+			var l link.Link
+			// The DEVMAP resolves the ifindex in the updating thread's
+			// namespace, the attach too: both inside the DUT.
+			if err := env.Topo.DUT.Do(func() (err error) {
+				if err := objs.FwdPorts.Put(uint32(0), uint32(out.Attrs().Index)); err != nil {
+					return fmt.Errorf("xdp_fwd: out0 into the DEVMAP: %w", err)
+				}
+				l, err = link.AttachXDP(link.XDPOptions{Program: objs.XnfFwd, Interface: in.Attrs().Index, Flags: link.XDPDriverMode})
+				return err
+			}); err != nil {
+				objs.Close()
+				return nil, fmt.Errorf("attaching xdp_fwd to in0: %w", err)
+			}
+			return func() error { return errors.Join(l.Close(), objs.Close()) }, nil
+		}}
+}
+
+// Linux is kernel IPv4 forwarding in the DUT namespace, no rules
+// (rig.KernelForward: a counting XDP_PASS program on in0 lets the
+// generator's XDP_TX deliver).
+func Linux() Contender {
+	return Contender{Name: "linux", Mode: "-", Chain: "-", Frames: Routed, Setup: linuxSetup}
+}
+
+func linuxSetup(env *Env) (func() error, error) {
+	k, err := rig.KernelForward(env.Topo)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		return errors.Join(k.Close(), env.Topo.DUT.Sysctl("net.ipv4.ip_forward", "0"))
+	}, nil
+}
+
+// NFTRuleset is the nftables equivalent of the example chain as the
+// project defines it (firewall -> NAT -> router): a stateful forward
+// filter of 20 rules, policy drop, whose last rule admits the benchmark's
+// UDP traffic, and masquerade out of out0 (conntrack on every packet).
+// The generator's flows never see a reply, so conntrack keeps them "new"
+// and every packet walks the whole filter.
+const NFTRuleset = `table inet xnfbench {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		ct state invalid drop
+		ip saddr 192.0.2.0/24 drop
+		ip saddr 198.51.100.0/24 drop
+		ip saddr 203.0.113.0/24 drop
+		ip daddr 192.0.2.0/24 drop
+		ip daddr 198.51.100.0/24 drop
+		ip daddr 203.0.113.0/24 drop
+		tcp dport 23 drop
+		tcp dport 135-139 drop
+		tcp dport 445 drop
+		udp dport 137-138 drop
+		udp dport 1900 drop
+		udp dport 5353 drop
+		tcp dport 3389 drop
+		tcp dport 5900 drop
+		ip daddr 198.18.1.0/24 tcp dport { 22, 80, 443 } accept
+		ip daddr 198.18.1.0/24 udp dport 53 accept
+		ip daddr 198.18.1.0/24 udp dport 123 accept
+		iifname "in0" oifname "out0" ip daddr 198.18.1.0/24 udp dport 7777 accept
+	}
+}
+table ip xnfbench_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "out0" masquerade
+	}
+}
+`
+
+// LinuxNFT is Linux forwarding with NFTRuleset loaded in the DUT
+// namespace (needs the nft binary).
+func LinuxNFT() Contender {
+	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw20-ct-masq", Frames: Routed,
+		Setup: func(env *Env) (func() error, error) {
+			if _, err := exec.LookPath("nft"); err != nil {
+				return nil, Skipf("skipped: nft not found (apt-get install nftables)")
+			}
+			if err := nft(env.Topo.DUT, NFTRuleset, "-f", "-"); err != nil {
+				return nil, err
+			}
+			undo := func() error {
+				return errors.Join(nft(env.Topo.DUT, "", "delete", "table", "inet", "xnfbench"),
+					nft(env.Topo.DUT, "", "delete", "table", "ip", "xnfbench_nat"))
+			}
+			td, err := linuxSetup(env)
+			if err != nil {
+				return nil, errors.Join(err, undo())
+			}
+			return func() error { return errors.Join(td(), undo()) }, nil
+		}}
+}
+
+// nft runs the nft binary in ns with stdin.
+func nft(ns *lab.NS, stdin string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, "nft"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns.Name, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// attachMode is the XDP mode of ns's device ifname as the kernel reports
+// it ("" when none).
+func attachMode(ns *lab.NS, ifname string) string {
+	l, err := ns.Link(ifname)
+	if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+		return ""
+	}
+	switch l.Attrs().Xdp.AttachMode {
+	case 1:
+		return "native"
+	case 2:
+		return "generic"
+	case 3:
+		return "offload"
+	}
+	return ""
+}
+
+// checkClean makes sure no XDP program is left on the DUT's interfaces
+// after a contender's teardown. A legacy (netlink) attachment, which
+// survives its owner, is removed; an error says what was left.
+func checkClean(topo *lab.Topology) error {
+	var errs []error
+	for _, ifname := range []string{"in0", "out0"} {
+		l, err := topo.DUT.Link(ifname)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		x := l.Attrs().Xdp
+		if x == nil || !x.Attached {
+			continue
+		}
+		if err := topo.DUT.Do(func() error { return netlink.LinkSetXdpFd(l, -1) }); err != nil {
+			errs = append(errs, fmt.Errorf("bench: XDP program %d left on %s and not removable: %w", x.ProgId, ifname, err))
+			continue
+		}
+		if mode := attachMode(topo.DUT, ifname); mode != "" {
+			errs = append(errs, fmt.Errorf("bench: XDP program %d left on %s (%s)", x.ProgId, ifname, mode))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/xnfdev/xnf/bench"
+)
+
+func benchCmd() *cobra.Command {
+	var (
+		quick, smoke, full    bool
+		sizes, flows, layouts string
+		contenders            string
+		reps                  int
+		window, warmup        time.Duration
+		rate                  float64
+		jsonFile, outDir      string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "rank xnf against the kernel, XDP redirect, DPDK and asavie/xdp on a lab topology (root)",
+		Long: `bench builds gen -- (in0) dut (out0) -- sink in network namespaces, then measures every
+contender on the same generated traffic, interleaved (A B C A B C), and prints a markdown
+table with same-run ratios. Presets: --quick (the default: 64-byte frames, 256 flows, all
+contenders, both layouts, 3 repetitions, under 3 minutes), --smoke (1 s windows, one
+repetition, xnf native/generic, XDP redirect, Linux), --full (every frame size and flow
+count; about an hour). --sizes, --flows, --layouts, --contenders, --reps and --window
+override the preset.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("bench: needs root (it creates network namespaces and attaches XDP programs)")
+			}
+			var o bench.Options
+			switch {
+			case smoke && (quick || full), quick && full:
+				return errors.New("bench: choose one of --smoke, --quick and --full")
+			case smoke:
+				o = bench.Smoke()
+			case full:
+				o = bench.Full()
+			default:
+				o = bench.Quick()
+			}
+			f := cmd.Flags()
+			if f.Changed("sizes") {
+				v, err := parseInts(sizes)
+				if err != nil {
+					return fmt.Errorf("--sizes: %w", err)
+				}
+				o.Sizes = v
+			}
+			if f.Changed("flows") {
+				v, err := parseInts(flows)
+				if err != nil {
+					return fmt.Errorf("--flows: %w", err)
+				}
+				o.Flows = nil
+				for _, n := range v {
+					o.Flows = append(o.Flows, uint32(min(max(n, 0), 65535)))
+				}
+			}
+			if f.Changed("layouts") {
+				v, err := bench.ParseLayouts(layouts)
+				if err != nil {
+					return err
+				}
+				o.Layouts = v
+			}
+			if f.Changed("contenders") {
+				v, err := bench.ByName(bench.All(), strings.Split(contenders, ","))
+				if err != nil {
+					return err
+				}
+				o.Contenders = v
+			}
+			if f.Changed("reps") {
+				o.Reps = reps
+			}
+			if f.Changed("window") {
+				o.Window = window
+			}
+			if f.Changed("warmup") {
+				o.Warmup = warmup
+			}
+			if f.Changed("split-rate") {
+				o.SplitRate = rate
+			}
+			o.Progress = cmd.ErrOrStderr()
+			o.ProgressTTY = isTerminal(os.Stderr)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d contenders x %d cells x %d repetitions, about %v\n",
+				len(o.Contenders), len(o.Sizes)*len(o.Flows)*len(o.Layouts), o.Reps, o.Estimate().Round(time.Second))
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			start := time.Now()
+			results, err := bench.Run(ctx, o)
+			if len(results) > 0 {
+				fmt.Fprintf(out, "\n## xnf bench (%s, %s)\n\n", strings.Join(os.Args[1:], " "), time.Since(start).Round(time.Second))
+				bench.WriteMarkdown(out, results)
+				if ex := bench.ExampleChain.Label(); hasRows(results, "xnf "+ex) {
+					fmt.Fprintf(out, "\n### goals (the example chain, %s, against its peers, first cell of each layout)\n\n", ex)
+					bench.WriteGoals(out, bench.Goals(results, ex))
+				}
+				if jsonFile != "" {
+					if werr := writeJSONFile(jsonFile, results); werr != nil {
+						err = errors.Join(err, werr)
+					} else {
+						fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", jsonFile)
+					}
+				}
+				if outDir != "" {
+					files, perr := bench.Plot(outDir, results)
+					err = errors.Join(err, perr)
+					if len(files) > 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", strings.Join(files, " "))
+					}
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&quick, "quick", false, "quick preset (default): 64-byte frames, 256 flows, all contenders, 3 repetitions, < 3 min")
+	f.BoolVar(&smoke, "smoke", false, "smoke preset: 1 s windows, 1 repetition, xnf native/generic, XDP redirect, Linux")
+	f.BoolVar(&full, "full", false, "full sweep: frame sizes 64..1500, flows 1, 256, 65535")
+	f.StringVar(&sizes, "sizes", "64", "frame sizes on the wire, comma-separated (64..1518)")
+	f.StringVar(&flows, "flows", "256", "flow counts, comma-separated (1..65535; 64k means 65535)")
+	f.StringVar(&layouts, "layouts", "split,one-core", "layouts: split (worker alone on CPU 1), one-core (in0's NAPI thread and worker on CPU 1)")
+	f.StringVar(&contenders, "contenders", "", "contenders by name or label prefix, comma-separated (xnf, \"xnf empty native\", xdp-redirect, linux, dpdk-testpmd, asavie/xdp)")
+	f.IntVar(&reps, "reps", 3, "repetitions per contender and cell (interleaved)")
+	f.DurationVar(&window, "window", time.Second, "measurement window")
+	f.DurationVar(&warmup, "warmup", 400*time.Millisecond, "warm-up before each window")
+	f.Float64Var(&rate, "split-rate", 1.5e6, "generator pacing in the split layout (pps)")
+	f.StringVar(&jsonFile, "json", "", "write the results as JSON to this file")
+	f.StringVar(&outDir, "out", "", "write PNG and SVG plots into this directory")
+	return cmd
+}
+
+func hasRows(results []bench.Result, prefix string) bool {
+	for _, r := range results {
+		if strings.HasPrefix(r.Label(), prefix) && r.PPSMedian > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		mult := 1
+		if strings.HasSuffix(strings.ToLower(f), "k") {
+			f, mult = f[:len(f)-1], 1024
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", f)
+		}
+		n *= mult
+		if n == 65536 {
+			n = 65535 // "64k" flows: every source port but 0
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func writeJSONFile(path string, results []bench.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteJSON(f, results); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
