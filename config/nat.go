@@ -1,0 +1,215 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/nf/nat"
+	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
+)
+
+func init() { Register("nat", buildNAT) }
+
+// NATConfig is the YAML of a nat stage:
+//
+//   - type: nat
+//     inside: [in]
+//     outside: [out]
+//     snat:
+//     to: [198.18.1.1]
+//     ports: 1024-65535
+//     except: [198.18.0.0/24]
+//     dnat:
+//   - {match: "tcp 198.18.1.1:8080", to: "198.18.0.1:80"}
+//     conntrack: {max_flows: 65536}
+type NATConfig struct {
+	// Inside and Outside name ports: new flows from inside ports are
+	// source-translated, new flows from outside ports may match a dnat
+	// rule.
+	Inside  []string `yaml:"inside"`
+	Outside []string `yaml:"outside"`
+	SNAT    struct {
+		// To is the address pool.
+		To []string `yaml:"to"`
+		// Ports is "min-max" (or one port). Unset: 1024-65535, and a
+		// free original port is kept whatever its value.
+		Ports string `yaml:"ports"`
+		// Except lists destination prefixes reached without SNAT.
+		Except []string `yaml:"except"`
+	} `yaml:"snat"`
+	DNAT []struct {
+		// Match is "tcp|udp ADDR:PORT" or "tcp|udp ADDR:MIN-MAX".
+		Match string `yaml:"match"`
+		// To is "ADDR:PORT" (the first port of the range) or "ADDR"
+		// (ports unchanged).
+		To string `yaml:"to"`
+	} `yaml:"dnat"`
+	Fragments struct {
+		Cache   int    `yaml:"cache"`   // slots (default 1024; -1: drop every later fragment)
+		Timeout string `yaml:"timeout"` // default 30s
+	} `yaml:"fragments"`
+	// Conntrack sizes the stage's own flow table (one per worker).
+	Conntrack ConntrackConfig `yaml:"conntrack"`
+}
+
+func natPorts(ctx *BuildContext, sc *StageConfig, field string, names []string) ([]uint16, error) {
+	var out []uint16
+	for i, n := range names {
+		idx, err := ctx.Port(n)
+		if err != nil {
+			return nil, sc.Errorf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+		}
+		out = append(out, idx)
+	}
+	return out, nil
+}
+
+// parsePortRange reads "N" or "N-M" (1 <= N <= M <= 65535).
+func parsePortRange(s string) (lo, hi uint16, err error) {
+	a, b, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	x, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	y := x
+	var err2 error
+	if isRange {
+		y, err2 = strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	}
+	if err1 != nil || err2 != nil || x == 0 || x > y {
+		return 0, 0, fmt.Errorf("%q: expected a port or a range such as 1024-65535", s)
+	}
+	return uint16(x), uint16(y), nil
+}
+
+func natConfig(ctx *BuildContext, sc *StageConfig, c *NATConfig) (nat.Config, error) {
+	var out nat.Config
+	var err error
+	if out.Inside, err = natPorts(ctx, sc, "inside", c.Inside); err != nil {
+		return out, err
+	}
+	if out.Outside, err = natPorts(ctx, sc, "outside", c.Outside); err != nil {
+		return out, err
+	}
+	if len(out.Inside) == 0 {
+		return out, sc.Errorf("inside", "a nat needs at least one inside port")
+	}
+	for i, in := range out.Inside {
+		for _, o := range out.Outside {
+			if in == o {
+				return out, sc.Errorf(fmt.Sprintf("inside[%d]", i), "port %q is also an outside port", c.Inside[i])
+			}
+		}
+	}
+	for i, s := range c.SNAT.To {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return out, sc.Errorf(fmt.Sprintf("snat.to[%d]", i), "%q: expected an IPv4 address", s)
+		}
+		out.Pool = append(out.Pool, a)
+	}
+	if c.SNAT.Ports != "" {
+		if out.PortMin, out.PortMax, err = parsePortRange(c.SNAT.Ports); err != nil {
+			return out, sc.Errorf("snat.ports", "%v", err)
+		}
+	}
+	for i, s := range c.SNAT.Except {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return out, sc.Errorf(fmt.Sprintf("snat.except[%d]", i), "%q: expected an address or a prefix", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out.Except = append(out.Except, p.Masked())
+	}
+	for i, d := range c.DNAT {
+		field := fmt.Sprintf("dnat[%d]", i)
+		words := strings.Fields(d.Match)
+		if len(words) != 2 {
+			return out, sc.Errorf(field+".match", "%q: expected \"tcp|udp ADDRESS:PORT[-PORT]\"", d.Match)
+		}
+		var f nat.Forward
+		switch words[0] {
+		case "tcp":
+			f.Proto = packet.ProtoTCP
+		case "udp":
+			f.Proto = packet.ProtoUDP
+		default:
+			return out, sc.Errorf(field+".match", "%q: protocol %q: expected tcp or udp", d.Match, words[0])
+		}
+		host, ports, ok := strings.Cut(words[1], ":")
+		if f.Addr, err = netip.ParseAddr(host); !ok || err != nil || !f.Addr.Is4() {
+			return out, sc.Errorf(field+".match", "%q: expected an IPv4 address and a port, such as 198.18.1.1:8080", d.Match)
+		}
+		if f.PortMin, f.PortMax, err = parsePortRange(ports); err != nil {
+			return out, sc.Errorf(field+".match", "port %v", err)
+		}
+		host, port, hasPort := strings.Cut(d.To, ":")
+		if f.To, err = netip.ParseAddr(host); err != nil || !f.To.Is4() {
+			return out, sc.Errorf(field+".to", "%q: expected an IPv4 address with an optional port, such as 198.18.0.1:80", d.To)
+		}
+		if hasPort {
+			p, err := strconv.ParseUint(port, 10, 16)
+			if err != nil || p == 0 {
+				return out, sc.Errorf(field+".to", "%q: port %q: expected 1 to 65535", d.To, port)
+			}
+			f.ToPort = uint16(p)
+			if int(p)+int(f.PortMax-f.PortMin) > 65535 {
+				return out, sc.Errorf(field+".to", "%q: the range of %d ports starting at %d runs past 65535", d.To, f.PortMax-f.PortMin+1, p)
+			}
+		}
+		out.Forwards = append(out.Forwards, f)
+	}
+	if len(out.Pool) == 0 && len(out.Forwards) == 0 {
+		return out, sc.Errorf("snat", "a nat needs snat.to addresses or dnat rules")
+	}
+	if len(out.Forwards) > 0 && len(out.Outside) == 0 {
+		return out, sc.Errorf("outside", "dnat rules need at least one outside port")
+	}
+	out.FragmentCache = c.Fragments.Cache
+	if c.Fragments.Cache < -1 {
+		return out, sc.Errorf("fragments.cache", "%d: expected a number of slots, 0 for the default or -1 for none", c.Fragments.Cache)
+	}
+	if c.Fragments.Timeout != "" {
+		v, err := time.ParseDuration(c.Fragments.Timeout)
+		if err != nil || v <= 0 {
+			return out, sc.Errorf("fragments.timeout", "%q: expected a duration such as 30s", c.Fragments.Timeout)
+		}
+		out.FragmentTimeout = v
+	}
+	return out, nil
+}
+
+func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
+	var c NATConfig
+	if err := sc.Decode(&c); err != nil {
+		return nil, err
+	}
+	cfg, err := natConfig(ctx, sc, &c)
+	if err != nil {
+		return nil, err
+	}
+	if c.Conntrack.Stateless {
+		return nil, sc.Errorf("conntrack.stateless", "a nat cannot be stateless")
+	}
+	cc, err := c.Conntrack.Table(sc, "conntrack")
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Check && cc.MaxFlows == 0 {
+		cc.MaxFlows = 1024 // validate without reserving a full table
+	}
+	ct, err := conntrack.New(cc)
+	if err != nil {
+		return nil, sc.Errorf("conntrack", "%v", err)
+	}
+	s, err := nat.New(cfg, ct)
+	if err != nil {
+		return nil, sc.Errorf("", "%v", err)
+	}
+	return s, nil
+}

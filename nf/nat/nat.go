@@ -1,0 +1,550 @@
+package nat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/packet"
+)
+
+// Config describes one NAT. The zero value of every optional field takes
+// its documented default.
+type Config struct {
+	// Inside and Outside are the pipeline port indices on each side. New
+	// flows entering on an inside port are source-translated (SNAT);
+	// new flows entering on an outside port are matched against
+	// Forwards (DNAT). A port in neither list is neutral: its packets
+	// follow existing translations but start none.
+	Inside, Outside []uint16
+	// Pool is the SNAT address pool (IPv4). Empty: no SNAT.
+	Pool []netip.Addr
+	// PortMin and PortMax bound the ports (and ICMP echo identifiers)
+	// SNAT allocates, per protocol and pool address. Both zero means
+	// 1024-65535 with the original port kept whenever it is free, in
+	// range or not (as Linux's masquerade without --to-ports). When
+	// set, translated ports always lie in the range: the original port
+	// is kept only if it is inside it and free.
+	PortMin, PortMax uint16
+	// Except lists destinations that new inside flows reach without
+	// SNAT (the NAT box's own inside addresses, other inside networks).
+	// Pool addresses are always excepted.
+	Except []netip.Prefix
+	// Forwards are the DNAT rules, first match wins.
+	Forwards []Forward
+	// MaxProbes bounds the ports tried per pool address for one new
+	// flow once its original port is taken (default 128). A range no
+	// larger than MaxProbes is searched exhaustively.
+	MaxProbes int
+	// FragmentCache is the number of slots remembering how the first
+	// fragment of a datagram was translated, so later fragments get the
+	// same addresses (default 1024, rounded up to a power of two; -1
+	// disables it: every later fragment is dropped).
+	FragmentCache int
+	// FragmentTimeout is how long a slot stays usable (default 30s, as
+	// Linux's ipfrag_time).
+	FragmentTimeout time.Duration
+}
+
+// Forward is a DNAT (port forwarding) rule: TCP or UDP packets of a new
+// flow entering on an outside port for Addr, destination port in
+// [PortMin, PortMax], go to To, port ToPort + (port - PortMin). ToPort 0
+// keeps the port.
+type Forward struct {
+	Proto            uint8 // packet.ProtoTCP or packet.ProtoUDP
+	Addr             netip.Addr
+	PortMin, PortMax uint16
+	To               netip.Addr
+	ToPort           uint16
+}
+
+func (f Forward) String() string {
+	proto := "tcp"
+	if f.Proto == packet.ProtoUDP {
+		proto = "udp"
+	}
+	ports := fmt.Sprint(f.PortMin)
+	if f.PortMax != f.PortMin {
+		ports += fmt.Sprintf("-%d", f.PortMax)
+	}
+	to := f.ToPort
+	if to == 0 {
+		to = f.PortMin
+	}
+	return fmt.Sprintf("%s %s:%s -> %s:%d", proto, f.Addr, ports, f.To, to)
+}
+
+// Port roles.
+const (
+	roleNeutral = iota
+	roleInside
+	roleOutside
+)
+
+// Flow.User bits: the NAT's decision about a flow, made once by the first
+// packet that sees the flow with User == 0.
+const (
+	userDecided    = 1 << 0 // a decision was made
+	userTranslated = 1 << 1 // the tuples differ: packets are rewritten
+	userSNAT       = 1 << 2
+	userDNAT       = 1 << 3
+	userRefused    = 1 << 4 // no translation possible: drop, and forget at the end of the batch
+)
+
+// Stats are a stage's totals since it was made.
+type Stats struct {
+	SNATFlows        uint64 // new flows given a translated source
+	PortsKept        uint64 // of those, flows that kept their original port (or echo id)
+	DNATFlows        uint64 // new flows given a translated destination
+	Translated       uint64 // packets rewritten
+	ICMPErrors       uint64 // ICMP errors translated (outer and quoted headers)
+	Exhausted        uint64 // new flows dropped (DropFull): no free port/address in the pool
+	Conflicts        uint64 // new DNAT flows dropped (DropFull): the inside tuple is taken
+	TableFull        uint64 // packets dropped (DropFull) that could not get a conntrack entry
+	Untranslatable   uint64 // packets from an inside port dropped (DropPolicy): no flow to translate them by
+	FragmentsKept    uint64 // later fragments translated like their first fragment
+	FragmentsDropped uint64 // later fragments dropped (DropFragment): first fragment unseen or forgotten
+}
+
+// Stage is a NAT as a pipeline stage, for one worker: it tracks every IP
+// packet in its own conntrack table, decides the translation of each new
+// flow once, and rewrites every packet of a translated flow. See the
+// package doc.
+type Stage struct {
+	ct        *conntrack.Table
+	role      []uint8
+	pool      [][4]byte
+	except    []netip.Prefix
+	forwards  []fwd
+	portMin   uint16
+	portMax   uint16
+	keepAny   bool
+	maxProbes int
+	cursor    [3]uint32 // per protocol class (tcp, udp, icmp): next port to try
+	frags     []fragEntry
+	fragMask  uint32
+	fragTTL   int64
+	results   []conntrack.Result
+	forget    []packet.FlowKey
+	local     Stats
+	pub       [11]atomic.Uint64 // Stats published once per batch, for metrics
+	epoch     time.Time
+}
+
+type fwd struct {
+	proto            uint8
+	addr, to         [4]byte
+	portMin, portMax uint16
+	toPort           uint16
+}
+
+// New returns a NAT stage over ct, a conntrack table the stage owns (one
+// per worker: see conntrack's doc on steering). The stage calls
+// TrackBatch on it for every batch.
+func New(cfg Config, ct *conntrack.Table) (*Stage, error) {
+	if ct == nil {
+		return nil, errors.New("nat: no conntrack table")
+	}
+	s := &Stage{ct: ct, maxProbes: cfg.MaxProbes, epoch: time.Now(),
+		results: make([]conntrack.Result, 0, packet.MaxBurst),
+		forget:  make([]packet.FlowKey, 0, packet.MaxBurst)}
+	maxPort := -1
+	for _, p := range append(append([]uint16(nil), cfg.Inside...), cfg.Outside...) {
+		maxPort = max(maxPort, int(p))
+	}
+	s.role = make([]uint8, maxPort+1)
+	for _, p := range cfg.Inside {
+		s.role[p] = roleInside
+	}
+	for _, p := range cfg.Outside {
+		if s.role[p] == roleInside {
+			return nil, fmt.Errorf("nat: port %d is both inside and outside", p)
+		}
+		s.role[p] = roleOutside
+	}
+	for _, a := range cfg.Pool {
+		if !a.Is4() {
+			return nil, fmt.Errorf("nat: pool address %s: only IPv4 is translated", a)
+		}
+		s.pool = append(s.pool, a.As4())
+		s.except = append(s.except, netip.PrefixFrom(a, 32))
+	}
+	s.except = append(s.except, cfg.Except...)
+	switch {
+	case cfg.PortMin == 0 && cfg.PortMax == 0:
+		s.portMin, s.portMax, s.keepAny = 1024, 65535, true
+	case cfg.PortMin == 0 || cfg.PortMin > cfg.PortMax:
+		return nil, fmt.Errorf("nat: port range %d-%d: expected 1 <= min <= max", cfg.PortMin, cfg.PortMax)
+	default:
+		s.portMin, s.portMax = cfg.PortMin, cfg.PortMax
+	}
+	if s.maxProbes <= 0 {
+		s.maxProbes = 128
+	}
+	for i := range s.cursor {
+		s.cursor[i] = uint32(s.portMin)
+	}
+	for i, f := range cfg.Forwards {
+		if f.Proto != packet.ProtoTCP && f.Proto != packet.ProtoUDP {
+			return nil, fmt.Errorf("nat: forward %d: protocol %d: expected tcp or udp", i, f.Proto)
+		}
+		if !f.Addr.Is4() || !f.To.Is4() {
+			return nil, fmt.Errorf("nat: forward %d: only IPv4 addresses are translated", i)
+		}
+		if f.PortMin == 0 || f.PortMin > f.PortMax {
+			return nil, fmt.Errorf("nat: forward %d: port range %d-%d: expected 1 <= min <= max", i, f.PortMin, f.PortMax)
+		}
+		to := f.ToPort
+		if to == 0 {
+			to = f.PortMin
+		}
+		if int(to)+int(f.PortMax-f.PortMin) > 65535 {
+			return nil, fmt.Errorf("nat: forward %d: target ports %d-%d run past 65535", i, to, int(to)+int(f.PortMax-f.PortMin))
+		}
+		s.forwards = append(s.forwards, fwd{proto: f.Proto, addr: f.Addr.As4(), to: f.To.As4(),
+			portMin: f.PortMin, portMax: f.PortMax, toPort: to})
+	}
+	n := cfg.FragmentCache
+	if n == 0 {
+		n = 1024
+	}
+	if n > 0 {
+		size := 1
+		for size < n {
+			size <<= 1
+		}
+		s.frags = make([]fragEntry, size)
+		s.fragMask = uint32(size - 1)
+	}
+	s.fragTTL = int64(cfg.FragmentTimeout)
+	if s.fragTTL <= 0 {
+		s.fragTTL = int64(30 * time.Second)
+	}
+	return s, nil
+}
+
+// Name implements pipeline.Stage.
+func (s *Stage) Name() string { return "nat" }
+
+// Conntrack returns the stage's table. Only the worker's goroutine may use
+// it.
+func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
+
+// Process implements pipeline.Stage.
+func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, int64(time.Since(s.epoch))) }
+
+// ProcessAt is Process with the clock given: now is nanoseconds on a
+// monotonic clock, as conntrack takes it (tests and benchmarks choose it).
+func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
+	fullBefore := s.ct.Counters().Full
+	res := s.ct.TrackBatch(b, now, s.results[:0])
+	full := s.ct.Counters().Full != fullBefore
+	for i := range res {
+		p := &b.Packets[i]
+		if p.Verdict == packet.Drop {
+			continue
+		}
+		if p.Flags&packet.FlagIPv4 == 0 {
+			// Non-IP (ARP for the router behind) and IPv6 pass: this
+			// NAT translates IPv4 only.
+			continue
+		}
+		s.packet(p, &res[i], now, full)
+	}
+	for _, k := range s.forget {
+		s.ct.Delete(k)
+	}
+	s.forget = s.forget[:0]
+	s.publish()
+}
+
+func (s *Stage) portRole(port uint16) uint8 {
+	if int(port) < len(s.role) {
+		return s.role[port]
+	}
+	return roleNeutral
+}
+
+// packet handles one IPv4 packet with its conntrack result.
+func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bool) {
+	if p.Flags&packet.FlagLaterFragment != 0 {
+		s.laterFragment(p, now)
+		return
+	}
+	f := r.Flow
+	if f == nil {
+		// No flow: the table was full, or the packet is invalid, or
+		// untracked (an ICMP type that is neither echo nor error).
+		if full && startsFlow(p) {
+			p.SetDrop(packet.DropFull)
+			s.local.TableFull++
+			return
+		}
+		// From the inside it cannot be translated and must not leak
+		// untranslated; elsewhere it passes as it is.
+		if s.portRole(p.InPort) == roleInside && len(s.pool) > 0 {
+			p.SetDrop(packet.DropPolicy)
+			s.local.Untranslatable++
+		}
+		return
+	}
+	if f.User == 0 {
+		if r.State != conntrack.StateNew || r.Dir != conntrack.Original {
+			// A flow the stage has not decided (possible only for a
+			// table shared with another stage): leave it alone.
+			return
+		}
+		s.decide(p, f, now)
+	}
+	u := f.User
+	if u&userRefused != 0 {
+		if r.State != conntrack.StateRelated {
+			p.SetDrop(packet.DropFull)
+		}
+		return
+	}
+	fragment := p.Flags&packet.FlagFragment != 0
+	var src, dst [4]byte
+	if fragment {
+		ip := p.IPv4()
+		src, dst = ip.Src(), ip.Dst()
+	}
+	if u&userTranslated != 0 {
+		if r.State == conntrack.StateRelated {
+			if s.translateError(p, f, r.Dir) {
+				s.local.ICMPErrors++
+				s.local.Translated++
+			}
+			return
+		}
+		s.rewrite(p, f, r.Dir)
+		s.local.Translated++
+	}
+	if fragment {
+		s.rememberFragment(p, src, dst, now)
+	}
+}
+
+// decide chooses the translation of a new flow from its first packet and
+// records it in f.User (and, through SetReply, in f's reply tuple).
+func (s *Stage) decide(p *packet.Packet, f *conntrack.Flow, now int64) {
+	orig := f.Orig()
+	if !orig.IsIPv4() {
+		f.User = userDecided
+		return
+	}
+	switch s.portRole(p.InPort) {
+	case roleInside:
+		if len(s.pool) == 0 || s.excepted(orig.Dst) {
+			f.User = userDecided
+			return
+		}
+		switch s.snat(f, orig, now) {
+		case errNone:
+			f.User = userDecided | userTranslated | userSNAT
+			s.local.SNATFlows++
+		case errFull:
+			s.refuse(f, orig)
+			s.local.Exhausted++
+		}
+	case roleOutside:
+		if orig.Proto != packet.ProtoTCP && orig.Proto != packet.ProtoUDP {
+			f.User = userDecided
+			return
+		}
+		for i := range s.forwards {
+			fw := &s.forwards[i]
+			if fw.proto != orig.Proto || fw.addr != [4]byte(orig.Dst[12:]) ||
+				orig.DstPort < fw.portMin || orig.DstPort > fw.portMax {
+				continue
+			}
+			reply := orig.Reverse()
+			copy(reply.Src[12:], fw.to[:])
+			reply.SrcPort = fw.toPort + (orig.DstPort - fw.portMin)
+			if err := s.ct.SetReply(f, reply, now); err != nil {
+				s.refuse(f, orig)
+				s.local.Conflicts++
+				return
+			}
+			f.User = userDecided | userTranslated | userDNAT
+			s.local.DNATFlows++
+			return
+		}
+		f.User = userDecided
+	default:
+		f.User = userDecided
+	}
+}
+
+// refuse marks a flow that cannot be translated: its packets in this
+// batch are dropped, and the flow is deleted after the batch, so the next
+// packet tries again.
+func (s *Stage) refuse(f *conntrack.Flow, orig packet.FlowKey) {
+	f.User = userDecided | userRefused
+	s.forget = append(s.forget, orig)
+}
+
+func (s *Stage) excepted(dst [16]byte) bool {
+	if len(s.except) == 0 {
+		return false
+	}
+	a := netip.AddrFrom4([4]byte(dst[12:]))
+	for _, e := range s.except {
+		if e.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+type allocResult uint8
+
+const (
+	errNone allocResult = iota
+	errFull
+)
+
+// snat finds a free translated source for a new flow: a pool address
+// (the one the inside address hashes to first), the original port (or
+// echo id) if it is free and allowed, else the next free one from the
+// protocol's cursor. "Free" means no live conntrack entry holds the
+// would-be reply tuple; SetReply checks and installs it in one step.
+func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) allocResult {
+	reply := orig.Reverse()
+	n := uint32(len(s.pool))
+	first := hash4([4]byte(orig.Src[12:])) % n
+	class := -1
+	switch orig.Proto {
+	case packet.ProtoTCP:
+		class = 0
+	case packet.ProtoUDP:
+		class = 1
+	case packet.ProtoICMP:
+		if orig.SrcPort != 0 || orig.DstPort == 0 { // an echo request flow: (id, 0)
+			class = 2
+		}
+	}
+	for ai := uint32(0); ai < n; ai++ {
+		copy(reply.Dst[12:], s.pool[(first+ai)%n][:])
+		if class < 0 {
+			// Other protocols: addresses only, one inside host per
+			// (remote, protocol, pool address).
+			if s.ct.SetReply(f, reply, now) == nil {
+				return errNone
+			}
+			continue
+		}
+		// The original port (id) sits in reply.DstPort: a reply to X:x.
+		op := orig.SrcPort
+		if s.keepAny || (op >= s.portMin && op <= s.portMax) {
+			if s.ct.SetReply(f, reply, now) == nil {
+				s.local.PortsKept++
+				return errNone
+			}
+		}
+		size := uint32(s.portMax-s.portMin) + 1
+		tries := min(size, uint32(s.maxProbes))
+		c := s.cursor[class]
+		for range tries {
+			if c < uint32(s.portMin) || c > uint32(s.portMax) {
+				c = uint32(s.portMin)
+			}
+			cand := uint16(c)
+			c++
+			if cand == op {
+				continue // tried above
+			}
+			reply.DstPort = cand
+			if s.ct.SetReply(f, reply, now) == nil {
+				s.cursor[class] = c
+				return errNone
+			}
+		}
+		s.cursor[class] = c
+	}
+	return errFull
+}
+
+func hash4(a [4]byte) uint32 {
+	h := binary.BigEndian.Uint32(a[:]) * 0x9e3779b1
+	return h ^ h>>16
+}
+
+// rewrite translates a packet of a translated flow travelling in direction
+// d: it makes the packet's tuple (f.Key(d)) into the tuple the other side
+// expects, the other direction's tuple reversed.
+func (s *Stage) rewrite(p *packet.Packet, f *conntrack.Flow, d conntrack.Dir) {
+	cur, tgt := f.Key(d), f.Key(1-d).Reverse()
+	if cur.Src != tgt.Src {
+		p.SetIPv4Src([4]byte(tgt.Src[12:]))
+	}
+	if cur.Dst != tgt.Dst {
+		p.SetIPv4Dst([4]byte(tgt.Dst[12:]))
+	}
+	switch {
+	case p.Flags&(packet.FlagTCP|packet.FlagUDP) != 0:
+		if cur.SrcPort != tgt.SrcPort {
+			p.SetSrcPort(tgt.SrcPort)
+		}
+		if cur.DstPort != tgt.DstPort {
+			p.SetDstPort(tgt.DstPort)
+		}
+	case p.Flags&packet.FlagICMP != 0:
+		// Echo keys are (id, 0) for a request, (0, id) for a reply.
+		if cur.SrcPort != tgt.SrcPort && tgt.SrcPort != 0 {
+			p.SetICMPEchoID(tgt.SrcPort)
+		} else if cur.DstPort != tgt.DstPort && tgt.DstPort != 0 {
+			p.SetICMPEchoID(tgt.DstPort)
+		}
+	}
+}
+
+func (s *Stage) publish() {
+	st := s.local
+	for i, v := range [...]uint64{st.SNATFlows, st.PortsKept, st.DNATFlows, st.Translated, st.ICMPErrors,
+		st.Exhausted, st.Conflicts, st.TableFull, st.Untranslatable, st.FragmentsKept, st.FragmentsDropped} {
+		if s.pub[i].Load() != v {
+			s.pub[i].Store(v)
+		}
+	}
+}
+
+// Stats returns the totals as of the end of the last batch. It may be
+// called from any goroutine.
+func (s *Stage) Stats() Stats {
+	var v [11]uint64
+	for i := range v {
+		v[i] = s.pub[i].Load()
+	}
+	return Stats{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
+}
+
+// StageMetrics implements pipeline.StageMetrics.
+func (s *Stage) StageMetrics() map[string]uint64 {
+	st := s.Stats()
+	return map[string]uint64{
+		"snat_flows": st.SNATFlows, "ports_kept": st.PortsKept, "dnat_flows": st.DNATFlows,
+		"translated": st.Translated, "icmp_errors": st.ICMPErrors, "exhausted": st.Exhausted,
+		"conflicts": st.Conflicts, "table_full": st.TableFull, "untranslatable": st.Untranslatable,
+		"fragments_kept": st.FragmentsKept, "fragments_dropped": st.FragmentsDropped,
+	}
+}
+
+// startsFlow reports whether p could start a conntrack flow: so when it
+// has none and the table refused new flows in this batch, the table was
+// full.
+func startsFlow(p *packet.Packet) bool {
+	switch {
+	case p.Flags&packet.FlagTCP != 0:
+		return p.TCP().Flags()&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) == packet.TCPSyn
+	case p.Flags&packet.FlagUDP != 0:
+		return true
+	case p.Flags&packet.FlagICMP != 0:
+		return p.ICMP().Type() == packet.ICMPEchoRequest
+	}
+	return p.L4Proto != packet.ProtoICMP
+}
