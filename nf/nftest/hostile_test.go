@@ -23,7 +23,7 @@ import (
 func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
 
 // liveChain runs firewall -> router between gen and sink over AF_XDP.
-func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM) {
+func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*pipeline.XDPPort) {
 	topo := lab.TopologyForTest(t, "hostile", lab.TopologyOptions{})
 	rules, _ := firewall.ParseRules([]string{"accept state established,related", "accept in 0 state new"})
 	fw, _ := firewall.New(1, rules, firewall.Drop)
@@ -48,6 +48,7 @@ func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM) {
 	}
 	var devs []*afxdp.Device
 	var ports []pipeline.Port
+	var xps []*pipeline.XDPPort
 	if err := topo.DUT.Do(func() error {
 		for _, ifname := range []string{"in0", "out0"} {
 			d, err := afxdp.Attach(ifname, afxdp.DeviceConfig{})
@@ -59,7 +60,9 @@ func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM) {
 			if err != nil {
 				return err
 			}
-			ports = append(ports, pipeline.NewXDPPort(s, 1024))
+			xp := pipeline.NewXDPPort(s, 1024)
+			xps = append(xps, xp)
+			ports = append(ports, xp)
 		}
 		return nil
 	}); err != nil {
@@ -80,7 +83,7 @@ func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM) {
 		}
 		u.Close()
 	})
-	return topo, w, u
+	return topo, w, u, devs, xps
 }
 
 // rawSender writes whole frames out of g0 with an AF_PACKET socket.
@@ -146,7 +149,7 @@ func fixIPChecksum(f []byte) []byte {
 // or forwarded when it is legal; and that no frame leaks (UMEM accounting
 // at cleanup).
 func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
-	topo, w, _ := liveChain(t)
+	topo, w, _, _, _ := liveChain(t)
 	// No ARP and no ICMP from the sink's kernel: only our frames move.
 	if err := topo.Sink.AddNeigh("s0", lab.DUTOutAddr, lab.DUTOutMAC); err != nil {
 		t.Fatal(err)
