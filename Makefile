@@ -3,7 +3,7 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-short generate generate-check bench fuzz fuzz-short demo vet clean
+.PHONY: all build test test-short generate generate-check bench fuzz fuzz-short soak demo vet clean
 
 all: build
 
@@ -50,6 +50,10 @@ fuzz:
 
 fuzz-short:
 	$(MAKE) fuzz FUZZTIME=10s
+
+# About two minutes of new flows through conntrack (CI runs 20 s of it in make test).
+soak:
+	XNF_SOAK=2m $(GO) test -count=1 -run '^TestChurnSoak$$' -v -timeout 5m ./nf/nftest
 
 demo:
 	$(GO) run ./cmd/xnf demo

@@ -24,10 +24,19 @@ func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
 
 // liveChain runs firewall -> router between gen and sink over AF_XDP.
 func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*pipeline.XDPPort) {
+	return liveChainWith(t, conntrack.Config{MaxFlows: 4096}, nil)
+}
+
+// liveChainWith is liveChain with a conntrack configuration; stage, when
+// set, receives the firewall stage.
+func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*pipeline.XDPPort) {
 	topo := lab.TopologyForTest(t, "hostile", lab.TopologyOptions{})
 	rules, _ := firewall.ParseRules([]string{"accept state established,related", "accept in 0 state new"})
 	fw, _ := firewall.New(1, rules, firewall.Drop)
-	ct, _ := conntrack.New(conntrack.Config{MaxFlows: 4096})
+	ct, err := conntrack.New(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := router.NewRouter(router.Config{
 		Interfaces: []router.Interface{
 			{Port: 0, MAC: mac(lab.DUTInMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24")}},
@@ -68,7 +77,11 @@ func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*a
 	}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{firewall.NewStage(fw, ct, 0), r}, CPU: -1})
+	fs := firewall.NewStage(fw, ct, 0)
+	if stage != nil {
+		*stage = fs
+	}
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{fs, r}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
