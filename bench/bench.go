@@ -397,15 +397,22 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 				for rep := 0; rep < o.Reps; rep++ {
 					for _, r := range rows {
 						if ctx.Err() != nil {
+							for _, r := range rows {
+								if len(r.samples) == 0 && len(r.errs) == 0 && r.skip == "" {
+									r.errs = append(r.errs, "not measured: interrupted")
+								}
+							}
 							flush()
-							return results, ctx.Err()
+							return results, fmt.Errorf("bench: interrupted: %w", ctx.Err())
 						}
 						if why, ok := skipped[r.c.Label()]; ok {
 							r.skip = why
 							p.step(cell, rep, o.Reps, r.c, "skipped")
 							continue
 						}
+						t0 := time.Now()
 						s, err := measure(ctx, env, r.c, o)
+						took := time.Since(t0).Round(100 * time.Millisecond)
 						var sk *Skip
 						switch {
 						case errors.As(err, &sk):
@@ -421,7 +428,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 							}
 						default:
 							r.samples = append(r.samples, s)
-							p.step(cell, rep, o.Reps, r.c, fmt.Sprintf("%.3f Mpps (offered %.3f)", s.pps/1e6, s.offered/1e6))
+							p.step(cell, rep, o.Reps, r.c, fmt.Sprintf("%.3f Mpps (offered %.3f) in %v", s.pps/1e6, s.offered/1e6, took))
 						}
 					}
 				}
