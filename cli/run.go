@@ -27,7 +27,7 @@ import (
 
 func runCmd() *cobra.Command {
 	var path string
-	var check, force bool
+	var check, force, keepCaps bool
 	cmd := &cobra.Command{
 		Use:   "run -c chain.yaml",
 		Short: "run a service chain",
@@ -47,16 +47,17 @@ that support it (firewall rules) from the same file; a broken file keeps the old
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d ports, %d workers, %d stages)\n", path, len(f.Ports), len(f.Ports[0].Queues), len(f.Chain))
 				return nil
 			}
-			return run(cmd.Context(), f, cmd.OutOrStdout(), service.Options{Force: force})
+			return run(cmd.Context(), f, cmd.OutOrStdout(), service.Options{Force: force}, !keepCaps)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "chain file (YAML)")
 	cmd.Flags().BoolVar(&check, "check", false, "validate the file and exit")
 	cmd.Flags().BoolVar(&force, "force", false, "detach XDP programs other tools left on the interfaces")
+	cmd.Flags().BoolVar(&keepCaps, "keep-caps", false, "keep capabilities after setup (by default xnf drops them all once running)")
 	return cmd
 }
 
-func run(ctx context.Context, f *config.File, out io.Writer, o service.Options) error {
+func run(ctx context.Context, f *config.File, out io.Writer, o service.Options, dropCaps bool) error {
 	log := newLogger(f.Log.Level, f.Log.Format)
 	s, err := service.StartWith(f, log, o)
 	if err != nil {
@@ -69,6 +70,13 @@ func run(ctx context.Context, f *config.File, out io.Writer, o service.Options) 
 	if err != nil {
 		s.Stop()
 		return err
+	}
+	if dropCaps {
+		if err := dropCapabilities(); err != nil {
+			log.Warn("capabilities kept", "err", err)
+		} else {
+			fmt.Fprintln(out, "capabilities: all dropped after setup")
+		}
 	}
 	if addr != "" {
 		fmt.Fprintf(out, "metrics: http://%s/metrics\n", addr)

@@ -148,6 +148,18 @@ func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 	if !strings.Contains(x.output(), "in: XDP attached to in0 in native mode") {
 		t.Errorf("mode not reported:\n%s", x.output())
 	}
+	// Once running, xnf holds no capability (when built without cgo; a cgo
+	// build says it kept them). The checks below then prove the data path
+	// and the metrics (BPF map reads) need none.
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", x.cmd.Process.Pid))
+	switch {
+	case strings.Contains(x.output(), "capabilities: all dropped"):
+		if !strings.Contains(string(status), "CapEff:\t0000000000000000") {
+			t.Errorf("xnf says it dropped its capabilities, but:\n%s", status)
+		}
+	case !strings.Contains(x.output(), "capabilities kept"):
+		t.Errorf("xnf says nothing about its capabilities:\n%s", x.output())
+	}
 
 	// A listener in the sink, so its kernel sends no ICMP back to count.
 	var sink *net.UDPConn
