@@ -108,6 +108,7 @@ type Stats struct {
 	Untranslatable   uint64 // packets from an inside port dropped (DropPolicy): no flow to translate them by
 	FragmentsKept    uint64 // later fragments translated like their first fragment
 	FragmentsDropped uint64 // later fragments dropped (DropFragment): first fragment unseen or forgotten
+	TTLExpiring      uint64 // packets of translated flows left untranslated: TTL <= 1, the router behind answers them
 }
 
 // Stage is a NAT as a pipeline stage, for one worker: it tracks every IP
@@ -128,10 +129,11 @@ type Stage struct {
 	frags     []fragEntry
 	fragMask  uint32
 	fragTTL   int64
+	shared    bool
 	results   []conntrack.Result
 	forget    []packet.FlowKey
 	local     Stats
-	pub       [11]atomic.Uint64 // Stats published once per batch, for metrics
+	pub       [12]atomic.Uint64 // Stats published once per batch, for metrics
 	epoch     time.Time
 }
 
@@ -145,11 +147,22 @@ type fwd struct {
 // New returns a NAT stage over ct, a conntrack table the stage owns (one
 // per worker: see conntrack's doc on steering). The stage calls
 // TrackBatch on it for every batch.
-func New(cfg Config, ct *conntrack.Table) (*Stage, error) {
+func New(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, false) }
+
+// NewShared returns a NAT stage over a table that an earlier stage of the
+// same worker's chain tracks (a stateful firewall: firewall.Stage's
+// Conntrack), so both follow the same flows across the translation. The
+// NAT stage does not track; it looks each packet up (its flow key, or for
+// an ICMP error the quoted key reversed), which costs a hash lookup more
+// per packet than New's stage. Packets the earlier stage tracked as
+// invalid, and flows it deleted, are unknown here.
+func NewShared(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, true) }
+
+func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 	if ct == nil {
 		return nil, errors.New("nat: no conntrack table")
 	}
-	s := &Stage{ct: ct, maxProbes: cfg.MaxProbes, epoch: time.Now(),
+	s := &Stage{ct: ct, shared: shared, maxProbes: cfg.MaxProbes, epoch: time.Now(),
 		results: make([]conntrack.Result, 0, packet.MaxBurst),
 		forget:  make([]packet.FlowKey, 0, packet.MaxBurst)}
 	maxPort := -1
@@ -240,12 +253,18 @@ func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, int64(time.Since(s.epo
 // ProcessAt is Process with the clock given: now is nanoseconds on a
 // monotonic clock, as conntrack takes it (tests and benchmarks choose it).
 func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
+	if s.shared {
+		s.processShared(b, now)
+		return
+	}
 	fullBefore := s.ct.Counters().Full
 	res := s.ct.TrackBatch(b, now, s.results[:0])
 	full := s.ct.Counters().Full != fullBefore
 	for i := range res {
 		p := &b.Packets[i]
-		if p.Verdict == packet.Drop {
+		if p.Verdict != packet.Forward {
+			// Dropped, or bounced back out of its ingress port by an
+			// earlier stage: it does not cross the NAT.
 			continue
 		}
 		if p.Flags&packet.FlagIPv4 == 0 {
@@ -260,6 +279,48 @@ func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 	}
 	s.forget = s.forget[:0]
 	s.publish()
+}
+
+func (s *Stage) processShared(b *packet.Batch, now int64) {
+	for i := range b.Slice() {
+		p := &b.Packets[i]
+		if p.Verdict != packet.Forward || p.Flags&packet.FlagIPv4 == 0 {
+			continue
+		}
+		var r conntrack.Result
+		if p.Flags&packet.FlagLaterFragment == 0 && p.Flags&packet.FlagBad == 0 {
+			s.lookup(p, now, &r)
+		}
+		s.packet(p, &r, now, false)
+	}
+	for _, k := range s.forget {
+		s.ct.Delete(k)
+	}
+	s.forget = s.forget[:0]
+	s.publish()
+}
+
+// lookup fills r for p from the shared table, as Track would have said
+// it: the flow, its direction, and New for an original packet of a flow
+// not yet replied (what decide needs), Related for an ICMP error.
+func (s *Stage) lookup(p *packet.Packet, now int64, r *conntrack.Result) {
+	if p.Flags&packet.FlagICMP != 0 && !p.ICMP().IsEcho(false) {
+		if k, _, ok := conntrack.QuotedKey(p); ok {
+			if f, d, ok := s.ct.Lookup(k.Reverse(), now); ok {
+				*r = conntrack.Result{Flow: f, State: conntrack.StateRelated, Dir: d}
+			}
+		}
+		return
+	}
+	k := p.FlowKey()
+	f, d, ok := s.ct.Lookup(k, now)
+	if !ok {
+		return
+	}
+	r.Flow, r.Dir, r.State = f, d, conntrack.StateEstablished
+	if d == conntrack.Original && !f.Replied() {
+		r.State = conntrack.StateNew
+	}
 }
 
 func (s *Stage) portRole(port uint16) uint8 {
@@ -314,6 +375,14 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 		src, dst = ip.Src(), ip.Dst()
 	}
 	if u&userTranslated != 0 {
+		if p.IPv4().TTL() <= 1 {
+			// No router may forward it: the router behind drops it and
+			// answers with a time exceeded, which must reach the
+			// sender's own address and quote what it sent (Linux
+			// routes before it source-translates).
+			s.local.TTLExpiring++
+			return
+		}
 		if r.State == conntrack.StateRelated {
 			if s.translateError(p, f, r.Dir) {
 				s.local.ICMPErrors++
@@ -506,7 +575,7 @@ func (s *Stage) rewrite(p *packet.Packet, f *conntrack.Flow, d conntrack.Dir) {
 func (s *Stage) publish() {
 	st := s.local
 	for i, v := range [...]uint64{st.SNATFlows, st.PortsKept, st.DNATFlows, st.Translated, st.ICMPErrors,
-		st.Exhausted, st.Conflicts, st.TableFull, st.Untranslatable, st.FragmentsKept, st.FragmentsDropped} {
+		st.Exhausted, st.Conflicts, st.TableFull, st.Untranslatable, st.FragmentsKept, st.FragmentsDropped, st.TTLExpiring} {
 		if s.pub[i].Load() != v {
 			s.pub[i].Store(v)
 		}
@@ -516,11 +585,11 @@ func (s *Stage) publish() {
 // Stats returns the totals as of the end of the last batch. It may be
 // called from any goroutine.
 func (s *Stage) Stats() Stats {
-	var v [11]uint64
+	var v [12]uint64
 	for i := range v {
 		v[i] = s.pub[i].Load()
 	}
-	return Stats{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
+	return Stats{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]}
 }
 
 // StageMetrics implements pipeline.StageMetrics.
@@ -530,7 +599,7 @@ func (s *Stage) StageMetrics() map[string]uint64 {
 		"snat_flows": st.SNATFlows, "ports_kept": st.PortsKept, "dnat_flows": st.DNATFlows,
 		"translated": st.Translated, "icmp_errors": st.ICMPErrors, "exhausted": st.Exhausted,
 		"conflicts": st.Conflicts, "table_full": st.TableFull, "untranslatable": st.Untranslatable,
-		"fragments_kept": st.FragmentsKept, "fragments_dropped": st.FragmentsDropped,
+		"fragments_kept": st.FragmentsKept, "fragments_dropped": st.FragmentsDropped, "ttl_expiring": st.TTLExpiring,
 	}
 }
 
