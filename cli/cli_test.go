@@ -71,3 +71,19 @@ go_goroutines 12
 		t.Errorf("table:\n%s", s)
 	}
 }
+
+func TestExampleChainsAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../examples/chains/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example chains found")
+	}
+	for _, f := range files {
+		cmd := Root()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs([]string{"run", "--check", "-c", f})
+		if err := cmd.Execute(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
