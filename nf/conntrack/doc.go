@@ -127,14 +127,17 @@
 // queue of every port of its chain (one UMEM shared by its sockets on each
 // port), so A->B arriving on port 0 and B->A arriving on port 1 both meet
 // that worker's table. Across workers, the NICs must steer a flow's two
-// directions to queues served by the same worker: a symmetric RSS hash
-// (a symmetric Toeplitz key such as 0x6d5a repeated, or the
-// "symmetric-xor" hash function of ethtool -X where the driver has it), and
-// queue i of every port given to worker i. With NAT the tuples differ
-// between directions and no RSS hash is symmetric across them; run NAT
-// chains on one queue per port (or steer by the untranslated inside address
-// with ntuple rules). When steering is not symmetric, a reply lands on a
-// worker that never saw its flow: a UDP reply looks new, a TCP SYN-ACK is
+// directions to queues served by the same worker: a symmetric RSS hash (a
+// Toeplitz key of 0x6d5a repeated, or the symmetric-xor input transform,
+// ethtool -X <dev> xfrm symmetric-xor, where kernel and driver have it),
+// and queue i of every port given to worker i. Two cases stay out of reach
+// of any hash. With NAT the tuples differ between directions; run NAT
+// chains on one queue per port. An ICMP error is hashed on its own
+// addresses (a router's, say), not on the flow it quotes, so with several
+// workers it may reach one that does not hold the flow and be invalid
+// rather than related; Linux, with one shared table, does not have this
+// limit. When steering is not symmetric at all, a reply lands on a worker
+// that never saw its flow: a UDP reply looks new, a TCP SYN-ACK is
 // invalid.
 //
 // # Memory
