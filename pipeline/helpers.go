@@ -3,6 +3,7 @@ package pipeline
 import (
 	"iter"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/xnfdev/xnf/packet"
 )
@@ -103,4 +104,53 @@ func (c *Counters) StageMetrics() map[string]uint64 {
 		m[n] = c.ctrs[i].Load()
 	}
 	return m
+}
+
+// Headroom is the number of bytes in front of p.Data in its frame, for
+// frames of frameSize bytes: an AF_XDP UMEM leaves 256 before received
+// data (config umem.frame_size, default 4096); a MemPool leaves none.
+func Headroom(p *packet.Packet, frameSize int) int { return int(p.Addr % uint64(frameSize)) }
+
+// PushFront makes room for n bytes in front of the frame, for a header to
+// be pushed (a VLAN tag, a tunnel): afterwards the old frame is at
+// p.Data[n:] and p.Data[:n] is for the caller to write. When the frame has
+// n bytes of headroom (frames of frameSize bytes), only Data's start and
+// Addr move back, as the Stage contract requires; otherwise the frame
+// shifts n bytes toward its end, a copy of the whole frame, if its
+// capacity allows. It reports false, changing nothing, when neither fits.
+//
+// The parsed offsets are stale afterwards: call p.Parse before reading
+// headers through them (the worker parses once, before the chain).
+func PushFront(p *packet.Packet, n, frameSize int) bool {
+	l := len(p.Data)
+	if l == 0 || n < 0 {
+		return false
+	}
+	if Headroom(p, frameSize) >= n {
+		// Data's backing array is the whole pool, so the n bytes before it
+		// are the same allocation (the UMEM mapping or the MemPool slice).
+		start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(p.Data)), -n)
+		p.Data = unsafe.Slice((*byte)(start), cap(p.Data)+n)[:l+n]
+		p.Addr -= uint64(n)
+		return true
+	}
+	if cap(p.Data)-l < n {
+		return false
+	}
+	p.Data = p.Data[:l+n]
+	copy(p.Data[n:], p.Data[:l])
+	return true
+}
+
+// PopFront removes the first n bytes of the frame (a header the caller has
+// already moved what it keeps out of): Data's start and Addr move forward
+// by n. It reports false, changing nothing, if the frame is not longer
+// than n. Call p.Parse afterwards, as for PushFront.
+func PopFront(p *packet.Packet, n int) bool {
+	if n < 0 || len(p.Data) <= n {
+		return false
+	}
+	p.Data = p.Data[n:]
+	p.Addr += uint64(n)
+	return true
 }

@@ -64,6 +64,48 @@ func TestCountersAreStageMetrics(t *testing.T) {
 	s.Counter("hits")
 }
 
+func TestPushFrontAndPopFront(t *testing.T) {
+	pool := NewMemPool(4, 512)
+	for _, tc := range []struct {
+		name     string
+		headroom int
+		wantOff  uint64 // Addr's offset in the frame after pushing 4 bytes
+	}{
+		{"into the headroom", 256, 252},
+		{"shifted without headroom", 0, 0},
+		{"shifted with too little headroom", 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := pool.Alloc()
+			defer pool.Free(a)
+			addr := a + uint64(tc.headroom)
+			p := &packet.Packet{Data: pool.Frame(addr, 6), Addr: addr}
+			copy(p.Data, "abcdef")
+			if !PushFront(p, 4, 512) {
+				t.Fatal("no room")
+			}
+			if p.Addr != a+tc.wantOff || string(p.Data[4:]) != "abcdef" || len(p.Data) != 10 {
+				t.Fatalf("after PushFront: Addr %d (want %d), Data %q", p.Addr, a+tc.wantOff, p.Data)
+			}
+			if &p.Data[0] != &pool.Frame(p.Addr, 1)[0] {
+				t.Fatal("Data does not start at Addr")
+			}
+			if !PopFront(p, 4) || p.Addr != a+tc.wantOff+4 || string(p.Data) != "abcdef" || &p.Data[0] != &pool.Frame(p.Addr, 1)[0] {
+				t.Fatalf("after PopFront: Addr %d, Data %q", p.Addr, p.Data)
+			}
+		})
+	}
+	a, _ := pool.Alloc()
+	defer pool.Free(a)
+	p := &packet.Packet{Data: pool.Frame(a, 510), Addr: a}
+	if PushFront(p, 4, 512) || len(p.Data) != 510 || p.Addr != a {
+		t.Error("PushFront without headroom or tailroom changed the packet")
+	}
+	if PopFront(p, 510) {
+		t.Error("PopFront of the whole frame")
+	}
+}
+
 // Stage-shaped functions, not inlined into the benchmark: inside a closure
 // of b.Run the comparison measures closure captures instead.
 //

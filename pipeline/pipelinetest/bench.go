@@ -12,16 +12,17 @@ import (
 const BenchBurst = 64
 
 // loop is a worker that receives frames for ever on port 0 and discards
-// what it transmits, at burst BenchBurst.
+// what it transmits, at burst BenchBurst, with frames laid out as the
+// harness's default (FrameSize, DefaultHeadroom).
 func loop(tb testing.TB, stages []pipeline.Stage, frames [][]byte) *pipeline.Worker {
 	tb.Helper()
 	if len(frames) == 0 {
 		tb.Fatalf("pipelinetest: no frames to loop over")
 	}
-	pool := pipeline.NewMemPool(1024, 2048)
-	a, b := pipeline.NewMemPort("p0", pool), pipeline.NewMemPort("p1", pool)
-	a.Loop, a.Discard, b.Discard = true, true, true
-	a.Inject(frames...)
+	pool := pipeline.NewMemPool(1024, FrameSize)
+	a := &port{name: "p0", pool: pool, headroom: DefaultHeadroom, loop: true, discard: true}
+	b := &port{name: "p1", pool: pool, headroom: DefaultHeadroom, discard: true}
+	a.inject(frames...)
 	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, Stages: stages, Burst: BenchBurst, CPU: -1})
 	if err != nil {
 		tb.Fatalf("pipelinetest: %v", err)

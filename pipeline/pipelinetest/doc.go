@@ -36,9 +36,11 @@
 // its Data, and released frames are overwritten with 0xdd so a stage that
 // kept a slice into one reads garbage in its next batch.
 //
-// Memory ports put a frame at the very start of its pool frame: there is
-// no headroom before Data (an AF_XDP UMEM frame has 256 bytes). A stage
-// that pushes a header must handle both (see examples/vlan).
+// The harness's memory ports leave 256 bytes of headroom in front of each
+// received frame, as an AF_XDP UMEM does; Config{Headroom: NoHeadroom}
+// puts frames at the start of their pool frames, as pipeline.MemPort does.
+// A stage that pushes headers must cope with both (pipeline.PushFront;
+// examples/vlan tests both).
 //
 // # Cost
 //

@@ -13,7 +13,8 @@ import (
 )
 
 // Config shapes a Harness. The zero value is two ports (0 and 1, each the
-// other's default output), burst 64, 1024 frames of 2048 bytes.
+// other's default output), burst 64, 1024 frames of 2048 bytes, 256 bytes
+// of headroom.
 type Config struct {
 	// Ports is the number of memory ports (default 2).
 	Ports int
@@ -22,9 +23,23 @@ type Config struct {
 	DefaultOut []uint16
 	// Burst is the most packets per batch (default 64).
 	Burst int
-	// FrameSize and Frames size the frame pool (defaults 2048 and 1024).
+	// FrameSize and Frames size the frame pool (defaults FrameSize and
+	// 1024).
 	FrameSize, Frames int
+	// Headroom is the room left in front of each received frame: default
+	// DefaultHeadroom, as an AF_XDP UMEM leaves; NoHeadroom for none, as
+	// pipeline.MemPort (a stage that pushes headers must cope with both).
+	Headroom int
 }
+
+const (
+	// FrameSize is the default size of the harness's pool frames.
+	FrameSize = 2048
+	// DefaultHeadroom is the headroom of AF_XDP frames (XDP_PACKET_HEADROOM).
+	DefaultHeadroom = 256
+	// NoHeadroom in Config.Headroom puts frames at the start of pool frames.
+	NoHeadroom = -1
+)
 
 // Harness runs a chain of stages in a real pipeline.Worker over memory
 // ports, records the fate of every frame it sends, and checks the frame
@@ -90,7 +105,7 @@ func NewWith(t testing.TB, cfg Config, stages ...pipeline.Stage) *Harness {
 	h := &Harness{t: t, stages: stages, pool: pipeline.NewMemPool(cfg.Frames, cfg.FrameSize)}
 	ports := make([]pipeline.Port, cfg.Ports)
 	for i := range ports {
-		p := &port{MemPort: pipeline.NewMemPort(fmt.Sprintf("p%d", i), h.pool), h: h, idx: i}
+		p := &port{name: fmt.Sprintf("p%d", i), pool: h.pool, headroom: cfg.Headroom, h: h, idx: i}
 		h.ports = append(h.ports, p)
 		ports[i] = p
 	}
@@ -122,7 +137,13 @@ func (c Config) withDefaults() Config {
 		c.Burst = 64
 	}
 	if c.FrameSize == 0 {
-		c.FrameSize = 2048
+		c.FrameSize = FrameSize
+	}
+	switch c.Headroom {
+	case 0:
+		c.Headroom = DefaultHeadroom
+	case NoHeadroom:
+		c.Headroom = 0
 	}
 	if c.Frames == 0 {
 		c.Frames = 1024
@@ -149,8 +170,8 @@ func (h *Harness) Send(port int, frames ...[]byte) []Result {
 	for i, f := range frames {
 		h.results[i] = Result{Index: i, In: f, Port: -1, Verdict: 255}
 	}
-	h.ports[port].Inject(frames...)
-	for h.ports[port].Pending() > 0 {
+	h.ports[port].inject(frames...)
+	for h.ports[port].pending() > 0 {
 		h.w.Poll()
 	}
 	for _, r := range h.results {
@@ -164,7 +185,7 @@ func (h *Harness) Send(port int, frames ...[]byte) []Result {
 }
 
 // Out returns the frames transmitted on port since the last call.
-func (h *Harness) Out(port int) [][]byte { return h.ports[port].Output() }
+func (h *Harness) Out(port int) [][]byte { return h.ports[port].output() }
 
 // Stage returns the i-th stage of the chain, as given to New.
 func (h *Harness) Stage(i int) pipeline.Stage { return h.stages[i] }
@@ -302,55 +323,121 @@ func formatCounters(m map[string]uint64) string {
 	return strings.Join(parts, " ")
 }
 
-// port is a memory port that reports every frame's fate to the harness.
+// port is a memory port over the harness's pool that leaves headroom in
+// front of each frame, as an AF_XDP UMEM does, and reports every frame's
+// fate to the harness (h may be nil: benchmarks).
 type port struct {
-	*pipeline.MemPort
-	h   *Harness
-	idx int
+	name     string
+	pool     *pipeline.MemPool
+	headroom int
+	h        *Harness
+	idx      int
+	in       [][]byte
+	next     int
+	loop     bool // replay in for ever
+	discard  bool // do not keep transmitted frames
+	out      [][]byte
 }
 
-func (p *port) frameIndex(pk *packet.Packet) uint64 { return pk.Addr / uint64(p.h.pool.FrameSize()) }
+func (p *port) Name() string { return p.name }
+func (p *port) Flush()       {}
+
+func (p *port) inject(frames ...[]byte) {
+	for _, f := range frames {
+		if len(f)+p.headroom > p.pool.FrameSize() {
+			panic(fmt.Sprintf("pipelinetest: a frame of %d bytes does not fit a %d-byte pool frame after %d bytes of headroom", len(f), p.pool.FrameSize(), p.headroom))
+		}
+	}
+	p.in = append(p.in, frames...)
+}
+
+func (p *port) pending() int { return len(p.in) - p.next }
+
+func (p *port) output() [][]byte {
+	o := p.out
+	p.out = nil
+	return o
+}
 
 func (p *port) Receive(b *packet.Batch, inPort uint16, max int) int {
-	start := b.Len
-	n := p.MemPort.Receive(b, inPort, max)
-	if p.h.pending != nil {
-		for i := start; i < start+n; i++ {
-			fi := p.frameIndex(&b.Packets[i])
-			p.h.pending[fi] = p.h.next
-			delete(p.h.dropBy, fi)
-			p.h.next++
+	n := 0
+	for b.Len < packet.MaxBurst && n < max {
+		if p.next >= len(p.in) {
+			if !p.loop || len(p.in) == 0 {
+				break
+			}
+			p.next = 0
 		}
+		base, ok := p.pool.Alloc()
+		if !ok {
+			break
+		}
+		src := p.in[p.next]
+		addr := base + uint64(p.headroom)
+		f := p.pool.Frame(addr, len(src))
+		copy(f, src)
+		b.Append(f, addr, inPort)
+		if h := p.h; h != nil && h.pending != nil {
+			fi := base / uint64(p.pool.FrameSize())
+			h.pending[fi] = h.next
+			delete(h.dropBy, fi)
+			h.next++
+		}
+		p.next++
+		n++
+	}
+	if !p.loop && p.next == len(p.in) {
+		p.in, p.next = p.in[:0], 0
 	}
 	return n
 }
 
 func (p *port) Transmit(pkts []*packet.Packet) int {
 	for _, pk := range pkts {
-		p.h.checkAddr(pk)
-		if r := p.h.fate(pk); r != nil {
-			r.Verdict, r.Port, r.Out = pk.Verdict, p.idx, append([]byte(nil), pk.Data...)
+		if p.h != nil {
+			p.h.checkAddr(pk)
+			if r := p.h.fate(pk); r != nil {
+				r.Verdict, r.Port, r.Out = pk.Verdict, p.idx, append([]byte(nil), pk.Data...)
+			}
+		}
+		if !p.discard {
+			p.out = append(p.out, append([]byte(nil), pk.Data...))
 		}
 	}
-	n := p.MemPort.Transmit(pkts)
-	p.h.poison(pkts)
-	return n
+	p.free(pkts)
+	return len(pkts)
 }
 
 func (p *port) Release(pkts []*packet.Packet) {
-	for _, pk := range pkts {
-		p.h.checkAddr(pk)
-		if r := p.h.fate(pk); r != nil {
-			r.Verdict, r.Reason, r.Stage = packet.Drop, pk.Reason, p.h.dropBy[p.frameIndex(pk)]
+	if p.h != nil {
+		for _, pk := range pkts {
+			p.h.checkAddr(pk)
+			if r := p.h.fate(pk); r != nil {
+				r.Verdict, r.Reason, r.Stage = packet.Drop, pk.Reason, p.h.dropBy[pk.Addr/uint64(p.pool.FrameSize())]
+			}
 		}
 	}
-	p.MemPort.Release(pkts)
-	p.h.poison(pkts)
+	p.free(pkts)
+}
+
+// free returns frames to the pool; the harness first overwrites them so
+// that a stage that kept a slice into one reads 0xdd bytes, not the packet.
+func (p *port) free(pkts []*packet.Packet) {
+	fs := uint64(p.pool.FrameSize())
+	for _, pk := range pkts {
+		if p.h != nil {
+			f := p.pool.Frame(pk.Addr-pk.Addr%fs, int(fs))
+			for i := range f {
+				f[i] = 0xdd
+			}
+		}
+		p.pool.Free(pk.Addr)
+	}
 }
 
 // fate is the result slot of a packet of the current Send.
 func (h *Harness) fate(pk *packet.Packet) *Result {
-	if h.results == nil {
+	if h == nil || h.results == nil {
 		return nil
 	}
 	i, ok := h.pending[pk.Addr/uint64(h.pool.FrameSize())]
@@ -374,18 +461,6 @@ func (h *Harness) checkAddr(pk *packet.Packet) {
 	if uint64(start) != pk.Addr-base {
 		h.t.Errorf("pipelinetest: a packet's Data starts %d bytes into its frame but Addr says %d: a stage moved the start of Data without moving Addr by the same amount (%s)",
 			start, pk.Addr-base, Summary(pk.Data))
-	}
-}
-
-// poison overwrites released frames so that a stage that kept a slice into
-// one reads 0xdd bytes instead of the old packet.
-func (h *Harness) poison(pkts []*packet.Packet) {
-	fs := uint64(h.pool.FrameSize())
-	for _, pk := range pkts {
-		f := h.pool.Frame(pk.Addr-pk.Addr%fs, int(fs))
-		for i := range f {
-			f[i] = 0xdd
-		}
 	}
 }
 
