@@ -20,6 +20,7 @@ func TestTrackDoesNotAllocate(t *testing.T) {
 		tb.Track(q, now)
 		tb.Track(a, now)
 		tb.Track(icmpErr, now)
+		tb.LookupPacket(a, now)
 	}); n != 0 {
 		t.Errorf("Track of an established flow and a related error: %v allocs", n)
 	}

@@ -29,9 +29,8 @@
 // TrackBatch at the start of its Process, on its worker's table, and uses
 // the results right away (see the package example). Track each packet
 // once: a second Track would count and move the flow twice. Stages after
-// it that need the flow (NAT after the firewall) use Lookup, which has no
-// side effects, with the packet's FlowKey (or QuotedKey reversed, for an
-// ICMP error).
+// it that need the flow (NAT after the firewall) use LookupPacket, which
+// finds it the same way without side effects.
 //
 // # States
 //

@@ -596,3 +596,37 @@ func TestRelatedIPv6ExtensionHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestLookupPacket(t *testing.T) {
+	tb := newTable(t, Config{MaxFlows: 16})
+	q := udpFrame(t, ap(a4, 5353), ap(b4, 53))
+	query, answer := parsed(t, q), parsed(t, udpFrame(t, ap(b4, 53), ap(a4, 5353)))
+	unreach := parsed(t, icmpErrorFrame(t, b4, a4, 3, 3, q, 0))
+	if r := tb.LookupPacket(query, sec); r != (Result{}) {
+		t.Fatalf("before any Track: %+v", r)
+	}
+	f := tb.Track(query, sec).Flow
+	before, ctr := *f, tb.Counters()
+	cases := []struct {
+		name  string
+		p     *packet.Packet
+		state State
+		dir   Dir
+	}{
+		{"the query of an unreplied flow is new", query, StateNew, Original},
+		{"its answer is established", answer, StateEstablished, Reply},
+		{"an error quoting the query is related", unreach, StateRelated, Reply},
+	}
+	for _, c := range cases {
+		r := tb.LookupPacket(c.p, 2*sec)
+		if r.State != c.state || r.Dir != c.dir || r.Flow != f {
+			t.Errorf("%s: %v %v %p", c.name, r.State, r.Dir, r.Flow)
+		}
+	}
+	if *f != before || tb.Counters() != ctr {
+		t.Fatal("LookupPacket changed the flow or the counters")
+	}
+	if r := tb.LookupPacket(query, f.Expires()); r.Flow != nil {
+		t.Fatalf("an expired flow: %+v", r)
+	}
+}

@@ -189,6 +189,37 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 	return out
 }
 
+// LookupPacket finds the flow of p (Parse must have run) the way Track
+// would, and changes nothing: no state, timer, counter or expiry. It is for
+// stages after the one that tracks (NAT after the firewall). The State is
+// what Track gave the packet, provided the packet was valid for its flow:
+// New or Established by direction and whether a reply has been seen, Related
+// for an ICMP error quoting a live flow. A packet of no live flow has a nil
+// Flow and StateUntracked (StateInvalid if it is unsound). It does not
+// allocate.
+func (t *Table) LookupPacket(p *packet.Packet, now int64) Result {
+	var k packet.FlowKey
+	kd := classify(p, &k)
+	switch {
+	case kd == kindInvalid:
+		return Result{State: StateInvalid}
+	case kd <= kindInvalid:
+		return Result{}
+	}
+	i, d, ok := t.lookup(&k, t.h.sum(&k))
+	if !ok || t.slab[i].expires <= now {
+		return Result{}
+	}
+	e := &t.slab[i]
+	switch {
+	case kd == kindError:
+		return Result{Flow: e, State: StateRelated, Dir: d}
+	case d == Original && e.status&stReplied == 0:
+		return Result{Flow: e, State: StateNew, Dir: d}
+	}
+	return Result{Flow: e, State: StateEstablished, Dir: d}
+}
+
 func (t *Table) untracked(kd kind) Result {
 	if kd == kindInvalid {
 		t.ctr.Invalid++
