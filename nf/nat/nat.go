@@ -105,7 +105,7 @@ type Stats struct {
 	Exhausted        uint64 // new flows dropped (DropFull): no free port/address in the pool
 	Conflicts        uint64 // new DNAT flows dropped (DropFull): the inside tuple is taken
 	TableFull        uint64 // packets dropped (DropFull) that could not get a conntrack entry
-	Untranslatable   uint64 // packets from an inside port dropped (DropPolicy): no flow to translate them by
+	Untranslatable   uint64 // packets from an inside port dropped: no flow to translate them by (DropPolicy; DropMalformed if unsound)
 	FragmentsKept    uint64 // later fragments translated like their first fragment
 	FragmentsDropped uint64 // later fragments dropped (DropFragment): first fragment unseen or forgotten
 	TTLExpiring      uint64 // packets of translated flows left untranslated: TTL <= 1, the router behind answers them
@@ -348,7 +348,11 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 		// From the inside it cannot be translated and must not leak
 		// untranslated; elsewhere it passes as it is.
 		if s.portRole(p.InPort) == roleInside && len(s.pool) > 0 {
-			p.SetDrop(packet.DropPolicy)
+			if p.Flags&packet.FlagBad != 0 {
+				p.SetDrop(packet.DropMalformed)
+			} else {
+				p.SetDrop(packet.DropPolicy)
+			}
 			s.local.Untranslatable++
 		}
 		return
@@ -412,9 +416,9 @@ func (s *Stage) decide(p *packet.Packet, f *conntrack.Flow, now int64) {
 			f.User = userDecided
 			return
 		}
-		switch s.snat(f, orig, now) {
+		switch ep, res := s.snat(f, orig, now); res {
 		case errNone:
-			f.User = userDecided | userTranslated | userSNAT
+			f.User = userDecided | userTranslated | userSNAT | ep
 			s.local.SNATFlows++
 		case errFull:
 			s.refuse(f, orig)
@@ -439,7 +443,7 @@ func (s *Stage) decide(p *packet.Packet, f *conntrack.Flow, now int64) {
 				s.local.Conflicts++
 				return
 			}
-			f.User = userDecided | userTranslated | userDNAT
+			f.User = userDecided | userTranslated | userDNAT | packEndpoint(reply.Src, reply.SrcPort)
 			s.local.DNATFlows++
 			return
 		}
@@ -482,7 +486,7 @@ const (
 // echo id) if it is free and allowed, else the next free one from the
 // protocol's cursor. "Free" means no live conntrack entry holds the
 // would-be reply tuple; SetReply checks and installs it in one step.
-func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) allocResult {
+func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) (endpoint uint64, res allocResult) {
 	reply := orig.Reverse()
 	n := uint32(len(s.pool))
 	first := hash4([4]byte(orig.Src[12:])) % n
@@ -503,7 +507,7 @@ func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) allocRes
 			// Other protocols: addresses only, one inside host per
 			// (remote, protocol, pool address).
 			if s.ct.SetReply(f, reply, now) == nil {
-				return errNone
+				return packEndpoint(reply.Dst, 0), errNone
 			}
 			continue
 		}
@@ -512,7 +516,7 @@ func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) allocRes
 		if s.keepAny || (op >= s.portMin && op <= s.portMax) {
 			if s.ct.SetReply(f, reply, now) == nil {
 				s.local.PortsKept++
-				return errNone
+				return packEndpoint(reply.Dst, reply.DstPort), errNone
 			}
 		}
 		size := uint32(s.portMax-s.portMin) + 1
@@ -530,12 +534,19 @@ func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) allocRes
 			reply.DstPort = cand
 			if s.ct.SetReply(f, reply, now) == nil {
 				s.cursor[class] = c
-				return errNone
+				return packEndpoint(reply.Dst, reply.DstPort), errNone
 			}
 		}
 		s.cursor[class] = c
 	}
-	return errFull
+	return 0, errFull
+}
+
+// packEndpoint packs an IPv4 address (IPv4-mapped in a) and a port into
+// the upper 48 bits of Flow.User: the translated endpoint, so that a
+// packet is rewritten from User and the tuple of its own cache line.
+func packEndpoint(a [16]byte, port uint16) uint64 {
+	return uint64(binary.BigEndian.Uint32(a[12:]))<<32 | uint64(port)<<16
 }
 
 func hash4(a [4]byte) uint32 {
@@ -545,29 +556,52 @@ func hash4(a [4]byte) uint32 {
 
 // rewrite translates a packet of a translated flow travelling in direction
 // d: it makes the packet's tuple (f.Key(d)) into the tuple the other side
-// expects, the other direction's tuple reversed.
+// expects, the other direction's tuple reversed. The translated endpoint
+// is in f.User (SNAT: the new source of original packets; DNAT: their new
+// destination); the endpoint it replaces, for reply packets, is in the
+// original tuple.
 func (s *Stage) rewrite(p *packet.Packet, f *conntrack.Flow, d conntrack.Dir) {
-	cur, tgt := f.Key(d), f.Key(1-d).Reverse()
-	if cur.Src != tgt.Src {
-		p.SetIPv4Src([4]byte(tgt.Src[12:]))
+	u := f.User
+	var addr [4]byte
+	var port uint16
+	if d == conntrack.Original {
+		binary.BigEndian.PutUint32(addr[:], uint32(u>>32))
+		port = uint16(u >> 16)
+	} else {
+		o := f.Orig()
+		if u&userSNAT != 0 {
+			addr, port = [4]byte(o.Src[12:]), o.SrcPort
+		} else {
+			addr, port = [4]byte(o.Dst[12:]), o.DstPort
+		}
 	}
-	if cur.Dst != tgt.Dst {
-		p.SetIPv4Dst([4]byte(tgt.Dst[12:]))
+	// SNAT rewrites the source of original packets and the destination
+	// of replies; DNAT the other way round.
+	src := (u&userSNAT != 0) == (d == conntrack.Original)
+	ip := p.Data[p.L3Off:]
+	if src {
+		if [4]byte(ip[12:16]) != addr {
+			p.SetIPv4Src(addr)
+		}
+	} else if [4]byte(ip[16:20]) != addr {
+		p.SetIPv4Dst(addr)
 	}
 	switch {
 	case p.Flags&(packet.FlagTCP|packet.FlagUDP) != 0:
-		if cur.SrcPort != tgt.SrcPort {
-			p.SetSrcPort(tgt.SrcPort)
-		}
-		if cur.DstPort != tgt.DstPort {
-			p.SetDstPort(tgt.DstPort)
+		l4 := p.Data[p.L4Off:]
+		if src {
+			if binary.BigEndian.Uint16(l4[0:2]) != port {
+				p.SetSrcPort(port)
+			}
+		} else if binary.BigEndian.Uint16(l4[2:4]) != port {
+			p.SetDstPort(port)
 		}
 	case p.Flags&packet.FlagICMP != 0:
-		// Echo keys are (id, 0) for a request, (0, id) for a reply.
-		if cur.SrcPort != tgt.SrcPort && tgt.SrcPort != 0 {
-			p.SetICMPEchoID(tgt.SrcPort)
-		} else if cur.DstPort != tgt.DstPort && tgt.DstPort != 0 {
-			p.SetICMPEchoID(tgt.DstPort)
+		// Only echo flows are translated with an id (an echo request
+		// original, its replies reply); port is 0 for address-only
+		// translations, which never reach here with an echo.
+		if h := p.ICMP(); h.IsEcho(false) && h.ID() != port {
+			p.SetICMPEchoID(port)
 		}
 	}
 }

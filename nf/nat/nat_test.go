@@ -249,3 +249,34 @@ func TestTableFull(t *testing.T) {
 		t.Errorf("table full: %v %v table_full %d", p.Verdict, p.Reason, s.Stats().TableFull)
 	}
 }
+
+// A packet no router may forward (TTL 1) is left untranslated, so the
+// router's time exceeded reaches the sender's own address; the flow is
+// decided all the same, and the next packet with a TTL to spare is
+// translated.
+func TestTTLExpiringPacketsAreLeftToTheRouter(t *testing.T) {
+	s := masq(t, nil)
+	probe := frame(t, inA, srvB, 17, ipOpts{ttl: 1}, udpL(33434, 33434), payload("probe"))
+	p := run(t, s, portIn, probe, sec)
+	if p.Verdict != packet.Forward || tupleOf(p) != (tuple{ap(inA, 33434), ap(srvB, 33434)}) {
+		t.Fatalf("TTL 1: %v %v", p.Verdict, tupleOf(p))
+	}
+	probe2 := frame(t, inA, srvB, 17, ipOpts{ttl: 2}, udpL(33434, 33434), payload("probe"))
+	expect(t, s, portIn, probe2, sec, tuple{ap(natX, 33434), ap(srvB, 33434)})
+	if st := s.Stats(); st.TTLExpiring != 1 || st.SNATFlows != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// A packet an earlier stage bounces back out of its ingress port does not
+// cross the NAT: it is left alone.
+func TestBouncedPacketsAreLeftAlone(t *testing.T) {
+	s := masq(t, nil)
+	var b packet.Batch
+	b.Append(udpFrame(t, ap(inA, 1), ap(srvB, 2), "x"), 0, portIn).Parse()
+	b.Packets[0].SetBounce()
+	s.ProcessAt(&b, sec)
+	if got := tupleOf(&b.Packets[0]); got != (tuple{ap(inA, 1), ap(srvB, 2)}) || s.Stats().SNATFlows != 0 {
+		t.Errorf("bounced packet translated to %v", got)
+	}
+}
