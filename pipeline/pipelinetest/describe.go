@@ -11,7 +11,9 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-func decode(frame []byte) gopacket.Packet {
+// Decode decodes a frame with gopacket, from Ethernet up, without copying
+// it: for assertions on fields the kit has no helper for.
+func Decode(frame []byte) gopacket.Packet {
 	return gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{NoCopy: true})
 }
 
@@ -21,7 +23,7 @@ func decode(frame []byte) gopacket.Packet {
 //
 // It is what the kit's failure messages show instead of bytes.
 func Summary(frame []byte) string {
-	p := decode(frame)
+	p := Decode(frame)
 	var b strings.Builder
 	// The IP protocol is said by the next layer, when gopacket has one.
 	l4 := p.TransportLayer() != nil || p.Layer(layers.LayerTypeICMPv4) != nil || p.Layer(layers.LayerTypeICMPv6) != nil
@@ -101,7 +103,7 @@ func tcpFlags(t *layers.TCP) string {
 
 // Dump is gopacket's full multi-line description of a frame, every layer
 // with its fields (for when Summary is not enough).
-func Dump(frame []byte) string { return decode(frame).String() }
+func Dump(frame []byte) string { return Decode(frame).String() }
 
 // Diff explains how got differs from want: both summaries, the first byte
 // that differs, the layer it is in and a few bytes around it. It returns ""
@@ -135,7 +137,7 @@ func around(f []byte, i int) string {
 // layerAt names the layer of frame holding byte off, with the offset in it.
 func layerAt(frame []byte, off int) string {
 	at := 0
-	for _, l := range decode(frame).Layers() {
+	for _, l := range Decode(frame).Layers() {
 		n := len(l.LayerContents())
 		if off < at+n {
 			return fmt.Sprintf("%s header, byte %d", l.LayerType(), off-at)

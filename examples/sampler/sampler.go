@@ -1,0 +1,124 @@
+package main
+
+import (
+	"io"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
+)
+
+// Sampler copies 1 in Every packets of its flows into a bounded queue;
+// a goroutine writes them to a pcapng file. The data path never waits: a
+// sample that finds the queue full is counted (lagged) and skipped.
+type Sampler struct {
+	pipeline.Counters
+	cfg                      Config
+	seen                     uint64 // this worker's matching packets
+	free                     chan []byte
+	queue                    chan sample
+	matched, sampled, lagged *pipeline.Counter
+	Written                  atomic.Uint64 // samples in the file (read by tests)
+}
+
+type sample struct {
+	data []byte // a buffer from free, len = bytes kept
+	wire int    // the packet's length
+	when time.Time
+}
+
+// New makes the stage and starts its writer on out (none when out is
+// nil: a configuration check).
+func New(c Config, out io.Writer) (*Sampler, error) {
+	if c.Every <= 0 {
+		c.Every = 1
+	}
+	if c.Queue <= 0 {
+		c.Queue = 1024
+	}
+	if c.Snaplen <= 0 {
+		c.Snaplen = 256
+	}
+	if err := c.compile(); err != nil {
+		return nil, err
+	}
+	s := &Sampler{cfg: c, free: make(chan []byte, c.Queue), queue: make(chan sample, c.Queue)}
+	for range c.Queue {
+		s.free <- make([]byte, c.Snaplen)
+	}
+	s.matched, s.sampled, s.lagged = s.Counter("matched"), s.Counter("sampled"), s.Counter("lagged")
+	if out != nil {
+		go s.write(out)
+	}
+	return s, nil
+}
+
+func (s *Sampler) Name() string { return "sampler" }
+
+func (s *Sampler) Process(b *packet.Batch) {
+	var matched, sampled, lagged uint64
+	for i := range b.Slice() {
+		p := &b.Packets[i]
+		if !s.match(p) {
+			continue
+		}
+		matched++
+		if s.seen++; s.seen%uint64(s.cfg.Every) != 0 {
+			continue
+		}
+		select {
+		case buf := <-s.free:
+			n := copy(buf[:cap(buf)], p.Data)
+			s.queue <- sample{data: buf[:n], wire: len(p.Data), when: time.Now()} // never blocks: as many buffers as slots
+			sampled++
+		default:
+			lagged++ // the writer is behind: skip, never wait
+		}
+	}
+	s.matched.Add(matched)
+	s.sampled.Add(sampled)
+	s.lagged.Add(lagged)
+}
+
+func (s *Sampler) match(p *packet.Packet) bool {
+	if len(s.cfg.Flows) == 0 {
+		return true
+	}
+	if !p.Has(packet.FlagIPv4) && !p.Has(packet.FlagIPv6) {
+		return false
+	}
+	k := p.FlowKey()
+	src, dst := netip.AddrFrom16(k.Src).Unmap(), netip.AddrFrom16(k.Dst).Unmap()
+	for i := range s.cfg.Flows {
+		f := &s.cfg.Flows[i]
+		if (f.proto == 0 || f.proto == k.Proto) && (f.SPort == 0 || f.SPort == k.SrcPort) && (f.DPort == 0 || f.DPort == k.DstPort) &&
+			(!f.src.IsValid() || f.src.Contains(src)) && (!f.dst.IsValid() || f.dst.Contains(dst)) {
+			return true
+		}
+	}
+	return false
+}
+
+// write runs on its own goroutine: it writes samples as they come and
+// flushes whenever the queue is empty, so the file is whole while idle.
+func (s *Sampler) write(out io.Writer) {
+	w, err := pcapgo.NewNgWriter(out, layers.LinkTypeEthernet)
+	for smp := range s.queue {
+		if err == nil {
+			err = w.WritePacket(gopacket.CaptureInfo{Timestamp: smp.when, CaptureLength: len(smp.data), Length: smp.wire}, smp.data)
+			if len(s.queue) == 0 && err == nil {
+				err = w.Flush()
+			}
+		}
+		if err == nil {
+			s.Written.Add(1)
+		}
+		s.free <- smp.data
+	}
+}
