@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -244,4 +245,73 @@ func TestFlowKeyAgrees(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTrackBatchMatchesTrack runs the same random traffic through
+// TrackBatch on one table and Track on another, in a table large enough
+// for TrackBatch's prefetch passes, and wants the same results.
+func TestTrackBatchMatchesTrack(t *testing.T) {
+	const flows = prefetchMin + 8000
+	cfg := Config{MaxFlows: 2 * flows}
+	tb, tt := newTable(t, cfg), newTable(t, cfg)
+	q := parsed(t, udpFrame(t, ap(a4, 1000), ap(b4, 53)))
+	reply := parsed(t, udpFrame(t, ap(b4, 53), ap(a4, 1000)))
+	syn := parsed(t, tcpFrame(t, ap(a6, 1000), ap(b6, 443), syn))
+	rng := rand.New(rand.NewPCG(7, 7))
+	var b packet.Batch
+	out := make([]Result, packet.MaxBurst)
+	now := int64(0)
+	for i := range uint32(flows) { // fill, half through each path
+		if b.Full() {
+			tb.TrackBatch(&b, now, out)
+			b.Reset()
+		}
+		p := b.Append(append([]byte(nil), q.Data...), 0, 0)
+		p.Parse()
+		binary.BigEndian.PutUint32(p.Data[p.L3Off+12:], 10<<24|i)
+		tt.Track(p, now)
+	}
+	tb.TrackBatch(&b, now, out)
+	for round := range 2000 {
+		now += int64(time.Millisecond)
+		b.Reset()
+		for range 1 + rng.IntN(packet.MaxBurst) {
+			tmpl := [...]*packet.Packet{q, reply, syn}[rng.IntN(3)]
+			p := b.Append(append([]byte(nil), tmpl.Data...), 0, 0)
+			p.Parse()
+			i := uint32(rng.IntN(flows + round*8)) // mostly hits, some new flows
+			if tmpl == reply {
+				binary.BigEndian.PutUint32(p.Data[p.L3Off+16:], 10<<24|i) // the reply's destination
+			} else if tmpl == q {
+				binary.BigEndian.PutUint32(p.Data[p.L3Off+12:], 10<<24|i)
+			} else {
+				binary.BigEndian.PutUint32(p.Data[p.L3Off+8+12:], i) // low bits of the IPv6 source
+			}
+			if rng.IntN(50) == 0 {
+				p.SetDrop(packet.DropPolicy)
+			}
+		}
+		got := tb.TrackBatch(&b, now, out)
+		wants := make([]Result, b.Len)
+		for i := range b.Packets[:b.Len] {
+			if p := &b.Packets[i]; p.Verdict != packet.Drop {
+				wants[i] = tt.Track(p, now)
+			}
+		}
+		// Flows are compared as they are after the batch on both sides.
+		for i, want := range wants {
+			g := got[i]
+			if g.State != want.State || g.Dir != want.Dir || (g.Flow == nil) != (want.Flow == nil) ||
+				g.Flow != nil && (g.Flow.Orig() != want.Flow.Orig() || g.Flow.Reply() != want.Flow.Reply() || g.Flow.Expires() != want.Flow.Expires() || g.Flow.Replied() != want.Flow.Replied()) {
+				t.Fatalf("round %d packet %d: batch %v %v %v, single %v %v %v", round, i, g.State, g.Dir, g.Flow, want.State, want.Dir, want.Flow)
+			}
+		}
+		if tb.used <= prefetchMin {
+			t.Fatalf("round %d: %d entries used, the prefetch passes do not run", round, tb.used)
+		}
+	}
+	if tb.Counters() != tt.Counters() || tb.Len() != tt.Len() {
+		t.Fatalf("counters %+v / %+v", tb.Counters(), tt.Counters())
+	}
+	tb.check(t)
 }

@@ -131,13 +131,13 @@ func (t *Table) Track(p *packet.Packet, now int64) Result {
 }
 
 // TrackBatch tracks every packet of b, as Track would one after the other
-// with the same now, and returns out[:b.Len] with the result of
-// b.Packets[i] in out[i]; cap(out) must be at least b.Len (out[:0] of a
-// slice of packet.MaxBurst results will do). Packets an
-// earlier stage dropped are skipped (StateUntracked, not counted). Every
-// result stays valid until the next call on the table: an entry in one
-// result is never evicted for a later packet of the batch. Lookups of the whole
-// batch are started before any is finished, so their cache misses overlap.
+// with the same now, and returns out[:b.Len] with the result of b.Packets[i]
+// in out[i]; cap(out) must be at least b.Len (out[:0] of a slice of
+// packet.MaxBurst results will do). Packets an earlier stage dropped are
+// skipped (StateUntracked, not counted). Every result stays valid until the
+// next call on the table: an entry in one result is never evicted for a
+// later packet of the batch. In a large table the lookups of the whole batch
+// are started before any is finished, so their cache misses overlap.
 func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 	n := b.Len
 	out = out[:n]
@@ -161,19 +161,12 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 			sink += t.buckets[h&t.mask]
 		}
 	}
-	// Pass 2: load the first entry of each chain, likewise: the line of
-	// the tuple and, for a reply tuple, the first line too (state, timer).
-	for i := range pk {
-		if t.kinds[i] > kindInvalid {
-			if r := t.buckets[t.hashes[i]&t.mask]; r != 0 {
-				r--
-				e := &t.slab[r>>1]
-				sink += e.tuple(Dir(r&1)).hash + uint32(e.status)
-			}
-		}
+	// Passes 2 and 3 only pay where entries miss the caches: in a table of
+	// more than prefetchMin entries (4 MiB of slab).
+	if t.used > prefetchMin {
+		t.prefetch(pk, sink)
 	}
-	t.sink = sink
-	// Pass 3: track, with the lines now (mostly) in cache.
+	// Pass 4: track, with the lines now (mostly) in cache.
 	for i := range pk {
 		kd := t.kinds[i]
 		if kd <= kindInvalid {
@@ -218,6 +211,44 @@ func (t *Table) LookupPacket(p *packet.Packet, now int64) Result {
 		return Result{Flow: e, State: StateNew, Dir: d}
 	}
 	return Result{Flow: e, State: StateEstablished, Dir: d}
+}
+
+// prefetchMin is the table size (in slab entries used) from which
+// TrackBatch loads each batch's entries ahead of tracking.
+const prefetchMin = 1 << 15
+
+// prefetch loads, for every packet of pk that TrackBatch's first pass
+// hashed, the first entry of its chain and, when that entry is another
+// flow's, the second. The loads of one pass do not depend on one another,
+// so their cache misses overlap.
+func (t *Table) prefetch(pk []packet.Packet, sink uint32) {
+	// Pass 2: load the first entry of each chain, likewise: the line of
+	// the tuple and, for a reply tuple, the first line too (state, timer).
+	for i := range pk {
+		if t.kinds[i] > kindInvalid {
+			if r := t.buckets[t.hashes[i]&t.mask]; r != 0 {
+				r--
+				e := &t.slab[r>>1]
+				sink += e.tuple(Dir(r&1)).hash + uint32(e.status)
+			}
+		}
+	}
+	// Pass 3: where the first entry is another flow's (a chain of two or
+	// more, a third of lookups in a full table), load the second.
+	for i := range pk {
+		if t.kinds[i] > kindInvalid {
+			h := t.hashes[i]
+			if r := t.buckets[h&t.mask]; r != 0 {
+				r--
+				if tu := t.slab[r>>1].tuple(Dir(r & 1)); tu.hash != h && tu.next != 0 {
+					r = tu.next - 1
+					e := &t.slab[r>>1]
+					sink += e.tuple(Dir(r&1)).hash + uint32(e.status)
+				}
+			}
+		}
+	}
+	t.sink = sink
 }
 
 func (t *Table) untracked(kd kind) Result {
