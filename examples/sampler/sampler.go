@@ -109,6 +109,9 @@ func (s *Sampler) match(p *packet.Packet) bool {
 // flushes whenever the queue is empty, so the file is whole while idle.
 func (s *Sampler) write(out io.Writer) {
 	w, err := pcapgo.NewNgWriter(out, layers.LinkTypeEthernet)
+	if err == nil {
+		err = w.Flush() // a valid, empty capture until the first sample
+	}
 	for smp := range s.queue {
 		if err == nil {
 			err = w.WritePacket(gopacket.CaptureInfo{Timestamp: smp.when, CaptureLength: len(smp.data), Length: smp.wire}, smp.data)

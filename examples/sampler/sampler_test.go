@@ -114,8 +114,9 @@ func TestSnaplenCutsSamples(t *testing.T) {
 	h.Out(1)
 }
 
-// A writer that never returns: the queue fills, then samples are counted
-// as lagged and the data path goes on at full speed.
+// A writer that never returns (stuck on the capture's header): the queue
+// fills, then samples are counted as lagged and the data path goes on at
+// full speed.
 func TestLaggingWriterNeverSlowsTheDataPath(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
@@ -194,7 +195,11 @@ func TestAllocatesNothing(t *testing.T) {
 func BenchmarkSampler(b *testing.B) {
 	flows := []Flow{{Proto: "tcp", DPort: 80}, {Proto: "udp", Dst: "198.18.1.0/24", DPort: 53}}
 	// Half the packets match the second flow; 1 in 64 of them is written.
-	b.Run("every=64", func(b *testing.B) { pt.Benchmark(b, newSampler(b, Config{Every: 64, Flows: flows}, io.Discard), mix()...) })
+	b.Run("every=64", func(b *testing.B) {
+		pt.Benchmark(b, newSampler(b, Config{Every: 64, Flows: flows}, io.Discard), mix()...)
+	})
 	// Every matching packet is copied to the writer (or counted lagged).
-	b.Run("every=1", func(b *testing.B) { pt.Benchmark(b, newSampler(b, Config{Every: 1, Flows: flows}, io.Discard), mix()...) })
+	b.Run("every=1", func(b *testing.B) {
+		pt.Benchmark(b, newSampler(b, Config{Every: 1, Flows: flows}, io.Discard), mix()...)
+	})
 }
