@@ -16,10 +16,14 @@
 // X:p forwarded to I:q it is I:q > C:c. A packet travelling in direction d
 // is rewritten into the other direction's tuple reversed: original packets
 // leave as reply-reversed (X:x > B:b), reply packets as original-reversed
-// (B:b > A:a). Nothing else is stored: the first packet of a new flow
-// decides, writes the reply tuple with Table.SetReply, and marks
-// Flow.User (decided; translated or not; refused); every later packet
-// finds the flow by either tuple and is rewritten from the tuples.
+// (B:b > A:a). The first packet of a new flow decides: it writes the
+// reply tuple with Table.SetReply and records the decision in Flow.User
+// (flags in the low bits: decided, translated, SNAT or DNAT, refused; in
+// the upper 48 bits the translated endpoint, X:x for SNAT, I:q for DNAT,
+// so that a packet is rewritten from User and the original tuple without
+// building the reversed tuples). Every later packet finds the flow by
+// either tuple and is rewritten from it; nothing else is stored, and no
+// state outlives the conntrack entry.
 //
 // Who is translated. A new flow that enters on an inside port is
 // source-translated when the stage has a pool and its destination is not a
@@ -74,8 +78,8 @@
 // A packet from an inside port that has no flow (conntrack found it
 // invalid: a TCP segment of a connection it never saw, an echo reply to
 // nothing; or an ICMP type it does not track) cannot be translated and
-// is dropped with DropPolicy (Stats.Untranslatable) rather than leak an
-// inside address. From other ports such packets pass untouched, and the
+// is dropped with DropPolicy (DropMalformed if it did not parse;
+// Stats.Untranslatable) rather than leak an inside address. From other ports such packets pass untouched, and the
 // stages behind decide. A packet the table finds invalid within a known
 // flow is still translated by that flow.
 //
@@ -119,6 +123,37 @@
 // it timed out) is dropped with packet.DropFragment and counted
 // (Stats.FragmentsDropped). Fragments are never reassembled.
 //
+// # Packets left alone
+//
+// Packets an earlier stage dropped or bounced (sent back out of their
+// ingress port: they do not cross the NAT) are skipped. A packet of a
+// translated flow whose IPv4 TTL is 0 or 1 is left untranslated and
+// counted (Stats.TTLExpiring): no router may forward it, so the router
+// behind the NAT drops it and answers with a time exceeded, which must
+// reach the sender's own address and quote what the sender sent (Linux
+// routes before it source-translates, with the same effect). The flow is
+// decided all the same, so a traceroute's next probe is translated.
+//
+// # In a chain
+//
+// Put the NAT before the router: DNAT must happen before the routing
+// decision (the router would otherwise take a packet for the pool address
+// as its own), and the router's own answers (ARP, ping to its addresses,
+// ICMP errors) leave by bouncing, past the NAT. Mark as inside the ports
+// whose new flows are source-translated; give the router's inside
+// addresses (or whole inside networks, for routing between them) as
+// Config.Except so that traffic to them keeps its source. Hairpinning (an
+// inside host reaching a forwarded port through the public address) is
+// not done: such a flow is addressed to a pool address, which is excepted.
+//
+// A stateful firewall with a table of its own cannot follow flows across
+// the NAT: before the NAT it sees requests untranslated and answers
+// translated, after it the other way round, so the tuples never pair up
+// and answers look like new flows from outside. As in Linux, where filter
+// and NAT share one conntrack, the firewall and the NAT must share one
+// table: NewShared makes a NAT stage that looks flows up in the table an
+// earlier stage (firewall.Stage) tracks instead of tracking them itself.
+//
 // # Steering
 //
 // With NAT the two directions of a flow have different tuples and no RSS
@@ -126,11 +161,27 @@
 // (or steer by the inside address with ntuple rules), so that both
 // directions reach the worker holding the flow (see conntrack's doc).
 //
-// # A firewall in the same chain
+// # Cost
 //
-// A stateful firewall with a table of its own cannot follow flows across
-// the NAT: before the NAT it sees requests untranslated and answers
-// translated, after it the other way round, so the tuples never pair up.
-// Linux solves this with one conntrack for both; here too the firewall
-// and the NAT must share one table (see New).
+// Measured with
+//
+//	go test -run '^$' -bench . -benchtime=500ms -count=3 ./nf/nat
+//
+// on the shared 2-core AMD EPYC VM (load average 1.6-3.5 from other
+// work), all at 0 allocs/op, in batches of 64 packets, ns per packet
+// including the stage's TrackBatch (the packet's flow picked at random
+// among n established UDP flows; a new flow is a TCP SYN in a table of n
+// resident flows):
+//
+//	flows      established out  established in  new, port kept  new, port allocated
+//	1,000        68-70 ns          67-86 ns         170-178 ns       192-194 ns
+//	1,000,000   340-368 ns        284-300 ns        241-271 ns       632-688 ns
+//
+// conntrack's TrackBatch alone costs 47 ns (1k flows) and 286 ns (1M) per
+// packet in the same session: translation adds about 20 ns at 1k flows
+// and up to 80 ns at 1M (original direction), mostly the second cache
+// line of the entry (User and the reply tuple), which a reply packet's
+// lookup has already touched. New flows cycle through 2048 tuples, so their own entries are
+// warm; at 1M the allocated case pays cold lookups of the index for the
+// taken original port and the cursor's candidate.
 package nat
