@@ -64,7 +64,6 @@ func baseLab(t *testing.T) *lab.Topology {
 // xnfLab runs NAT -> router in xnf on the base lab.
 func xnfLab(t *testing.T, forwards ...nat.Forward) (*lab.Topology, *nat.Stage) {
 	t.Helper()
-	topo := baseLab(t)
 	ct, err := conntrack.New(conntrack.Config{MaxFlows: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +77,13 @@ func xnfLab(t *testing.T, forwards ...nat.Forward) (*lab.Topology, *nat.Stage) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return xnfLabWith(t, ns), ns
+}
+
+// xnfLabWith runs the stage ns -> router in xnf on the base lab.
+func xnfLabWith(t *testing.T, ns pipeline.Stage) *lab.Topology {
+	t.Helper()
+	topo := baseLab(t)
 	r, err := router.NewRouter(router.Config{
 		Interfaces: []router.Interface{
 			{Port: 0, MAC: mac(lab.DUTInMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24")}},
@@ -132,7 +138,7 @@ func xnfLab(t *testing.T, forwards ...nat.Forward) (*lab.Topology, *nat.Stage) {
 		}
 		u.Close()
 	})
-	return topo, ns
+	return topo
 }
 
 // kernelLab masquerades with the DUT kernel's own NAT (nftables).
