@@ -54,8 +54,9 @@
 //
 // With Config.PortMin and PortMax unset, the range is 1024-65535 and any
 // free original port is kept, below 1024 included, as Linux's masquerade
-// without --to-ports does. With a range set, translated ports always
-// fall inside it.
+// without --to-ports does (when such a port is taken, Linux looks for a
+// replacement below 1024, this stage in the range). With a range set,
+// translated ports always fall inside it.
 //
 // ICMP echo: packet.FlowKey keys a request (id, 0) and a reply (0, id),
 // so the identifier is translated like a source port: the reply tuple of

@@ -80,8 +80,8 @@ func xnfLab(t *testing.T, forwards ...nat.Forward) (*lab.Topology, *nat.Stage) {
 	return xnfLabWith(t, ns), ns
 }
 
-// xnfLabWith runs the stage ns -> router in xnf on the base lab.
-func xnfLabWith(t *testing.T, ns pipeline.Stage) *lab.Topology {
+// xnfLabWith runs the stages -> router in xnf on the base lab.
+func xnfLabWith(t *testing.T, stages ...pipeline.Stage) *lab.Topology {
 	t.Helper()
 	topo := baseLab(t)
 	r, err := router.NewRouter(router.Config{
@@ -123,7 +123,7 @@ func xnfLabWith(t *testing.T, ns pipeline.Stage) *lab.Topology {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{ns, r}, CPU: -1})
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: append(stages, r), CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

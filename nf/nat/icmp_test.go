@@ -148,3 +148,23 @@ func TestICMPErrorUnrelated(t *testing.T) {
 
 var _ = gopacket.Payload(nil)
 var _ = layers.IPProtocolUDP
+
+// An error the outside client sends about the forwarded server's answer
+// (port unreachable for it) reaches the inside server as if about its own
+// packet: outer destination and quoted source become the server's.
+func TestICMPErrorToDNATServer(t *testing.T) {
+	inSrv := netip.MustParseAddr("198.18.0.80")
+	client := srvB
+	s := masq(t, func(c *Config) {
+		c.Forwards = []Forward{{Proto: packet.ProtoUDP, Addr: natX, PortMin: 53, PortMax: 53, To: inSrv, ToPort: 5353}}
+	})
+	run(t, s, portOut, udpFrame(t, ap(client, 999), ap(natX, 53), "query"), sec)
+	p := run(t, s, portIn, udpFrame(t, ap(inSrv, 5353), ap(client, 999), "answer"), sec)
+	if tupleOf(p) != (tuple{ap(natX, 53), ap(client, 999)}) {
+		t.Fatalf("answer left as %v", tupleOf(p))
+	}
+	in := icmpErrorFrame(t, client, natX, 3, 3, udpFrame(t, ap(natX, 53), ap(client, 999), "answer"), 0)
+	want := icmpErrorFrame(t, client, inSrv, 3, 3, udpFrame(t, ap(inSrv, 5353), ap(client, 999), "answer"), 0)
+	got := run(t, s, portOut, in, sec)
+	sameBytes(t, got.Data, want)
+}
