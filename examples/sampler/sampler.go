@@ -63,6 +63,7 @@ func (s *Sampler) Name() string { return "sampler" }
 
 func (s *Sampler) Process(b *packet.Batch) {
 	var matched, sampled, lagged uint64
+	var now time.Time // one clock read per batch, and only if it samples
 	for i := range b.Slice() {
 		p := &b.Packets[i]
 		if !s.match(p) {
@@ -74,8 +75,11 @@ func (s *Sampler) Process(b *packet.Batch) {
 		}
 		select {
 		case buf := <-s.free:
+			if now.IsZero() {
+				now = time.Now()
+			}
 			n := copy(buf[:cap(buf)], p.Data)
-			s.queue <- sample{data: buf[:n], wire: len(p.Data), when: time.Now()} // never blocks: as many buffers as slots
+			s.queue <- sample{data: buf[:n], wire: len(p.Data), when: now} // never blocks: as many buffers as slots
 			sampled++
 		default:
 			lagged++ // the writer is behind: skip, never wait
@@ -86,23 +90,40 @@ func (s *Sampler) Process(b *packet.Batch) {
 	s.lagged.Add(lagged)
 }
 
+// match tries the cheap fields first; addresses are read only for flows
+// that name a prefix.
 func (s *Sampler) match(p *packet.Packet) bool {
 	if len(s.cfg.Flows) == 0 {
 		return true
 	}
-	if !p.Has(packet.FlagIPv4) && !p.Has(packet.FlagIPv6) {
+	v4 := p.Has(packet.FlagIPv4)
+	if !v4 && !p.Has(packet.FlagIPv6) {
 		return false
 	}
-	k := p.FlowKey()
-	src, dst := netip.AddrFrom16(k.Src).Unmap(), netip.AddrFrom16(k.Dst).Unmap()
+	proto, sport, dport := p.L4Proto, p.SrcPort(), p.DstPort()
 	for i := range s.cfg.Flows {
 		f := &s.cfg.Flows[i]
-		if (f.proto == 0 || f.proto == k.Proto) && (f.SPort == 0 || f.SPort == k.SrcPort) && (f.DPort == 0 || f.DPort == k.DstPort) &&
-			(!f.src.IsValid() || f.src.Contains(src)) && (!f.dst.IsValid() || f.dst.Contains(dst)) {
-			return true
+		if (f.proto != 0 && f.proto != proto) || (f.SPort != 0 && f.SPort != sport) || (f.DPort != 0 && f.DPort != dport) {
+			continue
 		}
+		if f.src.IsValid() && !f.src.Contains(addr(p, v4, true)) || f.dst.IsValid() && !f.dst.Contains(addr(p, v4, false)) {
+			continue
+		}
+		return true
 	}
 	return false
+}
+
+func addr(p *packet.Packet, v4, src bool) netip.Addr {
+	switch {
+	case v4 && src:
+		return netip.AddrFrom4(p.IPv4().Src())
+	case v4:
+		return netip.AddrFrom4(p.IPv4().Dst())
+	case src:
+		return netip.AddrFrom16(p.IPv6().Src())
+	}
+	return netip.AddrFrom16(p.IPv6().Dst())
 }
 
 // write runs on its own goroutine: it writes samples as they come and
