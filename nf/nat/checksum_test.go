@@ -50,7 +50,7 @@ func TestChecksumsEqualFullRecomputeRandomised(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	s := masq(t, func(c *Config) { c.Pool = []netip.Addr{natX, natY} })
 	servers := []netip.Addr{srvB, rtrR, netip.MustParseAddr("198.19.7.7")}
-	kept, moved, n := 0, 0, 3000
+	kept, moved, withOptions, n := 0, 0, 0, 3000
 	for i := range n {
 		src := netip.AddrFrom4([4]byte{198, 18, 0, byte(1 + rng.IntN(40))})
 		dst := servers[rng.IntN(len(servers))]
@@ -61,18 +61,23 @@ func TestChecksumsEqualFullRecomputeRandomised(t *testing.T) {
 			pl[j] = byte(rng.Uint32())
 		}
 		udpZero := false
+		opts := ipOpts{id: uint16(rng.Uint32()), options: rng.IntN(4) == 0}
 		var out []byte
 		proto := rng.IntN(3)
 		switch proto {
 		case 0:
-			out = tcpFrame(t, ap(src, sport), ap(dst, dport), packet.TCPSyn, pl...)
+			out = frame(t, src, dst, layers.IPProtocolTCP, opts, &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport),
+				SYN: true, Seq: rng.Uint32(), Window: 1000}, gopacket.Payload(pl))
 		case 1:
 			udpZero = rng.IntN(4) == 0
-			out = frame(t, src, dst, layers.IPProtocolUDP, ipOpts{noChksum: udpZero, id: uint16(rng.Uint32())},
-				udpL(sport, dport), gopacket.Payload(pl))
+			opts.noChksum = udpZero
+			out = frame(t, src, dst, layers.IPProtocolUDP, opts, udpL(sport, dport), gopacket.Payload(pl))
 		case 2:
 			icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: sport, Seq: uint16(i)}
-			out = frame(t, src, dst, layers.IPProtocolICMPv4, ipOpts{}, icmp, gopacket.Payload(pl))
+			out = frame(t, src, dst, layers.IPProtocolICMPv4, opts, icmp, gopacket.Payload(pl))
+		}
+		if out[14]&15 != 5 {
+			withOptions++
 		}
 		p := run(t, s, portIn, out, int64(i+1)*1000)
 		if p.Verdict != packet.Forward {
@@ -112,6 +117,9 @@ func TestChecksumsEqualFullRecomputeRandomised(t *testing.T) {
 		if got.Addr() != src || (proto != 2 && got.Port() != sport) || (proto == 2 && r.ICMP().ID() != sport) {
 			t.Fatalf("reply %d went to %v, want %v:%d", i, got, src, sport)
 		}
+	}
+	if withOptions == 0 {
+		t.Error("no packet with IPv4 options in the draw")
 	}
 	if kept == 0 || moved == 0 {
 		t.Errorf("kept %d, moved %d: the draw should give both", kept, moved)

@@ -206,8 +206,8 @@ func TestMasqueradeTCP10MB(t *testing.T) {
 	}
 	st := ns.Stats()
 	t.Logf("10 MiB through the NAT: %+v", st)
-	if st.SNATFlows != 1 || st.PortsKept != 1 || st.Translated < 1000 {
-		t.Errorf("stats %+v: want 1 SNAT flow, kept port, thousands of translated packets", st)
+	if st.SNATFlows != 1 || st.PortsKept != 1 || st.Translated < 1000 || st.Untranslatable != 0 || st.Exhausted != 0 {
+		t.Errorf("stats %+v: want 1 SNAT flow, kept port, thousands of translated packets, no drops", st)
 	}
 }
 

@@ -40,6 +40,7 @@ type ipOpts struct {
 	fragOff  uint16 // in 8-byte units
 	ttl      uint8
 	noChksum bool // leave the L4 checksum zero (UDP "none")
+	options  bool // add a 4-byte IPv4 option (router alert): IHL 6
 }
 
 // frame serializes Ethernet, an IPv4 header from src to dst carrying
@@ -54,6 +55,9 @@ func frame(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, o ipOpts,
 		FragOffset: o.fragOff}
 	if o.mf {
 		ip.Flags = layers.IPv4MoreFragments
+	}
+	if o.options {
+		ip.Options = []layers.IPv4Option{{OptionType: 0x94, OptionLength: 4, OptionData: []byte{0, 0}}}
 	}
 	for _, l := range l4 {
 		if c, ok := l.(interface {
@@ -75,7 +79,7 @@ func frame(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, o ipOpts,
 	binary.BigEndian.PutUint16(f[12:14], uint16(layers.EthernetTypeIPv4))
 	f = append(f, buf.Bytes()...)
 	if o.noChksum && proto == layers.IPProtocolUDP {
-		binary.BigEndian.PutUint16(f[14+20+6:], 0)
+		binary.BigEndian.PutUint16(f[14+int(f[14]&15)*4+6:], 0)
 	}
 	return f
 }

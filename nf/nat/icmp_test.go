@@ -58,6 +58,14 @@ func TestICMPErrorTranslationByteForByte(t *testing.T) {
 		{name: "echo request time exceeded", from: rtrR, typ: 11, code: 0,
 			orig:   echoFrame(t, inA2, srvB, 4000, false),
 			quoted: echoFrame(t, natX, srvB, 1024, false)},
+		{name: "udp with IPv4 options, time exceeded", from: rtrR, typ: 11, code: 0,
+			orig:   frame(t, inA2, srvB, 17, ipOpts{options: true}, udpL(4000, 53), gopacket.Payload(pl)),
+			quoted: frame(t, natX, srvB, 17, ipOpts{options: true}, udpL(1024, 53), gopacket.Payload(pl))},
+		{name: "tcp with IPv4 options, 8-byte quote", from: rtrR, typ: 11, code: 0, quoteLen: 32,
+			orig: frame(t, inA2, srvB, 6, ipOpts{options: true},
+				&layers.TCP{SrcPort: 4000, DstPort: 80, SYN: true, Seq: 9, Window: 100}, gopacket.Payload(pl)),
+			quoted: frame(t, natX, srvB, 6, ipOpts{options: true},
+				&layers.TCP{SrcPort: 1024, DstPort: 80, SYN: true, Seq: 9, Window: 100}, gopacket.Payload(pl))},
 		{name: "udp with no checksum", from: srvB, typ: 3, code: 3,
 			orig:   frame(t, inA2, srvB, 17, ipOpts{noChksum: true}, udpL(4000, 53), gopacket.Payload(pl)),
 			quoted: frame(t, natX, srvB, 17, ipOpts{noChksum: true}, udpL(1024, 53), gopacket.Payload(pl))},
@@ -145,9 +153,6 @@ func TestICMPErrorUnrelated(t *testing.T) {
 		t.Errorf("unrelated error: verdict %v, changed %v", got.Verdict, !bytes.Equal(got.Data, in))
 	}
 }
-
-var _ = gopacket.Payload(nil)
-var _ = layers.IPProtocolUDP
 
 // An error the outside client sends about the forwarded server's answer
 // (port unreachable for it) reaches the inside server as if about its own
