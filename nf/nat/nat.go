@@ -134,7 +134,6 @@ type Stage struct {
 	forget    []packet.FlowKey
 	local     Stats
 	pub       [12]atomic.Uint64 // Stats published once per batch, for metrics
-	epoch     time.Time
 }
 
 type fwd struct {
@@ -162,7 +161,7 @@ func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 	if ct == nil {
 		return nil, errors.New("nat: no conntrack table")
 	}
-	s := &Stage{ct: ct, shared: shared, maxProbes: cfg.MaxProbes, epoch: time.Now(),
+	s := &Stage{ct: ct, shared: shared, maxProbes: cfg.MaxProbes,
 		results: make([]conntrack.Result, 0, packet.MaxBurst),
 		forget:  make([]packet.FlowKey, 0, packet.MaxBurst)}
 	maxPort := -1
@@ -247,11 +246,14 @@ func (s *Stage) Name() string { return "nat" }
 // it.
 func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 
-// Process implements pipeline.Stage.
-func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, int64(time.Since(s.epoch))) }
+// Process implements pipeline.Stage. Its clock is time.Now().UnixNano(),
+// read once per batch: the clock firewall.Stage uses, as it must be for a
+// table the two share (NewShared).
+func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano()) }
 
-// ProcessAt is Process with the clock given: now is nanoseconds on a
-// monotonic clock, as conntrack takes it (tests and benchmarks choose it).
+// ProcessAt is Process with the clock given: now is nanoseconds, as
+// conntrack takes it (tests and benchmarks choose it). Every stage using
+// one table must pass the same clock.
 func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 	if s.shared {
 		s.processShared(b, now)

@@ -3,6 +3,7 @@ package nat
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/firewall"
@@ -61,5 +62,25 @@ func TestSharedTableWithStatefulFirewall(t *testing.T) {
 	}
 	if st := ns.Stats(); st.SNATFlows != 2 || st.Translated != 4 || st.ICMPErrors != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// Stages sharing a table must share a clock: Process reads the one
+// firewall.Stage reads (time.Now().UnixNano()), so flows it creates expire
+// a timeout after the wall-clock now.
+func TestProcessClockIsTheFirewalls(t *testing.T) {
+	s := masq(t, nil)
+	var b packet.Batch
+	b.Append(udpFrame(t, ap(inA, 1), ap(srvB, 2), "x"), 0, portIn).Parse()
+	k := b.Packets[0].FlowKey()
+	before := time.Now().UnixNano()
+	s.Process(&b)
+	f, _, ok := s.Conntrack().Lookup(k, time.Now().UnixNano())
+	if !ok {
+		t.Fatal("no flow for the translated packet")
+	}
+	udp := int64(conntrack.DefaultTimeouts.UDP)
+	if e := f.Expires(); e < before+udp || e > time.Now().UnixNano()+udp {
+		t.Errorf("flow expires at %d, want now+30s on the wall clock (%d)", e, before+udp)
 	}
 }
