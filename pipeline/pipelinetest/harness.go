@@ -171,8 +171,12 @@ func (h *Harness) Send(port int, frames ...[]byte) []Result {
 		h.results[i] = Result{Index: i, In: f, Port: -1, Verdict: 255}
 	}
 	h.ports[port].inject(frames...)
-	for h.ports[port].pending() > 0 {
-		h.w.Poll()
+	for idle := 0; h.ports[port].pending() > 0; {
+		if h.w.Poll() > 0 {
+			idle = 0
+		} else if idle++; idle > 100 {
+			h.t.Fatalf("pipelinetest: %d frames cannot be received: the pool has %d of %d frames free", h.ports[port].pending(), h.pool.Available(), h.pool.Total())
+		}
 	}
 	for _, r := range h.results {
 		if r.Verdict == 255 {

@@ -172,6 +172,12 @@ func TestFailureMessagesShowDecodedPackets(t *testing.T) {
 			}})
 			h.Send(0, f)
 		}, []string{"a stage moved the start of Data without moving Addr"}},
+		{"no free frames", func(tb testing.TB) {
+			h := pipelinetest.NewWith(tb, pipelinetest.Config{Frames: 2})
+			h.Pool().Alloc()
+			h.Pool().Alloc()
+			h.Send(0, f)
+		}, []string{"1 frames cannot be received: the pool has 0 of 2 frames free"}},
 		{"frame kept", func(tb testing.TB) {
 			h := pipelinetest.New(tb, pipeline.StageFunc{StageName: "leak", Fn: func(b *packet.Batch) {}})
 			a, _ := h.Pool().Alloc()
