@@ -62,10 +62,12 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err err
 	if log == nil {
 		log = slog.Default()
 	}
-	s = &Service{File: f, log: log}
+	svc := &Service{File: f, log: log}
+	s = svc
 	defer func() {
 		if err != nil {
-			s.Stop()
+			// The return statement has set s to nil: clean up through svc.
+			svc.Stop()
 			s = nil
 		}
 	}()

@@ -49,8 +49,28 @@ type NS struct {
 	nl     *netlink.Handle
 }
 
+var runNetns sync.Once
+
+// ensureRunNetns makes /run/netns a shared mount point, as `ip netns add`
+// does. If it is not one when a lab mounts its namespaces there, a later
+// `ip netns add` (any tool's) binds /run/netns over itself and hides those
+// mounts: they can then be neither unmounted nor removed (EBUSY).
+func ensureRunNetns() {
+	runNetns.Do(func() {
+		const dir = "/var/run/netns"
+		os.MkdirAll(dir, 0o755)
+		if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err == nil {
+			return
+		}
+		if unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, "") == nil {
+			unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+	})
+}
+
 // New starts an empty lab whose namespaces are named prefix-<random>-<name>.
 func New(prefix string) (*Lab, error) {
+	ensureRunNetns()
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
