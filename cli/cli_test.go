@@ -44,14 +44,14 @@ func TestRunCheckValidatesTheDemoChain(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "ok (2 ports, 1 workers, 2 stages)") {
+	if !strings.Contains(out.String(), "ok (2 ports, 1 workers, 3 stages)") {
 		t.Errorf("output %q", out.String())
 	}
 	os.WriteFile(p, bytes.Replace(demoChain, []byte("interface: in0"), []byte("interfaze: in0"), 1), 0o644)
 	cmd = Root()
 	cmd.SetArgs([]string{"run", "--check", "-c", p})
 	err := cmd.Execute()
-	if err == nil || !strings.Contains(err.Error(), p+":6: ports[0].interfaze: unknown field") {
+	if err == nil || !strings.Contains(err.Error(), p+":8: ports[0].interfaze: unknown field") {
 		t.Errorf("broken file: %v", err)
 	}
 }

@@ -107,9 +107,9 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	add("ping xnf's own address 198.18.0.2 from xnf-client", demoPing(topo.Gen, lab.DUTInAddr))
 	add("ping xnf-server from xnf-client through xnf", demoPing(topo.Gen, lab.SinkAddr))
 	add("ping from xnf-server to xnf-client is dropped by the firewall", expectFail(demoPing(topo.Sink, lab.GenAddr)))
-	add("TCP: 4 MiB from xnf-client to xnf-server port 8080", demoTCP(topo, 8080, 4<<20))
+	add("TCP: 4 MiB from xnf-client to xnf-server port 8080; the server sees the NAT address", demoTCP(topo, 8080, 4<<20))
 	add("TCP to port 8081, which the firewall does not allow, does not connect", expectFail(demoTCP(topo, 8081, 1)))
-	add("UDP: 100 requests from 100 client ports, 100 replies", demoUDP(topo, 100))
+	add("UDP: 100 requests from 100 client ports, 100 replies; 100 distinct translated sources", demoUDP(topo, 100))
 	sent, gerr := demoBurst(topo, burst)
 	add(fmt.Sprintf("burst: %d generated 64-byte frames (paced to 100k/s, 256 flows) from xnf-client toward xnf-server", sent), gerr)
 
@@ -209,6 +209,7 @@ func demoTCP(t *lab.Topology, port, size int) error {
 	}
 	defer ln.Close()
 	got := make(chan int, 1)
+	peer := make(chan string, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -216,6 +217,7 @@ func demoTCP(t *lab.Topology, port, size int) error {
 			return
 		}
 		defer c.Close()
+		peer <- c.RemoteAddr().(*net.TCPAddr).IP.String()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		n, _ := io.Copy(io.Discard, c)
 		got <- int(n)
@@ -236,6 +238,9 @@ func demoTCP(t *lab.Topology, port, size int) error {
 	if n := <-got; n != size {
 		return fmt.Errorf("server received %d of %d bytes", n, size)
 	}
+	if p := <-peer; p != lab.DUTOutAddr {
+		return fmt.Errorf("the server saw the client as %s, not the NAT address %s", p, lab.DUTOutAddr)
+	}
 	return nil
 }
 
@@ -248,7 +253,10 @@ func demoUDP(t *lab.Topology, n int) error {
 		return err
 	}
 	defer srv.Close()
+	peers := make(chan map[string]bool, 1)
 	go func() {
+		seen := map[string]bool{}
+		defer func() { peers <- seen }()
 		buf := make([]byte, 1500)
 		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
 		for i := 0; i < n; i++ {
@@ -256,23 +264,32 @@ func demoUDP(t *lab.Topology, n int) error {
 			if err != nil {
 				return
 			}
+			seen[from.String()] = true
 			srv.WriteToUDP(buf[:k], from)
 		}
 	}()
 	ok := 0
 	err := t.Gen.Do(func() error {
+		// Every socket stays open to the end, so the kernel gives each
+		// its own port (a closed one's may come back).
+		var conns []*net.UDPConn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
 		for i := 0; i < n; i++ {
 			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 5353})
 			if err != nil {
 				return err
 			}
+			conns = append(conns, c)
 			c.Write([]byte(fmt.Sprintf("request %d", i)))
 			c.SetReadDeadline(time.Now().Add(time.Second))
 			buf := make([]byte, 64)
 			if k, err := c.Read(buf); err == nil && string(buf[:k]) == fmt.Sprintf("request %d", i) {
 				ok++
 			}
-			c.Close()
 		}
 		return nil
 	})
@@ -281,6 +298,15 @@ func demoUDP(t *lab.Topology, n int) error {
 	}
 	if ok != n {
 		return fmt.Errorf("%d of %d replies", ok, n)
+	}
+	seen := <-peers
+	for p := range seen {
+		if host, _, _ := net.SplitHostPort(p); host != lab.DUTOutAddr {
+			return fmt.Errorf("the server saw a client as %s, not the NAT address", p)
+		}
+	}
+	if len(seen) != n {
+		return fmt.Errorf("the server saw %d distinct translated sources, want %d", len(seen), n)
 	}
 	return nil
 }

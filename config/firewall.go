@@ -127,19 +127,25 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, sc.Errorf("rules", "%v", err)
 	}
-	var ct *conntrack.Table
-	if !c.Conntrack.Stateless {
-		cc, err := c.Conntrack.Table(sc, "conntrack")
-		if err != nil {
-			return nil, err
-		}
-		if ctx.Check {
-			cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
-		}
-		if ct, err = conntrack.New(cc); err != nil {
-			return nil, sc.Errorf("conntrack", "%v", err)
-		}
+	if c.Conntrack.Stateless {
+		return &reloadableFirewall{Stage: firewall.NewStage(fw, nil, 0)}, nil
 	}
+	cc, err := c.Conntrack.Table(sc, "conntrack")
+	if err != nil {
+		return nil, err
+	}
+	if ct := ctx.SharedConntrack(); ct != nil {
+		// An earlier stage tracks: look packets up in its table.
+		return &reloadableFirewall{Stage: firewall.NewStageShared(fw, ct, 0)}, nil
+	}
+	if ctx.Check {
+		cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
+	}
+	ct, err := conntrack.New(cc)
+	if err != nil {
+		return nil, sc.Errorf("conntrack", "%v", err)
+	}
+	ctx.SetSharedConntrack(ct)
 	return &reloadableFirewall{Stage: firewall.NewStage(fw, ct, 0)}, nil
 }
 

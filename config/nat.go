@@ -126,6 +126,10 @@ func natConfig(ctx *BuildContext, sc *StageConfig, c *NATConfig) (nat.Config, er
 		}
 		out.Except = append(out.Except, p.Masked())
 	}
+	// Packets for the chain's own router addresses are delivered, not
+	// forwarded: like Linux, which masquerades only what it routes out,
+	// never translate them (the router's answer would go to the pool).
+	out.Except = append(out.Except, routerAddrs(ctx.File)...)
 	for i, d := range c.DNAT {
 		field := fmt.Sprintf("dnat[%d]", i)
 		words := strings.Fields(d.Match)
@@ -200,16 +204,49 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ctx.Check && cc.MaxFlows == 0 {
-		cc.MaxFlows = 1024 // validate without reserving a full table
+	if ct := ctx.SharedConntrack(); ct != nil {
+		// A firewall (or another stage) in front tracks the flows: share
+		// its table so it sees the translations (its settings win).
+		s, err := nat.NewShared(cfg, ct)
+		if err != nil {
+			return nil, sc.Errorf("", "%v", err)
+		}
+		return s, nil
+	}
+	if ctx.Check {
+		cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
 	}
 	ct, err := conntrack.New(cc)
 	if err != nil {
 		return nil, sc.Errorf("conntrack", "%v", err)
 	}
+	ctx.SetSharedConntrack(ct)
 	s, err := nat.New(cfg, ct)
 	if err != nil {
 		return nil, sc.Errorf("", "%v", err)
 	}
 	return s, nil
+}
+
+// routerAddrs lists the addresses of every router stage's interfaces in
+// the file, as host prefixes.
+func routerAddrs(f *File) []netip.Prefix {
+	var out []netip.Prefix
+	for _, st := range f.Chain {
+		if st.Type != "router" || st.node == nil {
+			continue
+		}
+		var rc RouterConfig
+		if st.node.Decode(&rc) != nil {
+			continue
+		}
+		for _, ic := range rc.Interfaces {
+			for _, a := range ic.Addrs {
+				if p, err := netip.ParsePrefix(a); err == nil {
+					out = append(out, netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+				}
+			}
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/pipeline"
 )
 
@@ -21,7 +22,19 @@ type BuildContext struct {
 	Worker int
 	// Check is set by `xnf run --check`: validate, touch no system state.
 	Check bool
+
+	conntrack *conntrack.Table
 }
+
+// SharedConntrack is the worker's connection-tracking table, if an earlier
+// stage of the chain made one. Stages that track connections share it, so
+// a firewall in front of a NAT sees the NAT's translations: the first
+// stage that needs a table creates it (its conntrack settings win) and
+// tracks each packet; later ones look packets up.
+func (c *BuildContext) SharedConntrack() *conntrack.Table { return c.conntrack }
+
+// SetSharedConntrack offers t to the stages after this one.
+func (c *BuildContext) SetSharedConntrack(t *conntrack.Table) { c.conntrack = t }
 
 // Port returns the index of a named port, or an error listing the names.
 func (c *BuildContext) Port(name string) (uint16, error) {

@@ -31,6 +31,7 @@ type Stage struct {
 	worker  int
 	results []conntrack.Result
 	forget  []packet.FlowKey
+	shared  bool // another stage tracks: look up only
 	ctr     struct{ accepted, dropped, rejected, malformed atomic.Uint64 }
 	// A snapshot of the conntrack counters, taken by the worker once per
 	// batch so metrics can read them from another goroutine.
@@ -43,6 +44,15 @@ type Stage struct {
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 	return &Stage{fw: fw, ct: ct, worker: worker,
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
+}
+
+// NewStageShared makes a firewall stage that reads the states an earlier
+// stage tracked in ct (the NAT, when it comes first): it looks packets up
+// and changes nothing in the table.
+func NewStageShared(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
+	s := NewStage(fw, ct, worker)
+	s.shared = true
+	return s
 }
 
 // Name implements pipeline.Stage.
@@ -59,7 +69,19 @@ func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 func (s *Stage) Process(b *packet.Batch) {
 	var res []conntrack.Result
 	if s.ct != nil {
-		res = s.ct.TrackBatch(b, time.Now().UnixNano(), s.results[:0])
+		now := time.Now().UnixNano()
+		if s.shared {
+			res = s.results[:b.Len]
+			for i := range res {
+				if b.Packets[i].Verdict != packet.Drop {
+					res[i] = s.ct.LookupPacket(&b.Packets[i], now)
+				} else {
+					res[i] = conntrack.Result{}
+				}
+			}
+		} else {
+			res = s.ct.TrackBatch(b, now, s.results[:0])
+		}
 	}
 	var accepted, dropped, rejected, malformed uint64
 	forget := s.forget[:0]
@@ -93,7 +115,7 @@ func (s *Stage) Process(b *packet.Batch) {
 		} else {
 			dropped++
 		}
-		if res != nil && res[i].State == conntrack.StateNew && res[i].Flow != nil {
+		if res != nil && !s.shared && res[i].State == conntrack.StateNew && res[i].Flow != nil {
 			forget = append(forget, res[i].Flow.Orig())
 		}
 	}
