@@ -69,6 +69,9 @@ func (f *File) check() error {
 			return f.errField(fmt.Sprintf("workers.cpus[%d]", i), "%d is not a CPU number", c)
 		}
 	}
+	if n := f.Workers.WorkerNice(); n < -20 || n > 19 {
+		return f.errField("workers.nice", "%d: expected a nice value between -20 and 19", n)
+	}
 	if b := f.Workers.Burst; b != 0 && (b < 1 || b > 256) {
 		return f.errField("workers.burst", "%d: expected between 1 and 256", b)
 	}

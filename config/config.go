@@ -80,6 +80,17 @@ type Workers struct {
 	Spin int `yaml:"spin"`
 	// BusyPoll never blocks (a core at 100%).
 	BusyPoll bool `yaml:"busy_poll"`
+	// Nice is the workers' nice value (default -10; "nice: 0" keeps the
+	// scheduler's default). See pipeline.Config.Nice.
+	Nice *int `yaml:"nice"`
+}
+
+// WorkerNice is the nice value workers run at.
+func (w Workers) WorkerNice() int {
+	if w.Nice == nil {
+		return -10
+	}
+	return *w.Nice
 }
 
 // Stage is one chain entry: a type and that type's own fields.

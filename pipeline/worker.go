@@ -27,7 +27,16 @@ type Config struct {
 	// at most packet.MaxBurst).
 	Burst int
 	// CPU pins the worker's thread to a CPU; -1 leaves it unpinned.
-	CPU  int
+	CPU int
+	// Nice is the worker thread's nice value (0 leaves it). Where the
+	// worker shares a core with the kernel's receive work (a NAPI thread,
+	// ksoftirqd), a negative value lets it run as soon as packets wait
+	// instead of taking turns with receive work that, once the fill ring
+	// is empty, only drops: measured on veth with in0's NAPI thread on the
+	// worker's core, -10 forwarded 1.1-1.6x more than 0, and 1.25x more
+	// with a core of its own. Negative values need CAP_SYS_NICE; without
+	// it Start reports the error and the worker runs at 0.
+	Nice int
 	Idle Idle
 }
 
@@ -102,22 +111,38 @@ func NewWorker(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Start runs the loop on a new goroutine, pinned when Config.CPU >= 0.
-func (w *Worker) Start() {
+// Start runs the loop on a new goroutine, pinned when Config.CPU >= 0 and
+// with Config.Nice applied, and returns once the thread is set up. A
+// pinning failure stops the worker (Stop returns it too); a nice value that
+// cannot be set is returned while the worker runs on at nice 0.
+func (w *Worker) Start() error {
+	ready := make(chan error, 1)
 	go func() {
 		defer close(w.done)
-		if w.cfg.CPU >= 0 {
+		if w.cfg.CPU >= 0 || w.cfg.Nice != 0 {
+			// Both belong to this OS thread: keep the loop on it.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
+		}
+		if w.cfg.CPU >= 0 {
 			var set unix.CPUSet
 			set.Set(w.cfg.CPU)
 			if err := unix.SchedSetaffinity(0, &set); err != nil {
 				w.err = fmt.Errorf("pipeline: pinning worker to CPU %d: %w", w.cfg.CPU, err)
+				ready <- w.err
 				return
 			}
 		}
+		var niceErr error
+		if w.cfg.Nice != 0 {
+			if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), w.cfg.Nice); err != nil {
+				niceErr = fmt.Errorf("pipeline: worker nice %d: %w (runs at 0; negative values need CAP_SYS_NICE)", w.cfg.Nice, err)
+			}
+		}
+		ready <- niceErr
 		w.Run()
 	}()
+	return <-ready
 }
 
 // Stop asks the loop to end, then waits until it has drained: packets in

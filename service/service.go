@@ -140,14 +140,17 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	}
 	pw, err := pipeline.NewWorker(pipeline.Config{
 		Ports: ports, Stages: stages, DefaultOut: f.DefaultOut(), Burst: f.Workers.Burst, CPU: cpu,
+		Nice: f.Workers.WorkerNice(),
 		Idle: pipeline.Idle{Spin: f.Workers.Spin, Busy: f.Workers.BusyPoll},
 	})
 	if err != nil {
 		return nil, err
 	}
 	w.Worker = pw
-	pw.Start()
-	s.log.Info("worker started", "worker", wi, "cpu", cpu, "stages", len(stages))
+	if err := pw.Start(); err != nil {
+		s.log.Warn("worker setup", "worker", wi, "err", err)
+	}
+	s.log.Info("worker started", "worker", wi, "cpu", cpu, "nice", f.Workers.WorkerNice(), "stages", len(stages))
 	return w, nil
 }
 

@@ -188,7 +188,7 @@ func startWorker(topo *lab.Topology, cpu int, busy bool) (func(), error) {
 		closeAll()
 		return nil, err
 	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, CPU: cpu, Idle: pipeline.Idle{Busy: busy}})
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, CPU: cpu, Nice: -10, Idle: pipeline.Idle{Busy: busy}})
 	if err != nil {
 		closeAll()
 		return nil, err
