@@ -29,11 +29,42 @@ type Chain struct {
 	Frames Frames
 }
 
-// ExampleChainYAML is the example chain of the benchmark: cli/demo.yaml's
-// chain with static neighbors (the sink drops ARP). Stages are added here
-// as they land (firewall -> NAT -> router); NFTRuleset is its Linux
-// equivalent and should grow with it.
+// ExampleChainYAML is the example chain of the benchmark: firewall ->
+// NAT -> router, the demo's chain with the firewall rules of NFTRuleset
+// (its Linux equivalent: the same 20 rules, the {22, 80, 443} set written
+// as three), masquerade behind out0's address, and static neighbors (the
+// sink drops ARP). The firewall and the NAT share one conntrack table.
 const ExampleChainYAML = `chain:
+  - type: firewall
+    default: drop
+    rules:
+      - accept state established,related
+      - drop state invalid
+      - drop src 192.0.2.0/24
+      - drop src 198.51.100.0/24
+      - drop src 203.0.113.0/24
+      - drop dst 192.0.2.0/24
+      - drop dst 198.51.100.0/24
+      - drop dst 203.0.113.0/24
+      - drop proto tcp dport 23
+      - drop proto tcp dport 135-139
+      - drop proto tcp dport 445
+      - drop proto udp dport 137-138
+      - drop proto udp dport 1900
+      - drop proto udp dport 5353
+      - drop proto tcp dport 3389
+      - drop proto tcp dport 5900
+      - accept proto tcp dst 198.18.1.0/24 dport 22
+      - accept proto tcp dst 198.18.1.0/24 dport 80
+      - accept proto tcp dst 198.18.1.0/24 dport 443
+      - accept proto udp dst 198.18.1.0/24 dport 53
+      - accept proto udp dst 198.18.1.0/24 dport 123
+      - accept in in proto udp dst 198.18.1.0/24 dport 7777
+  - type: nat
+    inside: [in]
+    outside: [out]
+    snat:
+      to: [198.18.1.1]
   - type: router
     interfaces:
       - port: in

@@ -212,11 +212,44 @@ func decodeStrict(file, path string, node *yaml.Node, out any) error {
 	if err := node.Decode(out); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) && len(te.Errors) > 0 {
-			return yamlError(file, errors.New(te.Errors[0]))
+			e := yamlError(file, errors.New(te.Errors[0])).(*Error)
+			// yaml names the line, not the field: find the field there.
+			e.Field = pathAtLine(node, path, e.Line)
+			return e
 		}
 		return yamlError(file, err)
 	}
 	return nil
+}
+
+// pathAtLine returns the path (such as chain[0].rules[2]) of the deepest
+// value that starts on line, or prefix when none does.
+func pathAtLine(n *yaml.Node, prefix string, line int) string {
+	best := prefix
+	var walk func(n *yaml.Node, p string)
+	walk = func(n *yaml.Node, p string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				kp := join(p, k.Value)
+				if v.Line == line || k.Line == line {
+					best = kp
+				}
+				walk(v, kp)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				cp := fmt.Sprintf("%s[%d]", p, i)
+				if c.Line == line && c.Kind == yaml.ScalarNode {
+					best = cp
+				}
+				walk(c, cp)
+			}
+		}
+	}
+	walk(n, prefix)
+	return best
 }
 
 func checkKeys(file, path string, n *yaml.Node, t reflect.Type) error {

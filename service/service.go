@@ -8,6 +8,7 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 
@@ -168,6 +169,18 @@ func (s *Service) Stop() error {
 	for _, w := range s.Workers {
 		if w.Worker != nil {
 			errs = append(errs, w.Worker.Stop())
+		}
+	}
+	// Stages that hold resources (a sampler's file, a kernel-sync
+	// subscription) release them once no worker runs them.
+	for _, w := range s.Workers {
+		for _, st := range w.Stages {
+			if u, ok := st.(interface{ Unwrap() pipeline.Stage }); ok {
+				st = u.Unwrap()
+			}
+			if c, ok := st.(io.Closer); ok {
+				errs = append(errs, c.Close())
+			}
 		}
 	}
 	for _, d := range s.Devices {

@@ -23,6 +23,8 @@ type Sampler struct {
 	seen                     uint64 // this worker's matching packets
 	free                     chan []byte
 	queue                    chan sample
+	done                     chan error // the writer's result, once the queue is closed
+	closed                   bool
 	matched, sampled, lagged *pipeline.Counter
 	Written                  atomic.Uint64 // samples in the file (read by tests)
 }
@@ -53,10 +55,25 @@ func New(c Config, out io.Writer) (*Sampler, error) {
 		s.free <- make([]byte, c.Snaplen)
 	}
 	s.matched, s.sampled, s.lagged = s.Counter("matched"), s.Counter("sampled"), s.Counter("lagged")
+	s.done = make(chan error, 1)
 	if out != nil {
-		go s.write(out)
+		go func() { s.done <- s.write(out) }()
+	} else {
+		s.done <- nil
 	}
 	return s, nil
+}
+
+// Close stops the writer once it has written every queued sample, and
+// closes the output if it is a file. The service calls it after the
+// workers have stopped: Process must not run again.
+func (s *Sampler) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	close(s.queue)
+	return <-s.done
 }
 
 func (s *Sampler) Name() string { return "sampler" }
@@ -128,7 +145,7 @@ func addr(p *packet.Packet, v4, src bool) netip.Addr {
 
 // write runs on its own goroutine: it writes samples as they come and
 // flushes whenever the queue is empty, so the file is whole while idle.
-func (s *Sampler) write(out io.Writer) {
+func (s *Sampler) write(out io.Writer) error {
 	w, err := pcapgo.NewNgWriter(out, layers.LinkTypeEthernet)
 	if err == nil {
 		err = w.Flush() // a valid, empty capture until the first sample
@@ -145,4 +162,13 @@ func (s *Sampler) write(out io.Writer) {
 		}
 		s.free <- smp.data
 	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if c, ok := out.(io.Closer); ok {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }

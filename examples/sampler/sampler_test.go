@@ -166,7 +166,7 @@ chain:
 	for _, tc := range []struct{ flow, want string }{
 		{"{proto: sctp}", `<config>:6: chain[0].flows[0].proto: "sctp": expected tcp, udp or icmp`},
 		{"{dst: 198.18.1.0}", `<config>:6: chain[0].flows[0].dst: "198.18.1.0": expected a prefix such as 198.18.0.0/24`},
-		{"{dport: 70000}", "<config>:6: cannot unmarshal !!int `70000` into uint16"},
+		{"{dport: 70000}", "<config>:6: chain[0].flows[0].dport: cannot unmarshal !!int `70000` into uint16"},
 		{"{port: 53}", `chain[0].flows[0].port: unknown field (expected one of proto, src, dst, sport, dport)`},
 	} {
 		_, err := config.Parse("", []byte(strings.Replace(base, "REPLACE", tc.flow, 1)))
@@ -203,5 +203,34 @@ func BenchmarkSampler(b *testing.B) {
 			m := s.StageMetrics()
 			b.ReportMetric(100*float64(m["lagged"])/float64(max(m["matched"], 1)), "%lagged")
 		})
+	}
+}
+
+// closingFile records that Close was called.
+type closingFile struct {
+	file
+	closed bool
+}
+
+func (c *closingFile) Close() error { c.closed = true; return nil }
+
+func TestCloseWritesEverySampleThenClosesTheFile(t *testing.T) {
+	var f closingFile
+	s := newSampler(t, Config{}, &f)
+	h := pt.New(t, s)
+	for i := range 50 {
+		h.Send(0, dns(i))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !f.closed {
+		t.Error("Close left the file open")
+	}
+	if got := len(f.packets(t)); got != 50 {
+		t.Errorf("%d samples in the file after Close, want 50", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
 	}
 }
