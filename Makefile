@@ -22,7 +22,7 @@ vet:
 test: vet
 	CGO_ENABLED=0 $(GO) test -count=1 -p 1 -timeout 12m $(PKGS)
 	$(MAKE) fuzz-short
-	$(GO) test -count=1 -race -timeout 10m ./afxdp ./packet ./nf/...
+	XNF_NO_LAB=1 $(GO) test -count=1 -race -timeout 10m ./afxdp ./packet ./pipeline/... ./config ./nf/...
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
