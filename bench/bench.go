@@ -25,6 +25,17 @@
 // window. Only same-run ratios are meaningful: absolute figures on a
 // shared 2-vCPU VM swing by a third between runs.
 //
+// Latency (Options.Latency): after a cell's throughput repetitions, each
+// contender is measured once more with the generator paced to a fixed,
+// low rate (DefaultLatencyRate, 20 kpps, for every contender) and every
+// frame timestamped (bpf.GeneratorConfig.Timestamp: bpf_ktime_get_ns in
+// the payload as the frame is built, in live-frames batches of 8); the
+// sink records now - stamp in a per-CPU log-linear histogram
+// (bpf.SinkConfig.Latency), read before and after the window, and the
+// row gets p50, p99 and p999 of the window's probes. Generator and sink
+// share the kernel's monotonic clock, so this is one-way latency g0 ->
+// s0 through the DUT.
+//
 // Two layouts place the work (veth has no interrupts, so receive work runs
 // on the sender's CPU unless NAPI is threaded):
 //
@@ -177,7 +188,47 @@ type Result struct {
 	// Error says why the row has no (or fewer) samples: "skipped: ...",
 	// "not supported by ...", or the first failure.
 	Error string `json:"error"`
+	// Latency is the one-way latency of timestamped probes at a fixed
+	// low load (Options.Latency); nil when not measured.
+	Latency *Latency `json:"latency"`
 }
+
+// Latency is a contender's latency measurement on a cell: generator to
+// sink (g0 -> in0 -> DUT -> out0 -> s0), from the frame's stamp taken as
+// the generator builds it to the sink's clock on arrival, at OfferedPPS.
+type Latency struct {
+	P50us  float64 `json:"p50_us"`
+	P99us  float64 `json:"p99_us"`
+	P999us float64 `json:"p999_us"`
+	MeanUs float64 `json:"mean_us"`
+	// Samples is the number of probes that arrived in the window.
+	Samples uint64 `json:"samples"`
+	// OfferedPPS is the rate the probes were sent at (paced).
+	OfferedPPS float64 `json:"offered_pps"`
+	// Error says why there is no (or a partial) figure.
+	Error string `json:"error,omitempty"`
+}
+
+// latencyOf summarizes a window's histogram.
+func latencyOf(h bpf.LatencyHistogram, offered float64) (*Latency, error) {
+	l := &Latency{Samples: h.Samples(), OfferedPPS: offered, MeanUs: round3(h.Mean().Seconds() * 1e6)}
+	for _, x := range []struct {
+		q   float64
+		dst *float64
+	}{{0.5, &l.P50us}, {0.99, &l.P99us}, {0.999, &l.P999us}} {
+		d, err := h.Percentile(x.q)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = round3(d.Seconds() * 1e6)
+	}
+	if l.Samples == 0 {
+		l.Error = "no timestamped frame arrived"
+	}
+	return l, nil
+}
+
+func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 
 // Label is the row's contender label (Contender.Label).
 func (r Result) Label() string { return label(r.Contender, r.Chain, r.Mode) }
@@ -196,6 +247,13 @@ type Options struct {
 	// SplitRate paces the generator in the split layout (pps), where it
 	// shares CPU 0 with in0's receive softirq: unpaced it starves it.
 	SplitRate float64
+	// Latency adds a latency measurement per contender and cell, after
+	// its throughput repetitions: the generator paced to LatencyRate
+	// (pps, default DefaultLatencyRate) in both layouts, every frame
+	// timestamped, for a warm-up and one window; the sink's histogram
+	// gives p50, p99 and p999 (Result.Latency).
+	Latency     bool
+	LatencyRate float64
 	// Prefix names the lab's namespaces (Prefix-<random>-gen, ...).
 	Prefix string
 	// Progress, when set, gets a progress line per measurement; with
@@ -203,6 +261,12 @@ type Options struct {
 	Progress    io.Writer
 	ProgressTTY bool
 }
+
+// DefaultLatencyRate is the fixed offered load of latency measurements:
+// 20 kpps, the same for every contender, which is at most ~10% of what
+// the slowest data path here (xnf's one-core layout, ~0.2 Mpps) forwards,
+// so no contender queues because of load.
+const DefaultLatencyRate = 20e3
 
 // Presets.
 
@@ -224,6 +288,7 @@ func Quick() Options {
 	o := Smoke()
 	o.Contenders = All()
 	o.Reps = 3
+	o.Latency = true
 	o.Warmup = 400 * time.Millisecond
 	o.Window = time.Second
 	return o
@@ -281,7 +346,11 @@ func ByName(all []Contender, names []string) ([]Contender, error) {
 
 // Estimate is about how long Run takes with o (setup costs included).
 func (o Options) Estimate() time.Duration {
-	n := len(o.Sizes) * len(o.Flows) * len(o.Layouts) * max(o.Reps, 1) * len(o.Contenders)
+	cells := len(o.Sizes) * len(o.Flows) * len(o.Layouts) * len(o.Contenders)
+	n := cells * max(o.Reps, 1)
+	if o.Latency {
+		n += cells
+	}
 	return time.Duration(n) * (o.Warmup + o.Window + 400*time.Millisecond)
 }
 
@@ -310,6 +379,12 @@ func (o *Options) check() error {
 	}
 	if o.SplitRate < 0 {
 		return fmt.Errorf("bench: split rate %v", o.SplitRate)
+	}
+	if o.LatencyRate < 0 {
+		return fmt.Errorf("bench: latency rate %v", o.LatencyRate)
+	}
+	if o.LatencyRate == 0 {
+		o.LatencyRate = DefaultLatencyRate
 	}
 	seen := map[string]bool{}
 	for _, c := range o.Contenders {
@@ -341,6 +416,7 @@ type sample struct {
 	pps, offered float64
 	cpu          []float64 // busy percent per CPU
 	mode         string    // in0's attach mode seen during the run
+	lat          bpf.LatencyHistogram
 }
 
 type row struct {
@@ -348,6 +424,7 @@ type row struct {
 	samples []sample
 	errs    []string
 	skip    string
+	lat     *Latency
 }
 
 // Run measures every contender on every cell and returns one Result per
@@ -370,14 +447,18 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
-	sink, err := rig.AttachSink(topo.Sink, "s0")
+	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: bpf.SinkConfig{Latency: true}})
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, sink.Close()) }()
 
+	steps := o.Reps
+	if o.Latency {
+		steps++
+	}
 	p := &progress{w: o.Progress, tty: o.ProgressTTY,
-		total: len(o.Layouts) * len(o.Sizes) * len(o.Flows) * o.Reps * len(o.Contenders)}
+		total: len(o.Layouts) * len(o.Sizes) * len(o.Flows) * steps * len(o.Contenders)}
 	defer p.done()
 	skipped := map[string]string{}
 	for _, layout := range o.Layouts {
@@ -411,7 +492,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 							continue
 						}
 						t0 := time.Now()
-						s, err := measure(ctx, env, r.c, o)
+						s, err := measure(ctx, env, r.c, o, false)
 						took := time.Since(t0).Round(100 * time.Millisecond)
 						var sk *Skip
 						switch {
@@ -432,6 +513,38 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 						}
 					}
 				}
+				if o.Latency {
+					for _, r := range rows {
+						if ctx.Err() != nil {
+							flush()
+							return results, fmt.Errorf("bench: interrupted: %w", ctx.Err())
+						}
+						if r.skip != "" {
+							p.step(cell, o.Reps-1, o.Reps, r.c, "latency: skipped")
+							continue
+						}
+						s, err := measure(ctx, env, r.c, o, true)
+						if err == nil {
+							r.lat, err = latencyOf(s.lat, s.offered)
+						}
+						var sk *Skip
+						switch {
+						case errors.As(err, &sk):
+							r.lat = &Latency{Error: sk.Reason}
+							p.step(cell, o.Reps-1, o.Reps, r.c, "latency: "+sk.Reason)
+						case err != nil:
+							r.lat = &Latency{Error: err.Error()}
+							p.step(cell, o.Reps-1, o.Reps, r.c, "latency error: "+err.Error())
+							if leak := checkClean(topo); leak != nil {
+								flush()
+								return results, leak
+							}
+						default:
+							p.step(cell, o.Reps-1, o.Reps, r.c, fmt.Sprintf("latency p50 %.1f p99 %.1f p999 %.1f us (%d probes at %.0f pps)",
+								r.lat.P50us, r.lat.P99us, r.lat.P999us, r.lat.Samples, r.lat.OfferedPPS))
+						}
+					}
+				}
 				flush()
 			}
 		}
@@ -445,6 +558,7 @@ func (r *row) result(cell Cell) Result {
 	if res.Chain == "" {
 		res.Chain = "-"
 	}
+	res.Latency = r.lat
 	switch {
 	case r.skip != "":
 		res.Error = r.skip
@@ -507,7 +621,10 @@ func median(v []float64) float64 {
 
 // measure sets c up, places the work for the layout, runs the generator
 // for warm-up + window and tears everything down again.
-func measure(ctx context.Context, env *Env, c Contender, o Options) (s sample, err error) {
+// With lat, the frames are timestamped and the generator paced to
+// o.LatencyRate in both layouts, and the sample carries the window's
+// latency histogram.
+func measure(ctx context.Context, env *Env, c Contender, o Options, lat bool) (s sample, err error) {
 	topo := env.Topo
 	teardown, err := c.Setup(env)
 	if err != nil {
@@ -526,23 +643,31 @@ func measure(ctx context.Context, env *Env, c Contender, o Options) (s sample, e
 		}
 		defer func() { err = errors.Join(err, rig.Unthread(topo.DUT, "in0")) }()
 	}
-	src, err := rig.NewSource(topo.Gen, "g0", generatorConfig(c, env.Cell))
+	gcfg := generatorConfig(c, env.Cell)
+	gcfg.Timestamp = lat
+	if lat {
+		gcfg.BatchSize = 8
+	}
+	src, err := rig.NewSource(topo.Gen, "g0", gcfg)
 	if err != nil {
 		return s, err
 	}
 	defer src.Close()
 	src.CPU = 0
-	if env.Cell.Layout == Split {
+	switch {
+	case lat:
+		src.Rate = o.LatencyRate
+	case env.Cell.Layout == Split:
 		src.Rate = o.SplitRate
 	}
 	mode := s.mode
-	s, err = window(ctx, src, env, o)
+	s, err = window(ctx, src, env, o, lat)
 	s.mode = mode
 	return s, err
 }
 
 // window runs src and reads the counters and /proc/stat around the window.
-func window(ctx context.Context, src *rig.Source, env *Env, o Options) (s sample, err error) {
+func window(ctx context.Context, src *rig.Source, env *Env, o Options, lat bool) (s sample, err error) {
 	sink := env.Sink
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -583,8 +708,20 @@ func window(ctx context.Context, src *rig.Source, env *Env, o Options) (s sample
 		}
 		return s, err
 	}
+	hist := func() (bpf.LatencyHistogram, error) {
+		if !lat {
+			return bpf.LatencyHistogram{}, nil
+		}
+		return sink.Prog.Latency()
+	}
 	sleep(ctx, o.Warmup)
-	g0, k0, c0, t0, err := read()
+	h0, err := hist()
+	var g0, k0 uint64
+	var c0 []cpuTimes
+	var t0 time.Time
+	if err == nil {
+		g0, k0, c0, t0, err = read()
+	}
 	if err == nil {
 		err = early()
 	}
@@ -593,6 +730,10 @@ func window(ctx context.Context, src *rig.Source, env *Env, o Options) (s sample
 	}
 	sleep(ctx, o.Window)
 	g1, k1, c1, t1, err := read()
+	var h1 bpf.LatencyHistogram
+	if err == nil {
+		h1, err = hist()
+	}
 	if err == nil {
 		err = early()
 	}
@@ -606,6 +747,9 @@ func window(ctx context.Context, src *rig.Source, env *Env, o Options) (s sample
 	s.offered = float64(g1-g0) / sec
 	s.pps = float64(k1-k0) / sec
 	s.cpu = busy(c0, c1)
+	if lat {
+		s.lat = h1.Sub(h0)
+	}
 	return stop(nil)
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 )
 
@@ -301,5 +302,105 @@ func TestSmoke(t *testing.T) {
 		var b bytes.Buffer
 		WriteMarkdown(&b, results)
 		t.Logf("progress:\n%s\n%s", progress.String(), b.String())
+	}
+}
+
+// TestLatencyTrivialPath measures latency through in-kernel XDP redirect
+// (the shortest path of the rig): percentiles must be non-zero, ordered
+// and plausible (microseconds, not seconds), from about rate x window
+// probes.
+func TestLatencyTrivialPath(t *testing.T) {
+	lab.RequireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("skipped: needs 2 CPUs")
+	}
+	o := Options{
+		Contenders: []Contender{XDPRedirect()},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split},
+		Reps: 1, Warmup: 200 * time.Millisecond, Window: 500 * time.Millisecond,
+		SplitRate: 1e6, Latency: true, LatencyRate: 20e3,
+		Prefix: fmt.Sprintf("xt-lat%d", os.Getpid()),
+	}
+	var progress bytes.Buffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	results, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	t.Logf("took %v\n%s", time.Since(start), progress.String())
+	if len(results) != 1 || results[0].Latency == nil {
+		t.Fatalf("results %+v", results)
+	}
+	l := results[0].Latency
+	t.Logf("latency %+v", *l)
+	if l.Error != "" || l.Samples < 2000 || l.Samples > 20000 {
+		t.Errorf("%d probes (error %q), want about %v", l.Samples, l.Error, o.LatencyRate*o.Window.Seconds())
+	}
+	if !(l.P50us > 0 && l.P50us <= l.P99us && l.P99us <= l.P999us) {
+		t.Errorf("percentiles not positive and ordered: %+v", *l)
+	}
+	if l.P50us > 1000 || l.P999us > 100000 {
+		t.Errorf("implausible latency for XDP redirect at 20 kpps: %+v", *l)
+	}
+	if l.OfferedPPS < 10e3 || l.OfferedPPS > 21e3 {
+		t.Errorf("probes offered at %.0f pps, paced to 20k", l.OfferedPPS)
+	}
+	var b bytes.Buffer
+	WriteMarkdown(&b, results)
+	if !strings.Contains(b.String(), "| p50 us | p99 us | p999 us |") {
+		t.Errorf("markdown has no latency columns:\n%s", b.String())
+	}
+	if left := lab.Leftovers(o.Prefix); len(left) > 0 {
+		t.Errorf("namespaces left: %v", left)
+	}
+}
+
+// TestLatencyReport: a window's histogram becomes the latency section of
+// the JSON and three columns of the markdown.
+func TestLatencyReport(t *testing.T) {
+	var h bpf.LatencyHistogram
+	h.Add(3000, 980) // 3 us
+	h.Add(40000, 19) // 40 us
+	h.Add(900000, 1) // 0.9 ms
+	l, err := latencyOf(h, 20e3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within := func(got, want float64) bool { return got >= want*15/16 && got <= want*17/16 }
+	if !within(l.P50us, 3) || !within(l.P99us, 40) || !within(l.P999us, 40) || l.Samples != 1000 || l.OfferedPPS != 20e3 {
+		t.Errorf("latency %+v", *l)
+	}
+	if empty, _ := latencyOf(bpf.LatencyHistogram{}, 20e3); empty.Error == "" || empty.P50us != 0 {
+		t.Errorf("no samples: %+v", *empty)
+	}
+	rs := synthetic()[:2]
+	rs[0].Latency = l
+	rs[1].Latency = &Latency{Error: "boom"}
+	var b bytes.Buffer
+	WriteJSON(&b, rs)
+	var rows []map[string]any
+	if err := json.Unmarshal(b.Bytes(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	lat, _ := rows[0]["latency"].(map[string]any)
+	for _, k := range []string{"p50_us", "p99_us", "p999_us", "samples"} {
+		if _, ok := lat[k]; !ok {
+			t.Errorf("latency lacks %q: %v", k, rows[0]["latency"])
+		}
+	}
+	b.Reset()
+	WriteMarkdown(&b, rs)
+	md := b.String()
+	for _, want := range []string{
+		"| cpu1 % | p50 us | p99 us | p999 us | note |",
+		fmt.Sprintf("| 99 | 80 | %s | %s | %s |  |", us(l.P50us), us(l.P99us), us(l.P999us)),
+		"| 99 | 80 | - | - | - | latency: boom |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 }

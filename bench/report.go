@@ -100,9 +100,21 @@ func Find(results []Result, cell Cell, prefix string) (best Result, ok bool) {
 
 func mpps(v float64) string { return fmt.Sprintf("%.3f", v/1e6) }
 
+// us formats microseconds with three significant digits or more.
+func us(v float64) string {
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
 // WriteMarkdown writes one table per cell: delivered Mpps (median, min,
 // max), the generator's offered rate, the ratio to the cell's baseline,
-// the CPUs' busy share and the row's error.
+// the CPUs' busy share, the latency percentiles when the cell has any,
+// and the row's error.
 func WriteMarkdown(w io.Writer, results []Result) error {
 	var b strings.Builder
 	for i, cell := range Cells(results) {
@@ -124,13 +136,25 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 				ncpu = max(ncpu, len(r.CPU))
 			}
 		}
+		lat := false
+		for _, r := range results {
+			if cellOf(r) == cell && r.Latency != nil {
+				lat = true
+			}
+		}
 		fmt.Fprintf(&b, "| contender | chain | mode | Mpps median | min | max | offered Mpps | %s |", ratioHead)
 		for c := 0; c < ncpu; c++ {
 			fmt.Fprintf(&b, " cpu%d %% |", c)
 		}
+		if lat {
+			b.WriteString(" p50 us | p99 us | p999 us |")
+		}
 		b.WriteString(" note |\n|---|---|---|--:|--:|--:|--:|--:|")
 		for c := 0; c < ncpu; c++ {
 			b.WriteString("--:|")
+		}
+		if lat {
+			b.WriteString("--:|--:|--:|")
 		}
 		b.WriteString("---|\n")
 		for _, r := range results {
@@ -157,7 +181,19 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 					}
 				}
 			}
-			fmt.Fprintf(&b, " %s |\n", strings.ReplaceAll(r.Error, "|", "/"))
+			note := r.Error
+			if lat {
+				l := r.Latency
+				if l == nil || l.Samples == 0 {
+					b.WriteString(" - | - | - |")
+				} else {
+					fmt.Fprintf(&b, " %s | %s | %s |", us(l.P50us), us(l.P99us), us(l.P999us))
+				}
+				if l != nil && l.Error != "" && r.Error == "" {
+					note = "latency: " + l.Error
+				}
+			}
+			fmt.Fprintf(&b, " %s |\n", strings.ReplaceAll(note, "|", "/"))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

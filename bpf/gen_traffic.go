@@ -45,7 +45,17 @@ type GeneratorConfig struct {
 	// BatchSize is the kernel's live-frames batch (0: the kernel's 64;
 	// at most 256).
 	BatchSize uint32
+	// Timestamp makes every frame a latency probe: the payload starts
+	// with the marker LatencyMagic (frame offset 42) and carries the
+	// kernel's monotonic clock (bpf_ktime_get_ns, 8 bytes in host order)
+	// at offset 48, taken as the frame is built. A sink loaded with
+	// SinkConfig.Latency records now - stamp.
+	Timestamp bool
 }
+
+// LatencyMagic is the marker of a timestamped frame: payload bytes 0..3
+// (frame offset 42); the stamp follows at offset 48.
+var LatencyMagic = [4]byte{'x', 'n', 'f', 'T'}
 
 func (c GeneratorConfig) withDefaults() GeneratorConfig {
 	if c.SrcPort == 0 {
@@ -69,8 +79,9 @@ func (c GeneratorConfig) withDefaults() GeneratorConfig {
 // Frame returns the frame the generator starts from: Ethernet, IPv4 (with
 // its checksum), UDP (checksum 0, none) and a zero payload, FrameSize bytes
 // long, with the first flow's source port. Every frame the generator sends
-// has these bytes except the UDP source port (and, after reuse of a
-// page-pool buffer, whatever a receiver wrote past the first 48 bytes).
+// has these bytes except the UDP source port, the stamp at 48..55 with
+// Timestamp (and, after reuse of a page-pool buffer, whatever a receiver
+// wrote past the first 48 bytes).
 func (c GeneratorConfig) Frame() ([]byte, error) {
 	c = c.withDefaults()
 	if len(c.SrcMAC) != 6 || len(c.DstMAC) != 6 {
@@ -103,6 +114,9 @@ func (c GeneratorConfig) Frame() ([]byte, error) {
 	binary.BigEndian.PutUint16(udp[0:2], c.SrcPort)
 	binary.BigEndian.PutUint16(udp[2:4], c.DstPort)
 	binary.BigEndian.PutUint16(udp[4:6], uint16(c.FrameSize-34))
+	if c.Timestamp {
+		copy(f[42:46], LatencyMagic[:])
+	}
 	return f, nil
 }
 
@@ -156,6 +170,7 @@ func LoadGenerator(cfg GeneratorConfig) (*Generator, error) {
 		spec.Variables[trafficgenVarTmpl].Set(tmpl),
 		spec.Variables[trafficgenVarSportBase].Set(uint32(cfg.SrcPort)),
 		spec.Variables[trafficgenVarFlows].Set(cfg.Flows),
+		spec.Variables[trafficgenVarStamp].Set(b2u(cfg.Timestamp)),
 	); err != nil {
 		return nil, fmt.Errorf("bpf: configuring generator: %w", err)
 	}

@@ -19,6 +19,11 @@ type SinkConfig struct {
 	// CheckIPv4 verifies the header checksum of every counted IPv4 frame
 	// with a 20-byte header and counts failures (BadChecksum).
 	CheckIPv4 bool
+	// Latency records the age of every timestamped frame
+	// (GeneratorConfig.Timestamp) in a histogram (Sink.Latency), whether
+	// or not it matches DstPort. Frames without the marker cost one
+	// comparison.
+	Latency bool
 }
 
 // Sink is a loaded (not attached) XDP program that counts frames and
@@ -26,6 +31,7 @@ type SinkConfig struct {
 type Sink struct {
 	Program *ebpf.Program
 	stats   *ebpf.Map
+	lat     *ebpf.Map
 	cfg     SinkConfig
 }
 
@@ -63,6 +69,7 @@ func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
 		spec.Variables[sinkVarMatchDport].Set(uint32(cfg.DstPort)),
 		spec.Variables[sinkVarVerdict].Set(verdict),
 		spec.Variables[sinkVarCheckIpv4].Set(b2u(cfg.CheckIPv4)),
+		spec.Variables[sinkVarLatency].Set(b2u(cfg.Latency)),
 	); err != nil {
 		return nil, fmt.Errorf("bpf: configuring sink: %w", err)
 	}
@@ -73,7 +80,7 @@ func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
 		}
 		return nil, fmt.Errorf("bpf: loading sink: %w", err)
 	}
-	return &Sink{Program: objs.XnfSink, stats: objs.SinkStats, cfg: cfg}, nil
+	return &Sink{Program: objs.XnfSink, stats: objs.SinkStats, lat: objs.LatHist, cfg: cfg}, nil
 }
 
 // Config is the configuration the sink was loaded with.
@@ -104,5 +111,25 @@ func (s *Sink) Counters() (pkts, bytes uint64, err error) {
 // Close unloads the sink (an attached link keeps the program alive until
 // the link closes too).
 func (s *Sink) Close() error {
-	return errors.Join(s.Program.Close(), s.stats.Close())
+	return errors.Join(s.Program.Close(), s.stats.Close(), s.lat.Close())
+}
+
+// Latency sums the per-CPU latency histograms (all zero unless the sink
+// was loaded with SinkConfig.Latency). Subtract two readings to get a
+// window's.
+func (s *Sink) Latency() (LatencyHistogram, error) {
+	var per []sinkLatHist
+	if err := s.lat.Lookup(uint32(0), &per); err != nil {
+		return LatencyHistogram{}, fmt.Errorf("bpf: reading latency histogram: %w", err)
+	}
+	h := LatencyHistogram{Buckets: make([]uint64, LatencyBuckets)}
+	for _, p := range per {
+		h.Count += p.Count
+		h.SumNs += p.SumNs
+		h.Bad += p.Bad
+		for i, n := range p.Buckets {
+			h.Buckets[i] += n
+		}
+	}
+	return h, nil
 }

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sinkLatHist struct {
+	_       structs.HostLayout
+	Count   uint64
+	SumNs   uint64
+	Bad     uint64
+	Buckets [592]uint64
+}
+
 type sinkSinkStats struct {
 	_       structs.HostLayout
 	Pkts    uint64
@@ -25,9 +33,11 @@ type sinkSinkStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	sinkMapLatHist    = "lat_hist"
 	sinkMapSinkStats  = "sink_stats"
 	sinkProgXnfSink   = "xnf_sink"
 	sinkVarCheckIpv4  = "check_ipv4"
+	sinkVarLatency    = "latency"
 	sinkVarMatchDport = "match_dport"
 	sinkVarVerdict    = "verdict"
 )
@@ -81,6 +91,7 @@ type sinkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sinkMapSpecs struct {
+	LatHist   *ebpf.MapSpec `ebpf:"lat_hist"`
 	SinkStats *ebpf.MapSpec `ebpf:"sink_stats"`
 }
 
@@ -89,6 +100,7 @@ type sinkMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sinkVariableSpecs struct {
 	CheckIpv4  *ebpf.VariableSpec `ebpf:"check_ipv4"`
+	Latency    *ebpf.VariableSpec `ebpf:"latency"`
 	MatchDport *ebpf.VariableSpec `ebpf:"match_dport"`
 	Verdict    *ebpf.VariableSpec `ebpf:"verdict"`
 }
@@ -113,11 +125,13 @@ func (o *sinkObjects) Close() error {
 //
 // It can be passed to loadSinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sinkMaps struct {
+	LatHist   *ebpf.Map `ebpf:"lat_hist"`
 	SinkStats *ebpf.Map `ebpf:"sink_stats"`
 }
 
 func (m *sinkMaps) Close() error {
 	return _SinkClose(
+		m.LatHist,
 		m.SinkStats,
 	)
 }
@@ -127,6 +141,7 @@ func (m *sinkMaps) Close() error {
 // It can be passed to loadSinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sinkVariables struct {
 	CheckIpv4  *ebpf.Variable `ebpf:"check_ipv4"`
+	Latency    *ebpf.Variable `ebpf:"latency"`
 	MatchDport *ebpf.Variable `ebpf:"match_dport"`
 	Verdict    *ebpf.Variable `ebpf:"verdict"`
 }

@@ -37,6 +37,7 @@ const (
 	trafficgenProgXnfGen   = "xnf_gen"
 	trafficgenVarFlows     = "flows"
 	trafficgenVarSportBase = "sport_base"
+	trafficgenVarStamp     = "stamp"
 	trafficgenVarTmpl      = "tmpl"
 )
 
@@ -99,6 +100,7 @@ type trafficgenMapSpecs struct {
 type trafficgenVariableSpecs struct {
 	Flows     *ebpf.VariableSpec `ebpf:"flows"`
 	SportBase *ebpf.VariableSpec `ebpf:"sport_base"`
+	Stamp     *ebpf.VariableSpec `ebpf:"stamp"`
 	Tmpl      *ebpf.VariableSpec `ebpf:"tmpl"`
 }
 
@@ -139,6 +141,7 @@ func (m *trafficgenMaps) Close() error {
 type trafficgenVariables struct {
 	Flows     *ebpf.Variable `ebpf:"flows"`
 	SportBase *ebpf.Variable `ebpf:"sport_base"`
+	Stamp     *ebpf.Variable `ebpf:"stamp"`
 	Tmpl      *ebpf.Variable `ebpf:"tmpl"`
 }
 

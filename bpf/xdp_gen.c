@@ -21,6 +21,14 @@
  * stops sending (skips) once its pkts counter reaches it, so a paced run
  * can still send an exact count.
  *
+ * Timestamps: with stamp set, the template carries the marker LAT_MAGIC in
+ * payload bytes 0..3 (frame offset 42) and every frame gets
+ * bpf_ktime_get_ns() at frame offset 48 (8 bytes, host order) when it is
+ * built: the sink (xdp_sink.c, latency set) subtracts it from its own
+ * clock on arrival. Both ends run in the same kernel, so the monotonic
+ * clock is shared. The stamp is taken before the kernel flushes the batch
+ * the frame belongs to, so it includes the rest of that batch's runs.
+ *
  * The template is fixed at load time (const volatile globals, so the
  * verifier sees constants): the loader builds it with the right lengths and
  * IPv4 checksum. The UDP checksum is 0 (none), so varying the source port
@@ -37,10 +45,12 @@ const volatile __u64 tmpl[6] = {};
 /* Flows: the UDP source port is sport_base + (n % flows). */
 const volatile __u32 sport_base = 1024;
 const volatile __u32 flows = 1;
+/* 1: write the send time at offset 48 (frames are at least 60 bytes). */
+const volatile __u32 stamp = 0;
 
 struct gen_stats {
 	__u64 pkts;         /* frames built and handed back with XDP_TX */
-	__u64 short_frames; /* frames under 48 bytes: dropped */
+	__u64 short_frames; /* frames under 48 (56 with stamp) bytes: dropped */
 	__u64 skipped;      /* runs before their slot or past the limit: dropped */
 	__u64 next_ns;      /* pacing: when the next frame is due */
 	__u64 limit;        /* 0: none; else send while pkts < limit */
@@ -75,7 +85,7 @@ int xnf_gen(struct xdp_md *ctx)
 	struct gen_stats *st = bpf_map_lookup_elem(&gen_stats, &zero);
 	if (!st)
 		return XDP_ABORTED;
-	if (data + 48 > end) {
+	if (data + 48 > end || (stamp && data + 56 > end)) {
 		st->short_frames++;
 		return XDP_DROP;
 	}
@@ -105,6 +115,8 @@ int xnf_gen(struct xdp_md *ctx)
 	__u64 n = st->pkts++;
 	__u16 sport = sport_base + (__u32)(n % flows);
 	*(__u16 *)(data + 34) = bpf_htons(sport);
+	if (stamp && data + 56 <= end)
+		*(__u64 *)(data + 48) = bpf_ktime_get_ns();
 	return XDP_TX;
 }
 

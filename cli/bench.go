@@ -23,7 +23,8 @@ func benchCmd() *cobra.Command {
 		contenders            string
 		reps                  int
 		window, warmup        time.Duration
-		rate                  float64
+		rate, latencyRate     float64
+		latency               bool
 		jsonFile, outDir      string
 	)
 	cmd := &cobra.Command{
@@ -35,7 +36,8 @@ table with same-run ratios. Presets: --quick (the default: 64-byte frames, 256 f
 contenders, both layouts, 3 repetitions, under 3 minutes), --smoke (1 s windows, one
 repetition, xnf native/generic, XDP redirect, Linux), --full (every frame size and flow
 count; about an hour). --sizes, --flows, --layouts, --contenders, --reps and --window
-override the preset.`,
+override the preset. --latency (on in --quick and --full) adds, per contender and cell,
+p50/p99/p999 one-way latency of timestamped probes at a fixed 20 kpps (--latency-rate).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
@@ -96,6 +98,12 @@ override the preset.`,
 			if f.Changed("split-rate") {
 				o.SplitRate = rate
 			}
+			if f.Changed("latency") {
+				o.Latency = latency
+			}
+			if f.Changed("latency-rate") {
+				o.LatencyRate = latencyRate
+			}
 			o.Progress = cmd.ErrOrStderr()
 			o.ProgressTTY = isTerminal(os.Stderr)
 			out := cmd.OutOrStdout()
@@ -143,6 +151,8 @@ override the preset.`,
 	f.DurationVar(&window, "window", time.Second, "measurement window")
 	f.DurationVar(&warmup, "warmup", 400*time.Millisecond, "warm-up before each window")
 	f.Float64Var(&rate, "split-rate", 1.5e6, "generator pacing in the split layout (pps)")
+	f.BoolVar(&latency, "latency", false, "measure p50/p99/p999 latency per contender and cell with timestamped probes (default on in --quick and --full, off in --smoke)")
+	f.Float64Var(&latencyRate, "latency-rate", bench.DefaultLatencyRate, "offered load of the latency probes (pps, paced, every contender alike)")
 	f.StringVar(&jsonFile, "json", "", "write the results as JSON to this file")
 	f.StringVar(&outDir, "out", "", "write PNG and SVG plots into this directory")
 	return cmd
