@@ -477,3 +477,61 @@ func TestForceReplacesAStaleProgramFromAnotherTool(t *testing.T) {
 		return nil
 	})
 }
+
+// A frame larger than a UMEM frame cannot be received into one: the kernel
+// drops it and counts it (rx_dropped) while smaller frames keep flowing.
+func TestFrameLargerThanAUMEMFrameIsCountedNotDelivered(t *testing.T) {
+	topo := lab.TopologyForTest(t, "big", lab.TopologyOptions{MTU: 3000})
+	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
+		t.Fatal(err)
+	}
+	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameSize: 2048, FrameCount: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	var s *afxdp.Socket
+	if err := topo.DUT.Do(func() error {
+		dev, err := afxdp.Attach("in0", afxdp.DeviceConfig{Filter: claimUDP})
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { dev.Close() })
+		s, err = dev.OpenQueue(0, u, afxdp.SocketConfig{RXSize: 512, TXSize: 512, FillSize: 512, CompletionSize: 512})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.FillFromFree(512)
+	const n = 10
+	topo.Gen.Do(func() error {
+		c, err := net.Dial("udp4", net.JoinHostPort(lab.DUTInAddr, fmt.Sprint(udpPort)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		big := make([]byte, 2500) // a 2542-byte frame: more than 2048-256
+		for i := 0; i < n; i++ {
+			c.Write(big)
+			c.Write([]byte("small"))
+		}
+		return nil
+	})
+	descs := make([]afxdp.Desc, 64)
+	got := 0
+	for end := time.Now().Add(3 * time.Second); got < n && time.Now().Before(end); {
+		s.Poll(50 * time.Millisecond)
+		k := s.Receive(descs)
+		for _, d := range descs[:k] {
+			if d.Len > uint32(u.MaxFrameLen()) {
+				t.Errorf("received a %d-byte frame into a %d-byte frame", d.Len, u.MaxFrameLen())
+			}
+		}
+		got += k
+		u.FreeDescs(descs[:k])
+	}
+	st, _ := s.Stats()
+	if got != n || st.RXDropped != n {
+		t.Errorf("received %d small frames (want %d); kernel dropped %d big ones (want %d)", got, n, st.RXDropped, n)
+	}
+}

@@ -2,8 +2,10 @@ package nftest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/firewall"
+	"github.com/xnfdev/xnf/nf/nat"
 	"github.com/xnfdev/xnf/nf/router"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
@@ -22,7 +25,7 @@ import (
 
 func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
 
-// liveChain runs firewall -> router between gen and sink over AF_XDP.
+// liveChain runs firewall -> NAT -> router between gen and sink over AF_XDP.
 func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*pipeline.XDPPort) {
 	return liveChainWith(t, conntrack.Config{MaxFlows: 4096}, nil)
 }
@@ -39,12 +42,13 @@ func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*
 	}
 	r, err := router.NewRouter(router.Config{
 		Interfaces: []router.Interface{
-			{Port: 0, MAC: mac(lab.DUTInMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24")}},
-			{Port: 1, MAC: mac(lab.DUTOutMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTOutAddr + "/24")}},
+			{Port: 0, MAC: mac(lab.DUTInMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24"), netip.MustParsePrefix("2001:db8::2/64")}},
+			{Port: 1, MAC: mac(lab.DUTOutMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTOutAddr + "/24"), netip.MustParsePrefix("2001:db8:1::1/64")}},
 		},
 		Neighbors: []router.Neighbor{
 			{Port: 0, Addr: netip.MustParseAddr(lab.GenAddr), MAC: mac(lab.GenMAC)},
 			{Port: 1, Addr: netip.MustParseAddr(lab.SinkAddr), MAC: mac(lab.SinkMAC)},
+			{Port: 1, Addr: netip.MustParseAddr("2001:db8:1::2"), MAC: mac(lab.SinkMAC)},
 		},
 		ICMPBurst: 1000, ICMPRate: 1000,
 	})
@@ -81,7 +85,13 @@ func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*
 	if stage != nil {
 		*stage = fs
 	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{fs, r}, CPU: -1})
+	// The NAT shares the firewall's table, as the YAML chain does.
+	ns, err := nat.NewShared(nat.Config{Inside: []uint16{0}, Outside: []uint16{1}, Pool: []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
+		Except: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/32")}}, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{fs, ns, r}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +229,33 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, gopacket.Payload(quoted))
 	}()
 	unknown := ser(t, ethTo(0x88b5), gopacket.Payload("local experimental ethertype payload"))
+	icmpTrunc := func() []byte {
+		// The quoted header is cut after 10 bytes: no addresses to match.
+		return ser(t, ethTo(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
+			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, gopacket.Payload([]byte{0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17}))
+	}()
+	qinq := func() []byte {
+		g, d := mac(lab.GenMAC), mac(lab.DUTInMAC)
+		ip := ip4(layers.IPProtocolUDP)
+		u := &layers.UDP{SrcPort: 1234, DstPort: 9}
+		u.SetNetworkLayerForChecksum(ip)
+		return ser(t, &layers.Ethernet{SrcMAC: g[:], DstMAC: d[:], EthernetType: layers.EthernetTypeQinQ},
+			&layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeDot1Q},
+			&layers.Dot1Q{VLANIdentifier: 200, Type: layers.EthernetTypeIPv4}, ip, u, gopacket.Payload("double tagged"))
+	}()
+	v6ext := func() []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6HopByHop,
+			SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8:1::2")}
+		hbh := &layers.IPv6HopByHop{}
+		hbh.NextHeader = layers.IPProtocolIPv6Destination
+		hbh.Options = []*layers.IPv6HopByHopOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+		dst := &layers.IPv6Destination{}
+		dst.NextHeader = layers.IPProtocolUDP
+		dst.Options = []*layers.IPv6DestinationOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+		u := &layers.UDP{SrcPort: 1234, DstPort: 9}
+		u.SetNetworkLayerForChecksum(ip)
+		return ser(t, ethTo(layers.EthernetTypeIPv6), ip, hbh, dst, u, gopacket.Payload("extension headers"))
+	}()
 	runt := mod(good[:14], func([]byte) {})
 
 	cases := []struct {
@@ -246,6 +283,9 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 		{"UDP length past the end is malformed", udpLenLong, packet.DropMalformed},
 		{"an ICMP error about an unknown flow is invalid: policy", icmpErr, packet.DropPolicy},
 		{"an unknown ethertype is unsupported", unknown, packet.DropUnsupported},
+		{"an ICMP error with a truncated quoted header is invalid: policy", icmpTrunc, packet.DropPolicy},
+		{"QinQ double tags around valid UDP are forwarded, tags kept", qinq, packet.DropNone},
+		{"IPv6 with hop-by-hop and destination options before UDP is forwarded", v6ext, packet.DropNone},
 	}
 	const k = 5
 	for _, tc := range cases {
@@ -273,6 +313,73 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 			t.Errorf("%s: forwarded %d of %d (drops %v)", tc.name, fwd, k, after[0].Dropped)
 		case tc.reason != packet.DropNone && (dropped != k || fwd != 0):
 			t.Errorf("%s: %d dropped as %v and %d forwarded, want %d dropped (drops now %v)", tc.name, dropped, tc.reason, fwd, k, after[0].Dropped)
+		}
+	}
+
+	// Again, all kinds interleaved, while a kernel UDP stream crosses the
+	// chain: every valid datagram arrives and the drops are exactly the
+	// bad frames'.
+	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
+		t.Fatal(err)
+	}
+	const rounds, valid = 20, 2000
+	before := w.PortCounters()[0].Dropped
+	got := make(chan int, 1)
+	go func() {
+		seen := map[string]bool{}
+		buf := make([]byte, 2048)
+		for len(seen) < valid {
+			sink.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, _, err := sink.ReadFromUDP(buf)
+			if err != nil {
+				break
+			}
+			if strings.HasPrefix(string(buf[:n]), "valid-") {
+				seen[string(buf[:n])] = true
+			}
+		}
+		got <- len(seen)
+	}()
+	streamDone := make(chan error, 1)
+	go func() {
+		streamDone <- topo.Gen.Do(func() error {
+			c, err := net.Dial("udp4", lab.SinkAddr+":9")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for i := 0; i < valid; i++ {
+				fmt.Fprintf(c, "valid-%d", i)
+				if i%20 == 19 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return nil
+		})
+	}()
+	for r := 0; r < rounds; r++ {
+		for _, tc := range cases {
+			send(tc.frame)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := <-streamDone; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n != valid {
+		t.Errorf("valid stream beside the bad frames: %d of %d datagrams arrived", n, valid)
+	}
+	want := map[packet.DropReason]uint64{}
+	for _, tc := range cases {
+		if tc.reason != packet.DropNone {
+			want[tc.reason] += rounds
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	after := w.PortCounters()[0].Dropped
+	for r, n := range want {
+		if d := after[r] - before[r]; d != n {
+			t.Errorf("%v drops: %d during the mixed run, want %d (the bad frames' only)", r, d, n)
 		}
 	}
 }
