@@ -1,8 +1,11 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/xnfdev/xnf/nf/router"
 )
 
 const valid = `# the demo chain, minus what has not landed
@@ -136,5 +139,42 @@ func TestFirewallStageFromYAML(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s -> %s:\n got  %v\n want %q", tc.old, tc.new, err, tc.want)
 		}
+	}
+}
+
+func TestRouterReloadFollowsStaticRoutes(t *testing.T) {
+	f, err := Parse("chain.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stages(&BuildContext{File: f, Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Unwrap(st[0]).(*router.Router)
+	if _, ok := r.FIB().Lookup(netip.MustParseAddr("198.19.1.1")); !ok {
+		t.Fatal("the static route to 198.19.0.0/16 is missing")
+	}
+	nf, err := Parse("chain.yaml", []byte(strings.Replace(valid, "to: 198.19.0.0/16", "to: 198.20.0.0/16", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, ok := st[0].(interface {
+		Reload(*BuildContext, *StageConfig) error
+	})
+	if !ok {
+		t.Fatal("the router stage cannot reload")
+	}
+	if err := rl.Reload(&BuildContext{File: nf, Check: true}, nf.StageConfig(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.FIB().Lookup(netip.MustParseAddr("198.19.1.1")); ok {
+		t.Error("the removed route still routes")
+	}
+	if nh, ok := r.FIB().Lookup(netip.MustParseAddr("198.20.1.1")); !ok || nh.Gateway.String() != "198.18.1.2" {
+		t.Errorf("the new route: %v %v", nh, ok)
+	}
+	if _, ok := r.FIB().Lookup(netip.MustParseAddr("198.18.0.9")); !ok {
+		t.Error("the connected route went away on reload")
 	}
 }

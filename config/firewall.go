@@ -168,3 +168,6 @@ func (r *reloadableFirewall) Reload(ctx *BuildContext, sc *StageConfig) error {
 	}
 	return nil
 }
+
+// Unwrap returns the firewall stage.
+func (r *reloadableFirewall) Unwrap() pipeline.Stage { return r.Stage }

@@ -211,7 +211,7 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		if err != nil {
 			return nil, sc.Errorf("", "%v", err)
 		}
-		return s, nil
+		return reloadableNAT{s}, nil
 	}
 	if ctx.Check {
 		cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
@@ -225,7 +225,7 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, sc.Errorf("", "%v", err)
 	}
-	return s, nil
+	return reloadableNAT{s}, nil
 }
 
 // routerAddrs lists the addresses of every router stage's interfaces in
@@ -250,3 +250,26 @@ func routerAddrs(f *File) []netip.Prefix {
 	}
 	return out
 }
+
+// reloadableNAT adds Reload to the NAT stage: new rules apply to new flows
+// from the worker's next batch; translated flows keep their translation.
+type reloadableNAT struct{ *nat.Stage }
+
+// Reload checks the new rules and hands them to the stage.
+func (r reloadableNAT) Reload(ctx *BuildContext, sc *StageConfig) error {
+	var c NATConfig
+	if err := sc.Decode(&c); err != nil {
+		return err
+	}
+	cfg, err := natConfig(ctx, sc, &c)
+	if err != nil {
+		return err
+	}
+	if err := r.Replace(cfg); err != nil {
+		return sc.Errorf("", "%v", err)
+	}
+	return nil
+}
+
+// Unwrap returns the NAT stage.
+func (r reloadableNAT) Unwrap() pipeline.Stage { return r.Stage }

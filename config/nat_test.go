@@ -37,7 +37,7 @@ func TestNATStageFromYAML(t *testing.T) {
 	if err != nil || st[0].Name() != "nat" {
 		t.Fatalf("stages %v %v", st, err)
 	}
-	if _, ok := st[0].(*nat.Stage); !ok {
+	if _, ok := Unwrap(st[0]).(*nat.Stage); !ok {
 		t.Errorf("stage is a %T", st[0])
 	}
 	var c NATConfig

@@ -195,3 +195,16 @@ func (n named) Unwrap() pipeline.Stage { return n.Stage }
 func (f *File) StageConfig(i int) *StageConfig {
 	return &StageConfig{file: f, index: i, node: f.Chain[i].node}
 }
+
+// Unwrap returns the stage a builder made under any wrappers this package
+// adds (a name, reload support): the *router.Router, *firewall.Stage or
+// *nat.Stage itself.
+func Unwrap(st pipeline.Stage) pipeline.Stage {
+	for {
+		u, ok := st.(interface{ Unwrap() pipeline.Stage })
+		if !ok {
+			return st
+		}
+		st = u.Unwrap()
+	}
+}

@@ -79,48 +79,9 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		}
 		rc.Interfaces = append(rc.Interfaces, ri)
 	}
-	for i, r := range c.Routes {
-		at := fmt.Sprintf("routes[%d]", i)
-		to := r.To
-		if to == "default" {
-			to = "0.0.0.0/0"
-		}
-		pfx, err := netip.ParsePrefix(to)
-		if err != nil {
-			return nil, sc.Errorf(at+".to", "%q is not a prefix (expected e.g. 198.19.0.0/16 or default)", r.To)
-		}
-		port, err := ctx.Port(r.Port)
-		if err != nil {
-			return nil, sc.Errorf(at+".port", "%v", err)
-		}
-		sr := router.StaticRoute{Prefix: pfx}
-		for k, v := range r.Via {
-			gw, err := netip.ParseAddr(v)
-			if err != nil {
-				return nil, sc.Errorf(fmt.Sprintf("%s.via[%d]", at, k), "%q is not an IP address", v)
-			}
-			sr.NextHops = append(sr.NextHops, router.NextHop{Port: port, Gateway: gw})
-		}
-		if len(sr.NextHops) == 0 {
-			sr.NextHops = []router.NextHop{{Port: port}}
-		}
-		rc.Routes = append(rc.Routes, sr)
-	}
-	for i, n := range c.Neighbors {
-		at := fmt.Sprintf("neighbors[%d]", i)
-		port, err := ctx.Port(n.Port)
-		if err != nil {
-			return nil, sc.Errorf(at+".port", "%v", err)
-		}
-		a, err := netip.ParseAddr(n.Addr)
-		if err != nil {
-			return nil, sc.Errorf(at+".addr", "%q is not an IP address", n.Addr)
-		}
-		m, err := parseMAC(n.MAC)
-		if err != nil {
-			return nil, sc.Errorf(at+".mac", "%v", err)
-		}
-		rc.Neighbors = append(rc.Neighbors, router.Neighbor{Port: port, Addr: a, MAC: m})
+	var err error
+	if rc.Routes, rc.Neighbors, err = routerRoutes(ctx, sc, &c); err != nil {
+		return nil, err
 	}
 	switch c.FIB {
 	case "", "static", "kernel":
@@ -139,6 +100,7 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, err
 	}
+	rr := &reloadableRouter{Router: r, routes: rc.Routes, neighbors: rc.Neighbors}
 	if c.FIB == "kernel" && !ctx.Check {
 		ports := map[string]uint16{}
 		for i, p := range ctx.File.Ports {
@@ -148,5 +110,106 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 			return nil, sc.Errorf("fib", "%v", err)
 		}
 	}
-	return r, nil
+	return rr, nil
 }
+
+// routerRoutes reads a router stage's static routes and neighbors.
+func routerRoutes(ctx *BuildContext, sc *StageConfig, c *RouterConfig) (routes []router.StaticRoute, neighbors []router.Neighbor, err error) {
+	for i, r := range c.Routes {
+		at := fmt.Sprintf("routes[%d]", i)
+		to := r.To
+		if to == "default" {
+			to = "0.0.0.0/0"
+		}
+		pfx, err := netip.ParsePrefix(to)
+		if err != nil {
+			return nil, nil, sc.Errorf(at+".to", "%q is not a prefix (expected e.g. 198.19.0.0/16 or default)", r.To)
+		}
+		port, err := ctx.Port(r.Port)
+		if err != nil {
+			return nil, nil, sc.Errorf(at+".port", "%v", err)
+		}
+		sr := router.StaticRoute{Prefix: pfx}
+		for k, v := range r.Via {
+			gw, err := netip.ParseAddr(v)
+			if err != nil {
+				return nil, nil, sc.Errorf(fmt.Sprintf("%s.via[%d]", at, k), "%q is not an IP address", v)
+			}
+			sr.NextHops = append(sr.NextHops, router.NextHop{Port: port, Gateway: gw})
+		}
+		if len(sr.NextHops) == 0 {
+			sr.NextHops = []router.NextHop{{Port: port}}
+		}
+		routes = append(routes, sr)
+	}
+	for i, n := range c.Neighbors {
+		at := fmt.Sprintf("neighbors[%d]", i)
+		port, err := ctx.Port(n.Port)
+		if err != nil {
+			return nil, nil, sc.Errorf(at+".port", "%v", err)
+		}
+		a, err := netip.ParseAddr(n.Addr)
+		if err != nil {
+			return nil, nil, sc.Errorf(at+".addr", "%q is not an IP address", n.Addr)
+		}
+		m, err := parseMAC(n.MAC)
+		if err != nil {
+			return nil, nil, sc.Errorf(at+".mac", "%v", err)
+		}
+		neighbors = append(neighbors, router.Neighbor{Port: port, Addr: a, MAC: m})
+	}
+	return routes, neighbors, nil
+}
+
+// reloadableRouter adds Reload to the router stage: static routes and
+// neighbors follow the file; interfaces, the FIB source and the ICMP rate
+// apply on restart.
+type reloadableRouter struct {
+	*router.Router
+	routes    []router.StaticRoute
+	neighbors []router.Neighbor
+}
+
+// Reload applies the new static routes and neighbors: routes added or
+// changed are replaced, routes gone are deleted, each in one atomic FIB
+// update, so a packet sees a prefix's old or new next hops, never none.
+// Everything is parsed and checked before the first change.
+func (r *reloadableRouter) Reload(ctx *BuildContext, sc *StageConfig) error {
+	var c RouterConfig
+	if err := sc.Decode(&c); err != nil {
+		return err
+	}
+	routes, neighbors, err := routerRoutes(ctx, sc, &c)
+	if err != nil {
+		return err
+	}
+	fib := r.FIB()
+	keep := map[netip.Prefix]bool{}
+	for _, rt := range routes {
+		keep[rt.Prefix] = true
+		if err := fib.Replace(rt.Prefix, rt.NextHops...); err != nil {
+			return sc.Errorf("routes", "%v: %v", rt.Prefix, err)
+		}
+	}
+	for _, rt := range r.routes {
+		if !keep[rt.Prefix] {
+			fib.Delete(rt.Prefix)
+		}
+	}
+	nb := r.Neighbors()
+	keepN := map[[2]any]bool{}
+	for _, n := range neighbors {
+		keepN[[2]any{n.Port, n.Addr}] = true
+		nb.SetStatic(n)
+	}
+	for _, n := range r.neighbors {
+		if !keepN[[2]any{n.Port, n.Addr}] {
+			nb.Delete(n.Port, n.Addr)
+		}
+	}
+	r.routes, r.neighbors = routes, neighbors
+	return nil
+}
+
+// Unwrap returns the router stage.
+func (r *reloadableRouter) Unwrap() pipeline.Stage { return r.Router }

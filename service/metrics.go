@@ -72,7 +72,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			for r, v := range sc.Dropped {
 				cnt(dStageDrop, v, sc.Name, idx, ws, r.String())
 			}
-			if m, ok := w.Stages[i].(pipeline.StageMetrics); ok {
+			if m, ok := find[pipeline.StageMetrics](w.Stages[i]); ok {
 				for ev, v := range m.StageMetrics() {
 					cnt(dStageEvents, v, sc.Name, idx, ws, ev)
 				}

@@ -175,10 +175,7 @@ func (s *Service) Stop() error {
 	// subscription) release them once no worker runs them.
 	for _, w := range s.Workers {
 		for _, st := range w.Stages {
-			if u, ok := st.(interface{ Unwrap() pipeline.Stage }); ok {
-				st = u.Unwrap()
-			}
-			if c, ok := st.(io.Closer); ok {
+			if c, ok := find[io.Closer](st); ok {
 				errs = append(errs, c.Close())
 			}
 		}
@@ -217,10 +214,7 @@ func (s *Service) Reload(nf *config.File) (int, error) {
 	n := 0
 	for _, w := range s.Workers {
 		for i, st := range w.Stages {
-			if u, ok := st.(interface{ Unwrap() pipeline.Stage }); ok {
-				st = u.Unwrap()
-			}
-			r, ok := st.(Reloader)
+			r, ok := find[Reloader](st)
 			if !ok {
 				continue
 			}
@@ -231,4 +225,20 @@ func (s *Service) Reload(nf *config.File) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// find returns the first layer of st, from the outside in through the
+// wrappers config adds (a name, reload support), that implements T.
+func find[T any](st pipeline.Stage) (T, bool) {
+	for {
+		if t, ok := st.(T); ok {
+			return t, true
+		}
+		u, ok := st.(interface{ Unwrap() pipeline.Stage })
+		if !ok {
+			var zero T
+			return zero, false
+		}
+		st = u.Unwrap()
+	}
 }

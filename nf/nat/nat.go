@@ -134,6 +134,32 @@ type Stage struct {
 	forget    []packet.FlowKey
 	local     Stats
 	pub       [12]atomic.Uint64 // Stats published once per batch, for metrics
+	pending   atomic.Pointer[Stage] // rules from Replace, taken by the worker
+}
+
+// Replace installs new rules (ports, pool, exceptions, port range,
+// forwards) from any goroutine. They are checked here and take effect at
+// the worker's next batch, all at once; flows already translated keep
+// their translation (it lives in their conntrack entries) until they end.
+// The fragment cache settings stay as they were.
+func (s *Stage) Replace(cfg Config) error {
+	n, err := newStage(cfg, s.ct, s.shared)
+	if err != nil {
+		return err
+	}
+	s.pending.Store(n)
+	return nil
+}
+
+// takePending applies rules from Replace; only the worker calls it.
+func (s *Stage) takePending() {
+	n := s.pending.Swap(nil)
+	if n == nil {
+		return
+	}
+	s.role, s.pool, s.except, s.forwards = n.role, n.pool, n.except, n.forwards
+	s.portMin, s.portMax, s.keepAny, s.maxProbes = n.portMin, n.portMax, n.keepAny, n.maxProbes
+	s.cursor = n.cursor
 }
 
 type fwd struct {
@@ -255,6 +281,7 @@ func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano())
 // conntrack takes it (tests and benchmarks choose it). Every stage using
 // one table must pass the same clock.
 func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
+	s.takePending()
 	if s.shared {
 		s.processShared(b, now)
 		return

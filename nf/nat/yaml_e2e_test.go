@@ -32,7 +32,7 @@ chain:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, ok := stages[0].(*nat.Stage)
+	ns, ok := config.Unwrap(stages[0]).(*nat.Stage)
 	if !ok {
 		t.Fatalf("stage is a %T", stages[0])
 	}
