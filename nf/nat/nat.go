@@ -133,7 +133,7 @@ type Stage struct {
 	results   []conntrack.Result
 	forget    []packet.FlowKey
 	local     Stats
-	pub       [12]atomic.Uint64 // Stats published once per batch, for metrics
+	pub       [12]atomic.Uint64     // Stats published once per batch, for metrics
 	pending   atomic.Pointer[Stage] // rules from Replace, taken by the worker
 }
 
