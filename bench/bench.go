@@ -132,6 +132,9 @@ type Contender struct {
 	// kernel actually attached).
 	Name, Mode, Chain string
 	Frames            Frames
+	// Multiqueue says the contender serves every queue of in0 (cells
+	// with two queues); others are skipped there.
+	Multiqueue bool
 	// Setup configures the DUT and returns the function that undoes it.
 	// An error that is a Skip marks the contender skipped for the whole
 	// run (no point retrying); any other error fails only that
@@ -241,6 +244,10 @@ type Options struct {
 	Sizes   []int
 	Flows   []uint32
 	Layouts []Layout
+	// Queues are the queue counts of the veths (1 or 2; default 1), each
+	// in a lab of its own. Two queues are measured in the split layout
+	// only: see Run.
+	Queues []int
 	// Reps is the number of repetitions per contender and cell.
 	Reps           int
 	Warmup, Window time.Duration
@@ -276,7 +283,7 @@ const DefaultLatencyRate = 20e3
 func Smoke() Options {
 	return Options{
 		Contenders: []Contender{XNF("native", EmptyChain), XNF("generic", EmptyChain), XDPRedirect(), Linux()},
-		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore}, Queues: []int{1},
 		Reps: 1, Warmup: 300 * time.Millisecond, Window: time.Second,
 		SplitRate: 1.5e6, Prefix: "xbench",
 	}
@@ -294,12 +301,24 @@ func Quick() Options {
 	return o
 }
 
-// Full is the opt-in sweep: six frame sizes, three flow counts, both
-// layouts, three repetitions of 2 s windows. Slow (about an hour).
+// Full is the opt-in sweep: six frame sizes, three flow counts, xnf's
+// chain at every length (0..3 stages, ChainStages), one and two queues,
+// both layouts, three repetitions of 2 s windows and latency. Slow
+// (several hours; Estimate says how long).
 func Full() Options {
 	o := Quick()
+	var chains []Chain
+	for n := 0; n <= 3; n++ {
+		c, err := ChainStages(n)
+		if err != nil {
+			panic(err) // ExampleChainYAML has three stages
+		}
+		chains = append(chains, c)
+	}
+	o.Contenders = WithChains(o.Contenders, chains)
 	o.Sizes = []int{64, 128, 256, 512, 1024, 1500}
 	o.Flows = []uint32{1, 256, 65535}
+	o.Queues = []int{1, 2}
 	o.Warmup = 500 * time.Millisecond
 	o.Window = 2 * time.Second
 	return o
@@ -346,7 +365,15 @@ func ByName(all []Contender, names []string) ([]Contender, error) {
 
 // Estimate is about how long Run takes with o (setup costs included).
 func (o Options) Estimate() time.Duration {
-	cells := len(o.Sizes) * len(o.Flows) * len(o.Layouts) * len(o.Contenders)
+	layouts := 0
+	for _, q := range o.Queues {
+		if q == 1 {
+			layouts += len(o.Layouts)
+		} else if slices.Contains(o.Layouts, Split) {
+			layouts++
+		}
+	}
+	cells := len(o.Sizes) * len(o.Flows) * max(layouts, 1) * len(o.Contenders)
 	n := cells * max(o.Reps, 1)
 	if o.Latency {
 		n += cells
@@ -376,6 +403,14 @@ func (o *Options) check() error {
 	}
 	if o.Prefix == "" {
 		o.Prefix = "xbench"
+	}
+	if len(o.Queues) == 0 {
+		o.Queues = []int{1}
+	}
+	for _, q := range o.Queues {
+		if q != 1 && q != 2 {
+			return fmt.Errorf("bench: %d queues (1 or 2)", q)
+		}
 	}
 	if o.SplitRate < 0 {
 		return fmt.Errorf("bench: split rate %v", o.SplitRate)
@@ -424,13 +459,15 @@ type row struct {
 	samples []sample
 	errs    []string
 	skip    string
+	pre     bool // skip known before the cell ran (queues)
 	lat     *Latency
 }
 
 // Run measures every contender on every cell and returns one Result per
-// (cell, contender). It needs root and at least 2 CPUs. The lab is
-// removed at the end, also when ctx is cancelled (Ctrl-C) or a step
-// fails; the results measured so far are returned with the error.
+// (cell, contender). It needs root and at least 2 CPUs. Each queue count
+// gets a lab of its own, removed at the end, also when ctx is cancelled
+// (Ctrl-C) or a step fails; the results measured so far are returned
+// with the error.
 func Run(ctx context.Context, o Options) (results []Result, err error) {
 	if err := o.check(); err != nil {
 		return nil, err
@@ -438,9 +475,31 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 	if runtime.NumCPU() < 2 {
 		return nil, errors.New("bench: needs at least 2 CPUs (generator on CPU 0, DUT worker on CPU 1)")
 	}
-	topo, err := lab.NewTopology(o.Prefix, lab.TopologyOptions{Queues: 1})
+	steps := o.Reps
+	if o.Latency {
+		steps++
+	}
+	p := &progress{w: o.Progress, tty: o.ProgressTTY,
+		total: len(o.Queues) * len(o.Layouts) * len(o.Sizes) * len(o.Flows) * steps * len(o.Contenders)}
+	defer p.done()
+	skipped := map[string]string{}
+	for _, q := range o.Queues {
+		if err := runQueues(ctx, o, q, p, skipped, &results); err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// QueuesNote is the note of every row of a two-queue cell in the
+// one-core layout, which is not measured.
+const QueuesNote = "not measured: 2 queues only in the split layout (2 vCPUs: both cores take traffic)"
+
+// runQueues runs every cell of one queue count in a lab of its own.
+func runQueues(ctx context.Context, o Options, queues int, p *progress, skipped map[string]string, results *[]Result) (err error) {
+	topo, err := lab.NewTopology(o.Prefix, lab.TopologyOptions{Queues: queues})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() {
 		if cerr := topo.Close(); cerr != nil {
@@ -449,7 +508,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 	}()
 	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: bpf.SinkConfig{Latency: true}})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { err = errors.Join(err, sink.Close()) }()
 
@@ -457,14 +516,10 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 	if o.Latency {
 		steps++
 	}
-	p := &progress{w: o.Progress, tty: o.ProgressTTY,
-		total: len(o.Layouts) * len(o.Sizes) * len(o.Flows) * steps * len(o.Contenders)}
-	defer p.done()
-	skipped := map[string]string{}
 	for _, layout := range o.Layouts {
 		for _, size := range o.Sizes {
 			for _, flows := range o.Flows {
-				cell := Cell{Layout: layout, Frame: size, Flows: flows, Queues: 1}
+				cell := Cell{Layout: layout, Frame: size, Flows: flows, Queues: queues}
 				env := &Env{Topo: topo, Sink: sink, Cell: cell, CPU: 1}
 				rows := make([]*row, len(o.Contenders))
 				for i, c := range o.Contenders {
@@ -472,7 +527,22 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 				}
 				flush := func() {
 					for _, r := range rows {
-						results = append(results, r.result(cell))
+						*results = append(*results, r.result(cell))
+					}
+				}
+				// Rows this cell does not measure.
+				for _, r := range rows {
+					switch {
+					case queues > 1 && layout != Split:
+						r.skip = QueuesNote
+					case queues > 1 && !r.c.Multiqueue:
+						r.skip = fmt.Sprintf("skipped: the harness runs %s on one queue only", r.c.Name)
+					}
+					if r.skip != "" {
+						r.pre = true
+						for i := 0; i < steps; i++ {
+							p.step(cell, min(i, o.Reps-1), o.Reps, r.c, r.skip)
+						}
 					}
 				}
 				for rep := 0; rep < o.Reps; rep++ {
@@ -484,9 +554,13 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 								}
 							}
 							flush()
-							return results, fmt.Errorf("bench: interrupted: %w", ctx.Err())
+							return fmt.Errorf("bench: interrupted: %w", ctx.Err())
 						}
-						if why, ok := skipped[r.c.Label()]; ok {
+						if r.pre {
+							continue
+						}
+						key := fmt.Sprintf("%s/%dq", r.c.Label(), queues)
+						if why, ok := skipped[key]; ok {
 							r.skip = why
 							p.step(cell, rep, o.Reps, r.c, "skipped")
 							continue
@@ -497,7 +571,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 						var sk *Skip
 						switch {
 						case errors.As(err, &sk):
-							skipped[r.c.Label()] = sk.Reason
+							skipped[key] = sk.Reason
 							r.skip = sk.Reason
 							p.step(cell, rep, o.Reps, r.c, sk.Reason)
 						case err != nil:
@@ -505,7 +579,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 							p.step(cell, rep, o.Reps, r.c, "error: "+err.Error())
 							if leak := checkClean(topo); leak != nil {
 								flush()
-								return results, leak
+								return leak
 							}
 						default:
 							r.samples = append(r.samples, s)
@@ -517,10 +591,12 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 					for _, r := range rows {
 						if ctx.Err() != nil {
 							flush()
-							return results, fmt.Errorf("bench: interrupted: %w", ctx.Err())
+							return fmt.Errorf("bench: interrupted: %w", ctx.Err())
 						}
 						if r.skip != "" {
-							p.step(cell, o.Reps-1, o.Reps, r.c, "latency: skipped")
+							if !r.pre {
+								p.step(cell, o.Reps-1, o.Reps, r.c, "latency: skipped")
+							}
 							continue
 						}
 						s, err := measure(ctx, env, r.c, o, true)
@@ -537,7 +613,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 							p.step(cell, o.Reps-1, o.Reps, r.c, "latency error: "+err.Error())
 							if leak := checkClean(topo); leak != nil {
 								flush()
-								return results, leak
+								return leak
 							}
 						default:
 							p.step(cell, o.Reps-1, o.Reps, r.c, fmt.Sprintf("latency p50 %.1f p99 %.1f p999 %.1f us (%d probes at %.0f pps)",
@@ -549,7 +625,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 			}
 		}
 	}
-	return results, nil
+	return nil
 }
 
 func (r *row) result(cell Cell) Result {
@@ -648,48 +724,69 @@ func measure(ctx context.Context, env *Env, c Contender, o Options, lat bool) (s
 	if lat {
 		gcfg.BatchSize = 8
 	}
-	src, err := rig.NewSource(topo.Gen, "g0", gcfg)
-	if err != nil {
-		return s, err
-	}
-	defer src.Close()
-	src.CPU = 0
+	var rate float64
 	switch {
 	case lat:
-		src.Rate = o.LatencyRate
+		rate = o.LatencyRate
 	case env.Cell.Layout == Split:
-		src.Rate = o.SplitRate
+		rate = o.SplitRate
+	}
+	// One queue: one source on CPU 0. Two queues: a source per CPU at
+	// half the rate each, since a veth delivers to the peer's queue of
+	// the sending CPU's number.
+	var srcs []*rig.Source
+	defer func() {
+		for _, src := range srcs {
+			src.Close()
+		}
+	}()
+	for cpu := 0; cpu < env.Cell.Queues; cpu++ {
+		src, err := rig.NewSource(topo.Gen, "g0", gcfg)
+		if err != nil {
+			return s, err
+		}
+		srcs = append(srcs, src)
+		src.CPU = cpu
+		src.Rate = rate / float64(env.Cell.Queues)
 	}
 	mode := s.mode
-	s, err = window(ctx, src, env, o, lat)
+	s, err = window(ctx, srcs, env, o, lat)
 	s.mode = mode
 	return s, err
 }
 
 // window runs src and reads the counters and /proc/stat around the window.
-func window(ctx context.Context, src *rig.Source, env *Env, o Options, lat bool) (s sample, err error) {
+func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bool) (s sample, err error) {
 	sink := env.Sink
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := src.Run(ctx, o.Warmup+o.Window+time.Second, 0)
-		done <- err
-	}()
+	done := make(chan error, len(srcs))
+	for _, src := range srcs {
+		go func() {
+			_, err := src.Run(ctx, o.Warmup+o.Window+time.Second, 0)
+			done <- err
+		}()
+	}
 	read := func() (g, k uint64, cpu []cpuTimes, t time.Time, err error) {
 		cpu, err = readCPU()
 		if err != nil {
 			return
 		}
-		if g, err = src.Sent(); err != nil {
-			return
+		for _, src := range srcs {
+			n, err := src.Sent()
+			if err != nil {
+				return 0, 0, nil, t, err
+			}
+			g += n
 		}
 		k, err = sink.Count()
 		return g, k, cpu, time.Now(), err
 	}
+	stopped := 0
 	early := func() error {
 		select {
 		case err := <-done:
+			stopped++
 			if err == nil {
 				err = ctx.Err()
 			}
@@ -703,8 +800,10 @@ func window(ctx context.Context, src *rig.Source, env *Env, o Options, lat bool)
 	}
 	stop := func(err error) (sample, error) {
 		cancel()
-		if rerr := <-done; err == nil && rerr != nil && !errors.Is(rerr, context.Canceled) {
-			err = rerr
+		for ; stopped < len(srcs); stopped++ {
+			if rerr := <-done; err == nil && rerr != nil && !errors.Is(rerr, context.Canceled) {
+				err = rerr
+			}
 		}
 		return s, err
 	}

@@ -404,3 +404,96 @@ func TestLatencyReport(t *testing.T) {
 		}
 	}
 }
+
+func TestChainSweep(t *testing.T) {
+	want := []string{"empty", "router", "nat>router", "firewall>nat>router"}
+	var chains []Chain
+	for n, w := range want {
+		c, err := ChainStages(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Label() != w {
+			t.Errorf("%d stages: %q, want %q\n%s", n, c.Label(), w, c.YAML)
+		}
+		if (n == 0) != (c.Frames == L2) {
+			t.Errorf("%d stages: frames %v", n, c.Frames)
+		}
+		chains = append(chains, c)
+	}
+	if c, _ := ChainStages(3); c.YAML != ExampleChainYAML {
+		t.Errorf("three stages differ from the example chain:\n%s", c.YAML)
+	}
+	if _, err := ChainStages(4); err == nil {
+		t.Error("4 stages accepted")
+	}
+	var got []string
+	for _, c := range WithChains(Smoke().Contenders, chains[1:3]) {
+		got = append(got, c.Label())
+	}
+	if strings.Join(got, ",") != "xnf router native,xnf router generic,xnf nat>router native,xnf nat>router generic,xdp-redirect native,linux" {
+		t.Errorf("smoke with chains 1, 2: %v", got)
+	}
+	seen := map[string]bool{}
+	for _, c := range Full().Contenders {
+		if seen[c.Label()] {
+			t.Errorf("full: %q twice", c.Label())
+		}
+		seen[c.Label()] = true
+	}
+	if !seen["xnf nat>router generic"] || !seen["dpdk-testpmd io"] || len(seen) != len(All())+4 {
+		t.Errorf("full contenders %v", seen)
+	}
+	cfg := XNFConfigQueues("native", []int{0, 1}, "chain: []\n")
+	if !strings.Contains(cfg, "queues: [0, 1]") || !strings.Contains(cfg, "cpus: [0, 1]") {
+		t.Errorf("two-queue config:\n%s", cfg)
+	}
+}
+
+// TestTwoQueues: in a two-queue lab (split only), XDP redirect and xnf
+// with two workers deliver, the one-core cell and the single-queue
+// contenders say why they are not measured.
+func TestTwoQueues(t *testing.T) {
+	lab.RequireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("skipped: needs 2 CPUs")
+	}
+	o := Options{
+		Contenders: []Contender{XNF("native", EmptyChain), XDPRedirect(), Asavie()},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore}, Queues: []int{2},
+		Reps: 1, Warmup: 300 * time.Millisecond, Window: 500 * time.Millisecond, SplitRate: 1e6,
+		Prefix: fmt.Sprintf("xt-q2%d", os.Getpid()),
+	}
+	var progress bytes.Buffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	var b bytes.Buffer
+	WriteMarkdown(&b, results)
+	t.Logf("%s\n%s", progress.String(), b.String())
+	if len(results) != 6 {
+		t.Fatalf("%d rows", len(results))
+	}
+	for _, r := range results {
+		switch {
+		case r.Queues != 2:
+			t.Errorf("%s: %d queues", r.Label(), r.Queues)
+		case r.Layout == string(OneCore):
+			if r.Error != QueuesNote || len(r.Samples) != 0 {
+				t.Errorf("one-core %s: %q", r.Label(), r.Error)
+			}
+		case r.Contender == "asavie/xdp":
+			if !strings.Contains(r.Error, "one queue only") {
+				t.Errorf("asavie: %q", r.Error)
+			}
+		default:
+			if r.PPSMedian <= 0 || r.Error != "" {
+				t.Errorf("%s: %.0f pps, %q", r.Label(), r.PPSMedian, r.Error)
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +83,66 @@ const ExampleChainYAML = `chain:
         mac: 02:00:00:00:01:02
 `
 
+// ChainStages returns the chain of the last n stages of
+// ExampleChainYAML (0..3): 0 is the empty chain, 1 the router, 2 NAT ->
+// router, 3 firewall -> NAT -> router, the chain-length sweep. Every
+// chain but the empty one is fed routed frames.
+func ChainStages(n int) (Chain, error) {
+	body, ok := strings.CutPrefix(ExampleChainYAML, "chain:\n")
+	if !ok {
+		return Chain{}, errors.New("bench: ExampleChainYAML does not start with chain:")
+	}
+	var stages []string
+	for _, line := range strings.SplitAfter(body, "\n") {
+		if strings.HasPrefix(line, "  - ") || len(stages) == 0 {
+			stages = append(stages, "")
+		}
+		stages[len(stages)-1] += line
+	}
+	if n < 0 || n > len(stages) {
+		return Chain{}, fmt.Errorf("bench: chain length %d outside 0..%d (the example chain's stages)", n, len(stages))
+	}
+	if n == 0 {
+		return EmptyChain, nil
+	}
+	return Chain{YAML: "chain:\n" + strings.Join(stages[len(stages)-n:], ""), Frames: Routed}, nil
+}
+
+// WithChains returns cs with its xnf chain contenders (native and
+// generic, any chain) replaced by one per chain and mode, in the order of
+// chains, at the place of the first one. Modes are those cs has (native
+// and generic when it has none).
+func WithChains(cs []Contender, chains []Chain) []Contender {
+	var modes []string
+	at := -1
+	var rest []Contender
+	for _, c := range cs {
+		if c.Name == "xnf" && (c.Mode == "native" || c.Mode == "generic") {
+			if at < 0 {
+				at = len(rest)
+			}
+			if !slices.Contains(modes, c.Mode) {
+				modes = append(modes, c.Mode)
+			}
+			continue
+		}
+		rest = append(rest, c)
+	}
+	if at < 0 {
+		at = 0
+	}
+	if len(modes) == 0 {
+		modes = []string{"native", "generic"}
+	}
+	var xs []Contender
+	for _, ch := range chains {
+		for _, m := range modes {
+			xs = append(xs, XNF(m, ch))
+		}
+	}
+	return slices.Concat(rest[:at], xs, rest[at:])
+}
+
 // Chains of the benchmark.
 var (
 	// EmptyChain forwards in -> out unchanged: pure forwarding.
@@ -94,21 +155,35 @@ var (
 // in the given XDP mode, one worker pinned to cpu, metrics off, and the
 // chain section.
 func XNFConfig(mode string, cpu int, chain string) string {
+	return XNFConfigQueues(mode, []int{cpu}, chain)
+}
+
+// XNFConfigQueues is XNFConfig with one worker per CPU of cpus: worker i
+// serves queue i of both ports, pinned to cpus[i].
+func XNFConfigQueues(mode string, cpus []int, chain string) string {
+	var qs, cs []string
+	for i, c := range cpus {
+		qs = append(qs, fmt.Sprint(i))
+		cs = append(cs, fmt.Sprint(c))
+	}
+	q, c := strings.Join(qs, ", "), strings.Join(cs, ", ")
 	return fmt.Sprintf(`ports:
   - name: in
     interface: in0
     mode: %s
+    queues: [%s]
   - name: out
     interface: out0
     mode: %s
+    queues: [%s]
 umem:
   frame_size: 2048
   frames: 8192
 workers:
-  cpus: [%d]
+  cpus: [%s]
 metrics:
   listen: "off"
-%s`, mode, mode, cpu, chain)
+%s`, mode, q, mode, q, c, chain)
 }
 
 // Label is the chain's stage types joined by ">" ("empty" for none).
@@ -128,11 +203,16 @@ func (c Chain) Label() string {
 }
 
 // XNF runs chain through service.Start in the DUT namespace, in mode
-// ("native" or "generic"), its worker on the env's CPU.
+// ("native" or "generic"), its worker on the env's CPU; with two queues,
+// two workers, worker i on queue i and CPU i.
 func XNF(mode string, chain Chain) Contender {
-	return Contender{Name: "xnf", Mode: mode, Chain: chain.Label(), Frames: chain.Frames,
+	return Contender{Name: "xnf", Mode: mode, Chain: chain.Label(), Frames: chain.Frames, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
-			f, err := config.Parse("bench chain ("+mode+")", []byte(XNFConfig(mode, env.CPU, chain.YAML)))
+			cpus := []int{env.CPU}
+			if env.Cell.Queues == 2 {
+				cpus = []int{0, 1}
+			}
+			f, err := config.Parse("bench chain ("+mode+")", []byte(XNFConfigQueues(mode, cpus, chain.YAML)))
 			if err != nil {
 				return nil, err
 			}
@@ -196,7 +276,7 @@ func Offload() Contender {
 // XDPRedirect is the in-kernel ceiling: bpf/xdp_fwd.c on in0 (native)
 // redirects every frame to out0 through a DEVMAP.
 func XDPRedirect() Contender {
-	return Contender{Name: "xdp-redirect", Mode: "native", Chain: "-", Frames: L2,
+	return Contender{Name: "xdp-redirect", Mode: "native", Chain: "-", Frames: L2, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
 			var objs bpf.FwdObjects
 			if err := bpf.LoadFwdObjects(&objs, nil); err != nil {
@@ -233,7 +313,7 @@ func XDPRedirect() Contender {
 // (rig.KernelForward: a counting XDP_PASS program on in0 lets the
 // generator's XDP_TX deliver).
 func Linux() Contender {
-	return Contender{Name: "linux", Mode: "-", Chain: "-", Frames: Routed, Setup: linuxSetup}
+	return Contender{Name: "linux", Mode: "-", Chain: "-", Frames: Routed, Multiqueue: true, Setup: linuxSetup}
 }
 
 func linuxSetup(env *Env) (func() error, error) {
@@ -288,7 +368,7 @@ table ip xnfbench_nat {
 // LinuxNFT is Linux forwarding with NFTRuleset loaded in the DUT
 // namespace (needs the nft binary).
 func LinuxNFT() Contender {
-	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw20-ct-masq", Frames: Routed,
+	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw20-ct-masq", Frames: Routed, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
 			if _, err := exec.LookPath("nft"); err != nil {
 				return nil, Skipf("skipped: nft not found (apt-get install nftables)")

@@ -122,6 +122,9 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "### %s, %d-byte frames, %d flows, %d queue(s)\n\n", cell.Layout, cell.Frame, cell.Flows, cell.Queues)
+		if cell.Queues > 1 && cell.Layout == Split {
+			b.WriteString("Two queues: the generator sends from both CPUs at half the rate each (a veth delivers to the peer's queue of the sending CPU's number), so in0 queue i's receive softirq, the generator and xnf's worker i share CPU i: no forwarder has a core of its own. Compare these rows with each other, not with one queue.\n\n")
+		}
 		base, hasBase := Baseline(results, cell)
 		ratioHead := "ratio"
 		if hasBase {

@@ -21,6 +21,7 @@ func benchCmd() *cobra.Command {
 		quick, smoke, full    bool
 		sizes, flows, layouts string
 		contenders            string
+		chains, queues        string
 		reps                  int
 		window, warmup        time.Duration
 		rate, latencyRate     float64
@@ -34,10 +35,12 @@ func benchCmd() *cobra.Command {
 contender on the same generated traffic, interleaved (A B C A B C), and prints a markdown
 table with same-run ratios. Presets: --quick (the default: 64-byte frames, 256 flows, all
 contenders, both layouts, 3 repetitions, under 3 minutes), --smoke (1 s windows, one
-repetition, xnf native/generic, XDP redirect, Linux), --full (every frame size and flow
-count; about an hour). --sizes, --flows, --layouts, --contenders, --reps and --window
-override the preset. --latency (on in --quick and --full) adds, per contender and cell,
-p50/p99/p999 one-way latency of timestamped probes at a fixed 20 kpps (--latency-rate).`,
+repetition, xnf native/generic, XDP redirect, Linux), --full (every frame size, flow
+count, chain length and queue count; hours). --sizes, --flows, --layouts, --contenders,
+--reps and --window override the preset; --chains 0,1,2,3 sweeps xnf's chain length,
+--queues 1,2 the queue count (two queues only in the split layout). --latency (on in
+--quick and --full) adds, per contender and cell, p50/p99/p999 one-way latency of
+timestamped probes at a fixed 20 kpps (--latency-rate).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
@@ -79,12 +82,36 @@ p50/p99/p999 one-way latency of timestamped probes at a fixed 20 kpps (--latency
 				}
 				o.Layouts = v
 			}
+			all := bench.All()
+			if f.Changed("chains") {
+				n, err := parseInts(chains)
+				if err != nil {
+					return fmt.Errorf("--chains: %w", err)
+				}
+				var cs []bench.Chain
+				for _, k := range n {
+					c, err := bench.ChainStages(k)
+					if err != nil {
+						return fmt.Errorf("--chains: %w", err)
+					}
+					cs = append(cs, c)
+				}
+				all = bench.WithChains(all, cs)
+				o.Contenders = bench.WithChains(o.Contenders, cs)
+			}
 			if f.Changed("contenders") {
-				v, err := bench.ByName(bench.All(), strings.Split(contenders, ","))
+				v, err := bench.ByName(all, strings.Split(contenders, ","))
 				if err != nil {
 					return err
 				}
 				o.Contenders = v
+			}
+			if f.Changed("queues") {
+				v, err := parseInts(queues)
+				if err != nil {
+					return fmt.Errorf("--queues: %w", err)
+				}
+				o.Queues = v
 			}
 			if f.Changed("reps") {
 				o.Reps = reps
@@ -108,7 +135,7 @@ p50/p99/p999 one-way latency of timestamped probes at a fixed 20 kpps (--latency
 			o.ProgressTTY = isTerminal(os.Stderr)
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d contenders x %d cells x %d repetitions, about %v\n",
-				len(o.Contenders), len(o.Sizes)*len(o.Flows)*len(o.Layouts), o.Reps, o.Estimate().Round(time.Second))
+				len(o.Contenders), len(o.Sizes)*len(o.Flows)*len(o.Layouts)*max(len(o.Queues), 1), o.Reps, o.Estimate().Round(time.Second))
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -142,11 +169,13 @@ p50/p99/p999 one-way latency of timestamped probes at a fixed 20 kpps (--latency
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "quick preset (default): 64-byte frames, 256 flows, all contenders, 3 repetitions, < 3 min")
 	f.BoolVar(&smoke, "smoke", false, "smoke preset: 1 s windows, 1 repetition, xnf native/generic, XDP redirect, Linux")
-	f.BoolVar(&full, "full", false, "full sweep: frame sizes 64..1500, flows 1, 256, 65535")
+	f.BoolVar(&full, "full", false, "full sweep: frame sizes 64..1500, flows 1, 256, 65535, chains 0..3, queues 1 and 2")
 	f.StringVar(&sizes, "sizes", "64", "frame sizes on the wire, comma-separated (64..1518)")
 	f.StringVar(&flows, "flows", "256", "flow counts, comma-separated (1..65535; 64k means 65535)")
 	f.StringVar(&layouts, "layouts", "split,one-core", "layouts: split (worker alone on CPU 1), one-core (in0's NAPI thread and worker on CPU 1)")
 	f.StringVar(&contenders, "contenders", "", "contenders by name or label prefix, comma-separated (xnf, \"xnf empty native\", xdp-redirect, linux, dpdk-testpmd, asavie/xdp)")
+	f.StringVar(&chains, "chains", "0,3", "xnf chain lengths, comma-separated: 0 empty, 1 router, 2 nat>router, 3 firewall>nat>router (the example chain's last stages)")
+	f.StringVar(&queues, "queues", "1", "queue counts, comma-separated (1, 2); 2 queues: split layout only, generator and xnf workers on both CPUs")
 	f.IntVar(&reps, "reps", 3, "repetitions per contender and cell (interleaved)")
 	f.DurationVar(&window, "window", time.Second, "measurement window")
 	f.DurationVar(&warmup, "warmup", 400*time.Millisecond, "warm-up before each window")
