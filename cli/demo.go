@@ -10,7 +10,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,8 +80,37 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	}()
 	fmt.Fprint(out, "lab:\n  xnf-client (g0 198.18.0.1) -- (in0 198.18.0.2) xnf-dut (out0 198.18.1.1) -- (s0 198.18.1.2) xnf-server\n")
 
+	// Ctrl-C (or SIGTERM) stops the service and removes the lab before
+	// exiting, whatever step the demo is at.
 	var s *service.Service
-	if err := topo.DUT.Do(func() (err error) { s, err = service.Start(f, newLogger("warn", "text")); return err }); err != nil {
+	var mu sync.Mutex
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	demoDone := make(chan struct{})
+	defer close(demoDone)
+	go func() {
+		select {
+		case <-sig:
+		case <-demoDone:
+			return
+		}
+		fmt.Fprintln(out, "\ninterrupted: stopping xnf and removing the lab")
+		mu.Lock()
+		if s != nil {
+			s.Stop()
+		}
+		mu.Unlock()
+		topo.Close()
+		os.Exit(130)
+	}()
+	if err := topo.DUT.Do(func() error {
+		svc, err := service.Start(f, newLogger("warn", "text"))
+		mu.Lock()
+		s = svc
+		mu.Unlock()
+		return err
+	}); err != nil {
 		return err
 	}
 	for _, d := range s.Devices {
@@ -131,6 +163,7 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 			}
 		}
 	}
+	printVerdicts(out, s)
 	if serr != nil {
 		add("clean stop: every frame back in the UMEM", serr)
 	} else {
@@ -326,4 +359,27 @@ func demoBurst(t *lab.Topology, n uint64) (uint64, error) {
 	defer src.Close()
 	src.Rate = 100000
 	return src.Run(context.Background(), 5*time.Second, n)
+}
+
+// printVerdicts is the short table of what each function did.
+func printVerdicts(out io.Writer, s *service.Service) {
+	if len(s.Workers) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\nwhat each function did:")
+	for _, st := range s.Workers[0].Stages {
+		m, ok := config.Unwrap(st).(interface{ StageMetrics() map[string]uint64 })
+		if !ok {
+			continue
+		}
+		v := m.StageMetrics()
+		switch st.Name() {
+		case "firewall":
+			fmt.Fprintf(out, "  firewall  allowed %d, dropped %d (by rule or default policy), %d flows tracked\n", v["accepted"], v["dropped"]+v["rejected"], v["conntrack_new"])
+		case "nat":
+			fmt.Fprintf(out, "  nat       translated %d packets of %d flows (%d kept their port)\n", v["translated"], v["snat_flows"], v["ports_kept"])
+		case "router":
+			fmt.Fprintf(out, "  router    routed %d, answered %d ARP and %d ping, sent %d ICMP errors\n", v["forwarded"], v["arp_replies"], v["echo_replies"], v["time_exceeded_sent"]+v["unreachable_sent"])
+		}
+	}
 }

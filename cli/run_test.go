@@ -389,3 +389,38 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 		t.Errorf("restarted xnf: %v\n%s", err, y.output())
 	}
 }
+
+func TestDemoCleansUpOnCtrlC(t *testing.T) {
+	lab.RequireRoot(t)
+	if lab.Exists(demoNames[0]) {
+		t.Skipf("skipped: a demo lab is up on this machine (%s)", demoNames[0])
+	}
+	cmd := exec.Command(os.Args[0], "demo")
+	cmd.Env = append(os.Environ(), "XNF_CLI_MAIN=1")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupt once the lab is up and traffic runs.
+	for end := time.Now().Add(10 * time.Second); !lab.Exists(demoNames[2]) && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the demo did not exit on SIGINT")
+	}
+	for _, n := range demoNames {
+		if lab.Exists(n) {
+			t.Errorf("namespace %s left after Ctrl-C:\n%s", n, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("no word of the interruption:\n%s", out.String())
+	}
+}
