@@ -17,8 +17,9 @@ import (
 // PNG and SVG into dir: delivered Mpps by frame size per contender
 // (pps-<layout>-<flows>flows), and each contender's ratio to the cell's
 // baseline (DPDK testpmd, or Linux forwarding when DPDK is absent; the
-// title says which) per frame size (ratio-<layout>-<flows>flows). It
-// returns the files written.
+// title says which) per frame size (ratio-<layout>-<flows>flows). Two
+// queues get their own figures (suffix -2q); cells with no measurement
+// get none. It returns the files written.
 func Plot(dir string, results []Result) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -26,10 +27,11 @@ func Plot(dir string, results []Result) ([]string, error) {
 	type group struct {
 		layout Layout
 		flows  uint32
+		queues int
 	}
 	var groups []group
 	for _, c := range Cells(results) {
-		g := group{c.Layout, c.Flows}
+		g := group{c.Layout, c.Flows, c.Queues}
 		if !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}
@@ -37,13 +39,23 @@ func Plot(dir string, results []Result) ([]string, error) {
 	var files []string
 	for _, g := range groups {
 		var rs []Result
+		measured := false
 		for _, r := range results {
-			if Layout(r.Layout) == g.layout && r.Flows == g.flows {
+			if Layout(r.Layout) == g.layout && r.Flows == g.flows && r.Queues == g.queues {
 				rs = append(rs, r)
+				measured = measured || len(r.Samples) > 0
 			}
 		}
-		base := fmt.Sprintf("%s-%dflows", g.layout, g.flows)
-		p, err := ppsPlot(rs, fmt.Sprintf("delivered Mpps, %s layout, %d flows", g.layout, g.flows))
+		if !measured {
+			continue // a cell of notes only (two queues in one-core)
+		}
+		// One queue keeps the names of the single-queue harness.
+		base, what := fmt.Sprintf("%s-%dflows", g.layout, g.flows), fmt.Sprintf("%s layout, %d flows", g.layout, g.flows)
+		if g.queues > 1 {
+			base += fmt.Sprintf("-%dq", g.queues)
+			what += fmt.Sprintf(", %d queues", g.queues)
+		}
+		p, err := ppsPlot(rs, "delivered Mpps, "+what)
 		if err != nil {
 			return files, err
 		}
@@ -52,7 +64,7 @@ func Plot(dir string, results []Result) ([]string, error) {
 		if err != nil {
 			return files, err
 		}
-		p, err = ratioPlot(rs, fmt.Sprintf("%s layout, %d flows", g.layout, g.flows))
+		p, err = ratioPlot(rs, what)
 		if err != nil {
 			return files, err
 		}

@@ -122,6 +122,10 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "### %s, %d-byte frames, %d flows, %d queue(s)\n\n", cell.Layout, cell.Frame, cell.Flows, cell.Queues)
+		if allNoted(results, cell, QueuesNote) {
+			fmt.Fprintf(&b, "%s.\n", strings.ToUpper(QueuesNote[:1])+QueuesNote[1:])
+			continue
+		}
 		if cell.Queues > 1 && cell.Layout == Split {
 			b.WriteString("Two queues: the generator sends from both CPUs at half the rate each (a veth delivers to the peer's queue of the sending CPU's number), so in0 queue i's receive softirq, the generator and xnf's worker i share CPU i: no forwarder has a core of its own. Compare these rows with each other, not with one queue.\n\n")
 		}
@@ -201,6 +205,20 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// allNoted says every row of cell carries note as its error.
+func allNoted(results []Result, cell Cell, note string) bool {
+	n := 0
+	for _, r := range results {
+		if cellOf(r) == cell {
+			if r.Error != note {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
 }
 
 // Goal is one of the project's targets, as a same-run ratio.
