@@ -10,6 +10,7 @@ type TB interface {
 	Helper()
 	Skipf(format string, args ...any)
 	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Logf(format string, args ...any)
 	Cleanup(func())
 }

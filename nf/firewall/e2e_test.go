@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/internal/dut"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/firewall"
@@ -57,45 +57,7 @@ func fwLab(t *testing.T, rules ...string) (*lab.Topology, *firewall.Stage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameCount: 8192})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var devs []*afxdp.Device
-	var ports []pipeline.Port
-	err = topo.DUT.Do(func() error {
-		for _, ifname := range []string{"in0", "out0"} {
-			d, err := afxdp.Attach(ifname, afxdp.DeviceConfig{})
-			if err != nil {
-				return err
-			}
-			devs = append(devs, d)
-			s, err := d.OpenQueue(0, u, afxdp.SocketConfig{})
-			if err != nil {
-				return err
-			}
-			ports = append(ports, pipeline.NewXDPPort(s, 2048))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{fs, r}, CPU: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start()
-	t.Cleanup(func() {
-		w.Stop()
-		for _, d := range devs {
-			d.Close()
-		}
-		if a := u.Accounting(); !a.Balanced() || a.Free != a.Total {
-			t.Errorf("UMEM accounting: %v", a)
-		}
-		u.Close()
-	})
+	dut.Start(t, topo, []pipeline.Stage{fs, r}, dut.Options{})
 	return topo, fs
 }
 

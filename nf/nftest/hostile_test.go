@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/internal/dut"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/firewall"
@@ -55,32 +56,6 @@ func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameCount: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var devs []*afxdp.Device
-	var ports []pipeline.Port
-	var xps []*pipeline.XDPPort
-	if err := topo.DUT.Do(func() error {
-		for _, ifname := range []string{"in0", "out0"} {
-			d, err := afxdp.Attach(ifname, afxdp.DeviceConfig{})
-			if err != nil {
-				return err
-			}
-			devs = append(devs, d)
-			s, err := d.OpenQueue(0, u, afxdp.SocketConfig{})
-			if err != nil {
-				return err
-			}
-			xp := pipeline.NewXDPPort(s, 1024)
-			xps = append(xps, xp)
-			ports = append(ports, xp)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
 	fs := firewall.NewStage(fw, ct, 0)
 	if stage != nil {
 		*stage = fs
@@ -91,22 +66,8 @@ func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{fs, ns, r}, CPU: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start()
-	t.Cleanup(func() {
-		w.Stop()
-		for _, d := range devs {
-			d.Close()
-		}
-		if a := u.Accounting(); !a.Balanced() || a.Free != a.Total {
-			t.Errorf("UMEM accounting after the hostile run: %v", a)
-		}
-		u.Close()
-	})
-	return topo, w, u, devs, xps
+	d := dut.Start(t, topo, []pipeline.Stage{fs, ns, r}, dut.Options{Frames: 4096, Fill: 1024})
+	return topo, d.Worker, d.UMEM, d.Devices, d.Ports
 }
 
 // rawSender writes whole frames out of g0 with an AF_PACKET socket.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/internal/dut"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/nf/router"
 	"github.com/xnfdev/xnf/packet"
@@ -31,46 +32,8 @@ func routerLab(t *testing.T, mode afxdp.AttachMode) (*lab.Topology, *router.Rout
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameCount: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var devs []*afxdp.Device
-	var ports []pipeline.Port
-	err = topo.DUT.Do(func() error {
-		for _, ifname := range []string{"in0", "out0"} {
-			d, err := afxdp.Attach(ifname, afxdp.DeviceConfig{Mode: mode})
-			if err != nil {
-				return err
-			}
-			devs = append(devs, d)
-			s, err := d.OpenQueue(0, u, afxdp.SocketConfig{})
-			if err != nil {
-				return err
-			}
-			ports = append(ports, pipeline.NewXDPPort(s, 1024))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{r}, CPU: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start()
-	t.Cleanup(func() {
-		w.Stop()
-		for _, d := range devs {
-			d.Close()
-		}
-		if a := u.Accounting(); !a.Balanced() || a.Free != a.Total {
-			t.Errorf("UMEM accounting after the run: %v", a)
-		}
-		u.Close()
-	})
-	return topo, r, w
+	d := dut.Start(t, topo, []pipeline.Stage{r}, dut.Options{Mode: mode})
+	return topo, r, d.Worker
 }
 
 // ping sends one ICMP echo from ns to dst and waits for the reply.
