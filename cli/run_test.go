@@ -1,88 +1,35 @@
 package cli
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/xnftest"
 )
 
 // TestMain lets the test binary act as the xnf command for end-to-end tests
 // of `xnf run` (run inside a namespace with `ip netns exec`).
-func TestMain(m *testing.M) {
-	if os.Getenv("XNF_CLI_MAIN") == "1" {
-		os.Args = append([]string{"xnf"}, os.Args[1:]...)
-		Main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { xnftest.Main(m, Main) }
 
-// xnfProcess is `xnf run` started in a namespace.
-type xnfProcess struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	out strings.Builder
-}
+const metricsAddr = "127.0.0.1:19464"
 
-func (p *xnfProcess) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
+func metricsIn(t *testing.T, ns *lab.NS) string { return xnftest.Metrics(t, ns, metricsAddr) }
 
-func startXNF(t *testing.T, ns string, args ...string) *xnfProcess {
+func metricValue(t *testing.T, text, re string) uint64 {
 	t.Helper()
-	ipBin, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("skipped: needs iproute2's ip for 'ip netns exec'")
+	if !regexp.MustCompile(re + ` \d+`).MatchString(text) {
+		t.Fatalf("no metric matching %s in:\n%s", re, text)
 	}
-	cmd := exec.Command(ipBin, append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), "XNF_CLI_MAIN=1")
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &xnfProcess{cmd: cmd}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-		pw.Close()
-	})
-	return p
-}
-
-func (p *xnfProcess) waitFor(t *testing.T, what string, d time.Duration) {
-	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if strings.Contains(p.output(), what) {
-			return
-		}
-		if p.cmd.ProcessState != nil {
-			break
-		}
-	}
-	t.Fatalf("xnf did not print %q; output:\n%s", what, p.output())
+	return xnftest.Value(text, re)
 }
 
 const runChain = `ports:
@@ -104,38 +51,6 @@ metrics:
   listen: 127.0.0.1:19464
 `
 
-func metricsIn(t *testing.T, ns *lab.NS) string {
-	t.Helper()
-	var body []byte
-	// Dial inside the namespace: net/http would dial from another thread,
-	// which is in the root namespace.
-	var conn net.Conn
-	err := ns.Do(func() (err error) { conn, err = net.DialTimeout("tcp", "127.0.0.1:19464", 3*time.Second); return err })
-	if err == nil {
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(3 * time.Second))
-		fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-		var r *http.Response
-		if r, err = http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
-			body, err = io.ReadAll(r.Body)
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
-}
-
-func metricValue(t *testing.T, text, re string) uint64 {
-	t.Helper()
-	m := regexp.MustCompile(re + ` (\d+)`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("no metric matching %s in:\n%s", re, text)
-	}
-	v, _ := strconv.ParseUint(m[1], 10, 64)
-	return v
-}
-
 func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 	topo := lab.TopologyForTest(t, "run", lab.TopologyOptions{})
 	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
@@ -143,22 +58,22 @@ func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "chain.yaml")
 	os.WriteFile(path, []byte(runChain), 0o644)
-	x := startXNF(t, topo.DUT.Name, "run", "-c", path)
-	x.waitFor(t, "metrics: http://127.0.0.1:19464/metrics", 10*time.Second)
-	if !strings.Contains(x.output(), "in: XDP attached to in0 in native mode") {
-		t.Errorf("mode not reported:\n%s", x.output())
+	x := xnftest.Start(t, topo.DUT, "run", "-c", path)
+	x.WaitFor(t, "metrics: http://127.0.0.1:19464/metrics", 10*time.Second)
+	if !strings.Contains(x.Output(), "in: XDP attached to in0 in native mode") {
+		t.Errorf("mode not reported:\n%s", x.Output())
 	}
 	// Once running, xnf holds no capability (when built without cgo; a cgo
 	// build says it kept them). The checks below then prove the data path
 	// and the metrics (BPF map reads) need none.
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", x.cmd.Process.Pid))
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", x.Pid()))
 	switch {
-	case strings.Contains(x.output(), "capabilities: all dropped"):
+	case strings.Contains(x.Output(), "capabilities: all dropped"):
 		if !strings.Contains(string(status), "CapEff:\t0000000000000000") {
 			t.Errorf("xnf says it dropped its capabilities, but:\n%s", status)
 		}
-	case !strings.Contains(x.output(), "capabilities kept"):
-		t.Errorf("xnf says nothing about its capabilities:\n%s", x.output())
+	case !strings.Contains(x.Output(), "capabilities kept"):
+		t.Errorf("xnf says nothing about its capabilities:\n%s", x.Output())
 	}
 
 	// A listener in the sink, so its kernel sends no ICMP back to count.
@@ -204,19 +119,19 @@ func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 		t.Errorf("XDP redirected %d on in0, sent %d", v, n)
 	}
 
-	x.cmd.Process.Signal(syscall.SIGTERM)
+	x.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
-	go func() { done <- x.cmd.Wait() }()
+	go func() { done <- x.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("xnf exited with %v:\n%s", err, x.output())
+			t.Errorf("xnf exited with %v:\n%s", err, x.Output())
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("xnf did not stop on SIGTERM:\n%s", x.output())
+		t.Fatalf("xnf did not stop on SIGTERM:\n%s", x.Output())
 	}
-	if !strings.Contains(x.output(), "stage") || !strings.Contains(x.output(), "router") {
-		t.Errorf("no final counters printed:\n%s", x.output())
+	if !strings.Contains(x.Output(), "stage") || !strings.Contains(x.Output(), "router") {
+		t.Errorf("no final counters printed:\n%s", x.Output())
 	}
 	for _, ifname := range []string{"in0", "out0"} {
 		l, err := topo.DUT.Link(ifname)
@@ -268,8 +183,8 @@ func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
 			return err
 		})
 	}
-	x := startXNF(t, topo.DUT.Name, "run", "-c", path)
-	x.waitFor(t, "metrics: http://", 10*time.Second)
+	x := xnftest.Start(t, topo.DUT, "run", "-c", path)
+	x.WaitFor(t, "metrics: http://", 10*time.Second)
 	send := func(port, n int) {
 		topo.Gen.Do(func() error {
 			c, err := net.Dial("udp4", net.JoinHostPort(lab.SinkAddr, strconv.Itoa(port)))
@@ -300,25 +215,25 @@ func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
 		t.Fatalf("before reload: accepted %d dropped %d, want 10 and 10", a, d)
 	}
 	write(strings.Replace(reloadChain, "PORT", "10", 1))
-	x.cmd.Process.Signal(syscall.SIGHUP)
-	x.waitFor(t, "reloaded", 5*time.Second)
+	x.Signal(syscall.SIGHUP)
+	x.WaitFor(t, "reloaded", 5*time.Second)
 	send(9, 10)
 	send(10, 10)
 	if a, d := settle(accepted, 20), settle(dropped, 20); a != 20 || d != 20 {
 		t.Fatalf("after reload: accepted %d dropped %d, want 20 and 20 (port 10 now allowed, 9 not)", a, d)
 	}
 	write(strings.Replace(reloadChain, "PORT", "99999", 1))
-	x.cmd.Process.Signal(syscall.SIGHUP)
-	x.waitFor(t, "reload failed", 5*time.Second)
-	if !strings.Contains(x.output(), "chain.yaml:9: chain[0].rules[0]") {
-		t.Errorf("the reload error does not name the line and rule:\n%s", x.output())
+	x.Signal(syscall.SIGHUP)
+	x.WaitFor(t, "reload failed", 5*time.Second)
+	if !strings.Contains(x.Output(), "chain.yaml:9: chain[0].rules[0]") {
+		t.Errorf("the reload error does not name the line and rule:\n%s", x.Output())
 	}
 	send(10, 10)
 	if a := settle(accepted, 30); a != 30 {
 		t.Errorf("after a broken reload: accepted %d, want 30 (old rules kept)", a)
 	}
-	x.cmd.Process.Signal(syscall.SIGTERM)
-	x.cmd.Wait()
+	x.Signal(syscall.SIGTERM)
+	x.Wait()
 }
 
 func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
@@ -357,11 +272,11 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 		})
 		sent <- n
 	}()
-	x := startXNF(t, topo.DUT.Name, "run", "-c", path)
-	x.waitFor(t, "metrics: http://", 10*time.Second)
+	x := xnftest.Start(t, topo.DUT, "run", "-c", path)
+	x.WaitFor(t, "metrics: http://", 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	x.cmd.Process.Signal(syscall.SIGKILL)
-	x.cmd.Wait()
+	x.Signal(syscall.SIGKILL)
+	x.Wait()
 	for end := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		l, _ := topo.DUT.Link("in0")
 		if xd := l.Attrs().Xdp; xd == nil || !xd.Attached {
@@ -372,8 +287,8 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 		}
 	}
 	// A restart takes the interfaces over and forwards again.
-	y := startXNF(t, topo.DUT.Name, "run", "-c", path)
-	y.waitFor(t, "metrics: http://", 10*time.Second)
+	y := xnftest.Start(t, topo.DUT, "run", "-c", path)
+	y.WaitFor(t, "metrics: http://", 10*time.Second)
 	tx := `xnf_port_tx_packets_total\{port="out",queue="0",worker="0"\}`
 	var v uint64
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && v < 100; time.Sleep(50 * time.Millisecond) {
@@ -384,9 +299,9 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 	if v < 100 {
 		t.Errorf("the restarted xnf forwarded %d packets, want traffic flowing again", v)
 	}
-	y.cmd.Process.Signal(syscall.SIGTERM)
-	if err := y.cmd.Wait(); err != nil {
-		t.Errorf("restarted xnf: %v\n%s", err, y.output())
+	y.Signal(syscall.SIGTERM)
+	if err := y.Wait(); err != nil {
+		t.Errorf("restarted xnf: %v\n%s", err, y.Output())
 	}
 }
 
@@ -395,8 +310,7 @@ func TestDemoCleansUpOnCtrlC(t *testing.T) {
 	if lab.Exists(demoNames[0]) {
 		t.Skipf("skipped: a demo lab is up on this machine (%s)", demoNames[0])
 	}
-	cmd := exec.Command(os.Args[0], "demo")
-	cmd.Env = append(os.Environ(), "XNF_CLI_MAIN=1")
+	cmd := xnftest.Command("demo")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

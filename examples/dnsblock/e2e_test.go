@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xnfdev/xnf/examples/internal/xnftest"
+	"github.com/xnfdev/xnf/internal/xnftest"
 	"github.com/xnfdev/xnf/internal/lab"
 	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )

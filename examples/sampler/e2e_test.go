@@ -13,7 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/xnfdev/xnf/examples/internal/xnftest"
+	"github.com/xnfdev/xnf/internal/xnftest"
 	"github.com/xnfdev/xnf/internal/lab"
 	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/examples/internal/xnftest"
+	"github.com/xnfdev/xnf/internal/xnftest"
 	"github.com/xnfdev/xnf/internal/lab"
 	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )

@@ -1,7 +1,7 @@
-// Package xnftest runs an example's xnf binary in a lab for end-to-end
-// tests, the way cli/run_test.go runs xnf: the test binary re-executes
-// itself under `ip netns exec` as the example's command, so the stage
-// under test is registered exactly as in the shipped binary.
+// Package xnftest runs an xnf binary in a lab for end-to-end tests: the
+// test binary re-executes itself under `ip netns exec` as the command (xnf
+// itself, or an example built on cli.Main), so what is tested is exactly
+// what ships, with the example's stage registered as in its binary.
 package xnftest
 
 import (
@@ -34,6 +34,14 @@ func Main(m *testing.M, main func()) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// Command is the test binary as the command, outside any namespace (for
+// commands that build their own, such as xnf demo).
+func Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), env+"=1")
+	return cmd
 }
 
 // Process is the example's command running in a namespace.
@@ -93,6 +101,15 @@ func (p *Process) WaitFor(t *testing.T, what string, d time.Duration) {
 	}
 	t.Fatalf("xnf did not print %q; output:\n%s", what, p.Output())
 }
+
+// Signal sends sig to the command.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Wait waits for the command to exit.
+func (p *Process) Wait() error { return p.cmd.Wait() }
+
+// Pid is the command's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Stop sends SIGTERM and waits for a clean exit (final counters printed,
 // every frame back in the UMEM).
