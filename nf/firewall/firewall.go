@@ -85,6 +85,18 @@ func (h *hitCounters) add(worker, rule int) {
 	h.shards[worker&h.mask][rule+1].Add(1)
 }
 
+func (h *hitCounters) addN(worker, rule int, n uint64) {
+	h.shards[worker&h.mask][rule+1].Add(n)
+}
+
+// AddHits counts n packets decided by rule (-1: the default policy) for
+// worker: for callers of Classify that count a batch at a time.
+func (rs *Ruleset) AddHits(worker, rule int, n uint64) {
+	if rs.hits != nil && n > 0 {
+		rs.hits.addN(worker, rule, n)
+	}
+}
+
 func (h *hitCounters) sum(i int) uint64 {
 	var n uint64
 	for _, s := range h.shards {

@@ -32,6 +32,7 @@ type Stage struct {
 	results []conntrack.Result
 	forget  []packet.FlowKey
 	shared  bool // another stage tracks: look up only
+	hits    batchHits
 	ctr     struct{ accepted, dropped, rejected, malformed atomic.Uint64 }
 	// A snapshot of the conntrack counters, taken by the worker once per
 	// batch so metrics can read them from another goroutine.
@@ -86,6 +87,12 @@ func (s *Stage) Process(b *packet.Batch) {
 	var accepted, dropped, rejected, malformed uint64
 	forget := s.forget[:0]
 	var k Key
+	// One rule set for the whole batch (a reload takes effect between
+	// batches), and its hit counters added once per rule that decided
+	// rather than once per packet (BenchmarkClassifyCounted: 0-20% at 10k
+	// rules, more when many workers share a counter's cache line).
+	rs := s.fw.Load()
+	s.hits.reset()
 	for i := range b.Slice() {
 		p := &b.Packets[i]
 		if p.Verdict == packet.Drop {
@@ -104,7 +111,8 @@ func (s *Stage) Process(b *packet.Batch) {
 		if res != nil {
 			k.State = State(res[i].State)
 		}
-		act, _ := s.fw.Classify(s.worker, &k)
+		act, rule := rs.Classify(&k)
+		s.hits.add(rule)
 		if act == Accept {
 			accepted++
 			continue
@@ -119,6 +127,7 @@ func (s *Stage) Process(b *packet.Batch) {
 			forget = append(forget, res[i].Flow.Orig())
 		}
 	}
+	s.hits.flush(rs, s.worker)
 	for _, fk := range forget {
 		s.ct.Delete(fk)
 	}
@@ -190,4 +199,42 @@ func (s *Stage) StageMetrics() map[string]uint64 {
 		m[fmt.Sprintf("rule_%d_hits", i)] = h
 	}
 	return m
+}
+
+// batchHits counts the rules that decided a batch's packets: a small
+// open-addressed table, reset per batch, so the shared per-rule counters
+// get one atomic add per distinct rule.
+type batchHits struct {
+	rule  [2 * packet.MaxBurst]int32 // rule index + 2 (0: empty slot; 1: default policy); never more than half full
+	count [2 * packet.MaxBurst]uint32
+	used  [packet.MaxBurst]uint16
+	n     int
+}
+
+func (h *batchHits) reset() { h.n = 0 }
+
+func (h *batchHits) add(rule int) {
+	key := int32(rule + 2)
+	i := (uint32(key) * 2654435769) >> 23 // Fibonacci hash into 512 slots
+	for {
+		switch h.rule[i] {
+		case key:
+			h.count[i]++
+			return
+		case 0:
+			h.rule[i], h.count[i] = key, 1
+			h.used[h.n] = uint16(i)
+			h.n++
+			return
+		}
+		i = (i + 1) & (2*packet.MaxBurst - 1)
+	}
+}
+
+func (h *batchHits) flush(rs *Ruleset, worker int) {
+	for _, i := range h.used[:h.n] {
+		rs.AddHits(worker, int(h.rule[i])-2, uint64(h.count[i]))
+		h.rule[i] = 0
+	}
+	h.n = 0
 }

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"fmt"
 	"net"
 	"testing"
 
@@ -157,4 +158,29 @@ func BenchmarkStage(b *testing.B) {
 		s.Process(&batch)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
+}
+
+// A batch whose packets hit more distinct rules than half the batch
+// counts every hit once.
+func TestStageCountsManyDistinctRulesInOneBatch(t *testing.T) {
+	var texts []string
+	for p := 1; p <= packet.MaxBurst; p++ {
+		texts = append(texts, fmt.Sprintf("accept proto tcp dport %d", p))
+	}
+	rules, err := ParseRules(texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, _ := New(1, rules, Drop)
+	s := NewStage(fw, nil, 0)
+	var frames []frame
+	for p := 1; p <= packet.MaxBurst; p++ {
+		frames = append(frames, frame{0, tcpFrame(t, clientIP, serverIP, 1000, uint16(p), true, false)})
+	}
+	process(s, frames...)
+	for i, h := range fw.Hits() {
+		if h != 1 {
+			t.Fatalf("rule %d counted %d hits, want 1", i, h)
+		}
+	}
 }
