@@ -41,7 +41,7 @@ bench:
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run);
 # CI runs fuzz-short. Failing inputs land in testdata/fuzz and become
 # regression seeds once committed.
-FUZZ_TARGETS := ./packet:FuzzParse ./packet:FuzzRewrite ./config:FuzzParse ./nf/nftest:FuzzChain ./nf/nat:FuzzProcess
+FUZZ_TARGETS := ./packet:FuzzParse ./packet:FuzzRewrite ./config:FuzzParse ./nf/nftest:FuzzChain ./nf/nat:FuzzProcess ./nf/conntrack:FuzzTrack
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
