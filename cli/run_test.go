@@ -202,7 +202,7 @@ func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
 	dropped := `xnf_stage_events_total\{event="dropped",index="0",stage="firewall",worker="0"\}`
 	settle := func(re string, want uint64) uint64 {
 		var v uint64
-		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(30 * time.Millisecond) {
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(30 * time.Millisecond) {
 			if v = metricValue(t, metricsIn(t, topo.DUT), re); v >= want {
 				break
 			}
