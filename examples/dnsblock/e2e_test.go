@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xnfdev/xnf/internal/xnftest"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/xnftest"
 	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/xnfdev/xnf/internal/xnftest"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/xnftest"
 	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 

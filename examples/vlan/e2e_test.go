@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/internal/xnftest"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/xnftest"
 	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 
