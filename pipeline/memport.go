@@ -14,6 +14,10 @@ type MemPool struct {
 	frameSize int
 	free      []uint64
 	inUse     []bool
+	// stamps holds the capture metadata of frames received from pcap
+	// ports (nil until one is opened over the pool); Free clears a
+	// frame's entry, so a frame never inherits another's timestamp.
+	stamps []frameStamp
 	// Violations counts frees of frames not in use (bugs).
 	Violations int
 }
@@ -46,7 +50,19 @@ func (p *MemPool) Free(addr uint64) {
 		return
 	}
 	p.inUse[i] = false
+	if p.stamps != nil {
+		p.stamps[i] = frameStamp{}
+	}
 	p.free = append(p.free, addr-addr%uint64(p.frameSize))
+}
+
+// stamp returns the capture metadata slot of the frame at addr, creating
+// the table on first use.
+func (p *MemPool) stamp(addr uint64) *frameStamp {
+	if p.stamps == nil {
+		p.stamps = make([]frameStamp, len(p.inUse))
+	}
+	return &p.stamps[addr/uint64(p.frameSize)]
 }
 
 // Frame is the frame at addr with length n.

@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"sync"
 	"time"
-	"weak"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -31,16 +28,13 @@ import (
 // to a pcap output by handing frames over.
 //
 // Timestamps: a frame received from a pcap input keeps its capture
-// timestamp (and how many bytes the capture's snap length cut off) in a
-// table with one entry per frame of the pool, shared by all pcap ports over
-// that pool; a pcap output writes the frame with them and clears the entry.
-// A frame that did not come from a pcap input (a MemPort's, say) is written
-// with a fake clock: one microsecond after the previous packet written by
-// this port, starting at the Unix epoch, so the output is deterministic and
-// its timestamps never go backwards. The table is trusted as long as pcap
-// ports are the ones that free pcap frames; a pcap frame forwarded to a
-// MemPort and freed there leaves a stale entry that a later MemPort frame
-// in the same pool frame would inherit (tests only ever mix the two).
+// timestamp (and how many bytes the capture's snap length cut off) in its
+// pool, one entry per frame, cleared whenever the frame is freed by any
+// port; a pcap output writes the frame with them. A frame that did not come
+// from a pcap input (a MemPort's, say) is written with a fake clock: one
+// microsecond after the previous packet written by this port, starting at
+// the Unix epoch, so the output is deterministic and its timestamps never
+// go backwards.
 //
 // A PcapPort is not safe for concurrent use; like every port it belongs to
 // its worker's goroutine. Its counters are plain integers for the same
@@ -48,7 +42,6 @@ import (
 type PcapPort struct {
 	name   string
 	pool   *MemPool
-	stamps *stampTable
 	closer io.Closer // the file, for ports made by OpenPcapFile and CreatePcapFile
 
 	src  pcapSource // nil for an output port
@@ -131,7 +124,7 @@ func OpenPcapReader(name string, r io.Reader, pool *MemPool) (*PcapPort, error) 
 	if lt := src.LinkType(); lt != layers.LinkTypeEthernet {
 		return nil, fmt.Errorf("pipeline: pcap %s: link type %d (%s) is not Ethernet (1)", name, uint32(lt), lt)
 	}
-	return &PcapPort{name: name, pool: pool, stamps: stampsFor(pool), src: src}, nil
+	return &PcapPort{name: name, pool: pool, src: src}, nil
 }
 
 // OpenPcapFile is OpenPcapReader over the file at path, which names the
@@ -164,7 +157,7 @@ func NewPcapWriter(name string, w io.Writer, pool *MemPool, opts PcapWriterOptio
 	if opts.Snaplen < 0 {
 		return nil, fmt.Errorf("pipeline: pcap %s: snap length %d", name, opts.Snaplen)
 	}
-	p := &PcapPort{name: name, pool: pool, stamps: stampsFor(pool), done: true,
+	p := &PcapPort{name: name, pool: pool, done: true,
 		bw: bufio.NewWriterSize(w, 64<<10), snaplen: opts.Snaplen, last: time.Unix(0, 0)}
 	if opts.Nanoseconds {
 		p.w = pcapgo.NewWriterNanos(p.bw)
@@ -234,7 +227,7 @@ func (p *PcapPort) Receive(b *packet.Batch, inPort uint16, max int) int {
 		if ci.Length > len(data) {
 			st.cut = uint32(ci.Length - len(data))
 		}
-		p.stamps.frames[a/uint64(p.pool.FrameSize())] = st
+		*p.pool.stamp(a) = st
 		b.Append(f, a, inPort)
 		n++
 		p.received++
@@ -250,13 +243,8 @@ func (p *PcapPort) Transmit(pkts []*packet.Packet) int {
 	if p.w == nil || p.err != nil {
 		return 0
 	}
-	fs := uint64(p.pool.FrameSize())
 	for i, pk := range pkts {
-		idx := pk.Addr / fs
-		var st frameStamp
-		if idx < uint64(len(p.stamps.frames)) {
-			st = p.stamps.frames[idx]
-		}
+		st := *p.pool.stamp(pk.Addr)
 		ts := p.last.Add(time.Microsecond)
 		if st.ok {
 			ts = time.Unix(0, st.ns).UTC()
@@ -271,9 +259,6 @@ func (p *PcapPort) Transmit(pkts []*packet.Packet) int {
 			return i
 		}
 		p.last = ts
-		if idx < uint64(len(p.stamps.frames)) {
-			p.stamps.frames[idx] = frameStamp{}
-		}
 		p.pool.Free(pk.Addr)
 		p.sent++
 	}
@@ -282,11 +267,7 @@ func (p *PcapPort) Transmit(pkts []*packet.Packet) int {
 
 // Release frees the frames of packets that will not be sent.
 func (p *PcapPort) Release(pkts []*packet.Packet) {
-	fs := uint64(p.pool.FrameSize())
 	for _, pk := range pkts {
-		if idx := pk.Addr / fs; idx < uint64(len(p.stamps.frames)) {
-			p.stamps.frames[idx] = frameStamp{}
-		}
 		p.pool.Free(pk.Addr)
 	}
 }
@@ -345,27 +326,6 @@ type frameStamp struct {
 	ns  int64  // capture timestamp, Unix nanoseconds
 	cut uint32 // bytes of the packet the capture's snap length left out
 	ok  bool
-}
-
-// stampTable has one entry per frame of a pool, indexed by address /
-// frame size.
-type stampTable struct{ frames []frameStamp }
-
-// stampTables holds the table of each pool that has pcap ports. It is
-// keyed by a weak pointer so that a pool no longer used is collected, and
-// its entry goes with it.
-var stampTables sync.Map // weak.Pointer[MemPool] -> *stampTable
-
-func stampsFor(pool *MemPool) *stampTable {
-	key := weak.Make(pool)
-	if t, ok := stampTables.Load(key); ok {
-		return t.(*stampTable)
-	}
-	t, loaded := stampTables.LoadOrStore(key, &stampTable{frames: make([]frameStamp, pool.Total())})
-	if !loaded {
-		runtime.AddCleanup(pool, func(k weak.Pointer[MemPool]) { stampTables.Delete(k) }, key)
-	}
-	return t.(*stampTable)
 }
 
 var _ Port = (*PcapPort)(nil)

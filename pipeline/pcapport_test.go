@@ -518,3 +518,36 @@ func TestPcapReplayAllocatesNothingPerBatch(t *testing.T) {
 		t.Errorf("done %v, err %v, %d of %d frames back", in.Done(), in.Err(), pool.Available(), pool.Total())
 	}
 }
+
+// A pcap frame freed by a memory port leaves no timestamp behind: the
+// next frame in the same pool frame, from a memory port, gets the fake
+// clock, not the old capture's time.
+func TestPcapTimestampDiesWithItsFrame(t *testing.T) {
+	pool := NewMemPool(1, 2048) // one frame: reuse is certain
+	in, err := OpenPcapFile(pcapIn, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	mem := NewMemPort("mem", pool)
+	mem.Discard = true
+	b := &packet.Batch{}
+	if in.Receive(b, 0, 1) != 1 {
+		t.Fatal("no frame from the capture")
+	}
+	mem.Transmit([]*packet.Packet{&b.Packets[0]}) // freed by a memory port
+	var buf bytes.Buffer
+	out, err := NewPcapWriter("out", &buf, pool, PcapWriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.Inject(udpFrame(t, 9, "later"))
+	b.Reset()
+	mem.Receive(b, 0, 1)
+	out.Transmit([]*packet.Packet{&b.Packets[0]})
+	out.Flush()
+	got := readPcap(t, "output", buf.Bytes())
+	if len(got) != 1 || !got[0].ci.Timestamp.Equal(time.Unix(0, 1000)) {
+		t.Fatalf("the memory port's frame was written at %v, want the fake clock's first tick", got[0].ci.Timestamp)
+	}
+}
