@@ -548,6 +548,10 @@ func (s *Socket) Kick() {
 	}
 }
 
+// TXOutstanding is how many transmitted frames have not come back through
+// the completion ring yet.
+func (s *Socket) TXOutstanding() int { return int(s.transmitted - s.completed) }
+
 // TXPending is how many frames on the TX ring the kernel has not taken.
 func (s *Socket) TXPending() int { return int(s.tx.pending()) }
 

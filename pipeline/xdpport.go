@@ -19,8 +19,7 @@ type XDPPort struct {
 }
 
 // NewXDPPort wraps an open socket and fills its fill ring. fill is how many
-// frames to keep on the fill ring (0: half the UMEM's frames divided by... a
-// sensible default of 1024).
+// frames to keep on the fill ring (0: 1024).
 func NewXDPPort(s *afxdp.Socket, fill int) *XDPPort {
 	if fill <= 0 {
 		fill = 1024
@@ -78,5 +77,5 @@ func (x *XDPPort) PollFD() int { return x.sock.FD() }
 func (x *XDPPort) Drained() bool {
 	x.sock.Kick()
 	x.sock.CompleteToFree()
-	return x.umem.Accounting().TX == 0
+	return x.sock.TXOutstanding() == 0
 }
