@@ -151,16 +151,7 @@ func udpFrame(t testing.TB, srcMAC, dstMAC, src, dst string, payload []byte) []b
 // listenUDP opens a kernel UDP socket in ns with a big receive buffer.
 func listenUDP(t *testing.T, ns *lab.NS, addr string) *net.UDPConn {
 	t.Helper()
-	var c *net.UDPConn
-	err := ns.Do(func() (err error) {
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(addr), Port: udpPort})
-		if err != nil {
-			return err
-		}
-		raw, _ := c.SyscallConn()
-		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
-		return nil
-	})
+	c, err := ns.ListenUDP(addr, udpPort)
 	if err != nil {
 		t.Fatal(err)
 	}

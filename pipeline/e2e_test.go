@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
@@ -88,15 +86,8 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			var sink *net.UDPConn
-			if err := topo.Sink.Do(func() (err error) {
-				sink, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 9000})
-				if err == nil {
-					raw, _ := sink.SyscallConn()
-					raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
-				}
-				return err
-			}); err != nil {
+			sink, err := topo.Sink.ListenUDP(lab.SinkAddr, 9000)
+			if err != nil {
 				t.Fatal(err)
 			}
 			defer sink.Close()

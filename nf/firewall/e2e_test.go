@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xnfdev/xnf/internal/dut"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/nf/conntrack"
@@ -156,20 +154,16 @@ func TestStatefulFirewallBetweenRealTCPPeers(t *testing.T) {
 
 func TestReloadUnderTrafficLosesNothingOnAllowedFlows(t *testing.T) {
 	topo, fs := fwLab(t, "accept in 0 proto udp dport 7000")
-	var srv, srv2 *net.UDPConn
-	topo.Sink.Do(func() (err error) {
-		if srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 7000}); err != nil {
-			return err
-		}
-		srv2, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 7001})
-		return err
-	})
-	defer srv.Close()
-	defer srv2.Close()
-	for _, c := range []*net.UDPConn{srv, srv2} {
-		raw, _ := c.SyscallConn()
-		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
+	srv, err := topo.Sink.ListenUDP(lab.SinkAddr, 7000)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer srv.Close()
+	srv2, err := topo.Sink.ListenUDP(lab.SinkAddr, 7001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
 	var received atomic.Int64
 	go func() {
 		buf := make([]byte, 64)

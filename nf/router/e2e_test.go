@@ -2,7 +2,6 @@ package router_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"github.com/xnfdev/xnf/internal/dut"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/nf/router"
-	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
 )
 
@@ -36,37 +34,7 @@ func routerLab(t *testing.T, mode afxdp.AttachMode) (*lab.Topology, *router.Rout
 	return topo, r, d.Worker
 }
 
-// ping sends one ICMP echo from ns to dst and waits for the reply.
-func ping(ns *lab.NS, dst string, id uint16) error { return pingTries(ns, dst, id, 3) }
-
-func pingTries(ns *lab.NS, dst string, id uint16, tries int) error {
-	return ns.Do(func() error {
-		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f', '!'}
-		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
-		for try := 0; try < tries; try++ { // the first may be spent resolving a neighbor
-			if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
-				return err
-			}
-			buf := make([]byte, 1500)
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			for {
-				n, from, err := c.ReadFrom(buf)
-				if err != nil {
-					break
-				}
-				if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && from.String() == dst {
-					return nil
-				}
-			}
-		}
-		return errors.New("no echo reply from " + dst)
-	})
-}
+func ping(ns *lab.NS, dst string, id uint16) error { return ns.Ping(dst, id, 3) }
 
 func TestRoutesBetweenTwoSubnets(t *testing.T) {
 	for _, mode := range []afxdp.AttachMode{afxdp.ModeNative, afxdp.ModeGeneric} {
@@ -178,7 +146,7 @@ func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	if err := pingTries(topo.Gen, "198.18.9.1", 10, 1); err == nil {
+	if err := topo.Gen.Ping("198.18.9.1", 10, 1); err == nil {
 		t.Fatal("198.18.9.1 answered before any route to it existed")
 	}
 	if err := topo.DUT.AddRoute("198.18.9.0/24", lab.SinkAddr, "out0"); err != nil {

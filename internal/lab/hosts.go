@@ -1,0 +1,65 @@
+package lab
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xnfdev/xnf/packet"
+)
+
+// ListenUDP opens a kernel UDP socket on addr:port inside the namespace,
+// with a 16 MiB receive buffer (SO_RCVBUFFORCE, root only), so a test that
+// counts datagrams exactly is not undone by the default buffer overflowing
+// while it reads.
+func (n *NS) ListenUDP(addr string, port int) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := n.Do(func() (err error) {
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(addr), Port: port})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	raw, err := c.SyscallConn()
+	if err == nil {
+		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
+	}
+	return c, nil
+}
+
+// Ping sends ICMP echo requests with identifier id from the namespace to
+// dst, up to tries times a second apart (the first may be spent on
+// neighbor resolution), and returns nil at the first reply from dst.
+func (n *NS) Ping(dst string, id uint16, tries int) error {
+	return n.Do(func() error {
+		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f', '!'}
+		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
+		buf := make([]byte, 1500)
+		for try := 0; try < tries; try++ {
+			if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			for {
+				k, from, err := c.ReadFrom(buf)
+				if err != nil {
+					break
+				}
+				if k >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && from.String() == dst {
+					return nil
+				}
+			}
+		}
+		return errors.New("no echo reply from " + dst + " after " + strconv.Itoa(tries) + " tries")
+	})
+}
