@@ -1,16 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,10 +18,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
-	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 	"github.com/xnfdev/xnf/service"
 )
 
@@ -57,11 +58,16 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("demo: needs root (it creates network namespaces and attaches XDP programs)")
 	}
-	f, err := config.Parse("demo.yaml (embedded)", bytes.ReplaceAll(demoChain, []byte("interface: out0"), []byte("interface: out0\n    mode: "+mode)))
+	if _, err := afxdp.ParseAttachMode(mode); err != nil {
+		return fmt.Errorf("demo: --mode: %w", err)
+	}
+	f, err := config.Parse("demo.yaml (embedded)", demoChain)
 	if err != nil {
 		return err
 	}
-	f.Ports[0].Mode = mode
+	for i := range f.Ports {
+		f.Ports[i].Mode = mode
+	}
 	topo, err := lab.NewTopology("xnf", lab.TopologyOptions{Names: &demoNames})
 	if err != nil {
 		return err
@@ -152,11 +158,12 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	PrintCounters(out, s)
 	if len(s.Workers) > 0 {
 		for _, st := range s.Workers[0].Stages {
-			if m, ok := st.(interface{ StageMetrics() map[string]uint64 }); ok {
+			if m, ok := config.Unwrap(st).(pipeline.StageMetrics); ok {
 				fmt.Fprintf(out, "\n%s:", st.Name())
-				for _, k := range sortedKeys(m.StageMetrics()) {
-					if v := m.StageMetrics()[k]; v != 0 {
-						fmt.Fprintf(out, " %s=%d", k, v)
+				v := m.StageMetrics()
+				for _, k := range slices.Sorted(maps.Keys(v)) {
+					if v[k] != 0 {
+						fmt.Fprintf(out, " %s=%d", k, v[k])
 					}
 				}
 				fmt.Fprintln(out)
@@ -182,50 +189,7 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	return nil
 }
 
-func sortedKeys(m map[string]uint64) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := range ks {
-		for j := i + 1; j < len(ks); j++ {
-			if ks[j] < ks[i] {
-				ks[i], ks[j] = ks[j], ks[i]
-			}
-		}
-	}
-	return ks
-}
-
-func demoPing(ns *lab.NS, dst string) error {
-	return ns.Do(func() error {
-		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		id := uint16(os.Getpid())
-		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f'}
-		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
-		buf := make([]byte, 1500)
-		for try := 0; try < 3; try++ { // the first may go to neighbor resolution
-			if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
-				return err
-			}
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			for {
-				n, from, err := c.ReadFrom(buf)
-				if err != nil {
-					break
-				}
-				if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && from.String() == dst {
-					return nil
-				}
-			}
-		}
-		return errors.New("no reply")
-	})
-}
+func demoPing(ns *lab.NS, dst string) error { return ns.Ping(dst, uint16(os.Getpid()), 3) }
 
 func expectFail(err error) error {
 	if err == nil {
@@ -368,7 +332,7 @@ func printVerdicts(out io.Writer, s *service.Service) {
 	}
 	fmt.Fprintln(out, "\nwhat each function did:")
 	for _, st := range s.Workers[0].Stages {
-		m, ok := config.Unwrap(st).(interface{ StageMetrics() map[string]uint64 })
+		m, ok := config.Unwrap(st).(pipeline.StageMetrics)
 		if !ok {
 			continue
 		}

@@ -180,14 +180,6 @@ type named struct {
 
 func (n named) Name() string { return n.name }
 
-// StageMetrics passes the wrapped stage's counters through.
-func (n named) StageMetrics() map[string]uint64 {
-	if m, ok := n.Stage.(pipeline.StageMetrics); ok {
-		return m.StageMetrics()
-	}
-	return nil
-}
-
 // Unwrap returns the stage under the name.
 func (n named) Unwrap() pipeline.Stage { return n.Stage }
 
