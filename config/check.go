@@ -9,6 +9,7 @@ import (
 
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/bpf"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 func (f *File) check() error {
@@ -193,13 +194,7 @@ func (f *File) PortIndex() map[string]uint16 {
 // by default a pair of ports forward to each other.
 func (f *File) DefaultOut() []uint16 {
 	idx := f.PortIndex()
-	out := make([]uint16, len(f.Ports))
-	for i := range out {
-		out[i] = uint16(i ^ 1)
-		if int(out[i]) >= len(out) {
-			out[i] = uint16(i)
-		}
-	}
+	out := pipeline.PairedOutputs(len(f.Ports))
 	for _, fw := range f.Forward {
 		out[idx[fw.From]] = idx[fw.To]
 	}

@@ -55,6 +55,20 @@ type Worker struct {
 	err    error
 }
 
+// PairedOutputs is the default output of each of n ports when nothing
+// else is said: ports pair up (0<->1, 2<->3), a last odd one answers
+// itself.
+func PairedOutputs(n int) []uint16 {
+	out := make([]uint16, n)
+	for i := range out {
+		out[i] = uint16(i ^ 1)
+		if int(out[i]) >= n {
+			out[i] = uint16(i)
+		}
+	}
+	return out
+}
+
 // NewWorker checks the configuration and prepares every buffer the loop
 // needs, so the loop itself allocates nothing.
 func NewWorker(cfg Config) (*Worker, error) {
@@ -76,22 +90,15 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Idle.PollTimeout == 0 {
 		cfg.Idle.PollTimeout = 100 * time.Millisecond
 	}
-	def := make([]uint16, len(cfg.Ports))
-	for i := range def {
-		switch {
-		case i < len(cfg.DefaultOut):
-			def[i] = cfg.DefaultOut[i]
-			if int(def[i]) >= len(cfg.Ports) {
-				return nil, fmt.Errorf("pipeline: default output of port %d is port %d, but there are %d ports", i, def[i], len(cfg.Ports))
-			}
-		case len(cfg.Ports) == 1:
-			def[i] = 0
-		default:
-			def[i] = uint16(i ^ 1)
-			if int(def[i]) >= len(cfg.Ports) {
-				def[i] = uint16(i)
-			}
+	def := PairedOutputs(len(cfg.Ports))
+	for i, o := range cfg.DefaultOut {
+		if i >= len(def) {
+			break
 		}
+		if int(o) >= len(cfg.Ports) {
+			return nil, fmt.Errorf("pipeline: default output of port %d is port %d, but there are %d ports", i, o, len(cfg.Ports))
+		}
+		def[i] = o
 	}
 	cfg.DefaultOut = def
 	w := &Worker{cfg: cfg, ports: make([]portCounters, len(cfg.Ports)), done: make(chan struct{})}
