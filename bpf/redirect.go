@@ -217,21 +217,6 @@ func (r *Redirect) Counters() (Counters, error) {
 // Close unloads the program and its maps (an attached link keeps the
 // program alive until the link closes too).
 func (r *Redirect) Close() error {
-	var errs []error
-	for _, c := range []interface{ Close() error }{r.Program, r.xsks, r.counters, r.ports} {
-		if c != nil && !isNil(c) {
-			errs = append(errs, c.Close())
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func isNil(c interface{ Close() error }) bool {
-	switch v := c.(type) {
-	case *ebpf.Program:
-		return v == nil
-	case *ebpf.Map:
-		return v == nil
-	}
-	return false
+	// Program.Close and Map.Close accept nil receivers.
+	return errors.Join(r.Program.Close(), r.xsks.Close(), r.counters.Close(), r.ports.Close())
 }
