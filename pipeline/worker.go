@@ -28,13 +28,14 @@ type Config struct {
 	Burst int
 	// CPU pins the worker's thread to a CPU; -1 leaves it unpinned.
 	CPU int
-	// Nice is the worker thread's nice value (0 leaves it). Where the
-	// worker shares a core with the kernel's receive work (a NAPI thread,
-	// ksoftirqd), a negative value lets it run as soon as packets wait
-	// instead of taking turns with receive work that, once the fill ring
-	// is empty, only drops: measured on veth with in0's NAPI thread on the
-	// worker's core, -10 forwarded 1.1-1.6x more than 0, and 1.25x more
-	// with a core of its own. Negative values need CAP_SYS_NICE; without
+	// Nice is the worker thread's nice value (0 leaves it). A negative
+	// value lets the worker run as soon as packets wait rather than take
+	// turns with other work on its core (the kernel's transmit and the
+	// peer's receive softirqs run in its syscalls, ksoftirqd behind it).
+	// BenchmarkForwarders (examples/l2fwd) measures worker-poll at -10 and
+	// at 0 side by side: with a core of its own -10 forwarded 1.16-1.21x
+	// more in two runs; sharing the core with in0's NAPI thread it made no
+	// difference (0.96-0.97x). Negative values need CAP_SYS_NICE; without
 	// it Start reports the error and the worker runs at 0.
 	Nice int
 	Idle Idle

@@ -18,8 +18,8 @@ import (
 
 // BenchmarkForwarders measures, in one run and one topology, the packets
 // per second delivered gen -> DUT -> sink by: Linux forwarding, l2fwd, and
-// a pipeline Worker with an empty chain (blocking-poll idle policy and
-// busy polling), in two layouts: split (generator, in0's receive softirq
+// a pipeline Worker with an empty chain (blocking-poll idle policy at nice
+// -10 and at 0, and busy polling), in two layouts: split (generator, in0's receive softirq
 // and sink on CPU 0, the forwarder alone on CPU 1) and one-core
 // (everything on CPU 0). The generator is the rig's live-frames XDP
 // program (64-byte frames, 256 flows). Run with:
@@ -62,8 +62,10 @@ func BenchmarkForwarders(b *testing.B) {
 			return func() { k.Close(); topo.DUT.Sysctl("net.ipv4.ip_forward", "0") }, nil
 		}},
 		{"l2fwd", rig.L2Config(60, 256), func(cpu int) (func(), error) { return startL2fwd(topo, cpu) }},
-		{"worker-poll", rig.L2Config(60, 256), func(cpu int) (func(), error) { return startWorker(topo, cpu, false) }},
-		{"worker-busy", rig.L2Config(60, 256), func(cpu int) (func(), error) { return startWorker(topo, cpu, true) }},
+		{"worker-poll", rig.L2Config(60, 256), func(cpu int) (func(), error) { return startWorker(topo, cpu, -10, false) }},
+		// The same at the scheduler's default nice, for pipeline.Config.Nice.
+		{"worker-poll-nice0", rig.L2Config(60, 256), func(cpu int) (func(), error) { return startWorker(topo, cpu, 0, false) }},
+		{"worker-busy", rig.L2Config(60, 256), func(cpu int) (func(), error) { return startWorker(topo, cpu, -10, true) }},
 	}
 	// split: generator, in0's receive softirq and the sink on CPU 0 (the
 	// generator paced to 1.5 Mpps, or it starves in0's softirq on its own
@@ -156,7 +158,7 @@ func startL2fwd(topo *lab.Topology, cpu int) (func(), error) {
 	}, nil
 }
 
-func startWorker(topo *lab.Topology, cpu int, busy bool) (func(), error) {
+func startWorker(topo *lab.Topology, cpu, nice int, busy bool) (func(), error) {
 	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameSize: 2048, FrameCount: 16384})
 	if err != nil {
 		return nil, err
@@ -188,7 +190,7 @@ func startWorker(topo *lab.Topology, cpu int, busy bool) (func(), error) {
 		closeAll()
 		return nil, err
 	}
-	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, CPU: cpu, Nice: -10, Idle: pipeline.Idle{Busy: busy}})
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, CPU: cpu, Nice: nice, Idle: pipeline.Idle{Busy: busy}})
 	if err != nil {
 		closeAll()
 		return nil, err
