@@ -51,15 +51,44 @@ metrics:
   listen: 127.0.0.1:19464
 `
 
-func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
-	topo := lab.TopologyForTest(t, "run", lab.TopologyOptions{})
+// runLab builds the lab of an `xnf run` test (gen knows the DUT's MAC,
+// so no ARP moves) and writes chain to a file whose path it returns.
+func runLab(t *testing.T, name, chain string) (*lab.Topology, string) {
+	t.Helper()
+	topo := lab.TopologyForTest(t, name, lab.TopologyOptions{})
 	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "chain.yaml")
-	os.WriteFile(path, []byte(runChain), 0o644)
+	if err := os.WriteFile(path, []byte(chain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return topo, path
+}
+
+// startRun runs `xnf run -c path` in the DUT namespace until it serves metrics.
+func startRun(t *testing.T, topo *lab.Topology, path string) *xnftest.Process {
+	t.Helper()
 	x := xnftest.Start(t, topo.DUT, "run", "-c", path)
-	x.WaitFor(t, "metrics: http://127.0.0.1:19464/metrics", 10*time.Second)
+	x.WaitFor(t, "metrics: http://"+metricsAddr+"/metrics", 10*time.Second)
+	return x
+}
+
+// sinkListener listens on a UDP port of the sink, so its kernel answers
+// no datagram with ICMP.
+func sinkListener(t *testing.T, topo *lab.Topology, port int) *net.UDPConn {
+	t.Helper()
+	c, err := topo.Sink.ListenUDP(lab.SinkAddr, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
+	topo, path := runLab(t, "run", runChain)
+	x := startRun(t, topo, path)
 	if !strings.Contains(x.Output(), "in: XDP attached to in0 in native mode") {
 		t.Errorf("mode not reported:\n%s", x.Output())
 	}
@@ -76,15 +105,7 @@ func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 		t.Errorf("xnf says nothing about its capabilities:\n%s", x.Output())
 	}
 
-	// A listener in the sink, so its kernel sends no ICMP back to count.
-	var sink *net.UDPConn
-	if err := topo.Sink.Do(func() (err error) {
-		sink, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 9})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sinkListener(t, topo, 9) // so the sink's kernel sends no ICMP back to count
 	const n = 500
 	if err := topo.Gen.Do(func() error {
 		c, err := net.Dial("udp4", lab.SinkAddr+":9")
@@ -166,25 +187,11 @@ metrics:
 `
 
 func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
-	topo := lab.TopologyForTest(t, "hup", lab.TopologyOptions{})
-	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "chain.yaml")
+	topo, path := runLab(t, "hup", strings.Replace(reloadChain, "PORT", "9", 1))
 	write := func(s string) { os.WriteFile(path, []byte(s), 0o644) }
-	write(strings.Replace(reloadChain, "PORT", "9", 1))
-	// Listeners in the sink, so its kernel answers no datagram with ICMP.
-	for _, port := range []int{9, 10} {
-		topo.Sink.Do(func() error {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: port})
-			if err == nil {
-				t.Cleanup(func() { c.Close() })
-			}
-			return err
-		})
-	}
-	x := xnftest.Start(t, topo.DUT, "run", "-c", path)
-	x.WaitFor(t, "metrics: http://", 10*time.Second)
+	sinkListener(t, topo, 9)
+	sinkListener(t, topo, 10)
+	x := startRun(t, topo, path)
 	send := func(port, n int) {
 		topo.Gen.Do(func() error {
 			c, err := net.Dial("udp4", net.JoinHostPort(lab.SinkAddr, strconv.Itoa(port)))
@@ -237,18 +244,8 @@ func TestRunReloadsRulesOnSIGHUP(t *testing.T) {
 }
 
 func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
-	topo := lab.TopologyForTest(t, "kill", lab.TopologyOptions{})
-	if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "chain.yaml")
-	os.WriteFile(path, []byte(runChain), 0o644)
-	var sink *net.UDPConn
-	topo.Sink.Do(func() (err error) {
-		sink, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lab.SinkAddr), Port: 9})
-		return err
-	})
-	defer sink.Close()
+	topo, path := runLab(t, "kill", runChain)
+	sinkListener(t, topo, 9)
 	stop := make(chan struct{})
 	sent := make(chan int, 1)
 	go func() { // bounded traffic: until stop, at most 10 s
@@ -272,8 +269,7 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 		})
 		sent <- n
 	}()
-	x := xnftest.Start(t, topo.DUT, "run", "-c", path)
-	x.WaitFor(t, "metrics: http://", 10*time.Second)
+	x := startRun(t, topo, path)
 	time.Sleep(300 * time.Millisecond)
 	x.Signal(syscall.SIGKILL)
 	x.Wait()
@@ -287,8 +283,7 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 		}
 	}
 	// A restart takes the interfaces over and forwards again.
-	y := xnftest.Start(t, topo.DUT, "run", "-c", path)
-	y.WaitFor(t, "metrics: http://", 10*time.Second)
+	y := startRun(t, topo, path)
 	tx := `xnf_port_tx_packets_total\{port="out",queue="0",worker="0"\}`
 	var v uint64
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && v < 100; time.Sleep(50 * time.Millisecond) {
