@@ -145,33 +145,3 @@ func (r *descRing) consume(out []Desc) int {
 	}
 	return int(n)
 }
-
-func (r *addrRing) produce(in []uint64) int {
-	n := r.producerFree(uint32(len(in)))
-	if n > uint32(len(in)) {
-		n = uint32(len(in))
-	}
-	for i := uint32(0); i < n; i++ {
-		r.addrs[(r.local+i)&r.mask] = in[i]
-	}
-	r.local += n
-	if n > 0 {
-		r.publish()
-	}
-	return int(n)
-}
-
-func (r *addrRing) consume(out []uint64) int {
-	n := r.consumerAvail(uint32(len(out)))
-	if n > uint32(len(out)) {
-		n = uint32(len(out))
-	}
-	for i := uint32(0); i < n; i++ {
-		out[i] = r.addrs[(r.local+i)&r.mask]
-	}
-	r.local += n
-	if n > 0 {
-		r.release()
-	}
-	return int(n)
-}

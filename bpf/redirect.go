@@ -97,7 +97,6 @@ type Redirect struct {
 	xsks     *ebpf.Map
 	counters *ebpf.Map
 	ports    *ebpf.Map
-	objs     xdpObjects
 	queues   int
 }
 

@@ -33,10 +33,9 @@ func sameBytes(t *testing.T, got, want []byte) {
 func TestICMPErrorTranslationByteForByte(t *testing.T) {
 	type tc struct {
 		name     string
-		out      func(s *Stage) []byte // the flow's first packet, sent in from inside
-		quoted   []byte                // as the NAT sent it
-		orig     []byte                // as the inside host sent it
-		from     netip.Addr            // who sends the error
+		quoted   []byte     // as the NAT sent it
+		orig     []byte     // as the inside host sent it
+		from     netip.Addr // who sends the error
 		typ      uint8
 		code     uint8
 		quoteLen int
