@@ -90,7 +90,7 @@ const ExampleChainYAML = `chain:
 func ChainStages(n int) (Chain, error) {
 	body, ok := strings.CutPrefix(ExampleChainYAML, "chain:\n")
 	if !ok {
-		return Chain{}, errors.New("bench: ExampleChainYAML does not start with chain:")
+		return Chain{}, errors.New(`bench: ExampleChainYAML does not start with "chain:"`)
 	}
 	var stages []string
 	for _, line := range strings.SplitAfter(body, "\n") {
