@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/xnfdev/xnf/afxdp"
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/pipeline"
 )
@@ -80,7 +79,7 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err err
 			return nil, fmt.Errorf("port %s: %w", p.Name, err)
 		}
 		s.Devices = append(s.Devices, &Device{Port: p.Name, Device: d})
-		log.Info("attached XDP program", "port", p.Name, "interface", p.Interface, "mode", d.Mode().String(), "asked", mode.String(), "filter", filterString(filter), "queues", d.Queues())
+		log.Info("attached XDP program", "port", p.Name, "interface", p.Interface, "mode", d.Mode().String(), "asked", mode.String(), "filter", filter.String(), "queues", d.Queues())
 	}
 	nworkers := len(f.Ports[0].Queues)
 	for wi := 0; wi < nworkers; wi++ {
@@ -90,8 +89,6 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err err
 	}
 	return s, nil
 }
-
-func filterString(f bpf.Filter) string { return f.String() }
 
 func (s *Service) startWorker(wi int) (*Worker, error) {
 	f := s.File
