@@ -335,3 +335,67 @@ func TestClassifyEqualsLinearWithinOneIPv6Slash64(t *testing.T) {
 		checkAgainstLinear(t, rules, Drop, rs, ks)
 	}
 }
+
+// Rules clustered in one IPv4 /8 give the 32-bit index a shared prefix
+// (keys outside it take the first or last class), and rules at the very
+// ends of the address and port spaces reach the sentinels after the last
+// interval start. Keys sit on and next to every edge, including
+// 0.0.0.0, 255.255.255.255 and ports 0 and 65535.
+func TestClassifyEqualsLinearAtTheEndsOfTheSpace(t *testing.T) {
+	for _, ends := range []bool{false, true} {
+		g := newGen(5, true)
+		var rules []Rule
+		for i := range 300 {
+			r := NewRule(Action(i % 3))
+			a := [4]byte{10, byte(g.intn(3)), byte(g.intn(4)), byte(g.intn(256))}
+			r.Dst = netip.PrefixFrom(netip.AddrFrom4(a), 16+g.intn(17)).Masked()
+			if g.pct(30) {
+				r.Src = netip.PrefixFrom(netip.AddrFrom4(a), 20+g.intn(13)).Masked()
+			}
+			if g.pct(50) {
+				r.Proto = ProtoUDP
+				lo := uint16(1000 + g.intn(50))
+				r.DstPort = PortRange{lo, lo + uint16(g.intn(30))}
+				if g.pct(30) {
+					r.SrcPort = PortRange{lo, lo + uint16(g.intn(30))}
+				}
+			}
+			rules = append(rules, r)
+		}
+		if ends {
+			for _, s := range []string{"255.255.255.255/32", "255.255.255.254/31", "0.0.0.0/32", "0.0.0.0/31", "128.0.0.0/1"} {
+				r := NewRule(Accept)
+				r.Dst = netip.MustParsePrefix(s)
+				r.Proto = ProtoUDP
+				r.DstPort = PortRange{65535, 65535}
+				rules = append(rules, r)
+				r.Src, r.Dst = r.Dst, netip.Prefix{}
+				r.DstPort, r.SrcPort = PortRange{0, 1}, PortRange{65534, 65535}
+				rules = append(rules, r)
+			}
+		}
+		rs, err := Compile(rules, Drop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := &rs.addr[1]; !ends && x.off32 < 8 {
+			t.Fatalf("index offset %d: the rules no longer share their first 8 bits", x.off32)
+		}
+		addrs := []netip.Addr{netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("0.0.0.1"), netip.MustParseAddr("9.255.255.255"),
+			netip.MustParseAddr("10.0.0.0"), netip.MustParseAddr("10.255.255.255"), netip.MustParseAddr("11.0.0.0"),
+			netip.MustParseAddr("127.255.255.255"), netip.MustParseAddr("128.0.0.0"),
+			netip.MustParseAddr("255.255.255.254"), netip.MustParseAddr("255.255.255.255")}
+		ports := []uint16{0, 1, 999, 1000, 65534, 65535}
+		ks := make([]Key, 0, 30000)
+		for i := range 20000 {
+			k := g.key(rules)
+			if i%2 == 0 {
+				k.SetAddrs(addrs[g.intn(len(addrs))], addrs[g.intn(len(addrs))])
+				k.SrcPort, k.DstPort = ports[g.intn(len(ports))], ports[g.intn(len(ports))]
+				k.Proto = ProtoUDP
+			}
+			ks = append(ks, k)
+		}
+		checkAgainstLinear(t, rules, Drop, rs, ks)
+	}
+}

@@ -122,35 +122,62 @@ func (c *crule) match(p *pkt) bool {
 
 // A handle names the candidate list of one class of one field: 0 is the
 // empty list, single|r (maybe |singleExact) the list holding rule r
-// alone, any other value h the pool[h] entries of entryWords words each
-// from pool[h+1]. Handles below 1<<29 leave the trie its tag bits.
+// alone, any other value h the entries of entryWords words each from
+// pool[h], ended by an entry whose rule is endOfList.
 const single = 1 << 31
 
 // singleExact marks a single whose rule has no condition besides the
 // field it is listed under: being in the class is matching it.
 const singleExact = 1 << 30
 
-// scan returns the first rule of the list h below best that matches p,
-// or best.
+// endOfList is above every rule index, so the scan below stops at it
+// without a length to load first.
+const endOfList = 1<<31 - 1
+
+// scan returns the first rule of the list h (not a single) below best
+// that matches p, or best.
 func (rs *Ruleset) scan(h uint32, best int32, p *pkt) int32 {
-	if h == 0 {
-		return best
-	}
-	if h&single != 0 {
-		r := int32(h &^ (single | singleExact))
-		if r < best && (h&singleExact != 0 || rs.cr[r].match(p)) {
-			return r
-		}
-		return best
-	}
-	n := rs.pool[h]
-	l := rs.pool[h+1 : h+1+entryWords*n]
-	for i := 0; i+entryWords-1 < len(l); i += entryWords {
+	l := rs.pool[h:]
+	k := p.k
+	for i := 0; i+entryWords <= len(l); i += entryWords {
 		r := int32(l[i])
 		if r >= best {
 			break
 		}
-		if p.pass(l[i+1], l[i+2], l[i+3]) && (l[i+2]&entryExact != 0 || rs.cr[r].match(p)) {
+		// The entry's filters, written out here: as a function the
+		// compiler would not inline them.
+		fm, fr := l[i+2], l[i+3]
+		if pr := fm & 0x1ff; pr != 0 && pr-1 != uint32(k.Proto) {
+			continue
+		}
+		if st := fm >> 9 & 15; st != 0 && st&uint32(k.State) == 0 {
+			continue
+		}
+		if fm&(1<<13) != 0 && fm>>14&0xffff != uint32(k.InPort) {
+			continue
+		}
+		if fr != noRange && (p.l4 < fr&0xffff || p.l4 > fr>>16) {
+			continue
+		}
+		if fa := l[i+1]; fa != 0 {
+			if fa&filterV6 != 0 {
+				if !k.IPv6 {
+					continue
+				}
+			} else {
+				if k.IPv6 {
+					continue
+				}
+				a := uint32(p.dl)
+				if fa&filterSrc != 0 {
+					a = uint32(p.sl)
+				}
+				if (a>>8^fa)&(0xffffff<<(24-fa>>24&31))&0xffffff != 0 {
+					continue
+				}
+			}
+		}
+		if fm&entryExact != 0 || rs.cr[r].match(p) {
 			return r
 		}
 	}
@@ -178,36 +205,6 @@ const (
 	noRange    = 0xffff0000
 	entryExact = 1 << 30 // in the meta filter: the filters are the whole rule
 )
-
-func (p *pkt) pass(fa, fm, fr uint32) bool {
-	k := p.k
-	if pr := fm & 0x1ff; pr != 0 && pr-1 != uint32(k.Proto) {
-		return false
-	}
-	if st := fm >> 9 & 15; st != 0 && st&uint32(k.State) == 0 {
-		return false
-	}
-	if fm&(1<<13) != 0 && fm>>14&0xffff != uint32(k.InPort) {
-		return false
-	}
-	if fr != noRange && (p.l4 < fr&0xffff || p.l4 > fr>>16) {
-		return false
-	}
-	if fa == 0 {
-		return true
-	}
-	if fa&filterV6 != 0 {
-		return k.IPv6
-	}
-	if k.IPv6 {
-		return false
-	}
-	a := uint32(p.dl)
-	if fa&filterSrc != 0 {
-		a = uint32(p.sl)
-	}
-	return (a>>8^fa)&(0xffffff<<(24-fa>>24&31))&0xffffff == 0
-}
 
 // exact reports whether a packet in a class of field f where rule i is
 // listed, and passing the rule's entry filters, is sure to match the
@@ -292,12 +289,20 @@ func (a u128) shl(n uint) u128 { // n < 128
 // first share their top off bits (base); addresses outside base are in
 // the first or the last class. Below off, a stride trie resolves the
 // class: a top table indexed by the next nb bits, then chunks of 16
-// entries (one cache line) indexed by 4 bits each. An entry is a handle when no interval
-// starts inside its block, a list of at most smallList starts to count
-// when few do, or a chunk when more do. So a lookup is a few dependent
-// loads and at most smallList comparisons, with no binary search.
+// entries (one cache line) indexed by 4 bits each, down to a block in
+// which at most smallList intervals start. Every such leaf is counted
+// the same way: the class of the block's first address, plus how many
+// of the next smallList starts the address has reached (the starts past
+// the block are above it, and the starts are padded with sentinels), so
+// a lookup is a few dependent loads and smallList comparisons, with no
+// search and no branch on the kind of leaf.
+//
+// Keys of at most 32 bits (IPv4 addresses and ports) take handle32, which
+// does the same in uint32 arithmetic over a uint32 copy of the starts;
+// the u128 form is for IPv6.
 type addrIndex struct {
-	eps       []u128 // sorted interval starts; eps[0] == 0
+	eps       []u128   // sorted interval starts; eps[0] == 0; then smallList sentinels
+	cls32     []uint64 // for keys of at most 32 bits: start<<32 | handle of each class, then sentinels; else nil
 	h         []uint32
 	top       []bucket // build time only: 1<<nb + 1 entries
 	t0        []uint32 // 1<<nb trie entries
@@ -307,14 +312,16 @@ type addrIndex struct {
 	maskHi    uint64
 	maskLo    uint64
 	lastClass int
+
+	// handle32's view: off and the shift of the top table, in 32 bits.
+	base32, mask32 uint32
+	off32, sh32    uint8
 }
 
-// Trie entries: a handle (bit 31 set, or bits 31-29 clear), a chunk
-// (tagChunk | chunk index) or a list (tagList | count<<24 | first start).
+// Trie entries: a chunk (tagChunk | chunk index) or a leaf (1 + the class
+// of the block's first address).
 const (
-	tagMask   = 0xe0000000
-	tagChunk  = 0x40000000
-	tagList   = 0x60000000
+	tagChunk  = 1 << 31
 	smallList = 4
 	chunkBits = 4 // 16 entries: one cache line a chunk
 )
@@ -339,7 +346,7 @@ func (x *addrIndex) where(a u128) (int, int) {
 	return 0, int(a.shl(x.off).hi >> (64 - x.nb))
 }
 
-// class returns the index of the interval holding a.
+// class returns the index of the interval holding a (build time).
 func (x *addrIndex) class(a u128) int {
 	if x.nb == 0 {
 		return 0
@@ -363,10 +370,8 @@ func (x *addrIndex) class(a u128) int {
 	}
 }
 
+// handle returns the handle of a's class (IPv6).
 func (x *addrIndex) handle(a u128) uint32 {
-	if x.nb == 0 {
-		return x.h[0]
-	}
 	m := u128{a.hi & x.maskHi, a.lo & x.maskLo}
 	if m != x.base {
 		if m.less(x.base) {
@@ -374,46 +379,65 @@ func (x *addrIndex) handle(a u128) uint32 {
 		}
 		return x.h[x.lastClass]
 	}
-	var e uint32
-	if x.off >= 64 { // IPv4 and ports: the bits left are all in lo
-		v := a.lo << (x.off - 64)
-		e = x.t0[v>>(64-x.nb)]
-		v <<= x.nb
-		for e&tagMask == tagChunk {
-			e = x.chunks[(e&^tagMask)<<chunkBits|uint32(v>>(64-chunkBits))]
-			v <<= chunkBits
-		}
-	} else {
-		v := a.shl(x.off)
-		e = x.t0[v.hi>>(64-x.nb)]
-		v = v.shl(x.nb)
-		for e&tagMask == tagChunk {
-			e = x.chunks[(e&^tagMask)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
-			v = v.shl(chunkBits)
-		}
+	v := a.shl(x.off)
+	e := x.t0[v.hi>>(64-x.nb)]
+	v = v.shl(x.nb)
+	for e&tagChunk != 0 {
+		e = x.chunks[(e&^tagChunk)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
+		v = v.shl(chunkBits)
 	}
-	if e&tagMask != tagList {
-		return e
-	}
-	// The block's first address is in class first-1; add the starts
-	// inside the block that a has reached.
-	first := int(e & 0xffffff)
-	c := first - 1
-	eps := x.eps[first : first+int(e>>24&7)]
-	if x.off > 64 {
-		// The hi words are equal and so is bit 63 of lo, so the sign of
-		// ep.lo-a.lo-1 says ep <= a without a branch.
-		for _, ep := range eps {
-			c += int((ep.lo - a.lo - 1) >> 63)
-		}
-		return x.h[c]
-	}
-	for _, ep := range eps {
-		if !a.less(ep) {
+	c := int(e) - 1
+	eps := x.eps[e : e+smallList : e+smallList]
+	for i := range smallList {
+		if !a.less(eps[i]) {
 			c++
 		}
 	}
-	return x.h[c]
+	// Only the largest address reaches the sentinels; it is in the last
+	// class.
+	return x.h[min(c, x.lastClass)]
+}
+
+// handle32 returns the handle of a's class, for an index of keys of at
+// most 32 bits.
+func (x *addrIndex) handle32(a uint32) uint32 {
+	if a&x.mask32 != x.base32 {
+		if a < x.base32 {
+			return x.h[0]
+		}
+		return x.h[x.lastClass]
+	}
+	v := a << (x.off32 & 31)
+	e := x.t0[v>>(x.sh32&31)]
+	v <<= (32 - x.sh32) & 31
+	for e&tagChunk != 0 {
+		e = x.chunks[(e&^tagChunk)<<chunkBits|v>>(32-chunkBits)]
+		v <<= chunkBits
+	}
+	// The block's first class and the next smallList, in one or two
+	// lines read at once: the handle comes with the starts, not from a
+	// load that waits for the count. A start ep is <= a exactly when
+	// ep-a-1 is negative in 64 bits.
+	cs := x.cls32[e-1 : e+smallList : e+smallList]
+	a64 := uint64(a) + 1
+	c := (cs[1]>>32-a64)>>63 + (cs[2]>>32-a64)>>63 + (cs[3]>>32-a64)>>63 + (cs[4]>>32-a64)>>63
+	return uint32(cs[c])
+}
+
+// flatPorts is the number of port classes from which a flat table pays.
+const flatPorts = 16
+
+// flat returns the handle of every 16-bit key, or nil when the index has
+// at most flatPorts classes.
+func (x *addrIndex) flat() *[1 << 16]uint32 {
+	if x.lastClass < flatPorts {
+		return nil
+	}
+	t := new([1 << 16]uint32)
+	for v := range t {
+		t[v] = x.handle32(uint32(v))
+	}
+	return t
 }
 
 func newAddrIndex(eps []u128) addrIndex {
@@ -462,14 +486,40 @@ func newAddrIndex(eps []u128) addrIndex {
 }
 
 // setHandles records the handle of every class and builds the trie.
-func (x *addrIndex) setHandles(h []uint32) {
+// narrow marks an index of keys of at most 32 bits (in the low 32 bits
+// of lo): it gets handle32's view and drops its u128 starts.
+func (x *addrIndex) setHandles(h []uint32, narrow bool) {
 	x.h = h
 	if x.nb == 0 {
+		// One class: a top table of two leaves of class 0 and no base,
+		// so that the lookups need no case of their own.
+		x.nb, x.off, x.maskHi, x.maskLo, x.base = 1, 0, 0, 0, u128{}
+		x.t0 = []uint32{1, 1}
+	} else {
+		x.t0 = make([]uint32, 1<<x.nb)
+		x.fill(x.base, x.off, x.nb, 0, x.t0)
+	}
+	x.top = nil
+	if narrow {
+		off32 := x.off - min(x.off, 96)
+		x.off32, x.sh32 = uint8(off32), uint8(32-x.nb)
+		x.mask32 = uint32(x.maskLo)
+		x.base32 = uint32(x.base.lo)
+		// The sentinels carry the last class's handle: only the largest
+		// key counts them, and it is in the last class.
+		x.cls32 = make([]uint64, 0, len(x.eps)+smallList)
+		for i, e := range x.eps {
+			x.cls32 = append(x.cls32, e.lo<<32|uint64(h[i]))
+		}
+		for range smallList {
+			x.cls32 = append(x.cls32, uint64(^uint32(0))<<32|uint64(h[len(h)-1]))
+		}
+		x.eps = nil
 		return
 	}
-	x.t0 = make([]uint32, 1<<x.nb)
-	x.fill(x.base, x.off, x.nb, 0, x.t0)
-	x.top = nil
+	for range smallList {
+		x.eps = append(x.eps, u128{^uint64(0), ^uint64(0)})
+	}
 }
 
 // fill sets the 1<<s entries out[i<<pad] of the blocks of the range
@@ -484,12 +534,9 @@ func (x *addrIndex) fill(lo u128, o, s, pad uint, out []uint32) {
 		bl := add128(lo, mul128(size, uint64(i)))
 		bh := add128(bl, last)
 		c0, c1 := x.class(bl), x.class(bh)
-		switch n := c1 - c0; {
-		case n == 0:
-			out[i<<pad] = x.h[c0]
-		case n <= smallList:
-			out[i<<pad] = tagList | uint32(n)<<24 | uint32(c0+1)
-		default:
+		if c1-c0 <= smallList {
+			out[i<<pad] = uint32(c0 + 1)
+		} else {
 			ci := len(x.chunks) >> chunkBits
 			x.chunks = append(x.chunks, make([]uint32, 1<<chunkBits)...)
 			tmp := make([]uint32, 1<<chunkBits)
@@ -531,10 +578,14 @@ type Ruleset struct {
 	inClasses    int
 	addr         [4]addrIndex // fieldSrc4 - 1, ...
 	sport, dport addrIndex    // ports as the low 16 bits
-	metaH        []uint32
-	metaAnyH     []uint32
-	pool         []uint32 // lists: length, then entries of entryWords
-	residual     []int32
+	// The handles of every source and destination port (and ICMP
+	// type<<8|code), when the rules cut the port space into more than
+	// flatPorts classes: one load instead of a trie walk, for 256 KB.
+	sportT, dportT *[1 << 16]uint32
+	metaH          []uint32
+	metaAnyH       []uint32
+	pool           []uint32 // lists: entries of entryWords, each list ended by endOfList
+	residual       []int32
 
 	hits *hitCounters // nil unless made by a Firewall
 	st   Stats
@@ -814,11 +865,12 @@ func (rs *Ruleset) build() error {
 					hs[f][c] |= singleExact
 				}
 			default:
-				buf = append(buf[:0], uint32(len(ids)))
+				buf = buf[:0]
 				for _, r := range ids {
 					fa, fm, fr := rs.entryFilters(int(r), f)
 					buf = append(buf, uint32(r), fa, fm, fr)
 				}
+				buf = append(buf, endOfList, 0, 0, 0)
 				k := string(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 4*len(buf)))
 				h, ok := seen[k]
 				if !ok {
@@ -832,14 +884,15 @@ func (rs *Ruleset) build() error {
 	}
 	rs.metaH, rs.metaAnyH = hs[fieldMeta], hs[fieldMetaAny]
 	for f := range rs.addr {
-		rs.addr[f].setHandles(hs[fieldSrc4+f])
+		rs.addr[f].setHandles(hs[fieldSrc4+f], f < 2)
 	}
-	rs.sport.setHandles(hs[fieldSport])
-	rs.dport.setHandles(hs[fieldDport])
+	rs.sport.setHandles(hs[fieldSport], true)
+	rs.dport.setHandles(hs[fieldDport], true)
+	rs.sportT, rs.dportT = rs.sport.flat(), rs.dport.flat()
 
-	b := n*int(unsafe.Sizeof(crule{})) + len(rs.inMap)*2 + len(rs.residual)*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
+	b := n*int(unsafe.Sizeof(crule{})) + 4*(len(rs.sportT)+len(rs.dportT)) + len(rs.inMap)*2 + len(rs.residual)*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
 	for _, x := range []*addrIndex{&rs.addr[0], &rs.addr[1], &rs.addr[2], &rs.addr[3], &rs.sport, &rs.dport} {
-		b += len(x.eps)*16 + len(x.h)*4 + len(x.top)*8 + len(x.t0)*4 + len(x.chunks)*4
+		b += len(x.eps)*16 + len(x.cls32)*8 + len(x.h)*4 + len(x.top)*8 + len(x.t0)*4 + len(x.chunks)*4
 	}
 	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
 	if len(rs.pool) >= 1<<29 {
@@ -917,16 +970,29 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	} else {
 		p.sl = uint64(binary.BigEndian.Uint32(k.Src[12:16]))
 		p.dl = uint64(binary.BigEndian.Uint32(k.Dst[12:16]))
-		hd, hs = rs.addr[1].handle(u128{0, p.dl}), rs.addr[0].handle(u128{0, p.sl})
+		hd, hs = rs.addr[1].handle32(uint32(p.dl)), rs.addr[0].handle32(uint32(p.sl))
 	}
 	var hdp, hsp uint32
 	switch proto := k.Proto; {
 	case proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP || proto == ProtoUDPLite:
 		p.l4 = uint32(k.DstPort)
-		hdp, hsp = rs.dport.handle(u128{0, uint64(k.DstPort)}), rs.sport.handle(u128{0, uint64(k.SrcPort)})
+		if rs.dportT != nil {
+			hdp = rs.dportT[k.DstPort]
+		} else {
+			hdp = rs.dport.handle32(uint32(k.DstPort))
+		}
+		if rs.sportT != nil {
+			hsp = rs.sportT[k.SrcPort]
+		} else {
+			hsp = rs.sport.handle32(uint32(k.SrcPort))
+		}
 	case proto == ProtoICMP || proto == ProtoICMPv6:
 		p.l4 = uint32(k.ICMPType)<<8 | uint32(k.ICMPCode)
-		hdp = rs.dport.handle(u128{0, uint64(k.ICMPType)<<8 | uint64(k.ICMPCode)})
+		if rs.dportT != nil {
+			hdp = rs.dportT[uint16(p.l4)]
+		} else {
+			hdp = rs.dport.handle32(p.l4)
+		}
 	}
 	in := 0
 	if int(k.InPort) < len(rs.inMap) {
@@ -936,24 +1002,18 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	hm := rs.metaH[(in*256+int(k.Proto))*16+st]
 	hma := rs.metaAnyH[in*16+st]
 
-	// Most handles are empty; test before the call.
-	if hd != 0 {
-		best = rs.scan(hd, best, &p)
-	}
-	if hdp != 0 {
-		best = rs.scan(hdp, best, &p)
-	}
-	if hs != 0 {
-		best = rs.scan(hs, best, &p)
-	}
-	if hm != 0 {
-		best = rs.scan(hm, best, &p)
-	}
-	if hsp != 0 {
-		best = rs.scan(hsp, best, &p)
-	}
-	if hma != 0 {
-		best = rs.scan(hma, best, &p)
+	// Singles are checked here, so that they cost no call.
+	for _, h := range [...]uint32{hd, hdp, hs, hm, hsp, hma} {
+		switch {
+		case h == 0:
+		case h&single == 0:
+			best = rs.scan(h, best, &p)
+		default:
+			r := int32(h &^ (single | singleExact))
+			if r < best && (h&singleExact != 0 || rs.cr[r].match(&p)) {
+				best = r
+			}
+		}
 	}
 	for _, r := range rs.residual {
 		if r >= best {
