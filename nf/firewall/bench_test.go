@@ -56,6 +56,36 @@ func edgeSet(n int) ([]Rule, []Key) {
 	return rules, keys
 }
 
+// lateSet is benchSet with keys that no rule in the first half of the
+// set matches (most fall to the default policy): the lookups cannot stop
+// early, the hard case for traffic.
+func lateSet(n int) ([]Rule, []Key) {
+	g := newGen(uint64(n), false)
+	rules := g.rules(n)
+	keys := make([]Key, 0, 4096)
+	for len(keys) < cap(keys) {
+		k := g.key(nil)
+		if g.pct(50) {
+			k = g.trafficKey(rules)
+		}
+		if _, i := Linear(rules, Drop, &k); i < 0 || i >= n/2 {
+			keys = append(keys, k)
+		}
+	}
+	return rules, keys
+}
+
+// BenchmarkClassifyLate classifies traffic that only late rules or the
+// default policy decide.
+func BenchmarkClassifyLate(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		rules, keys := lateSet(n)
+		rs, _ := Compile(rules, Drop)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) { loop(b, rs, keys) })
+		b.Run(fmt.Sprintf("rules=%d/hot", n), func(b *testing.B) { loop(b, rs, keys[:64]) })
+	}
+}
+
 func BenchmarkClassifyEdges(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		rules, keys := edgeSet(n)

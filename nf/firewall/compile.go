@@ -301,11 +301,15 @@ func (a u128) shl(n uint) u128 { // n < 128
 // does the same in uint32 arithmetic over a uint32 copy of the starts;
 // the u128 form is for IPv6.
 type addrIndex struct {
-	eps       []u128   // sorted interval starts; eps[0] == 0; then smallList sentinels
-	cls32     []uint64 // for keys of at most 32 bits: start<<32 | handle of each class, then sentinels; else nil
-	h         []uint32
-	top       []bucket // build time only: 1<<nb + 1 entries
-	t0        []uint32 // 1<<nb trie entries
+	eps   []u128   // sorted interval starts; eps[0] == 0; then smallList sentinels
+	cls32 []uint64 // for keys of at most 32 bits: start<<32 | handle of each class, then sentinels; else nil
+	h     []uint32
+	top   []bucket // build time only: 1<<nb + 1 entries
+	t0    []uint32 // build time only: 1<<nb trie entries
+	// The top table as first<<32 | entry: first is the lowest rule
+	// listed in any class of the block, so a lookup that needs only rules
+	// below some index can stop at the top.
+	t0m       []uint64
 	chunks    []uint32 // 1<<chunkBits entries each
 	off, nb   uint
 	base      u128 // eps[1] with all but the top off bits cleared
@@ -370,8 +374,10 @@ func (x *addrIndex) class(a u128) int {
 	}
 }
 
-// handle returns the handle of a's class (IPv6).
-func (x *addrIndex) handle(a u128) uint32 {
+// handleBelow returns the handle of a's class (IPv6), or 0 (no
+// candidates) when no class of a's top-table block lists a rule below
+// best.
+func (x *addrIndex) handleBelow(a u128, best int32) uint32 {
 	m := u128{a.hi & x.maskHi, a.lo & x.maskLo}
 	if m != x.base {
 		if m.less(x.base) {
@@ -380,7 +386,11 @@ func (x *addrIndex) handle(a u128) uint32 {
 		return x.h[x.lastClass]
 	}
 	v := a.shl(x.off)
-	e := x.t0[v.hi>>(64-x.nb)]
+	t := x.t0m[v.hi>>(64-x.nb)]
+	if int32(t>>32) >= best {
+		return 0
+	}
+	e := uint32(t)
 	v = v.shl(x.nb)
 	for e&tagChunk != 0 {
 		e = x.chunks[(e&^tagChunk)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
@@ -408,7 +418,7 @@ func (x *addrIndex) handle32(a uint32) uint32 {
 		return x.h[x.lastClass]
 	}
 	v := a << (x.off32 & 31)
-	e := x.t0[v>>(x.sh32&31)]
+	e := uint32(x.t0m[v>>(x.sh32&31)])
 	v <<= (32 - x.sh32) & 31
 	for e&tagChunk != 0 {
 		e = x.chunks[(e&^tagChunk)<<chunkBits|v>>(32-chunkBits)]
@@ -418,6 +428,33 @@ func (x *addrIndex) handle32(a uint32) uint32 {
 	// lines read at once: the handle comes with the starts, not from a
 	// load that waits for the count. A start ep is <= a exactly when
 	// ep-a-1 is negative in 64 bits.
+	cs := x.cls32[e-1 : e+smallList : e+smallList]
+	a64 := uint64(a) + 1
+	c := (cs[1]>>32-a64)>>63 + (cs[2]>>32-a64)>>63 + (cs[3]>>32-a64)>>63 + (cs[4]>>32-a64)>>63
+	return uint32(cs[c])
+}
+
+// handle32Below is handle32 for a caller that needs only rules below
+// best: it returns 0 (no candidates) when no class of a's top-table
+// block lists one.
+func (x *addrIndex) handle32Below(a uint32, best int32) uint32 {
+	if a&x.mask32 != x.base32 {
+		if a < x.base32 {
+			return x.h[0]
+		}
+		return x.h[x.lastClass]
+	}
+	v := a << (x.off32 & 31)
+	t := x.t0m[v>>(x.sh32&31)]
+	if int32(t>>32) >= best {
+		return 0
+	}
+	e := uint32(t)
+	v <<= (32 - x.sh32) & 31
+	for e&tagChunk != 0 {
+		e = x.chunks[(e&^tagChunk)<<chunkBits|v>>(32-chunkBits)]
+		v <<= chunkBits
+	}
 	cs := x.cls32[e-1 : e+smallList : e+smallList]
 	a64 := uint64(a) + 1
 	c := (cs[1]>>32-a64)>>63 + (cs[2]>>32-a64)>>63 + (cs[3]>>32-a64)>>63 + (cs[4]>>32-a64)>>63
@@ -488,7 +525,7 @@ func newAddrIndex(eps []u128) addrIndex {
 // setHandles records the handle of every class and builds the trie.
 // narrow marks an index of keys of at most 32 bits (in the low 32 bits
 // of lo): it gets handle32's view and drops its u128 starts.
-func (x *addrIndex) setHandles(h []uint32, narrow bool) {
+func (x *addrIndex) setHandles(h []uint32, narrow bool, first func(uint32) int32) {
 	x.h = h
 	if x.nb == 0 {
 		// One class: a top table of two leaves of class 0 and no base,
@@ -499,7 +536,21 @@ func (x *addrIndex) setHandles(h []uint32, narrow bool) {
 		x.t0 = make([]uint32, 1<<x.nb)
 		x.fill(x.base, x.off, x.nb, 0, x.t0)
 	}
-	x.top = nil
+	x.t0m = make([]uint64, len(x.t0))
+	for i, e := range x.t0 {
+		lo, hi := 0, x.lastClass // the one class of a single-class index
+		if len(x.t0) > 2 || x.lastClass > 0 {
+			size := u128{0, 1}.shl(128 - x.off - x.nb)
+			bl := add128(x.base, mul128(size, uint64(i)))
+			lo, hi = x.class(bl), x.class(add128(bl, sub1(size)))
+		}
+		m := int32(endOfList)
+		for c := lo; c <= hi; c++ {
+			m = min(m, first(h[c]))
+		}
+		x.t0m[i] = uint64(m)<<32 | uint64(e)
+	}
+	x.t0, x.top = nil, nil
 	if narrow {
 		off32 := x.off - min(x.off, 96)
 		x.off32, x.sh32 = uint8(off32), uint8(32-x.nb)
@@ -884,21 +935,48 @@ func (rs *Ruleset) build() error {
 	}
 	rs.metaH, rs.metaAnyH = hs[fieldMeta], hs[fieldMetaAny]
 	for f := range rs.addr {
-		rs.addr[f].setHandles(hs[fieldSrc4+f], f < 2)
+		rs.addr[f].setHandles(hs[fieldSrc4+f], f < 2, rs.firstRule)
 	}
-	rs.sport.setHandles(hs[fieldSport], true)
-	rs.dport.setHandles(hs[fieldDport], true)
+	rs.sport.setHandles(hs[fieldSport], true, rs.firstRule)
+	rs.dport.setHandles(hs[fieldDport], true, rs.firstRule)
 	rs.sportT, rs.dportT = rs.sport.flat(), rs.dport.flat()
 
 	b := n*int(unsafe.Sizeof(crule{})) + 4*(len(rs.sportT)+len(rs.dportT)) + len(rs.inMap)*2 + len(rs.residual)*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
 	for _, x := range []*addrIndex{&rs.addr[0], &rs.addr[1], &rs.addr[2], &rs.addr[3], &rs.sport, &rs.dport} {
-		b += len(x.eps)*16 + len(x.cls32)*8 + len(x.h)*4 + len(x.top)*8 + len(x.t0)*4 + len(x.chunks)*4
+		b += len(x.eps)*16 + len(x.cls32)*8 + len(x.h)*4 + len(x.top)*8 + len(x.t0m)*8 + len(x.chunks)*4
 	}
 	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
 	if len(rs.pool) >= 1<<29 {
 		return fmt.Errorf("firewall: the index of these %d rules needs %d list words, more than %d; use fewer or narrower rules", n, len(rs.pool), 1<<29)
 	}
 	return nil
+}
+
+// firstRule is the lowest rule of the list h, or endOfList.
+func (rs *Ruleset) firstRule(h uint32) int32 {
+	switch {
+	case h == 0:
+		return endOfList
+	case h&single != 0:
+		return int32(h &^ (single | singleExact))
+	}
+	return int32(rs.pool[h])
+}
+
+// check returns the first rule of the list h below best that matches p,
+// or best.
+func (rs *Ruleset) check(h uint32, best int32, p *pkt) int32 {
+	switch {
+	case h == 0:
+		return best
+	case h&single == 0:
+		return rs.scan(h, best, p)
+	}
+	r := int32(h &^ (single | singleExact))
+	if r < best && (h&singleExact != 0 || rs.cr[r].match(p)) {
+		return r
+	}
+	return best
 }
 
 func inc128(a u128) (u128, bool) {
@@ -961,17 +1039,15 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	p := pkt{k: k}
 	best := rs.catchAll
 
-	// Address lookups first: every rule check needs p's addresses.
-	var hs, hd uint32
-	if k.IPv6 {
-		s, d := be128(&k.Src), be128(&k.Dst)
-		p.sh, p.sl, p.dh, p.dl = s.hi, s.lo, d.hi, d.lo
-		hd, hs = rs.addr[3].handle(d), rs.addr[2].handle(s)
-	} else {
-		p.sl = uint64(binary.BigEndian.Uint32(k.Src[12:16]))
-		p.dl = uint64(binary.BigEndian.Uint32(k.Dst[12:16]))
-		hd, hs = rs.addr[1].handle32(uint32(p.dl)), rs.addr[0].handle32(uint32(p.sl))
+	// The cheap lookups first: protocol and state, and the ports (a flat
+	// table when there are many port classes).
+	in := 0
+	if int(k.InPort) < len(rs.inMap) {
+		in = int(rs.inMap[k.InPort])
 	}
+	st := int(k.State & 15)
+	hm := rs.metaH[(in*256+int(k.Proto))*16+st]
+	hma := rs.metaAnyH[in*16+st]
 	var hdp, hsp uint32
 	switch proto := k.Proto; {
 	case proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP || proto == ProtoUDPLite:
@@ -994,27 +1070,25 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 			hdp = rs.dport.handle32(p.l4)
 		}
 	}
-	in := 0
-	if int(k.InPort) < len(rs.inMap) {
-		in = int(rs.inMap[k.InPort])
+	// The rules found so far bound the address lookups: a top-table
+	// block without a lower rule ends the walk there.
+	if k.IPv6 {
+		s, d := be128(&k.Src), be128(&k.Dst)
+		p.sh, p.sl, p.dh, p.dl = s.hi, s.lo, d.hi, d.lo
+		best = rs.check(hm, best, &p)
+		best = rs.check(hdp, best, &p)
+		best = rs.check(rs.addr[3].handleBelow(d, best), best, &p)
+		best = rs.check(rs.addr[2].handleBelow(s, best), best, &p)
+	} else {
+		p.sl = uint64(binary.BigEndian.Uint32(k.Src[12:16]))
+		p.dl = uint64(binary.BigEndian.Uint32(k.Dst[12:16]))
+		best = rs.check(hm, best, &p)
+		best = rs.check(hdp, best, &p)
+		best = rs.check(rs.addr[1].handle32Below(uint32(p.dl), best), best, &p)
+		best = rs.check(rs.addr[0].handle32Below(uint32(p.sl), best), best, &p)
 	}
-	st := int(k.State & 15)
-	hm := rs.metaH[(in*256+int(k.Proto))*16+st]
-	hma := rs.metaAnyH[in*16+st]
-
-	// Singles are checked here, so that they cost no call.
-	for _, h := range [...]uint32{hd, hdp, hs, hm, hsp, hma} {
-		switch {
-		case h == 0:
-		case h&single == 0:
-			best = rs.scan(h, best, &p)
-		default:
-			r := int32(h &^ (single | singleExact))
-			if r < best && (h&singleExact != 0 || rs.cr[r].match(&p)) {
-				best = r
-			}
-		}
-	}
+	best = rs.check(hsp, best, &p)
+	best = rs.check(hma, best, &p)
 	for _, r := range rs.residual {
 		if r >= best {
 			break
