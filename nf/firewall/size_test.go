@@ -10,9 +10,3 @@ func TestCompiledRuleFillsOneCacheLine(t *testing.T) {
 		t.Errorf("crule is %d bytes, want 64", s)
 	}
 }
-
-func TestCacheEntryFillsOneCacheLine(t *testing.T) {
-	if s := unsafe.Sizeof(cacheEntry{}); s != 64 {
-		t.Errorf("cacheEntry is %d bytes, want 64", s)
-	}
-}

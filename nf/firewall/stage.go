@@ -24,11 +24,6 @@ import (
 // so denied traffic cannot fill it. Reject drops and counts; answering with
 // a TCP RST or ICMP unreachable is not implemented yet.
 //
-// Verdicts are cached per worker (Cache, DefaultCacheSize keys): the
-// packets of a flow after its first, in the same conntrack state, cost a
-// hash lookup instead of a classification, and a reload empties the
-// cache. Rule hits are counted for cached verdicts too.
-//
 // One Stage per worker: its conntrack table is the worker's own.
 type Stage struct {
 	fw      *Firewall
@@ -37,21 +32,18 @@ type Stage struct {
 	results []conntrack.Result
 	forget  []packet.FlowKey
 	shared  bool // another stage tracks: look up only
-	cache   *Cache
 	hits    batchHits
 	ctr     struct{ accepted, dropped, rejected, malformed atomic.Uint64 }
 	// A snapshot of the conntrack counters, taken by the worker once per
 	// batch so metrics can read them from another goroutine.
 	ctSnap struct{ flows, created, invalid, related, expired, evicted, full atomic.Uint64 }
-	// The verdict cache's counters, snapshot once per batch likewise.
-	cacheSnap struct{ hits, misses atomic.Uint64 }
 }
 
 // NewStage makes a firewall stage for one worker; ct may be nil for a
 // stateless firewall (packets then have State 0 and match only rules
 // without a state condition).
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
-	return &Stage{fw: fw, ct: ct, worker: worker, cache: NewCache(DefaultCacheSize),
+	return &Stage{fw: fw, ct: ct, worker: worker,
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
 }
 
@@ -119,7 +111,7 @@ func (s *Stage) Process(b *packet.Batch) {
 		if res != nil {
 			k.State = State(res[i].State)
 		}
-		act, rule := s.cache.Classify(rs, &k)
+		act, rule := rs.Classify(&k)
 		s.hits.add(rule)
 		if act == Accept {
 			accepted++
@@ -140,9 +132,6 @@ func (s *Stage) Process(b *packet.Batch) {
 		s.ct.Delete(fk)
 	}
 	s.forget = forget[:0]
-	h, m := s.cache.Stats()
-	s.cacheSnap.hits.Store(h)
-	s.cacheSnap.misses.Store(m)
 	if s.ct != nil {
 		c := s.ct.Counters()
 		s.ctSnap.flows.Store(uint64(s.ct.Len()))
@@ -190,15 +179,12 @@ func fillKey(k *Key, p *packet.Packet) {
 }
 
 // StageMetrics implements pipeline.StageMetrics: verdicts, per-rule hits
-// (rule_N_hits, default_hits), the verdict cache's hits and misses
-// (cache_hits, cache_misses: classifications it answered and passed on)
-// and the conntrack table's counters.
+// (rule_N_hits, default_hits) and the conntrack table's counters.
 func (s *Stage) StageMetrics() map[string]uint64 {
 	m := map[string]uint64{
 		"accepted": s.ctr.accepted.Load(), "dropped": s.ctr.dropped.Load(),
 		"rejected": s.ctr.rejected.Load(), "malformed": s.ctr.malformed.Load(),
 		"default_hits": s.fw.DefaultHits(),
-		"cache_hits":   s.cacheSnap.hits.Load(), "cache_misses": s.cacheSnap.misses.Load(),
 	}
 	if s.ct != nil {
 		m["conntrack_flows"] = s.ctSnap.flows.Load()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/packet"
-	pt "github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 
 var (
@@ -183,37 +182,5 @@ func TestStageCountsManyDistinctRulesInOneBatch(t *testing.T) {
 		if h != 1 {
 			t.Fatalf("rule %d counted %d hits, want 1", i, h)
 		}
-	}
-}
-
-// The stage answers repeated packets from its verdict cache, counts
-// their rule hits all the same, and a Replace takes effect at the next
-// batch although the cache held the old verdict.
-func TestStageCacheCountsHitsAndFollowsAReplace(t *testing.T) {
-	rules, err := ParseRules([]string{"accept proto udp dport 53", "drop proto udp"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fw, _ := New(1, rules, Drop)
-	s := NewStage(fw, nil, 0)
-	f := frame{0, pt.UDP4("198.18.0.1:5353", "198.18.1.2:53", "q")}
-	for range 3 {
-		if ps := process(s, f, f); ps[0].Verdict != packet.Forward || ps[1].Verdict != packet.Forward {
-			t.Fatalf("verdicts %v %v, want forward", ps[0].Verdict, ps[1].Verdict)
-		}
-	}
-	m := s.StageMetrics()
-	if m["rule_0_hits"] != 6 || m["cache_hits"] != 5 || m["cache_misses"] != 1 || m["accepted"] != 6 {
-		t.Fatalf("metrics %v: want 6 hits of rule 0, 5 from the cache", m)
-	}
-	rules2, _ := ParseRules([]string{"drop proto udp dport 53"})
-	if _, err := fw.Replace(rules2, Accept); err != nil {
-		t.Fatal(err)
-	}
-	if ps := process(s, f); ps[0].Verdict != packet.Drop {
-		t.Fatalf("after Replace: %v, want drop", ps[0].Verdict)
-	}
-	if m := s.StageMetrics(); m["rule_0_hits"] != 1 || m["cache_misses"] != 2 {
-		t.Fatalf("after Replace: metrics %v: want one hit of the new rule 0, from a miss", m)
 	}
 }
