@@ -97,12 +97,15 @@
 //     type<<8|code), ingress port x protocol x state, and ingress port x
 //     state for rules of any protocol.
 //   - Each field's value space is cut into elementary intervals (classes)
-//     at the edges of the rules' prefixes and ranges. An address or port
-//     maps to its class's candidate list through a stride trie: a top
-//     table indexed by the bits after the prefix all edges share, then
-//     chunks of 16 entries (one cache line each, 4 bits a level), down to
-//     a block with no edge (the entry is the list) or at most 4 edges
-//     (counted by comparison). No binary search.
+//     at the edges of the rules' prefixes and ranges. A port maps to its
+//     class's candidate list through a flat 64k-entry table (one load)
+//     when the rules cut ports into more than 16 classes. An address maps
+//     through a stride trie: a top table indexed by the bits after the
+//     prefix all edges share, then chunks of 16 entries (one cache line
+//     each, 4 bits a level), down to a block in which at most 4 classes
+//     start; every leaf is resolved the same way, by counting which of
+//     those starts the address reached, with the handles stored beside
+//     the starts. No binary search, and no branch on the kind of leaf.
 //   - Each rule goes into the lists of the classes it spans in the field
 //     where that costs least: the longest list it would join (what a
 //     packet may have to check) x 16 x the field's weight (8 for ports and
@@ -111,63 +114,65 @@
 //     its fields goes to a residual list that every packet checks; the
 //     first rule without conditions ends the lists (no later rule can
 //     decide).
-//   - Lists hold rule indexes in ascending order, so a packet looks up its
-//     6 lists and checks candidates below the best index found so far,
-//     stopping at the first that matches. Each list entry (16 bytes)
-//     carries filters: protocol, state set, ingress port, destination
-//     port or ICMP range, family, and up to 24 bits of the rule's other
-//     IPv4 prefix. They reject most wrong candidates without loading the
-//     rule (64 bytes, one cache line), and when they are the whole rule
-//     they decide without loading it at all. A list of one rule is stored
-//     in its handle; equal lists are stored once.
+//   - Lists hold rule indexes in ascending order, so a packet checks
+//     candidates below the best index found so far, stopping at the first
+//     that matches. Each list entry (16 bytes) carries filters: protocol,
+//     state set, ingress port, destination port or ICMP range, family,
+//     and up to 24 bits of the rule's other IPv4 prefix. They reject most
+//     wrong candidates without loading the rule (64 bytes, one cache
+//     line), and when they are the whole rule they decide without loading
+//     it at all. A list of one rule is stored in its handle; equal lists
+//     are stored once.
+//   - The cheap lists come first (protocol x state, destination port),
+//     then the address tries, which are bounded by the best rule found so
+//     far: every top-table entry carries the lowest rule listed anywhere
+//     in its block, and a block with nothing lower ends the walk there,
+//     before its chunks, its leaf and its list are read. Traffic that an
+//     early rule decides (established flows, broad service rules) skips
+//     most address lookups.
 //
-// Costs: a lookup is 6 short trie walks and a few candidate checks,
-// without allocation. It depends on the rule count only through how many
-// rules of the packet's classes come before the deciding one: rules that
-// share a prefix or a port with many others and are cut by a condition
-// the filters do not see (for example many rules on "dport 443" with
+// Costs: at most 6 lookups and a few candidate checks, without
+// allocation. It depends on the rule count only through how many rules
+// of the packet's classes come before the deciding one: rules that share
+// a prefix or a port with many others and are cut by a condition the
+// filters do not see (for example many rules on "dport 443" with
 // different long source prefixes). The worst case is linear, as for any
 // first-match classifier of bounded memory; the residual list is the
-// visible form of it (Stats().Residual). At 10,000 realistic rules a
-// packet walks 6 tries, reads about 3.5 lists and loads 0.65 rules.
+// visible form of it (Stats().Residual). Traffic that only late rules or
+// the default policy decide cannot skip lookups and costs about twice as
+// much (BenchmarkClassifyLate).
 //
-// Build: O(rules x spans) plus the tries; at 10,000 rules 20-75 ms
-// (33 ms in the run below) and 12 MB of garbage, leaving 1.8 MB of
-// classifier (Stats().Bytes; the 64-byte rules are 0.64 MB of it). At
-// 1,000 rules: about 2 ms and 0.22 MB.
+// Build: O(rules x spans) plus the tries; at 10,000 rules 20-75 ms and
+// 13 MB of garbage, leaving 2.4 MB of classifier (Stats().Bytes: the
+// 64-byte rules are 0.64 MB of it, the two flat port tables 0.5 MB). At
+// 1,000 rules: about 3 ms and 0.72 MB.
 //
 // # Figures
-//
-//	go test -run '^$' -bench . -benchtime=1s -count=1 -cpu 1 ./nf/firewall
 //
 // Rule sets and keys are described at benchSet in bench_test.go: random
 // realistic rules (70% IPv4, 30% IPv6, prefixes /8-/32 and /32-/128
 // around 2000 sites, common service ports, high ports and ranges, TCP,
 // UDP, ICMP, SCTP, GRE, some ingress and state conditions) and traffic
-// aimed at random rules. cpu-ns/op of one run (13:41 UTC, 23 Nov 2026)
-// on an AMD EPYC VM with 2 vCPUs shared with other builds; wall-clock
-// ns/op there was up to twice as much under load, and runs spread by
-// about 30%:
+// aimed at random rules. ns/op on an AMD EPYC VM with 2 vCPUs, pinned to
+// one (taskset -c 1), the minimum of 5 runs (-count 5; 23 Nov 2026;
+// single runs spread by up to 50% on this shared machine):
 //
-//	rules    4096 flows   64 flows (cache warm)   linear reference
-//	10          34             30                        61
-//	100         35             34                       226
-//	1000        83             43                       825
-//	10000      190             71                       762
+//	taskset -c 1 go test -run '^$' -bench 'Classify|Linear' -benchtime 300ms -count 5 ./nf/firewall
 //
-// 0 allocs/op everywhere; Firewall.Classify (atomic load of the rule
-// set and the worker's hit counter) adds a few ns.
+//	rules    4096 flows   64 flows (warm)   late deciders, 4096 flows   linear
+//	10          28            27                     -                   36
+//	100         28            33                     -                  168
+//	1000        27            33                    30                  663
+//	10000       33            31                    49                  738
 //
-// (Linear is fast at 10,000 only because this traffic mostly matches
-// broad rules among the first few hundred.) With 4096 flows over 10,000
-// rules the touched lines exceed the 1 MB L2 of these VMs, whose L3
-// answers at DRAM speed (~140 ns a random load, measured by pointer
-// chasing), so the figure is a count of cache misses: about 6 trie walks
-// and 3.5 lists a packet. With a warm cache (a burst of few flows, as a
-// worker sees them) the same lookup costs about 70 ns, of which the 6
-// lookups are about 40 and the candidate checks the rest. The goal of
-// under 50 ns per packet at 10,000 rules is met at 1,000 rules with a
-// warm cache, not yet at 10,000. In the firewall stage, packets of
-// established flows are expected to stop at an early "accept state
-// established,related" rule, so the full lookup is paid by new flows.
+// 0 allocs/op everywhere. At 10,000 rules: IPv4 keys 30 ns, IPv6 keys 34,
+// keys at the rules' edges 33. Firewall.Classify (atomic load of the rule
+// set and the worker's hit counter) adds a few ns. Before the lookups
+// were bounded (same machine, same day) 10,000 rules cost 128 ns over
+// 4096 flows and 53 warm; before the 32-bit lookups, 190 and 71-100.
+//
+// A per-worker verdict cache (4096 keys, direct-mapped) was tried in
+// front of the classifier and taken out: a hit cost 20 ns against 34
+// for 64 flows, but with 4096 flows (44 against 37) and with new flows
+// (58 against 43) it was slower than classifying.
 package firewall
