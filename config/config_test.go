@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xnfdev/xnf/nf/firewall"
 	"github.com/xnfdev/xnf/nf/router"
 )
 
@@ -116,6 +117,7 @@ chain:
       when_full: evict
       timeouts:
         udp: 20s
+    reject_limit: {rate: 10, burst: 5}
 `
 
 func TestFirewallStageFromYAML(t *testing.T) {
@@ -127,7 +129,12 @@ func TestFirewallStageFromYAML(t *testing.T) {
 	if err != nil || st[0].Name() != "firewall" {
 		t.Fatalf("stages %v %v", st, err)
 	}
+	if r, b := Unwrap(st[0]).(*firewall.Stage).RejectLimit(); r != 10 || b != 5 {
+		t.Errorf("reject limit %d/s, burst %d: want 10 and 5 from the file", r, b)
+	}
 	for _, tc := range []struct{ old, new, want string }{
+		{"rate: 10", "rate: -1", `fw.yaml:18: chain[0].reject_limit.rate: -1: expected answers a second`},
+		{"burst: 5", "burst: lots", `fw.yaml:18: chain[0].reject_limit.burst`},
 		{"dport 53", "dport 70000", `fw.yaml:12: chain[0].rules[2]: "drop proto udp dport 70000": `},
 		{"accept in in", "accept in wan", `fw.yaml:11: chain[0].rules[1]: "accept in wan proto tcp dport 8080 state new": in: unknown port "wan" (expected one of in, out)`},
 		{"default: drop", "default: maybe", `fw.yaml:8: chain[0].default: "maybe": expected accept or drop`},

@@ -22,6 +22,12 @@ type FirewallConfig struct {
 	// Conntrack sizes the stage's flow tables (one per worker); a
 	// stateless firewall sets stateless: true.
 	Conntrack ConntrackConfig `yaml:"conntrack"`
+	// RejectLimit bounds the answers to rejected packets (TCP RST, ICMP
+	// port unreachable) per worker; nil keeps the defaults.
+	RejectLimit *struct {
+		Rate  int `yaml:"rate"`  // answers a second
+		Burst int `yaml:"burst"` // answers at once
+	} `yaml:"reject_limit"`
 }
 
 // ConntrackConfig is the YAML of a conntrack table.
@@ -127,8 +133,20 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, sc.Errorf("rules", "%v", err)
 	}
+	limit := func(s *firewall.Stage) (pipeline.Stage, error) {
+		if l := c.RejectLimit; l != nil {
+			if l.Rate < 0 || l.Rate > 1e9 {
+				return nil, sc.Errorf("reject_limit.rate", "%d: expected answers a second, 0 to 1000000000", l.Rate)
+			}
+			if l.Burst < 0 || l.Burst > 1e9 {
+				return nil, sc.Errorf("reject_limit.burst", "%d: expected answers at once, 0 to 1000000000", l.Burst)
+			}
+			s.SetRejectLimit(l.Rate, l.Burst)
+		}
+		return &reloadableFirewall{Stage: s}, nil
+	}
 	if c.Conntrack.Stateless {
-		return &reloadableFirewall{Stage: firewall.NewStage(fw, nil, 0)}, nil
+		return limit(firewall.NewStage(fw, nil, 0))
 	}
 	cc, err := c.Conntrack.Table(sc, "conntrack")
 	if err != nil {
@@ -136,7 +154,7 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	}
 	if ct := ctx.SharedConntrack(); ct != nil {
 		// An earlier stage tracks: look packets up in its table.
-		return &reloadableFirewall{Stage: firewall.NewStageShared(fw, ct, 0)}, nil
+		return limit(firewall.NewStageShared(fw, ct, 0))
 	}
 	if ctx.Check {
 		cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
@@ -146,7 +164,7 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		return nil, sc.Errorf("conntrack", "%v", err)
 	}
 	ctx.SetSharedConntrack(ct)
-	return &reloadableFirewall{Stage: firewall.NewStage(fw, ct, 0)}, nil
+	return limit(firewall.NewStage(fw, ct, 0))
 }
 
 // reloadableFirewall adds Reload to the firewall stage.

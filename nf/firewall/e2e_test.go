@@ -1,11 +1,13 @@
 package firewall_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,4 +238,50 @@ func TestReloadUnderTrafficLosesNothingOnAllowedFlows(t *testing.T) {
 		t.Errorf("a new flow to 7001 after the reload allowed it: %v", err)
 	}
 	t.Logf("%d reloads during %d datagrams, none lost", reloads, n)
+}
+
+// Rejected traffic is answered: a kernel TCP client's connect fails at
+// once with "connection refused" (a RST), and a connected UDP socket
+// gets ECONNREFUSED from the ICMP port unreachable; the kernel accepts
+// both answers, checksums included. The counters add up.
+func TestRejectAnswersRealTCPAndUDPPeers(t *testing.T) {
+	topo, fs := fwLab(t,
+		"accept state established,related",
+		"reject in 0 proto tcp dport 8082",
+		"reject in 0 proto udp dport 9000",
+	)
+	listenTCP(t, topo.Sink, 8082) // a listener the SYN must never reach
+	start := time.Now()
+	err := topo.Gen.Do(func() error {
+		c, err := net.DialTimeout("tcp4", lab.SinkAddr+":8082", 3*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("connect to a rejected port: %v, want connection refused", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refused after %v: the RST should come at once", d)
+	}
+	err = topo.Gen.Do(func() error {
+		c, err := net.Dial("udp4", lab.SinkAddr+":9000")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 64))
+		return err
+	})
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("UDP to a rejected port: %v, want ECONNREFUSED from the port unreachable", err)
+	}
+	m := fs.StageMetrics()
+	if m["reject_sent"] != 2 || m["rejected"] != m["reject_sent"]+m["reject_limited"]+m["reject_unanswerable"] ||
+		m["rule_1_hits"] != 1 || m["rule_2_hits"] != 1 {
+		t.Errorf("metrics %v: want one SYN and one datagram rejected and answered", m)
+	}
 }

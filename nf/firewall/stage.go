@@ -20,9 +20,12 @@ import (
 // before any rule sees them. Later fragments carry no ports: rules with
 // port conditions never match them, so the default policy decides.
 //
-// A new flow that the rules drop is removed from the conntrack table again,
-// so denied traffic cannot fill it. Reject drops and counts; answering with
-// a TCP RST or ICMP unreachable is not implemented yet.
+// A new flow that the rules drop or reject is removed from the conntrack
+// table again, so denied traffic cannot fill it. A rejected packet is
+// answered with a TCP RST or an ICMP/ICMPv6 port unreachable, written over
+// its own frame and bounced out of its ingress port (see reject.go for
+// what is never answered and the rate limit); later stages leave bounced
+// packets alone.
 //
 // One Stage per worker: its conntrack table is the worker's own.
 type Stage struct {
@@ -33,7 +36,12 @@ type Stage struct {
 	forget  []packet.FlowKey
 	shared  bool // another stage tracks: look up only
 	hits    batchHits
-	ctr     struct{ accepted, dropped, rejected, malformed atomic.Uint64 }
+	limit   rejectLimiter
+	ctr     struct {
+		accepted, dropped, rejected, malformed atomic.Uint64
+		// rejected = rejectSent + rejectLimited + rejectUnanswerable
+		rejectSent, rejectLimited, rejectUnanswerable atomic.Uint64
+	}
 	// A snapshot of the conntrack counters, taken by the worker once per
 	// batch so metrics can read them from another goroutine.
 	ctSnap struct{ flows, created, invalid, related, expired, evicted, full atomic.Uint64 }
@@ -44,6 +52,7 @@ type Stage struct {
 // without a state condition).
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 	return &Stage{fw: fw, ct: ct, worker: worker,
+		limit:   rejectLimiter{rate: DefaultRejectRate, burst: DefaultRejectBurst, tokens: DefaultRejectBurst},
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
 }
 
@@ -55,6 +64,18 @@ func NewStageShared(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 	s.shared = true
 	return s
 }
+
+// SetRejectLimit sets how many rejected packets a second the stage
+// answers (rate) and how many at once (burst); the rest are dropped
+// unanswered and counted as reject_limited. Zero for both answers none.
+// Call it before the stage runs.
+func (s *Stage) SetRejectLimit(rate, burst int) {
+	s.limit = rejectLimiter{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
+}
+
+// RejectLimit returns the answers a second and at once SetRejectLimit
+// set (DefaultRejectRate and DefaultRejectBurst unless changed).
+func (s *Stage) RejectLimit() (rate, burst int) { return int(s.limit.rate), int(s.limit.burst) }
 
 // Name implements pipeline.Stage.
 func (s *Stage) Name() string { return "firewall" }
@@ -85,6 +106,8 @@ func (s *Stage) Process(b *packet.Batch) {
 		}
 	}
 	var accepted, dropped, rejected, malformed uint64
+	var rejectSent, rejectLimited, rejectUnanswerable uint64
+	refilled := false
 	forget := s.forget[:0]
 	var k Key
 	// One rule set for the whole batch (a reload takes effect between
@@ -117,11 +140,24 @@ func (s *Stage) Process(b *packet.Batch) {
 			accepted++
 			continue
 		}
-		p.SetDrop(packet.DropPolicy)
 		if act == Reject {
 			rejected++
+			switch {
+			case !rejectAnswerable(p):
+				rejectUnanswerable++
+				p.SetDrop(packet.DropPolicy)
+			case !s.takeReject(&refilled):
+				rejectLimited++
+				p.SetDrop(packet.DropPolicy)
+			case rejectAnswer(p):
+				rejectSent++
+			default: // no room in the frame for the answer
+				rejectUnanswerable++
+				p.SetDrop(packet.DropPolicy)
+			}
 		} else {
 			dropped++
+			p.SetDrop(packet.DropPolicy)
 		}
 		if res != nil && !s.shared && res[i].State == conntrack.StateNew && res[i].Flow != nil {
 			forget = append(forget, res[i].Flow.Orig())
@@ -154,6 +190,21 @@ func (s *Stage) Process(b *packet.Batch) {
 	if malformed != 0 {
 		s.ctr.malformed.Add(malformed)
 	}
+	if rejected != 0 {
+		s.ctr.rejectSent.Add(rejectSent)
+		s.ctr.rejectLimited.Add(rejectLimited)
+		s.ctr.rejectUnanswerable.Add(rejectUnanswerable)
+	}
+}
+
+// takeReject takes a token for one answer, refilling the bucket once per
+// batch (refilled says whether this batch did).
+func (s *Stage) takeReject(refilled *bool) bool {
+	if !*refilled {
+		s.limit.refill(time.Now().UnixNano())
+		*refilled = true
+	}
+	return s.limit.take()
 }
 
 // fillKey reads the classifier's key from a parsed packet.
@@ -179,12 +230,16 @@ func fillKey(k *Key, p *packet.Packet) {
 }
 
 // StageMetrics implements pipeline.StageMetrics: verdicts, per-rule hits
-// (rule_N_hits, default_hits) and the conntrack table's counters.
+// (rule_N_hits, default_hits), what became of rejected packets
+// (reject_sent + reject_limited + reject_unanswerable = rejected) and the
+// conntrack table's counters.
 func (s *Stage) StageMetrics() map[string]uint64 {
 	m := map[string]uint64{
 		"accepted": s.ctr.accepted.Load(), "dropped": s.ctr.dropped.Load(),
 		"rejected": s.ctr.rejected.Load(), "malformed": s.ctr.malformed.Load(),
-		"default_hits": s.fw.DefaultHits(),
+		"reject_sent": s.ctr.rejectSent.Load(), "reject_limited": s.ctr.rejectLimited.Load(),
+		"reject_unanswerable": s.ctr.rejectUnanswerable.Load(),
+		"default_hits":        s.fw.DefaultHits(),
 	}
 	if s.ct != nil {
 		m["conntrack_flows"] = s.ctSnap.flows.Load()

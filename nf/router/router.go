@@ -213,7 +213,9 @@ func (r *Router) Process(b *packet.Batch) {
 	var fwd uint64
 	for i := range b.Slice() {
 		p := &b.Packets[i]
-		if p.Verdict == packet.Drop {
+		if p.Verdict != packet.Forward {
+			// Dropped, or an answer an earlier stage bounced (a
+			// firewall's reject): not the router's to route.
 			continue
 		}
 		switch {

@@ -364,3 +364,23 @@ func TestDropsIPv4WithABadHeaderChecksum(t *testing.T) {
 		t.Errorf("%v %v, want a malformed drop", p.Verdict, p.Reason)
 	}
 }
+
+// A packet an earlier stage bounced (a firewall's reject answer) is not
+// the router's to route: it passes untouched, TTL and MACs included.
+func TestBouncedPacketsPassTheRouterUntouched(t *testing.T) {
+	r := testRouter(t, nil)
+	orig := udp4(t, "198.18.0.1", "198.19.5.5", 64)
+	var b packet.Batch
+	buf := make([]byte, len(orig), 2048)
+	copy(buf, orig)
+	b.Append(buf, 0, 0).Parse()
+	b.Packets[0].SetBounce()
+	r.Process(&b)
+	if p := b.Packets[0]; p.Verdict != packet.Bounce || string(p.Data) != string(orig) {
+		t.Fatalf("verdict %v, frame changed %v", p.Verdict, string(p.Data) != string(orig))
+	}
+	// The same packet, not bounced, is routed (TTL 63).
+	if p := run(r, 0, orig)[0]; p.Verdict != packet.Forward || p.IPv4().TTL() != 63 {
+		t.Fatalf("not bounced: verdict %v TTL %d, want forwarded with TTL 63", p.Verdict, p.IPv4().TTL())
+	}
+}
