@@ -409,34 +409,13 @@ func (x *addrIndex) handleBelow(a u128, best int32) uint32 {
 }
 
 // handle32 returns the handle of a's class, for an index of keys of at
-// most 32 bits.
-func (x *addrIndex) handle32(a uint32) uint32 {
-	if a&x.mask32 != x.base32 {
-		if a < x.base32 {
-			return x.h[0]
-		}
-		return x.h[x.lastClass]
-	}
-	v := a << (x.off32 & 31)
-	e := uint32(x.t0m[v>>(x.sh32&31)])
-	v <<= (32 - x.sh32) & 31
-	for e&tagChunk != 0 {
-		e = x.chunks[(e&^tagChunk)<<chunkBits|v>>(32-chunkBits)]
-		v <<= chunkBits
-	}
-	// The block's first class and the next smallList, in one or two
-	// lines read at once: the handle comes with the starts, not from a
-	// load that waits for the count. A start ep is <= a exactly when
-	// ep-a-1 is negative in 64 bits.
-	cs := x.cls32[e-1 : e+smallList : e+smallList]
-	a64 := uint64(a) + 1
-	c := (cs[1]>>32-a64)>>63 + (cs[2]>>32-a64)>>63 + (cs[3]>>32-a64)>>63 + (cs[4]>>32-a64)>>63
-	return uint32(cs[c])
-}
+// most 32 bits. (A block that lists no rule at all has only empty lists:
+// handle32Below's answer of 0 for it is the handle.)
+func (x *addrIndex) handle32(a uint32) uint32 { return x.handle32Below(a, endOfList) }
 
-// handle32Below is handle32 for a caller that needs only rules below
-// best: it returns 0 (no candidates) when no class of a's top-table
-// block lists one.
+// handle32Below returns the handle of a's class for a caller that needs
+// only rules below best, or 0 (no candidates) when no class of a's
+// top-table block lists one.
 func (x *addrIndex) handle32Below(a uint32, best int32) uint32 {
 	if a&x.mask32 != x.base32 {
 		if a < x.base32 {
@@ -455,6 +434,10 @@ func (x *addrIndex) handle32Below(a uint32, best int32) uint32 {
 		e = x.chunks[(e&^tagChunk)<<chunkBits|v>>(32-chunkBits)]
 		v <<= chunkBits
 	}
+	// The block's first class and the next smallList, in one or two
+	// lines read at once: the handle comes with the starts, not from a
+	// load that waits for the count. A start ep is <= a exactly when
+	// ep-a-1 is negative in 64 bits.
 	cs := x.cls32[e-1 : e+smallList : e+smallList]
 	a64 := uint64(a) + 1
 	c := (cs[1]>>32-a64)>>63 + (cs[2]>>32-a64)>>63 + (cs[3]>>32-a64)>>63 + (cs[4]>>32-a64)>>63
