@@ -21,12 +21,16 @@ var (
 	macOut = [6]byte{2, 0, 0, 0, 1, 1}
 )
 
-// chain builds firewall -> router over two memory ports.
+// chain builds firewall -> router over two memory ports. New flows from
+// port 1 are rejected in part, so fuzzed frames also become answers.
 func chain(t testing.TB) (*pipeline.Worker, *pipeline.MemPool, *pipeline.MemPort, *pipeline.MemPort) {
 	rules, err := firewall.ParseRules([]string{
 		"accept state established,related",
 		"accept in 0 state new",
 		"drop proto udp dport 53",
+		"reject in 1 proto tcp",
+		"reject in 1 proto udp dport 1-1000",
+		"reject in 1 proto icmpv6",
 	})
 	if err != nil {
 		t.Fatal(err)
