@@ -21,7 +21,7 @@ func TestDemoRunsToCompletionAndCleansUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"summary: 7 of 7 checks passed", "lab removed", "router", "rule_2_hits=1", "clean stop"} {
+	for _, want := range []string{"summary: 7 of 7 checks passed", "lab removed", "router", "rule_2_hits=1", "rule_5_hits=1", "reject_sent=1", "clean stop"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

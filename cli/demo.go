@@ -146,7 +146,7 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	add("ping xnf-server from xnf-client through xnf", demoPing(topo.Gen, lab.SinkAddr))
 	add("ping from xnf-server to xnf-client is dropped by the firewall", expectFail(demoPing(topo.Sink, lab.GenAddr)))
 	add("TCP: 4 MiB from xnf-client to xnf-server port 8080; the server sees the NAT address", demoTCP(topo, 8080, 4<<20))
-	add("TCP to port 8081, which the firewall does not allow, does not connect", expectFail(demoTCP(topo, 8081, 1)))
+	add("TCP to port 8081, which the firewall rejects, is refused at once (a RST from xnf)", expectRefused(demoTCP(topo, 8081, 1)))
 	add("UDP: 100 requests from 100 client ports, 100 replies; 100 distinct translated sources", demoUDP(topo, 100))
 	sent, gerr := demoBurst(topo, burst)
 	add(fmt.Sprintf("burst: %d generated 64-byte frames (paced to 100k/s, 256 flows) from xnf-client toward xnf-server", sent), gerr)
@@ -194,6 +194,17 @@ func demoPing(ns *lab.NS, dst string) error { return ns.Ping(dst, uint16(os.Getp
 func expectFail(err error) error {
 	if err == nil {
 		return errors.New("it went through")
+	}
+	return nil
+}
+
+// expectRefused wants err to be a refused connection.
+func expectRefused(err error) error {
+	switch {
+	case err == nil:
+		return errors.New("it went through")
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%v, want connection refused", err)
 	}
 	return nil
 }
@@ -339,7 +350,8 @@ func printVerdicts(out io.Writer, s *service.Service) {
 		v := m.StageMetrics()
 		switch st.Name() {
 		case "firewall":
-			fmt.Fprintf(out, "  firewall  allowed %d, dropped %d (by rule or default policy), %d flows tracked\n", v["accepted"], v["dropped"]+v["rejected"], v["conntrack_new"])
+			fmt.Fprintf(out, "  firewall  allowed %d, dropped %d (by rule or default policy), rejected %d (%d answered), %d flows tracked\n",
+				v["accepted"], v["dropped"], v["rejected"], v["reject_sent"], v["conntrack_new"])
 		case "nat":
 			fmt.Fprintf(out, "  nat       translated %d packets of %d flows (%d kept their port)\n", v["translated"], v["snat_flows"], v["ports_kept"])
 		case "router":
