@@ -135,6 +135,7 @@ func TestFirewallStageFromYAML(t *testing.T) {
 	for _, tc := range []struct{ old, new, want string }{
 		{"rate: 10", "rate: -1", `fw.yaml:18: chain[0].reject_limit.rate: -1: expected answers a second`},
 		{"burst: 5", "burst: lots", `fw.yaml:18: chain[0].reject_limit.burst`},
+		{"burst: 5", "burst: 0", `fw.yaml:18: chain[0].reject_limit.burst: 0 answers nothing at any rate`},
 		{"dport 53", "dport 70000", `fw.yaml:12: chain[0].rules[2]: "drop proto udp dport 70000": `},
 		{"accept in in", "accept in wan", `fw.yaml:11: chain[0].rules[1]: "accept in wan proto tcp dport 8080 state new": in: unknown port "wan" (expected one of in, out)`},
 		{"default: drop", "default: maybe", `fw.yaml:8: chain[0].default: "maybe": expected accept or drop`},

@@ -141,6 +141,9 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 			if l.Burst < 0 || l.Burst > 1e9 {
 				return nil, sc.Errorf("reject_limit.burst", "%d: expected answers at once, 0 to 1000000000", l.Burst)
 			}
+			if l.Burst == 0 && l.Rate > 0 {
+				return nil, sc.Errorf("reject_limit.burst", "0 answers nothing at any rate: expected at least 1 (or rate 0 as well, to answer none)")
+			}
 			s.SetRejectLimit(l.Rate, l.Burst)
 		}
 		return &reloadableFirewall{Stage: s}, nil

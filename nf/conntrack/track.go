@@ -133,8 +133,9 @@ func (t *Table) Track(p *packet.Packet, now int64) Result {
 // TrackBatch tracks every packet of b, as Track would one after the other
 // with the same now, and returns out[:b.Len] with the result of b.Packets[i]
 // in out[i]; cap(out) must be at least b.Len (out[:0] of a slice of
-// packet.MaxBurst results will do). Packets an earlier stage dropped are
-// skipped (StateUntracked, not counted). Every result stays valid until the
+// packet.MaxBurst results will do). Packets an earlier stage dropped or
+// bounced (an answer it wrote, such as a router's ICMP error) are skipped
+// (StateUntracked, not counted). Every result stays valid until the
 // next call on the table: an entry in one result is never evicted for a
 // later packet of the batch. In a large table the lookups of the whole batch
 // are started before any is finished, so their cache misses overlap.
@@ -149,7 +150,7 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 	sink := uint32(0)
 	for i := range pk {
 		p := &pk[i]
-		if p.Verdict == packet.Drop {
+		if p.Verdict != packet.Forward {
 			t.kinds[i] = kindSkip
 			continue
 		}

@@ -924,7 +924,13 @@ func (rs *Ruleset) build() error {
 	rs.dport.setHandles(hs[fieldDport], true, rs.firstRule)
 	rs.sportT, rs.dportT = rs.sport.flat(), rs.dport.flat()
 
-	b := n*int(unsafe.Sizeof(crule{})) + 4*(len(rs.sportT)+len(rs.dportT)) + len(rs.inMap)*2 + len(rs.residual)*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
+	b := n * int(unsafe.Sizeof(crule{}))
+	for _, t := range []*[1 << 16]uint32{rs.sportT, rs.dportT} {
+		if t != nil {
+			b += 4 * len(t)
+		}
+	}
+	b += len(rs.inMap)*2 + len(rs.residual)*4 + (len(rs.metaH)+len(rs.metaAnyH))*4 + len(rs.pool)*4
 	for _, x := range []*addrIndex{&rs.addr[0], &rs.addr[1], &rs.addr[2], &rs.addr[3], &rs.sport, &rs.dport} {
 		b += len(x.eps)*16 + len(x.cls32)*8 + len(x.h)*4 + len(x.top)*8 + len(x.t0m)*8 + len(x.chunks)*4
 	}

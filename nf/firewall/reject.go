@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/xnfdev/xnf/packet"
 )
@@ -13,17 +14,30 @@ import (
 // swapped) and bounced back out of its ingress port, so it costs no
 // frame and no copy to another buffer.
 //
-// Nothing answers a RST, an ICMP error, a later fragment, or a packet
-// from a multicast, broadcast or unspecified address (RFC 1122 3.2.2,
-// RFC 4443 2.4), and answers are rate-limited per stage (a token bucket,
-// RejectRate a second, RejectBurst at once) so that a flood of rejected
-// packets cannot turn the firewall into a reflector. Unanswered packets
-// are dropped.
+// Nothing answers a RST, an ICMP error, a later fragment, a frame sent to
+// an Ethernet broadcast or multicast address, a packet from or to a
+// multicast, broadcast, unspecified or loopback address (RFC 1122 3.2.2,
+// RFC 4443 2.4), or a packet whose IPv4 header or TCP/UDP checksum is
+// wrong (as Linux's nf_reject: the answer would be to a corrupted
+// packet). Answers are rate-limited per stage (a token bucket,
+// DefaultRejectRate a second and DefaultRejectBurst at once unless
+// SetRejectLimit says otherwise) so that a flood of rejected packets
+// cannot turn the firewall into a reflector. Unanswered packets are
+// dropped.
 
 // Default reject answer limits of a Stage.
 const (
 	DefaultRejectRate  = 1000
 	DefaultRejectBurst = 100
+)
+
+// answer is what became of a rejected packet.
+type answer uint8
+
+const (
+	answerNone    answer = iota // may not be answered, or no room: dropped
+	answerLimited               // over the rate limit: dropped
+	answerSent                  // rewritten into its answer and bounced
 )
 
 // rejectLimiter is a token bucket refilled once per batch.
@@ -50,12 +64,16 @@ func (l *rejectLimiter) take() bool {
 
 // rejectAnswerable reports whether p may be answered at all.
 func rejectAnswerable(p *packet.Packet) bool {
-	if p.Flags&packet.FlagLaterFragment != 0 {
+	if p.Flags&packet.FlagLaterFragment != 0 || p.Data[0]&1 != 0 { // group destination MAC
 		return false
 	}
 	switch {
 	case p.Flags&packet.FlagTCP != 0:
-		if p.TCP().Flags()&packet.TCPRst != 0 {
+		if p.TCP().Flags()&packet.TCPRst != 0 || !p.L4ChecksumValid() {
+			return false
+		}
+	case p.Flags&packet.FlagUDP != 0:
+		if !p.L4ChecksumValid() {
 			return false
 		}
 	case p.Flags&packet.FlagICMP != 0:
@@ -70,17 +88,49 @@ func rejectAnswerable(p *packet.Packet) bool {
 	}
 	if p.Flags&packet.FlagIPv4 != 0 {
 		h := p.IPv4()
-		s, d := h.Src(), h.Dst()
-		return s != [4]byte{} && s[0] < 224 && d[0] < 224 && d != [4]byte{}
+		ok := func(a [4]byte) bool { return a[0] != 0 && a[0] != 127 && a[0] < 224 }
+		return ok(h.Src()) && ok(h.Dst()) && h.ChecksumValid()
 	}
 	h := p.IPv6()
-	s, d := h.Src(), h.Dst()
-	return s != [16]byte{} && s[0] != 0xff && d[0] != 0xff
+	ok := func(a [16]byte) bool {
+		na := netip.AddrFrom16(a)
+		return a[0] != 0xff && !na.IsUnspecified() && !na.IsLoopback()
+	}
+	return ok(h.Src()) && ok(h.Dst())
 }
 
-// rejectAnswer rewrites p into its answer and bounces it; it reports
-// false (p untouched) when the frame cannot hold the answer.
-func rejectAnswer(p *packet.Packet) bool {
+// rejectFits reports whether p's frame has room for its answer.
+func rejectFits(p *packet.Packet) bool {
+	return int(p.L3Off)+answerLen(p) <= cap(p.Data)
+}
+
+// answerLen is the L3 length of p's answer.
+func answerLen(p *packet.Packet) int {
+	l3 := int(p.L3Off)
+	ipLen := 40
+	if p.Flags&packet.FlagIPv4 != 0 {
+		ipLen = 20
+	}
+	if p.Flags&packet.FlagTCP != 0 {
+		return ipLen + 20
+	}
+	return ipLen + 8 + quoteLen(p, l3)
+}
+
+// quoteLen is how much of p an ICMP answer quotes: its IPv4 header and 8
+// bytes (RFC 792), or as much as keeps the answer within the IPv6
+// minimum MTU (RFC 4443).
+func quoteLen(p *packet.Packet, l3 int) int {
+	q := int(p.L3End) - l3
+	if p.Flags&packet.FlagIPv4 != 0 {
+		return min(q, p.IPv4().HeaderLen()+8)
+	}
+	return min(q, 1280-40-8)
+}
+
+// rejectAnswer rewrites p into its answer and bounces it. The frame must
+// have room for it (rejectFits).
+func rejectAnswer(p *packet.Packet) {
 	l3 := int(p.L3Off)
 	v4 := p.Flags&packet.FlagIPv4 != 0
 	ipLen := 40
@@ -98,13 +148,9 @@ func rejectAnswer(p *packet.Packet) bool {
 		src, dst = h.Dst(), h.Src()
 	}
 
-	var n int // the answer's L3 length
+	n := answerLen(p)
 	if p.Flags&packet.FlagTCP != 0 {
 		t := p.TCP()
-		n = ipLen + 20
-		if l3+n > cap(p.Data) {
-			return false
-		}
 		sport, dport := t.SrcPort(), t.DstPort()
 		flags := t.Flags()
 		seg := uint32(int(p.L3End) - int(p.L4Off) - t.HeaderLen())
@@ -143,18 +189,7 @@ func rejectAnswer(p *packet.Packet) bool {
 		binary.BigEndian.PutUint16(tcp[16:18], ^packet.Sum(tcp[:20], pseudo))
 		p.Data = d
 	} else {
-		// Quote the packet: its IPv4 header and 8 bytes (RFC 792), or as
-		// much as keeps the answer within the IPv6 minimum MTU (RFC 4443).
-		q := int(p.L3End) - l3
-		if v4 {
-			q = min(q, p.IPv4().HeaderLen()+8)
-		} else {
-			q = min(q, 1280-40-8)
-		}
-		n = ipLen + 8 + q
-		if l3+n > cap(p.Data) {
-			return false
-		}
+		q := quoteLen(p, l3)
 		d := p.Data[:l3+n]
 		copy(d[l3+ipLen+8:], d[l3:l3+q]) // copy handles the overlap
 		icmp := d[l3+ipLen : l3+n]
@@ -177,7 +212,6 @@ func rejectAnswer(p *packet.Packet) bool {
 	e.SetDst(s)
 	p.Parse()
 	p.SetBounce()
-	return true
 }
 
 // writeIP writes a fixed IPv4 or IPv6 header at d (addresses in the low

@@ -220,3 +220,81 @@ func TestRejectAllocatesNothing(t *testing.T) {
 		t.Errorf("rejecting with answers allocates %.1f times per batch", a)
 	}
 }
+
+// More that must not be answered: group destination MACs, loopback and
+// unspecified addresses, and corrupted packets (bad IPv4 header, TCP or
+// UDP checksum), as Linux's nf_reject.
+func TestRejectDoesNotAnswerGroupsLoopbackOrCorruption(t *testing.T) {
+	s := rejectStage(t)
+	badTCP := pt.TCP4("198.18.0.1:1000", "198.18.1.2:80", "", pt.TCPFlags(packet.TCPSyn))
+	badTCP[len(badTCP)-3] ^= 0xff // a byte of the TCP checksum
+	badUDP := pt.UDP4("198.18.0.1:1000", "198.18.1.2:53", "query")
+	badUDP[len(badUDP)-1] ^= 0xff
+	badIP := pt.UDP4("198.18.0.1:1000", "198.18.1.2:53", "query")
+	badIP[14+8]-- // TTL, without fixing the header checksum
+	frames := [][]byte{
+		pt.UDP4("198.18.0.1:5000", "198.18.1.2:53", "q", pt.DstMAC("ff:ff:ff:ff:ff:ff")),
+		pt.TCP4("198.18.0.1:5000", "198.18.1.2:80", "", pt.TCPFlags(packet.TCPSyn), pt.DstMAC("01:00:5e:00:00:01")),
+		pt.UDP6("[2001:db8::1]:5000", "[::]:53", "q"),
+		pt.UDP6("[2001:db8::1]:5000", "[::1]:53", "q"),
+		pt.UDP4("198.18.0.1:5000", "127.0.0.1:53", "q"),
+		pt.UDP4("127.0.0.1:5000", "198.18.1.2:53", "q"),
+		badTCP, badUDP, badIP,
+	}
+	for i, p := range processRoomy(s, frames...) {
+		if p.Verdict != packet.Drop {
+			t.Errorf("frame %d: %v, want dropped unanswered", i, p.Verdict)
+		}
+	}
+	if m := s.StageMetrics(); m["reject_unanswerable"] != uint64(len(frames)) || m["reject_sent"] != 0 {
+		t.Errorf("metrics %v", m)
+	}
+}
+
+// A frame without room for its answer is unanswerable and takes no token
+// from the rate limit: the next frame, with room, is answered.
+func TestRejectWithoutRoomTakesNoToken(t *testing.T) {
+	s := rejectStage(t)
+	s.SetRejectLimit(0, 1)
+	small := pt.UDP4("198.18.0.1:5000", "198.18.1.2:53", "q")
+	var b packet.Batch
+	for range 2 {
+		b.Append(append(small[:len(small):len(small)], []byte{}...), 0, 0).Parse() // cap == len
+	}
+	roomy := make([]byte, len(small), 2048)
+	copy(roomy, small)
+	b.Append(roomy, 0, 0).Parse()
+	s.Process(&b)
+	if b.Packets[2].Verdict != packet.Bounce {
+		t.Errorf("the frame with room: %v, want answered", b.Packets[2].Verdict)
+	}
+	if m := s.StageMetrics(); m["reject_sent"] != 1 || m["reject_unanswerable"] != 2 || m["reject_limited"] != 0 {
+		t.Errorf("metrics %v: want 1 sent, 2 unanswerable, none limited", m)
+	}
+}
+
+// A packet an earlier stage bounced (an answer it wrote) is neither
+// tracked nor classified.
+func TestStageLeavesBouncedPacketsAlone(t *testing.T) {
+	s := statefulStage(t)
+	f := pt.UDP4("198.18.0.1:5000", "198.18.1.2:9", "x")
+	var b packet.Batch
+	b.Append(append([]byte(nil), f...), 0, 0).Parse()
+	b.Packets[0].SetBounce()
+	s.Process(&b)
+	m := s.StageMetrics()
+	if b.Packets[0].Verdict != packet.Bounce || string(b.Packets[0].Data) != string(f) || m["dropped"]+m["accepted"] != 0 || s.Conntrack().Len() != 0 {
+		t.Errorf("verdict %v, metrics %v, %d flows: want the bounced packet untouched, untracked", b.Packets[0].Verdict, m, s.Conntrack().Len())
+	}
+}
+
+func TestStatsCountFlatPortTablesOnlyWhenMade(t *testing.T) {
+	rules, _ := ParseRules([]string{"accept proto tcp dport 80"})
+	rs, err := Compile(rules, Drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.sportT != nil || rs.dportT != nil || rs.Stats().Bytes > 64<<10 {
+		t.Errorf("one rule: flat tables %v %v, %d bytes", rs.sportT != nil, rs.dportT != nil, rs.Stats().Bytes)
+	}
+}

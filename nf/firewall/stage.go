@@ -66,9 +66,10 @@ func NewStageShared(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 }
 
 // SetRejectLimit sets how many rejected packets a second the stage
-// answers (rate) and how many at once (burst); the rest are dropped
-// unanswered and counted as reject_limited. Zero for both answers none.
-// Call it before the stage runs.
+// answers (rate) and how many at once (burst, which must be at least 1
+// for any to be answered); the rest are dropped unanswered and counted
+// as reject_limited. A burst of 0 answers none. Call it before the stage
+// runs.
 func (s *Stage) SetRejectLimit(rate, burst int) {
 	s.limit = rejectLimiter{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
 }
@@ -95,7 +96,7 @@ func (s *Stage) Process(b *packet.Batch) {
 		if s.shared {
 			res = s.results[:b.Len]
 			for i := range res {
-				if b.Packets[i].Verdict != packet.Drop {
+				if b.Packets[i].Verdict == packet.Forward {
 					res[i] = s.ct.LookupPacket(&b.Packets[i], now)
 				} else {
 					res[i] = conntrack.Result{}
@@ -118,8 +119,8 @@ func (s *Stage) Process(b *packet.Batch) {
 	s.hits.reset()
 	for i := range b.Slice() {
 		p := &b.Packets[i]
-		if p.Verdict == packet.Drop {
-			continue
+		if p.Verdict != packet.Forward {
+			continue // dropped, or an answer an earlier stage bounced
 		}
 		isIP := p.EtherType == packet.EtherTypeIPv4 || p.EtherType == packet.EtherTypeIPv6
 		if !isIP {
@@ -142,16 +143,13 @@ func (s *Stage) Process(b *packet.Batch) {
 		}
 		if act == Reject {
 			rejected++
-			switch {
-			case !rejectAnswerable(p):
-				rejectUnanswerable++
-				p.SetDrop(packet.DropPolicy)
-			case !s.takeReject(&refilled):
+			switch s.reject(p, &refilled) {
+			case answerSent:
+				rejectSent++
+			case answerLimited:
 				rejectLimited++
 				p.SetDrop(packet.DropPolicy)
-			case rejectAnswer(p):
-				rejectSent++
-			default: // no room in the frame for the answer
+			default:
 				rejectUnanswerable++
 				p.SetDrop(packet.DropPolicy)
 			}
@@ -197,14 +195,22 @@ func (s *Stage) Process(b *packet.Batch) {
 	}
 }
 
-// takeReject takes a token for one answer, refilling the bucket once per
-// batch (refilled says whether this batch did).
-func (s *Stage) takeReject(refilled *bool) bool {
+// reject answers p when it may be answered, its frame has room for the
+// answer and the rate limit has a token (refilled once per batch;
+// refilled says whether this batch did).
+func (s *Stage) reject(p *packet.Packet, refilled *bool) answer {
+	if !rejectAnswerable(p) || !rejectFits(p) {
+		return answerNone
+	}
 	if !*refilled {
 		s.limit.refill(time.Now().UnixNano())
 		*refilled = true
 	}
-	return s.limit.take()
+	if !s.limit.take() {
+		return answerLimited
+	}
+	rejectAnswer(p)
+	return answerSent
 }
 
 // fillKey reads the classifier's key from a parsed packet.
