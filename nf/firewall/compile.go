@@ -374,10 +374,19 @@ func (x *addrIndex) class(a u128) int {
 	}
 }
 
-// handleBelow returns the handle of a's class (IPv6), or 0 (no
-// candidates) when no class of a's top-table block lists a rule below
+// top128 loads a's top-table entry (0 for an address outside base), as
+// top32 does for IPv4; walk takes it from there.
+func (x *addrIndex) top128(a u128) uint64 {
+	if (u128{a.hi & x.maskHi, a.lo & x.maskLo}) != x.base {
+		return 0
+	}
+	return x.t0m[a.shl(x.off).hi>>(64-x.nb)]
+}
+
+// walk returns the handle of a's class (IPv6) from a's top-table entry
+// t, or 0 (no candidates) when no class of a's block lists a rule below
 // best.
-func (x *addrIndex) handleBelow(a u128, best int32) uint32 {
+func (x *addrIndex) walk(a u128, t uint64, best int32) uint32 {
 	m := u128{a.hi & x.maskHi, a.lo & x.maskLo}
 	if m != x.base {
 		if m.less(x.base) {
@@ -385,13 +394,11 @@ func (x *addrIndex) handleBelow(a u128, best int32) uint32 {
 		}
 		return x.h[x.lastClass]
 	}
-	v := a.shl(x.off)
-	t := x.t0m[v.hi>>(64-x.nb)]
 	if int32(t>>32) >= best {
 		return 0
 	}
 	e := uint32(t)
-	v = v.shl(x.nb)
+	v := a.shl(x.off).shl(x.nb)
 	for e&tagChunk != 0 {
 		e = x.chunks[(e&^tagChunk)<<chunkBits|uint32(v.hi>>(64-chunkBits))]
 		v = v.shl(chunkBits)
@@ -417,19 +424,32 @@ func (x *addrIndex) handle32(a uint32) uint32 { return x.handle32Below(a, endOfL
 // only rules below best, or 0 (no candidates) when no class of a's
 // top-table block lists one.
 func (x *addrIndex) handle32Below(a uint32, best int32) uint32 {
+	return x.walk32(a, x.top32(a), best)
+}
+
+// top32 loads a's top-table entry (0 for a key outside base, which walk32
+// answers without it). Classify loads the entries of both addresses
+// first, so that their cache misses overlap with other work.
+func (x *addrIndex) top32(a uint32) uint64 {
+	if a&x.mask32 != x.base32 {
+		return 0
+	}
+	return x.t0m[(a<<(x.off32&31))>>(x.sh32&31)]
+}
+
+// walk32 is handle32Below from a's top-table entry t.
+func (x *addrIndex) walk32(a uint32, t uint64, best int32) uint32 {
 	if a&x.mask32 != x.base32 {
 		if a < x.base32 {
 			return x.h[0]
 		}
 		return x.h[x.lastClass]
 	}
-	v := a << (x.off32 & 31)
-	t := x.t0m[v>>(x.sh32&31)]
 	if int32(t>>32) >= best {
 		return 0
 	}
 	e := uint32(t)
-	v <<= (32 - x.sh32) & 31
+	v := a << (x.off32 & 31) << ((32 - x.sh32) & 31)
 	for e&tagChunk != 0 {
 		e = x.chunks[(e&^tagChunk)<<chunkBits|v>>(32-chunkBits)]
 		v <<= chunkBits
@@ -1064,17 +1084,20 @@ func (rs *Ruleset) Classify(k *Key) (Action, int) {
 	if k.IPv6 {
 		s, d := be128(&k.Src), be128(&k.Dst)
 		p.sh, p.sl, p.dh, p.dl = s.hi, s.lo, d.hi, d.lo
+		td, ts := rs.addr[3].top128(d), rs.addr[2].top128(s)
 		best = rs.check(hm, best, &p)
 		best = rs.check(hdp, best, &p)
-		best = rs.check(rs.addr[3].handleBelow(d, best), best, &p)
-		best = rs.check(rs.addr[2].handleBelow(s, best), best, &p)
+		best = rs.check(rs.addr[3].walk(d, td, best), best, &p)
+		best = rs.check(rs.addr[2].walk(s, ts, best), best, &p)
 	} else {
-		p.sl = uint64(binary.BigEndian.Uint32(k.Src[12:16]))
-		p.dl = uint64(binary.BigEndian.Uint32(k.Dst[12:16]))
+		sa := binary.BigEndian.Uint32(k.Src[12:16])
+		da := binary.BigEndian.Uint32(k.Dst[12:16])
+		p.sl, p.dl = uint64(sa), uint64(da)
+		td, ts := rs.addr[1].top32(da), rs.addr[0].top32(sa)
 		best = rs.check(hm, best, &p)
 		best = rs.check(hdp, best, &p)
-		best = rs.check(rs.addr[1].handle32Below(uint32(p.dl), best), best, &p)
-		best = rs.check(rs.addr[0].handle32Below(uint32(p.sl), best), best, &p)
+		best = rs.check(rs.addr[1].walk32(da, td, best), best, &p)
+		best = rs.check(rs.addr[0].walk32(sa, ts, best), best, &p)
 	}
 	best = rs.check(hsp, best, &p)
 	best = rs.check(hma, best, &p)
