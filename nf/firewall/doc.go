@@ -160,20 +160,26 @@
 //	taskset -c 1 go test -run '^$' -bench 'Classify|Linear' -benchtime 300ms -count 5 ./nf/firewall
 //
 //	rules    4096 flows   64 flows (warm)   late deciders, 4096 flows   linear
-//	10          28            27                     -                   36
-//	100         28            33                     -                  168
-//	1000        27            33                    30                  663
-//	10000       33            31                    49                  738
+//	10         28-36         27-33                   -                 36-38
+//	100        28-29         27-33                   -                168-174
+//	1000       27-28         33-34                 28-30              663-691
+//	10000      33-35         30-45                 44-49              738-760
 //
-// 0 allocs/op everywhere. At 10,000 rules: IPv4 keys 30 ns, IPv6 keys 34,
-// keys at the rules' edges 33. Five other random 10,000-rule sets
-// (BenchmarkClassifyRuleSets, same command) take 33-40 ns for traffic
-// aimed at their rules and 50-52 ns for late deciders: the goal of under
+// (Ranges: the minimum of 5 runs, over two or three runs of the command in
+// the afternoon. The 45 for 10,000 rules warm comes from one run in which
+// everything, the linear reference included, was slower; the others gave
+// 30.)
+//
+// 0 allocs/op everywhere. At 10,000 rules: IPv4 keys 30 ns, IPv6 keys
+// 33, keys at the rules' edges 34. Five other random 10,000-rule sets
+// (BenchmarkClassifyRuleSets, same command) take 32-38 ns for traffic
+// aimed at their rules and 45-54 ns for late deciders: the goal of under
 // 50 ns at 10,000 rules holds for traffic that rules decide, and is
-// missed by a few ns when almost nothing matches. Firewall.Classify (atomic load of the rule
-// set and the worker's hit counter) adds a few ns. Before the lookups
-// were bounded (same machine, same day) 10,000 rules cost 128 ns over
-// 4096 flows and 53 warm; before the 32-bit lookups, 190 and 71-100.
+// missed by a few ns on some sets when almost nothing matches.
+// Firewall.Classify (atomic load of the rule set and the worker's hit
+// counter) adds a few ns. Before the lookups were bounded (same machine,
+// same day) 10,000 rules cost 128 ns over 4096 flows and 53 warm; before
+// the 32-bit lookups, 190 and 71-100.
 //
 // A per-worker verdict cache (4096 keys, direct-mapped) was tried in
 // front of the classifier and taken out: a hit cost 20 ns against 34
