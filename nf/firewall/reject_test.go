@@ -298,3 +298,52 @@ func TestStatsCountFlatPortTablesOnlyWhenMade(t *testing.T) {
 		t.Errorf("one rule: flat tables %v %v, %d bytes", rs.sportT != nil, rs.dportT != nil, rs.Stats().Bytes)
 	}
 }
+
+// The answers byte for byte against gopacket's own serialization,
+// checksums included: an oracle that shares no code with ours (the
+// kernel checks the IPv4 answers in TestRejectAnswersRealTCPAndUDPPeers).
+func TestRejectAnswersMatchGopacket(t *testing.T) {
+	s := rejectStage(t)
+	syn := pt.TCP6("[2001:db8::1]:40002", "[2001:db8:1::2]:443", "", pt.TCPFlags(packet.TCPSyn), pt.Seq(9))
+	udp := pt.UDP6("[2001:db8::1]:5000", "[2001:db8:1::2]:53", "query")
+	ps := processRoomy(s, syn, udp)
+	src, dst := net.ParseIP("2001:db8:1::2"), net.ParseIP("2001:db8::1")
+	ip := func(next layers.IPProtocol) *layers.IPv6 {
+		return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: src, DstIP: dst}
+	}
+	eth := func(in []byte) *layers.Ethernet {
+		o := packet.Ethernet(in)
+		s, d := o.Src(), o.Dst()
+		return &layers.Ethernet{SrcMAC: d[:], DstMAC: s[:], EthernetType: layers.EthernetTypeIPv6}
+	}
+	ip6 := ip(layers.IPProtocolTCP)
+	tcp := &layers.TCP{SrcPort: 443, DstPort: 40002, Seq: 0, Ack: 10, RST: true, ACK: true}
+	tcp.SetNetworkLayerForChecksum(ip6)
+	wantRST := pt.Frame(eth(syn), ip6, tcp)
+	ip6u := ip(layers.IPProtocolICMPv6)
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(1, 4)}
+	icmp.SetNetworkLayerForChecksum(ip6u)
+	wantUnreach := pt.Frame(eth(udp), ip6u, icmp, gopacket.Payload(append(make([]byte, 4), udp[14:]...)))
+	for i, want := range [][]byte{wantRST, wantUnreach} {
+		if !bytes.Equal(ps[i].Data, want) {
+			t.Errorf("answer %d:\n got  %x\n want %x", i, ps[i].Data, want)
+		}
+	}
+
+	// And an IPv4 answer to an ICMP echo with IP options (quoted whole).
+	ping := pt.Frame(
+		&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: clientIP, DstIP: serverIP,
+			Options: []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}},
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 1},
+		gopacket.Payload("ping payload"))
+	p4 := processRoomy(s, ping)[0]
+	want4 := pt.Frame(
+		&layers.Ethernet{SrcMAC: macB, DstMAC: macA, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolICMPv4, SrcIP: serverIP, DstIP: clientIP},
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)},
+		gopacket.Payload(ping[14:14+24+8]))
+	if !bytes.Equal(p4.Data, want4) {
+		t.Errorf("IPv4 answer:\n got  %x\n want %x", p4.Data, want4)
+	}
+}
