@@ -181,6 +181,10 @@
 // same day) 10,000 rules cost 128 ns over 4096 flows and 53 warm; before
 // the 32-bit lookups, 190 and 71-100.
 //
+// The whole stage (conntrack, key, classification, verdicts) with these
+// 10,000 rules over 64 IPv4 flows spends 114-118 ns a packet
+// (stage-ns/pkt of BenchmarkStage10kRules, 0 allocs).
+//
 // A per-worker verdict cache (4096 keys, direct-mapped) was tried in
 // front of the classifier and taken out: a hit cost 20 ns against 34
 // for 64 flows, but with 4096 flows (44 against 37) and with new flows
