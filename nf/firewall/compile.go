@@ -706,8 +706,11 @@ func (rs *Ruleset) build() error {
 	n := len(rs.rules)
 	rs.cr = make([]crule, n)
 	rs.actions = make([]Action, n)
+	// span is a rule's prefix as an address range, with the index of
+	// the address field it belongs to (0-3: src4, dst4, src6, dst6).
 	type span struct {
 		lo, hi u128
+		f      int
 		ok     bool
 	}
 	var addrR [2][]span // src, dst
@@ -734,15 +737,19 @@ func (rs *Ruleset) build() error {
 		case 6:
 			c.flags |= cfV6
 		}
+		v6 := 0
+		if r.family() == 6 {
+			v6 = 2
+		}
 		if r.Src.IsValid() {
 			lo, hi := prefixRange(r.Src)
-			addrR[0][i] = span{lo, hi, true}
+			addrR[0][i] = span{lo, hi, v6, true}
 			c.flags |= cfSrc
 			c.srcHi, c.srcLo, c.srcLen = lo.hi, lo.lo, uint8(r.Src.Bits())
 		}
 		if r.Dst.IsValid() {
 			lo, hi := prefixRange(r.Dst)
-			addrR[1][i] = span{lo, hi, true}
+			addrR[1][i] = span{lo, hi, 1 + v6, true}
 			c.flags |= cfDst
 			c.dstHi, c.dstLo, c.dstLen = lo.hi, lo.lo, uint8(r.Dst.Bits())
 		}
@@ -787,10 +794,7 @@ func (rs *Ruleset) build() error {
 			if !a.ok {
 				continue
 			}
-			f := j
-			if r.family() == 6 {
-				f += 2
-			}
+			f := a.f
 			ea[f] = append(ea[f], a.lo)
 			if next, ok := inc128(a.hi); ok && (f >= 2 || next.lo <= 0xffffffff) {
 				ea[f] = append(ea[f], next)
@@ -855,16 +859,10 @@ func (rs *Ruleset) build() error {
 			}
 		}
 		for j := range 2 {
-			a := addrR[j][i]
-			if !a.ok {
-				continue
+			if a := addrR[j][i]; a.ok {
+				x := &rs.addr[a.f]
+				consider(fieldSrc4+a.f, x.class(a.lo), x.class(a.hi))
 			}
-			f := j
-			if r.family() == 6 {
-				f += 2
-			}
-			x := &rs.addr[f]
-			consider(fieldSrc4+f, x.class(a.lo), x.class(a.hi))
 		}
 		if pr, ok := rs.portSpan(r, 0); ok {
 			consider(fieldSport, portClass[0].class(u128{0, uint64(pr.Lo)}), portClass[0].class(u128{0, uint64(pr.Hi)}))
