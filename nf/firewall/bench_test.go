@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // cpuNs is the CPU time (user+system) the process has used. The machines
@@ -30,54 +29,44 @@ func loop(b *testing.B, rs *Ruleset, keys []Key) {
 	b.ReportMetric(float64(cpuNs()-start)/float64(b.N), "cpu-ns/op")
 }
 
-// benchSet is a realistic random rule set of n rules (70% IPv4, 30%
+// ruleSet is a realistic random rule set of n rules (70% IPv4, 30%
 // IPv6; CIDRs of /8 to /32 and /32 to /128 around 2000 sites; common
 // service ports, high ports and ranges; TCP, UDP, ICMP, SCTP, GRE) and
-// 4096 keys of plausible traffic (gen.trafficKey).
-func benchSet(n int) ([]Rule, []Key) {
+// 4096 keys drawn by key.
+func ruleSet(n int, key func(g *gen, rules []Rule) Key) ([]Rule, []Key) {
 	g := newGen(uint64(n), false)
 	rules := g.rules(n)
 	keys := make([]Key, 4096)
 	for i := range keys {
-		keys[i] = g.trafficKey(rules)
+		keys[i] = key(g, rules)
 	}
 	return rules, keys
 }
 
-// edgeSet is benchSet with keys at or next to the rules' edges (the keys
-// of the property test): many near misses, the hard case.
-func edgeSet(n int) ([]Rule, []Key) {
-	g := newGen(uint64(n), false)
-	rules := g.rules(n)
-	keys := make([]Key, 4096)
-	for i := range keys {
-		keys[i] = g.key(rules)
-	}
-	return rules, keys
-}
+// benchSet has keys of plausible traffic (gen.trafficKey).
+func benchSet(n int) ([]Rule, []Key) { return ruleSet(n, (*gen).trafficKey) }
 
-// lateSet is benchSet with keys that no rule in the first half of the
-// set matches (most fall to the default policy): the lookups cannot stop
-// early, the hard case for traffic.
-func lateSet(n int) ([]Rule, []Key) {
-	g := newGen(uint64(n), false)
-	rules := g.rules(n)
-	return rules, lateKeys(g, rules)
-}
+// edgeSet has keys at or next to the rules' edges (the keys of the
+// property test): many near misses, the hard case.
+func edgeSet(n int) ([]Rule, []Key) { return ruleSet(n, (*gen).key) }
 
-func lateKeys(g *gen, rules []Rule) []Key {
-	n := len(rules)
-	keys := make([]Key, 0, 4096)
-	for len(keys) < cap(keys) {
+// lateSet has keys that no rule in the first half of the set matches
+// (most fall to the default policy): the lookups cannot stop early, the
+// hard case for traffic.
+func lateSet(n int) ([]Rule, []Key) { return ruleSet(n, (*gen).lateKey) }
+
+// lateKey returns a random or traffic key that no rule in the first half
+// of rules matches.
+func (g *gen) lateKey(rules []Rule) Key {
+	for {
 		k := g.key(nil)
 		if g.pct(50) {
 			k = g.trafficKey(rules)
 		}
-		if _, i := Linear(rules, Drop, &k); i < 0 || i >= n/2 {
-			keys = append(keys, k)
+		if _, i := Linear(rules, Drop, &k); i < 0 || i >= len(rules)/2 {
+			return k
 		}
 	}
-	return keys
 }
 
 // BenchmarkClassifyRuleSets runs 10k-rule sets of five other seeds, with
@@ -87,11 +76,13 @@ func BenchmarkClassifyRuleSets(b *testing.B) {
 	for seed := uint64(1); seed <= 5; seed++ {
 		g := newGen(seed*7919, false)
 		rules := g.rules(10000)
-		keys := make([]Key, 4096)
+		keys, late := make([]Key, 4096), make([]Key, 4096)
 		for i := range keys {
 			keys[i] = g.trafficKey(rules)
 		}
-		late := lateKeys(g, rules)
+		for i := range late {
+			late[i] = g.lateKey(rules)
+		}
 		rs, _ := Compile(rules, Drop)
 		b.Run(fmt.Sprintf("set=%d", seed), func(b *testing.B) { loop(b, rs, keys) })
 		b.Run(fmt.Sprintf("set=%d/late", seed), func(b *testing.B) { loop(b, rs, late) })
@@ -188,25 +179,6 @@ func BenchmarkCompile(b *testing.B) {
 			b.ReportMetric(float64(st.Residual), "residual")
 		})
 	}
-}
-
-// TestReportShape logs the classifier's size and how packets hit, for
-// the figures in doc.go (go test -run ReportShape -v).
-func TestReportShape(t *testing.T) {
-	if testing.Short() {
-		t.Skip("report only")
-	}
-	rules, keys := benchSet(10000)
-	start := time.Now()
-	rs, _ := Compile(rules, Drop)
-	el := time.Since(start)
-	def := 0
-	for i := range keys {
-		if _, j := rs.Classify(&keys[i]); j < 0 {
-			def++
-		}
-	}
-	t.Logf("10k rules: compile %v, %+v, default policy for %d of %d keys", el, rs.Stats(), def, len(keys))
 }
 
 // BenchmarkClassifyHot cycles through 64 keys only: the classifier's

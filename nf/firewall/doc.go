@@ -142,10 +142,12 @@
 // the default policy decide cannot skip lookups and costs about twice as
 // much (BenchmarkClassifyLate).
 //
-// Build: O(rules x spans) plus the tries; at 10,000 rules 20-75 ms and
+// Build: O(rules x spans) plus the tries; at 10,000 rules 22-24 ms and
 // 13 MB of garbage, leaving 2.4 MB of classifier (Stats().Bytes: the
 // 64-byte rules are 0.64 MB of it, the two flat port tables 0.5 MB). At
-// 1,000 rules: about 3 ms and 0.72 MB.
+// 1,000 rules: 2-3 ms and 0.72 MB. (taskset -c 1 go test -run '^$'
+// -bench Compile -benchmem -count 3 ./nf/firewall, which reports the
+// MiB, list entries and residual rules too.)
 //
 // # Figures
 //
@@ -186,7 +188,7 @@
 // (stage-ns/pkt of BenchmarkStage10kRules, 0 allocs).
 //
 // A per-worker verdict cache (4096 keys, direct-mapped) was tried in
-// front of the classifier and taken out: a hit cost 20 ns against 34
-// for 64 flows, but with 4096 flows (44 against 37) and with new flows
-// (58 against 43) it was slower than classifying.
+// front of the classifier and taken out: faster for a few flows, slower
+// with many flows and with new ones. Its benchmark and figures are in
+// the history (commits 5dd3af9 and f08b8e9), not in this tree.
 package firewall
