@@ -406,6 +406,7 @@ func (s *Socket) Fill(addrs []uint64) int {
 	}
 	s.fill.local += k
 	s.filled += uint64(k)
+	u.tally(placeApp, placeFill, int(k))
 	if k > 0 {
 		s.fill.publish()
 		s.wakeFill()
@@ -425,14 +426,13 @@ func (s *Socket) FillFromFree(n int) int {
 	top := len(u.free)
 	for i := 0; i < n; i++ {
 		a := u.free[top-1-i]
-		j := a / uint64(u.cfg.FrameSize)
+		j := a >> u.frameShift
 		u.place[j] = placeFill
 		u.owner[j] = s.slot
 		s.fill.addrs[(s.fill.local+uint32(i))&s.fill.mask] = a
 	}
 	u.free = u.free[:top-n]
-	u.counts[placeFree] -= n
-	u.counts[placeFill] += n
+	u.tally(placeFree, placeFill, n)
 	s.fill.local += uint32(n)
 	s.filled += uint64(n)
 	if n > 0 {
@@ -480,6 +480,7 @@ func (s *Socket) Receive(descs []Desc) int {
 	s.rx.local += n
 	s.rx.release()
 	s.received += uint64(n)
+	u.tally(placeFill, placeApp, k)
 	s.counters.rxPackets.Add(uint64(k))
 	s.counters.rxBytes.Add(bytes)
 	return k
@@ -513,6 +514,7 @@ func (s *Socket) Transmit(descs []Desc) int {
 		s.tx.local += k
 		s.tx.publish()
 		s.transmitted += uint64(k)
+		u.tally(placeApp, placeTX, int(k))
 		s.counters.txPackets.Add(uint64(k))
 		s.counters.txBytes.Add(bytes)
 	}
@@ -558,37 +560,35 @@ func (s *Socket) TXPending() int { return int(s.tx.pending()) }
 // Complete takes up to len(addrs) transmitted frames off the completion
 // ring; the application holds them again.
 func (s *Socket) Complete(addrs []uint64) int {
-	n := s.comp.consumerAvail(uint32(len(addrs)))
-	if n > uint32(len(addrs)) {
-		n = uint32(len(addrs))
-	}
-	u := s.umem
-	k := 0
-	for i := uint32(0); i < n; i++ {
-		a := s.comp.addrs[(s.comp.local+i)&s.comp.mask]
-		if u.move(a, placeTX, placeApp, s.slot, 0) {
-			addrs[k] = a & u.frameMask
-			k++
-		}
-	}
-	s.comp.local += n
-	if n > 0 {
-		s.comp.release()
-	}
-	s.completed += uint64(n)
-	return k
+	return s.complete(addrs, uint32(len(addrs)), placeApp)
 }
 
 // CompleteToFree moves every completed frame straight to the free stack
 // and returns how many.
 func (s *Socket) CompleteToFree() int {
-	n := s.comp.consumerAvail(s.comp.size)
+	u := s.umem
+	top := len(u.free)
+	// The free stack's capacity is the frame count, so it has room for
+	// every frame this socket has in flight.
+	k := s.complete(u.free[top:cap(u.free)], s.comp.size, placeFree)
+	u.free = u.free[:top+k]
+	return k
+}
+
+// complete takes up to want frames off the completion ring, moves those
+// this socket transmitted to place to and writes their addresses to out,
+// which must have room for them.
+func (s *Socket) complete(out []uint64, want uint32, to uint8) int {
+	n := s.comp.consumerAvail(want)
+	if n > want {
+		n = want
+	}
 	u := s.umem
 	k := 0
 	for i := uint32(0); i < n; i++ {
 		a := s.comp.addrs[(s.comp.local+i)&s.comp.mask]
-		if u.move(a, placeTX, placeFree, s.slot, 0) {
-			u.free = append(u.free, a&u.frameMask)
+		if u.move(a, placeTX, to, s.slot, 0) {
+			out[k] = a & u.frameMask
 			k++
 		}
 	}
@@ -597,6 +597,7 @@ func (s *Socket) CompleteToFree() int {
 		s.comp.release()
 	}
 	s.completed += uint64(n)
+	u.tally(placeTX, to, k)
 	return k
 }
 
@@ -666,9 +667,8 @@ func (s *Socket) Close() error {
 	for i, p := range u.place {
 		if (p == placeFill || p == placeTX) && u.owner[i] == s.slot {
 			u.place[i] = placeFree
-			u.counts[p]--
-			u.counts[placeFree]++
-			u.free = append(u.free, uint64(i)*uint64(u.cfg.FrameSize))
+			u.tally(p, placeFree, 1)
+			u.free = append(u.free, uint64(i)<<u.frameShift)
 		}
 	}
 	u.sockets[s.slot] = nil

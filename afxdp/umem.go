@@ -3,6 +3,7 @@ package afxdp
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -75,16 +76,17 @@ const (
 // worker); only the counters read by Stats-style methods are safe to read
 // concurrently.
 type UMEM struct {
-	cfg       UMEMConfig
-	mem       []byte
-	huge      bool
-	free      []uint64 // stack of free frame base addresses
-	place     []uint8  // per frame: place*
-	owner     []uint8  // per frame: socket slot, when on a fill or TX ring
-	counts    [4]int
-	sockets   []*Socket // by slot; nil once closed
-	ownerFD   int       // socket that registered the UMEM, -1 before
-	frameMask uint64
+	cfg        UMEMConfig
+	mem        []byte
+	huge       bool
+	free       []uint64 // stack of free frame base addresses
+	place      []uint8  // per frame: place*
+	owner      []uint8  // per frame: socket slot, when on a fill or TX ring
+	counts     [4]int
+	sockets    []*Socket // by slot; nil once closed
+	ownerFD    int       // socket that registered the UMEM, -1 before
+	frameMask  uint64
+	frameShift uint // log2(FrameSize): frame index = addr >> frameShift
 
 	// violations counts frame operations refused because the frame was not
 	// where the caller claimed (double free, transmit of a frame not held, ...).
@@ -123,14 +125,15 @@ func NewUMEM(cfg UMEMConfig) (*UMEM, error) {
 		}
 	}
 	u := &UMEM{
-		cfg:       cfg,
-		mem:       mem,
-		huge:      huge,
-		free:      make([]uint64, cfg.FrameCount),
-		place:     make([]uint8, cfg.FrameCount),
-		owner:     make([]uint8, cfg.FrameCount),
-		ownerFD:   -1,
-		frameMask: ^uint64(cfg.FrameSize - 1),
+		cfg:        cfg,
+		mem:        mem,
+		huge:       huge,
+		free:       make([]uint64, cfg.FrameCount),
+		place:      make([]uint8, cfg.FrameCount),
+		owner:      make([]uint8, cfg.FrameCount),
+		ownerFD:    -1,
+		frameMask:  ^uint64(cfg.FrameSize - 1),
+		frameShift: uint(bits.TrailingZeros(uint(cfg.FrameSize))),
 	}
 	// Lowest addresses on top of the stack: the first fills are contiguous.
 	for i := range u.free {
@@ -168,7 +171,7 @@ func (u *UMEM) Frame(addr uint64, n uint32) []byte {
 // index returns the frame index of a descriptor address, or -1 if the
 // address is outside the UMEM.
 func (u *UMEM) index(addr uint64) int {
-	i := addr / uint64(u.cfg.FrameSize)
+	i := addr >> u.frameShift
 	if i >= uint64(len(u.place)) {
 		return -1
 	}
@@ -177,7 +180,8 @@ func (u *UMEM) index(addr uint64) int {
 
 // move checks that the frame at addr is in place from (and, for rings, owned
 // by slot) and moves it to place to. It reports false, counting a violation,
-// when the frame is not where the caller says.
+// when the frame is not where the caller says. The running tallies are left
+// to the caller, once per batch (tally).
 func (u *UMEM) move(addr uint64, from, to, fromOwner, toOwner uint8) bool {
 	i := u.index(addr)
 	if i < 0 || u.place[i] != from || ((from == placeFill || from == placeTX) && u.owner[i] != fromOwner) {
@@ -186,9 +190,13 @@ func (u *UMEM) move(addr uint64, from, to, fromOwner, toOwner uint8) bool {
 	}
 	u.place[i] = to
 	u.owner[i] = toOwner
-	u.counts[from]--
-	u.counts[to]++
 	return true
+}
+
+// tally records that n frames moved from one place to another.
+func (u *UMEM) tally(from, to uint8, n int) {
+	u.counts[from] -= n
+	u.counts[to] += n
 }
 
 // Alloc takes up to len(addrs) frames off the free stack for the
@@ -199,33 +207,35 @@ func (u *UMEM) Alloc(addrs []uint64) int {
 	for i := 0; i < n; i++ {
 		a := u.free[top-1-i]
 		addrs[i] = a
-		j := a / uint64(u.cfg.FrameSize)
-		u.place[j] = placeApp
+		u.place[a>>u.frameShift] = placeApp
 	}
 	u.free = u.free[:top-n]
-	u.counts[placeFree] -= n
-	u.counts[placeApp] += n
+	u.tally(placeFree, placeApp, n)
 	return n
 }
 
 // Free returns frames the application holds to the free stack. Frames it
 // does not hold are refused and counted (Violations), never freed twice.
 func (u *UMEM) Free(addrs []uint64) {
+	top := len(u.free)
 	for _, a := range addrs {
 		if u.move(a, placeApp, placeFree, 0, 0) {
 			u.free = append(u.free, a&u.frameMask)
 		}
 	}
+	u.tally(placeApp, placeFree, len(u.free)-top)
 }
 
 // FreeDescs is Free for descriptors (dropped packets).
 func (u *UMEM) FreeDescs(descs []Desc) {
+	top := len(u.free)
 	for i := range descs {
 		a := descs[i].Addr
 		if u.move(a, placeApp, placeFree, 0, 0) {
 			u.free = append(u.free, a&u.frameMask)
 		}
 	}
+	u.tally(placeApp, placeFree, len(u.free)-top)
 }
 
 // Violations counts frame operations refused because the frame was not
