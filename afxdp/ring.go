@@ -111,37 +111,3 @@ func newAddrRing(base unsafe.Pointer, off ringOffsets, size uint32, producerSide
 }
 
 type ringOffsets struct{ Producer, Consumer, Desc, Flags uint64 }
-
-// produceDescs copies up to len(in) descriptors into a producer ring and
-// publishes them; it returns how many fit.
-func (r *descRing) produce(in []Desc) int {
-	n := r.producerFree(uint32(len(in)))
-	if n > uint32(len(in)) {
-		n = uint32(len(in))
-	}
-	for i := uint32(0); i < n; i++ {
-		r.descs[(r.local+i)&r.mask] = in[i]
-	}
-	r.local += n
-	if n > 0 {
-		r.publish()
-	}
-	return int(n)
-}
-
-// consume copies up to len(out) descriptors out of a consumer ring and
-// releases their slots.
-func (r *descRing) consume(out []Desc) int {
-	n := r.consumerAvail(uint32(len(out)))
-	if n > uint32(len(out)) {
-		n = uint32(len(out))
-	}
-	for i := uint32(0); i < n; i++ {
-		out[i] = r.descs[(r.local+i)&r.mask]
-	}
-	r.local += n
-	if n > 0 {
-		r.release()
-	}
-	return int(n)
-}

@@ -22,6 +22,41 @@ func newMemRings(size uint32, start uint32) (prod descRing, cons descRing, mem *
 	return newDescRing(base, off, size, true), newDescRing(base, off, size, false), m
 }
 
+// produce copies up to len(in) descriptors into a producer ring and
+// publishes them; it returns how many fit. It and consume drive the index
+// arithmetic Socket's batch calls share, without the UMEM's checks.
+func (r *descRing) produce(in []Desc) int {
+	n := r.producerFree(uint32(len(in)))
+	if n > uint32(len(in)) {
+		n = uint32(len(in))
+	}
+	for i := uint32(0); i < n; i++ {
+		r.descs[(r.local+i)&r.mask] = in[i]
+	}
+	r.local += n
+	if n > 0 {
+		r.publish()
+	}
+	return int(n)
+}
+
+// consume copies up to len(out) descriptors out of a consumer ring and
+// releases their slots.
+func (r *descRing) consume(out []Desc) int {
+	n := r.consumerAvail(uint32(len(out)))
+	if n > uint32(len(out)) {
+		n = uint32(len(out))
+	}
+	for i := uint32(0); i < n; i++ {
+		out[i] = r.descs[(r.local+i)&r.mask]
+	}
+	r.local += n
+	if n > 0 {
+		r.release()
+	}
+	return int(n)
+}
+
 func TestRingIndicesWrapAround2To32(t *testing.T) {
 	for _, start := range []uint32{0, 1 << 31, ^uint32(0) - 100, ^uint32(0)} {
 		p, c, _ := newMemRings(16, start)
