@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/bpf"
@@ -195,15 +196,29 @@ func (d *Device) tryOffload(cfg DeviceConfig) error {
 	return fmt.Errorf("afxdp: %s: %w by %s: %v", d.Name, ErrOffloadUnsupported, d.Driver, err)
 }
 
-func modeName(m uint32) string {
+// netlinkMode maps the attach mode netlink reports (IFLA_XDP_ATTACHED) to
+// an AttachMode; false for none or several.
+func netlinkMode(m uint32) (AttachMode, bool) {
 	switch m {
-	case 1:
-		return "native"
-	case 2:
-		return "generic"
-	case 3:
-		return "offload"
-	case 4:
+	case nl.XDP_ATTACHED_DRV:
+		return ModeNative, true
+	case nl.XDP_ATTACHED_SKB:
+		return ModeGeneric, true
+	case nl.XDP_ATTACHED_HW:
+		return ModeOffload, true
+	}
+	return 0, false
+}
+
+// xdpAttachedMulti is the kernel's XDP_ATTACHED_MULTI (programs in several
+// modes), which netlink/nl does not define.
+const xdpAttachedMulti = 4
+
+func modeName(m uint32) string {
+	if mode, ok := netlinkMode(m); ok {
+		return mode.String()
+	}
+	if m == xdpAttachedMulti {
 		return "multiple"
 	}
 	return fmt.Sprintf("mode %d", m)
@@ -219,13 +234,8 @@ func attachedMode(ifindex int) (AttachMode, error) {
 	if x == nil || !x.Attached {
 		return 0, fmt.Errorf("afxdp: %s: XDP program not attached after attach", l.Attrs().Name)
 	}
-	switch x.AttachMode {
-	case 1:
-		return ModeNative, nil
-	case 2:
-		return ModeGeneric, nil
-	case 3:
-		return ModeOffload, nil
+	if mode, ok := netlinkMode(x.AttachMode); ok {
+		return mode, nil
 	}
 	return 0, fmt.Errorf("afxdp: %s: unexpected XDP attach mode %d", l.Attrs().Name, x.AttachMode)
 }
@@ -336,17 +346,11 @@ func driverName(ifname string) string {
 
 // detachForeign removes a program another tool attached through netlink.
 func detachForeign(l netlink.Link, x *netlink.LinkXdp) error {
-	var flags int
-	switch x.AttachMode {
-	case 1:
-		flags = unix.XDP_FLAGS_DRV_MODE
-	case 2:
-		flags = unix.XDP_FLAGS_SKB_MODE
-	case 3:
-		flags = unix.XDP_FLAGS_HW_MODE
-	}
+	// link's attach flags are the kernel's XDP_FLAGS_*_MODE; none when
+	// netlink reports no single mode.
+	mode, _ := netlinkMode(x.AttachMode)
 	name := l.Attrs().Name
-	if err := netlink.LinkSetXdpFdWithFlags(l, -1, flags); err != nil {
+	if err := netlink.LinkSetXdpFdWithFlags(l, -1, int(mode.flags())); err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return fmt.Errorf("afxdp: %s: %w: XDP program %d is held by another process's bpf_link and cannot be forced off; stop that process", name, ErrBusy, x.ProgId)
 		}
