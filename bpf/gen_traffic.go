@@ -176,10 +176,7 @@ func LoadGenerator(cfg GeneratorConfig) (*Generator, error) {
 	}
 	var objs trafficgenObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("bpf: %w: %v", ErrPermission, err)
-		}
-		return nil, fmt.Errorf("bpf: loading generator: %w", err)
+		return nil, loadError("generator", err)
 	}
 	g := &Generator{Program: objs.XnfGen, stats: objs.GenStats, conf: objs.GenConf, cfg: cfg, frame: frame}
 	g.ctx = xdpMD{DataEnd: uint32(len(frame)), RxQueueIndex: cfg.Queue}

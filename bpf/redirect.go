@@ -103,6 +103,15 @@ type Redirect struct {
 // ErrPermission means the caller lacks the privilege to load BPF programs.
 var ErrPermission = errors.New("loading BPF programs needs root or CAP_BPF (plus CAP_NET_ADMIN to attach)")
 
+// loadError wraps an error loading the program what, as ErrPermission when
+// the kernel refused for want of privilege.
+func loadError(what string, err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("bpf: %w: %v", ErrPermission, err)
+	}
+	return fmt.Errorf("bpf: loading %s: %w", what, err)
+}
+
 // LoadRedirect loads the redirect program with its filter fixed.
 func LoadRedirect(o RedirectOptions) (*Redirect, error) {
 	if o.Queues <= 0 {
@@ -144,10 +153,7 @@ func LoadRedirect(o RedirectOptions) (*Redirect, error) {
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("bpf: %w: %v", ErrPermission, err)
-		}
-		return nil, fmt.Errorf("bpf: loading redirect program: %w", err)
+		return nil, loadError("redirect program", err)
 	}
 	if err := coll.Assign(&objs); err != nil {
 		coll.Close()

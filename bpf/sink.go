@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // SinkConfig configures LoadSinkWith.
@@ -75,10 +74,7 @@ func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
 	}
 	var objs sinkObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("bpf: %w: %v", ErrPermission, err)
-		}
-		return nil, fmt.Errorf("bpf: loading sink: %w", err)
+		return nil, loadError("sink", err)
 	}
 	return &Sink{Program: objs.XnfSink, stats: objs.SinkStats, lat: objs.LatHist, cfg: cfg}, nil
 }
