@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig"
 )
 
 const xdpTX = 3
@@ -208,23 +208,11 @@ func TestSinkVerdictsAndMarker(t *testing.T) {
 // (including counts that are not a multiple of the kernel's batch).
 func TestGeneratorBurstCountedExactly(t *testing.T) {
 	topo := lab.TopologyForTest(t, "gensink", lab.TopologyOptions{})
-	sink, err := bpf.LoadSink()
+	sink, err := rig.AttachSink(topo.DUT, "in0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	in0, err := topo.DUT.Link("in0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var l link.Link
-	if err := topo.DUT.Do(func() (err error) {
-		l, err = link.AttachXDP(link.XDPOptions{Program: sink.Program, Interface: in0.Attrs().Index})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 
 	const size = 60
 	g, err := bpf.LoadGenerator(genConfig(size))
@@ -242,7 +230,7 @@ func TestGeneratorBurstCountedExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 		total += uint64(n)
-		pkts, byts, err := sink.Counters()
+		pkts, byts, err := sink.Prog.Counters()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +243,7 @@ func TestGeneratorBurstCountedExactly(t *testing.T) {
 				n, sent, pkts, byts, total, size)
 		}
 	}
-	st, _ := sink.Stats()
+	st, _ := sink.Counters()
 	t.Logf("sink after %d frames: %+v", total, st)
 }
 
@@ -341,23 +329,11 @@ func TestGeneratorLimitAndPacing(t *testing.T) {
 // the whole repeat again).
 func TestGeneratorRunSurvivesSignals(t *testing.T) {
 	topo := lab.TopologyForTest(t, "gensig", lab.TopologyOptions{})
-	sink, err := bpf.LoadSink()
+	sink, err := rig.AttachSink(topo.DUT, "in0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	in0, err := topo.DUT.Link("in0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var l link.Link
-	if err := topo.DUT.Do(func() (err error) {
-		l, err = link.AttachXDP(link.XDPOptions{Program: sink.Program, Interface: in0.Attrs().Index})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	g, err := bpf.LoadGenerator(genConfig(60))
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +386,7 @@ func TestGeneratorRunSurvivesSignals(t *testing.T) {
 		t.Fatalf("%d runs asked, the program ran %d times", repeat, st.Runs())
 	}
 	time.Sleep(50 * time.Millisecond)
-	if pkts, _, _ := sink.Counters(); pkts != st.Sent {
+	if pkts, _ := sink.Count(); pkts != st.Sent {
 		t.Fatalf("sent %d, sink counted %d", st.Sent, pkts)
 	}
 }
