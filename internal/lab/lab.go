@@ -245,23 +245,9 @@ func (n *NS) AddAddr(link, cidr string) error {
 // AddRoute adds a route to dst ("198.19.0.0/24" or "default") via gw (may be
 // empty for a connected route) out of link.
 func (n *NS) AddRoute(dst, gw, link string) error {
-	l, err := n.Link(link)
+	r, err := n.route(dst, gw, link)
 	if err != nil {
 		return err
-	}
-	r := &netlink.Route{LinkIndex: l.Attrs().Index}
-	if dst != "default" {
-		_, ipnet, err := net.ParseCIDR(dst)
-		if err != nil {
-			return fmt.Errorf("lab: route destination %q: %w", dst, err)
-		}
-		r.Dst = ipnet
-	}
-	if gw != "" {
-		r.Gw = net.ParseIP(gw)
-		if r.Gw == nil {
-			return fmt.Errorf("lab: route gateway %q is not an IP address", gw)
-		}
 	}
 	if err := n.nl.RouteAdd(r); err != nil {
 		return fmt.Errorf("lab: %s: route %s via %q dev %s: %w", n.Name, dst, gw, link, err)
@@ -271,22 +257,34 @@ func (n *NS) AddRoute(dst, gw, link string) error {
 
 // DelRoute removes a route added with AddRoute.
 func (n *NS) DelRoute(dst, gw, link string) error {
-	l, err := n.Link(link)
+	r, err := n.route(dst, gw, link)
 	if err != nil {
 		return err
+	}
+	return n.nl.RouteDel(r)
+}
+
+// route builds the route AddRoute and DelRoute name.
+func (n *NS) route(dst, gw, link string) (*netlink.Route, error) {
+	l, err := n.Link(link)
+	if err != nil {
+		return nil, err
 	}
 	r := &netlink.Route{LinkIndex: l.Attrs().Index}
 	if dst != "default" {
 		_, ipnet, err := net.ParseCIDR(dst)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("lab: route destination %q: %w", dst, err)
 		}
 		r.Dst = ipnet
 	}
 	if gw != "" {
 		r.Gw = net.ParseIP(gw)
+		if r.Gw == nil {
+			return nil, fmt.Errorf("lab: route gateway %q is not an IP address", gw)
+		}
 	}
-	return n.nl.RouteDel(r)
+	return r, nil
 }
 
 // AddNeigh installs a permanent neighbor entry (no ARP/NDP needed).
