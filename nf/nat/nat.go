@@ -177,10 +177,10 @@ func New(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg,
 // NewShared returns a NAT stage over a table that an earlier stage of the
 // same worker's chain tracks (a stateful firewall: firewall.Stage's
 // Conntrack), so both follow the same flows across the translation. The
-// NAT stage does not track; it looks each packet up (its flow key, or for
-// an ICMP error the quoted key reversed), which costs a hash lookup more
-// per packet than New's stage. Packets the earlier stage tracked as
-// invalid, and flows it deleted, are unknown here.
+// NAT stage does not track; it looks each packet up (LookupPacket: its
+// flow key, or for an ICMP error the quoted key reversed), which costs a
+// hash lookup more per packet than New's stage. Packets the earlier stage
+// tracked as invalid, and flows it deleted, are unknown here.
 func NewShared(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, true) }
 
 func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
@@ -316,10 +316,10 @@ func (s *Stage) processShared(b *packet.Batch, now int64) {
 		if p.Verdict != packet.Forward || p.Flags&packet.FlagIPv4 == 0 {
 			continue
 		}
-		var r conntrack.Result
-		if p.Flags&packet.FlagLaterFragment == 0 && p.Flags&packet.FlagBad == 0 {
-			s.lookup(p, now, &r)
-		}
+		// The flow as Track would have said it: its direction, New for an
+		// original packet of a flow not yet replied (what decide needs),
+		// Related for an ICMP error.
+		r := s.ct.LookupPacket(p, now)
 		s.packet(p, &r, now, false)
 	}
 	for _, k := range s.forget {
@@ -327,29 +327,6 @@ func (s *Stage) processShared(b *packet.Batch, now int64) {
 	}
 	s.forget = s.forget[:0]
 	s.publish()
-}
-
-// lookup fills r for p from the shared table, as Track would have said
-// it: the flow, its direction, and New for an original packet of a flow
-// not yet replied (what decide needs), Related for an ICMP error.
-func (s *Stage) lookup(p *packet.Packet, now int64, r *conntrack.Result) {
-	if p.Flags&packet.FlagICMP != 0 && !p.ICMP().IsEcho(false) {
-		if k, _, ok := conntrack.QuotedKey(p); ok {
-			if f, d, ok := s.ct.Lookup(k.Reverse(), now); ok {
-				*r = conntrack.Result{Flow: f, State: conntrack.StateRelated, Dir: d}
-			}
-		}
-		return
-	}
-	k := p.FlowKey()
-	f, d, ok := s.ct.Lookup(k, now)
-	if !ok {
-		return
-	}
-	r.Flow, r.Dir, r.State = f, d, conntrack.StateEstablished
-	if d == conntrack.Original && !f.Replied() {
-		r.State = conntrack.StateNew
-	}
 }
 
 func (s *Stage) portRole(port uint16) uint8 {
