@@ -141,11 +141,8 @@ func kernelLab(t *testing.T) *lab.Topology {
 
 func udpListen(t *testing.T, ns *lab.NS, addr string, port int) *net.UDPConn {
 	t.Helper()
-	var c *net.UDPConn
-	if err := ns.Do(func() (err error) {
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(addr), Port: port})
-		return err
-	}); err != nil {
+	c, err := ns.ListenUDP(addr, port)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
