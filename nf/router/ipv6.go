@@ -94,6 +94,20 @@ func writeIPv6(d []byte, payload int, hop uint8, src, dst [16]byte) {
 	copy(d[24:40], dst[:])
 }
 
+// writeND writes a 32-byte neighbor solicitation or advertisement (typ)
+// at m, sent from src to dst: flags, target, and one link-layer address
+// option (opt 1 source, 2 target) carrying mac.
+func writeND(m []byte, typ, flags uint8, target [16]byte, opt uint8, mac [6]byte, src, dst [16]byte) {
+	m = m[:32]
+	clear(m)
+	m[0] = typ
+	m[4] = flags
+	copy(m[8:24], target[:])
+	m[24], m[25] = opt, 1
+	copy(m[26:32], mac[:])
+	binary.BigEndian.PutUint16(m[2:4], icmp6Sum(src, dst, m))
+}
+
 func (r *Router) source6(in *iface) ([16]byte, bool) {
 	for _, a := range in.v6 {
 		if !a.Addr().IsLinkLocalUnicast() {
@@ -216,14 +230,8 @@ func (r *Router) neighborSolicit(p *packet.Packet, now int64) {
 	e.SetDst(e.Src())
 	e.SetSrc(in.MAC)
 	writeIPv6(d[l3:], 32, 255, target, src)
-	na := d[l3+40:]
-	clear(na)
-	na[0] = icmp6NA
-	na[4] = 0xe0 // router, solicited, override
-	copy(na[8:24], target[:])
-	na[24], na[25] = 2, 1 // target link-layer address
-	copy(na[26:32], in.MAC[:])
-	binary.BigEndian.PutUint16(na[2:4], icmp6Sum(target, src, na))
+	// Router, solicited, override; the target link-layer address.
+	writeND(d[l3+40:], icmp6NA, 0xe0, target, 2, in.MAC, target, src)
 	p.Data = d
 	p.Parse()
 	p.SetBounce()
@@ -261,13 +269,7 @@ func (r *Router) resolve6(p *packet.Packet, out *iface, target [16]byte, now int
 	e.SetSrc(out.MAC)
 	e.SetType(packet.EtherTypeIPv6)
 	writeIPv6(d[14:], 32, 255, from, sn)
-	ns := d[54:]
-	clear(ns)
-	ns[0] = icmp6NS
-	copy(ns[8:24], target[:])
-	ns[24], ns[25] = 1, 1 // source link-layer address
-	copy(ns[26:32], out.MAC[:])
-	binary.BigEndian.PutUint16(ns[2:4], icmp6Sum(from, sn, ns))
+	writeND(d[54:], icmp6NS, 0, target, 1, out.MAC, from, sn) // the source link-layer address
 	p.Data = d
 	p.Parse()
 	p.SetForward(out.Port)

@@ -81,18 +81,20 @@ func (n *Neighbors) List() []Neighbor {
 	return out
 }
 
-// lookup returns the MAC for (port, addr) if resolved and fresh. Caller holds mu.
-func (n *Neighbors) lookup(port uint16, addr [16]byte, now int64) ([6]byte, bool) {
-	e := n.m[neighKey{port, addr}]
+// lookup returns the entry for (port, addr) if resolved and fresh, else
+// nil. Caller holds mu.
+func (n *Neighbors) lookup(port uint16, addr [16]byte, now int64) *neighEntry {
+	k := neighKey{port, addr}
+	e := n.m[k]
 	if e == nil || e.state == neighIncomplete {
-		return [6]byte{}, false
+		return nil
 	}
 	if e.state == neighLearned && now > e.expires {
-		delete(n.m, neighKey{port, addr})
+		delete(n.m, k)
 		n.gen++
-		return [6]byte{}, false
+		return nil
 	}
-	return e.mac, true
+	return e
 }
 
 // learn records a MAC seen in ARP/NDP. Caller holds mu. Static entries win.

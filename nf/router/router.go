@@ -104,16 +104,16 @@ func (r *Router) neighbor(port uint16, addr [16]byte, now int64) ([6]byte, bool)
 	if c.ok && c.gen == r.neigh.gen && c.port == port && c.addr == addr && now <= c.expires {
 		return c.mac, true
 	}
-	mac, ok := r.neigh.lookup(port, addr, now)
-	if ok {
-		e := r.neigh.m[neighKey{port, addr}]
-		c.gen, c.port, c.addr, c.mac, c.ok = r.neigh.gen, port, addr, mac, true
-		c.expires = e.expires
-		if e.state == neighStatic {
-			c.expires = 1<<63 - 1
-		}
+	e := r.neigh.lookup(port, addr, now)
+	if e == nil {
+		return [6]byte{}, false
 	}
-	return mac, ok
+	c.gen, c.port, c.addr, c.mac, c.ok = r.neigh.gen, port, addr, e.mac, true
+	c.expires = e.expires
+	if e.state == neighStatic {
+		c.expires = 1<<63 - 1
+	}
+	return e.mac, true
 }
 
 // NewRouter builds a router from its configuration.
@@ -429,7 +429,7 @@ func (r *Router) arp(p *packet.Packet, now int64) {
 		r.ctr.learned.Add(1)
 	}
 	tip := a.TargetIP()
-	if a.Op() != packet.ARPRequest || !r.isLocal4(tip) || !r.ownsOn(in, tip) {
+	if a.Op() != packet.ARPRequest || !r.ownsOn(in, tip) {
 		p.SetDrop(packet.DropConsumed)
 		return
 	}
