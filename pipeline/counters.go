@@ -13,10 +13,11 @@ type counterSet struct {
 	drops   [256]atomic.Uint64
 }
 
-func (c *counterSet) dropped() map[packet.DropReason]uint64 {
+// dropped reads drop counters by reason into a map of the reasons seen.
+func dropped(drops *[256]atomic.Uint64) map[packet.DropReason]uint64 {
 	m := map[packet.DropReason]uint64{}
-	for r := range c.drops {
-		if v := c.drops[r].Load(); v != 0 {
+	for r := range drops {
+		if v := drops[r].Load(); v != 0 {
 			m[packet.DropReason(r)] = v
 		}
 	}
@@ -33,6 +34,17 @@ type PortCounters struct {
 	// Dropped counts packets received on this port and dropped, by reason
 	// (parse errors, stages, no such output port, TX ring full).
 	Dropped map[packet.DropReason]uint64
+}
+
+// DroppedTotal sums Dropped.
+func (c PortCounters) DroppedTotal() uint64 { return sumDrops(c.Dropped) }
+
+func sumDrops(m map[packet.DropReason]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 type portCounters struct {

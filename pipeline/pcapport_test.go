@@ -165,11 +165,7 @@ func replayPcap(t *testing.T, pool *MemPool, in, out *PcapPort) {
 		t.Errorf("counters: %+v, input received %d (%d oversize), output sent %d; want rx 20, tx 14, drops %v",
 			pc, in.Received(), in.Oversize(), out.Sent(), wantDrops)
 	}
-	var dropped uint64
-	for _, v := range pc[0].Dropped {
-		dropped += v
-	}
-	if pc[0].RX != pc[1].TX+dropped || out.Sent() != pc[1].TX {
+	if dropped := pc[0].DroppedTotal(); pc[0].RX != pc[1].TX+dropped || out.Sent() != pc[1].TX {
 		t.Errorf("counters do not add up: rx %d != tx %d + dropped %d (output port sent %d)", pc[0].RX, pc[1].TX, dropped, out.Sent())
 	}
 	if pool.Available() != pool.Total() || pool.Violations != 0 {

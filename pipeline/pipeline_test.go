@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -113,11 +114,7 @@ func TestChainVerdictsCountersAndFrames(t *testing.T) {
 	if pc[0].RX != 362 || pc[1].TX != 200 || pc[0].TX != 30 || fmt.Sprint(pc[0].Dropped) != fmt.Sprint(wantDrops) {
 		t.Errorf("port counters %+v, want rx 362, tx a 30 b 200, drops %v", pc, wantDrops)
 	}
-	var dropped uint64
-	for _, v := range pc[0].Dropped {
-		dropped += v
-	}
-	if pc[0].RX != pc[0].TX+pc[1].TX+dropped {
+	if dropped := pc[0].DroppedTotal(); pc[0].RX != pc[0].TX+pc[1].TX+dropped {
 		t.Errorf("counters do not add up: rx %d != tx %d + %d + dropped %d", pc[0].RX, pc[0].TX, pc[1].TX, dropped)
 	}
 	sc := w.StageCounters()
@@ -162,23 +159,11 @@ func TestNewWorkerRejectsBadConfig(t *testing.T) {
 		{"default output past the last port", Config{Ports: []Port{a}, DefaultOut: []uint16{3}}, "default output of port 0 is port 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewWorker(tc.cfg); err == nil || !contains(err.Error(), tc.want) {
+			if _, err := NewWorker(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
 		})
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
-}
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 // rewriteMAC is a realistic no-allocation stage: it swaps the MACs.

@@ -37,13 +37,7 @@ type StageCounters struct {
 }
 
 // DroppedTotal sums Dropped.
-func (c StageCounters) DroppedTotal() uint64 {
-	var n uint64
-	for _, v := range c.Dropped {
-		n += v
-	}
-	return n
-}
+func (c StageCounters) DroppedTotal() uint64 { return sumDrops(c.Dropped) }
 
 type stageSlot struct {
 	stage Stage

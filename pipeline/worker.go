@@ -280,15 +280,12 @@ func (w *Worker) compact(b *packet.Batch, in uint16, ctr *counterSet) {
 	for i := range pkts {
 		if p := &pkts[i]; p.Verdict == packet.Drop {
 			drops = append(drops, p)
-			w.ports[in].drops[p.Reason].Add(1)
-			if ctr != nil {
-				ctr.drops[p.Reason].Add(1)
-			}
 		}
 	}
 	if len(drops) == 0 {
 		return
 	}
+	w.countDrops(drops, in, ctr)
 	w.cfg.Ports[in].Release(drops)
 	j := 0
 	for i := range pkts {
@@ -318,7 +315,6 @@ func (w *Worker) dispatch(b *packet.Batch, in uint16) {
 		}
 		if out >= nports {
 			p.SetDrop(packet.DropNoPort)
-			w.ports[in].drops[packet.DropNoPort].Add(1)
 			drops = append(drops, p)
 			continue
 		}
@@ -333,7 +329,6 @@ func (w *Worker) dispatch(b *packet.Batch, in uint16) {
 		w.ports[o].tx.Add(uint64(sent))
 		if rest := list[sent:]; len(rest) > 0 {
 			w.ports[o].txFull.Add(uint64(len(rest)))
-			w.ports[in].drops[packet.DropFull].Add(uint64(len(rest)))
 			for _, p := range rest {
 				p.SetDrop(packet.DropFull)
 			}
@@ -342,9 +337,29 @@ func (w *Worker) dispatch(b *packet.Batch, in uint16) {
 		w.outs[o] = list[:0]
 	}
 	if len(drops) > 0 {
+		w.countDrops(drops, in, nil)
 		w.cfg.Ports[in].Release(drops)
 	}
 	b.Reset()
+}
+
+// countDrops counts dropped packets against the ingress port and, when ctr
+// is not nil, the stage that dropped them, with one atomic add per run of
+// packets dropped for the same reason rather than one per packet.
+func (w *Worker) countDrops(drops []*packet.Packet, in uint16, ctr *counterSet) {
+	port := &w.ports[in].drops
+	for i := 0; i < len(drops); {
+		r := drops[i].Reason
+		j := i + 1
+		for j < len(drops) && drops[j].Reason == r {
+			j++
+		}
+		port[r].Add(uint64(j - i))
+		if ctr != nil {
+			ctr.drops[r].Add(uint64(j - i))
+		}
+		i = j
+	}
 }
 
 // Counters reads the worker's own counters.
@@ -358,13 +373,7 @@ func (w *Worker) PortCounters() []PortCounters {
 	out := make([]PortCounters, len(w.ports))
 	for i := range w.ports {
 		c := &w.ports[i]
-		d := map[packet.DropReason]uint64{}
-		for r := range c.drops {
-			if v := c.drops[r].Load(); v != 0 {
-				d[packet.DropReason(r)] = v
-			}
-		}
-		out[i] = PortCounters{Name: w.cfg.Ports[i].Name(), RX: c.rx.Load(), TX: c.tx.Load(), TXFull: c.txFull.Load(), Dropped: d}
+		out[i] = PortCounters{Name: w.cfg.Ports[i].Name(), RX: c.rx.Load(), TX: c.tx.Load(), TXFull: c.txFull.Load(), Dropped: dropped(&c.drops)}
 	}
 	return out
 }
@@ -374,7 +383,7 @@ func (w *Worker) StageCounters() []StageCounters {
 	out := make([]StageCounters, len(w.stages))
 	for i := range w.stages {
 		s := &w.stages[i]
-		out[i] = StageCounters{Name: s.stage.Name(), In: s.ctr.in.Load(), Out: s.ctr.out.Load(), Dropped: s.ctr.dropped()}
+		out[i] = StageCounters{Name: s.stage.Name(), In: s.ctr.in.Load(), Out: s.ctr.out.Load(), Dropped: dropped(&s.ctr.drops)}
 	}
 	return out
 }
