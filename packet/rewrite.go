@@ -47,7 +47,9 @@ func (p *Packet) setIPv4Addr(fieldOff int, addr [4]byte) bool {
 	ip.SetChecksum(ChecksumUpdate32(ip.Checksum(), from, to))
 	// ICMP (v4) has no pseudo-header: its checksum does not cover addresses.
 	if p.Flags&(FlagTCP|FlagUDP) != 0 {
-		p.updateL4Checksum32(from, to)
+		if c, sum, ok := p.l4ChecksumToUpdate(); ok {
+			p.putL4Checksum(c, ChecksumUpdate32(sum, from, to))
+		}
 	}
 	return true
 }
@@ -67,12 +69,9 @@ func (p *Packet) setIPv6Addr(fieldOff int, addr [16]byte) bool {
 	copy(from[:], field)
 	copy(field, addr[:])
 	if p.Flags&(FlagTCP|FlagUDP|FlagICMPv6) != 0 {
-		c := p.l4ChecksumPtr()
-		sum := binary.BigEndian.Uint16(c)
-		if p.Flags&FlagUDP != 0 && sum == 0 {
-			return true
+		if c, sum, ok := p.l4ChecksumToUpdate(); ok {
+			p.putL4Checksum(c, ChecksumUpdateBytes(sum, from[:], addr[:]))
 		}
-		binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdateBytes(sum, from[:], addr[:])))
 	}
 	return true
 }
@@ -90,7 +89,9 @@ func (p *Packet) setPort(fieldOff int, port uint16) bool {
 	field := p.Data[int(p.L4Off)+fieldOff : int(p.L4Off)+fieldOff+2]
 	from := binary.BigEndian.Uint16(field)
 	binary.BigEndian.PutUint16(field, port)
-	p.updateL4Checksum16(from, port)
+	if c, sum, ok := p.l4ChecksumToUpdate(); ok {
+		p.putL4Checksum(c, ChecksumUpdate16(sum, from, port))
+	}
 	return true
 }
 
@@ -143,29 +144,20 @@ func (p *Packet) l4ChecksumPtr() []byte {
 	return p.Data[off : off+2]
 }
 
-func (p *Packet) fixUDPZero(sum uint16) uint16 {
-	if sum == 0 && p.Flags&FlagUDP != 0 {
-		return 0xffff
-	}
-	return sum
+// l4ChecksumToUpdate returns the L4 checksum field of a packet known to
+// have one and the checksum in it; ok is false for a zero UDP checksum,
+// which means none and stays zero.
+func (p *Packet) l4ChecksumToUpdate() (field []byte, sum uint16, ok bool) {
+	field = p.l4ChecksumPtr()
+	sum = binary.BigEndian.Uint16(field)
+	return field, sum, sum != 0 || p.Flags&FlagUDP == 0
 }
 
-// updateL4Checksum16 and updateL4Checksum32 update the L4 checksum of a
-// packet known to have one, leaving a zero UDP checksum alone.
-func (p *Packet) updateL4Checksum16(from, to uint16) {
-	c := p.l4ChecksumPtr()
-	sum := binary.BigEndian.Uint16(c)
+// putL4Checksum writes an updated L4 checksum into field; for UDP a
+// computed zero is written as 0xffff, zero meaning none.
+func (p *Packet) putL4Checksum(field []byte, sum uint16) {
 	if sum == 0 && p.Flags&FlagUDP != 0 {
-		return
+		sum = 0xffff
 	}
-	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate16(sum, from, to)))
-}
-
-func (p *Packet) updateL4Checksum32(from, to uint32) {
-	c := p.l4ChecksumPtr()
-	sum := binary.BigEndian.Uint16(c)
-	if sum == 0 && p.Flags&FlagUDP != 0 {
-		return
-	}
-	binary.BigEndian.PutUint16(c, p.fixUDPZero(ChecksumUpdate32(sum, from, to)))
+	binary.BigEndian.PutUint16(field, sum)
 }
