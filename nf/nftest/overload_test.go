@@ -46,10 +46,7 @@ func TestOverloadIsCountedAndRecovers(t *testing.T) {
 
 	ports := w.PortCounters()
 	in := ports[0]
-	var dropped uint64
-	for _, v := range in.Dropped {
-		dropped += v
-	}
+	dropped := in.DroppedTotal()
 	if in.RX != ports[1].TX+dropped {
 		t.Errorf("pipeline: in rx %d != out tx %d + dropped %d %v", in.RX, ports[1].TX, dropped, in.Dropped)
 	}
