@@ -94,20 +94,8 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 
 			w.Start()
 			const n = 5000
-			if err := topo.Gen.Do(func() error {
-				c, err := net.Dial("udp4", net.JoinHostPort(lab.SinkAddr, "9000"))
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for i := 0; i < n; i++ {
-					fmt.Fprintf(c, "pkt-%d", i)
-					if i%256 == 255 {
-						time.Sleep(time.Millisecond) // bounded rate: exact counts, not a load test
-					}
-				}
-				return nil
-			}); err != nil {
+			// A bounded rate: exact counts, not a load test.
+			if err := topo.Gen.SendUDP(lab.SinkAddr+":9000", n, "pkt-%d", 256, time.Millisecond); err != nil {
 				w.Stop()
 				t.Fatal(err)
 			}

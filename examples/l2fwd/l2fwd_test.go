@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -53,20 +51,8 @@ func TestL2FwdForwardsEveryFrameWithoutCopy(t *testing.T) {
 				forward(sa, sb, time.Now().Add(3*time.Second), func(d []afxdp.Desc) { rxAddrs += len(d) })
 				close(done)
 			}()
-			if err := topo.Gen.Do(func() error {
-				c, err := net.Dial("udp4", net.JoinHostPort(lab.SinkAddr, "9000"))
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for i := 0; i < n; i++ {
-					fmt.Fprintf(c, "frame-%d", i)
-					if i%256 == 255 {
-						time.Sleep(time.Millisecond) // stay within the rings of a copy-mode forwarder
-					}
-				}
-				return nil
-			}); err != nil {
+			// Paced to stay within the rings of a copy-mode forwarder.
+			if err := topo.Gen.SendUDP(lab.SinkAddr+":9000", n, "frame-%d", 256, time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
 			seen := map[string]bool{}

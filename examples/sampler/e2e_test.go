@@ -49,18 +49,7 @@ func TestSamplesRealTraffic(t *testing.T) {
 		return err
 	})
 	const n = 200
-	if err := topo.Gen.Do(func() error {
-		c, err := net.Dial("udp4", lab.SinkAddr+":9")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for i := range n {
-			fmt.Fprintf(c, "datagram %03d", i)
-			time.Sleep(100 * time.Microsecond)
-		}
-		return nil
-	}); err != nil {
+	if err := topo.Gen.SendUDP(lab.SinkAddr+":9", n, "datagram %03d", 1, 100*time.Microsecond); err != nil {
 		t.Fatal(err)
 	}
 	const metrics = "127.0.0.1:9464"

@@ -59,18 +59,7 @@ func TestBridgesAccessToTrunk(t *testing.T) {
 	x.WaitFor(t, "metrics: http://", 10*time.Second)
 
 	// gen -> trunk: untagged datagrams must arrive tagged 100.
-	if err := topo.Gen.Do(func() error {
-		c, err := net.Dial("udp4", host+":9")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for i := range 40 {
-			fmt.Fprintf(c, "datagram %d", i)
-			time.Sleep(100 * time.Microsecond)
-		}
-		return nil
-	}); err != nil {
+	if err := topo.Gen.SendUDP(host+":9", 40, "datagram %d", 1, 100*time.Microsecond); err != nil {
 		t.Fatal(err)
 	}
 	tagged, untagged := 0, 0

@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -30,6 +31,28 @@ func (n *NS) ListenUDP(addr string, port int) (*net.UDPConn, error) {
 		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
 	}
 	return c, nil
+}
+
+// SendUDP sends n datagrams from the namespace to dst ("addr:port") over
+// one connected socket, the i-th carrying fmt.Sprintf(format, i), and
+// sleeps pause after every every datagrams (every 0: never), so that a
+// copy-mode forwarder's rings keep up and a test can count exactly.
+// Write errors are ignored: the receiving side's count is the check.
+func (n *NS) SendUDP(dst string, count int, format string, every int, pause time.Duration) error {
+	return n.Do(func() error {
+		c, err := net.Dial("udp4", dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range count {
+			fmt.Fprintf(c, format, i)
+			if every > 0 && i%every == every-1 {
+				time.Sleep(pause)
+			}
+		}
+		return nil
+	})
 }
 
 // Ping sends ICMP echo requests with identifier id from the namespace to

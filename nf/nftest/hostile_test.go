@@ -2,7 +2,6 @@ package nftest
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -303,20 +302,7 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 	}()
 	streamDone := make(chan error, 1)
 	go func() {
-		streamDone <- topo.Gen.Do(func() error {
-			c, err := net.Dial("udp4", lab.SinkAddr+":9")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for i := 0; i < valid; i++ {
-				fmt.Fprintf(c, "valid-%d", i)
-				if i%20 == 19 {
-					time.Sleep(time.Millisecond)
-				}
-			}
-			return nil
-		})
+		streamDone <- topo.Gen.SendUDP(lab.SinkAddr+":9", valid, "valid-%d", 20, time.Millisecond)
 	}()
 	for r := 0; r < rounds; r++ {
 		for _, tc := range cases {
