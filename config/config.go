@@ -67,7 +67,7 @@ type Filter struct {
 // UMEM sizes each worker's packet memory.
 type UMEM struct {
 	FrameSize int  `yaml:"frame_size"` // 2048 or 4096 (default 4096)
-	Frames    int  `yaml:"frames"`     // default 4096
+	Frames    int  `yaml:"frames"`     // default 4096 per port
 	HugePages bool `yaml:"huge_pages"` // try huge pages, fall back to pages
 }
 

@@ -155,18 +155,14 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ct := ctx.SharedConntrack(); ct != nil {
+	ct, shared, err := ctx.conntrackFor(sc, cc)
+	if err != nil {
+		return nil, err
+	}
+	if shared {
 		// An earlier stage tracks: look packets up in its table.
 		return limit(firewall.NewStageShared(fw, ct, 0))
 	}
-	if ctx.Check {
-		cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
-	}
-	ct, err := conntrack.New(cc)
-	if err != nil {
-		return nil, sc.Errorf("conntrack", "%v", err)
-	}
-	ctx.SetSharedConntrack(ct)
 	return limit(firewall.NewStage(fw, ct, 0))
 }
 

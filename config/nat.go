@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/nat"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
@@ -17,16 +16,17 @@ func init() { Register("nat", buildNAT) }
 
 // NATConfig is the YAML of a nat stage:
 //
-//   - type: nat
-//     inside: [in]
-//     outside: [out]
-//     snat:
-//     to: [198.18.1.1]
-//     ports: 1024-65535
-//     except: [198.18.0.0/24]
-//     dnat:
-//   - {match: "tcp 198.18.1.1:8080", to: "198.18.0.1:80"}
-//     conntrack: {max_flows: 65536}
+//	chain:
+//	  - type: nat
+//	    inside: [in]
+//	    outside: [out]
+//	    snat:
+//	      to: [198.18.1.1]
+//	      ports: 1024-65535
+//	      except: [198.18.0.0/24]
+//	    dnat:
+//	      - {match: "tcp 198.18.1.1:8080", to: "198.18.0.1:80"}
+//	    conntrack: {max_flows: 65536}
 type NATConfig struct {
 	// Inside and Outside name ports: new flows from inside ports are
 	// source-translated, new flows from outside ports may match a dnat
@@ -204,24 +204,17 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ct := ctx.SharedConntrack(); ct != nil {
+	ct, shared, err := ctx.conntrackFor(sc, cc)
+	if err != nil {
+		return nil, err
+	}
+	newStage := nat.New
+	if shared {
 		// A firewall (or another stage) in front tracks the flows: share
 		// its table so it sees the translations (its settings win).
-		s, err := nat.NewShared(cfg, ct)
-		if err != nil {
-			return nil, sc.Errorf("", "%v", err)
-		}
-		return reloadableNAT{s}, nil
+		newStage = nat.NewShared
 	}
-	if ctx.Check {
-		cc.MaxFlows = 1024 // validated above; reserve no full table to check a file
-	}
-	ct, err := conntrack.New(cc)
-	if err != nil {
-		return nil, sc.Errorf("conntrack", "%v", err)
-	}
-	ctx.SetSharedConntrack(ct)
-	s, err := nat.New(cfg, ct)
+	s, err := newStage(cfg, ct)
 	if err != nil {
 		return nil, sc.Errorf("", "%v", err)
 	}

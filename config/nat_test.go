@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/nat"
 )
 
@@ -93,5 +94,29 @@ func TestNATMistakesNameLineAndField(t *testing.T) {
 	noWork = noWork[:strings.Index(noWork, "    dnat:")] + noWork[strings.Index(noWork, "    fragments:"):]
 	if _, err := Parse("nat.yaml", []byte(noWork)); err == nil || !strings.Contains(err.Error(), "chain[0].snat: a nat needs snat.to addresses or dnat rules") {
 		t.Errorf("no pool, no rules: %v", err)
+	}
+}
+
+// The first stage that tracks makes the worker's conntrack table and the
+// ones after it share it, in either order.
+func TestTrackingStagesShareOneConntrackTable(t *testing.T) {
+	fw := "  - type: firewall\n    rules: [accept]\n"
+	nt := "  - type: nat\n    inside: [in]\n    outside: [out]\n    snat: {to: [198.18.1.1]}\n"
+	for _, chain := range []string{fw + nt, nt + fw} {
+		f, err := Parse("share.yaml", []byte("ports:\n  - {name: in, interface: in0}\n  - {name: out, interface: out0}\nchain:\n"+chain))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := f.Stages(&BuildContext{File: f, Check: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tables []*conntrack.Table
+		for _, s := range st {
+			tables = append(tables, Unwrap(s).(interface{ Conntrack() *conntrack.Table }).Conntrack())
+		}
+		if tables[0] == nil || tables[0] != tables[1] {
+			t.Errorf("%s and %s: conntrack tables %p and %p, want one shared", st[0].Name(), st[1].Name(), tables[0], tables[1])
+		}
 	}
 }

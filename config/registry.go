@@ -36,6 +36,24 @@ func (c *BuildContext) SharedConntrack() *conntrack.Table { return c.conntrack }
 // SetSharedConntrack offers t to the stages after this one.
 func (c *BuildContext) SetSharedConntrack(t *conntrack.Table) { c.conntrack = t }
 
+// conntrackFor returns the worker's shared table and true when an earlier
+// stage made one; otherwise a new table of cc (a small one in check mode,
+// which reserves no full table), offered to the stages after this one.
+func (c *BuildContext) conntrackFor(sc *StageConfig, cc conntrack.Config) (*conntrack.Table, bool, error) {
+	if ct := c.SharedConntrack(); ct != nil {
+		return ct, true, nil
+	}
+	if c.Check {
+		cc.MaxFlows = 1024 // validated by the caller
+	}
+	ct, err := conntrack.New(cc)
+	if err != nil {
+		return nil, false, sc.Errorf("conntrack", "%v", err)
+	}
+	c.SetSharedConntrack(ct)
+	return ct, false, nil
+}
+
 // Port returns the index of a named port, or an error listing the names.
 func (c *BuildContext) Port(name string) (uint16, error) {
 	idx := c.File.PortIndex()
