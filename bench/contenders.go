@@ -232,13 +232,6 @@ func XNF(mode string, chain Chain) Contender {
 			}
 			var s *service.Service
 			if err := env.Topo.DUT.Do(func() (err error) {
-				// service.Start may panic on its own error path (a
-				// nil Service stopped); report it as the row's error.
-				defer func() {
-					if r := recover(); r != nil {
-						err = fmt.Errorf("service.Start panicked: %v", r)
-					}
-				}()
 				s, err = service.Start(f, slog.New(slog.DiscardHandler))
 				return err
 			}); err != nil {
