@@ -140,17 +140,7 @@ func TestRunServesMetricsAndDetachesOnSIGTERM(t *testing.T) {
 		t.Errorf("XDP redirected %d on in0, sent %d", v, n)
 	}
 
-	x.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- x.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("xnf exited with %v:\n%s", err, x.Output())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("xnf did not stop on SIGTERM:\n%s", x.Output())
-	}
+	x.Stop(t)
 	if !strings.Contains(x.Output(), "stage") || !strings.Contains(x.Output(), "router") {
 		t.Errorf("no final counters printed:\n%s", x.Output())
 	}
@@ -294,10 +284,7 @@ func TestSIGKILLUnderTrafficThenRestartTakesOver(t *testing.T) {
 	if v < 100 {
 		t.Errorf("the restarted xnf forwarded %d packets, want traffic flowing again", v)
 	}
-	y.Signal(syscall.SIGTERM)
-	if err := y.Wait(); err != nil {
-		t.Errorf("restarted xnf: %v\n%s", err, y.Output())
-	}
+	y.Stop(t)
 }
 
 func TestDemoCleansUpOnCtrlC(t *testing.T) {
