@@ -96,9 +96,7 @@ func Replay(f *config.File, inPath, outPath string, out io.Writer) error {
 	var tx, dropped uint64
 	for _, c := range pc {
 		tx += c.TX
-		for _, v := range c.Dropped {
-			dropped += v
-		}
+		dropped += c.DroppedTotal()
 	}
 	fmt.Fprintf(out, "%s: %d packets in, %d out to %s, %d dropped, %d too big for a frame\n", inPath, pc[0].RX, tx, outPath, dropped, in.Oversize())
 	for _, sc := range wk.StageCounters() {

@@ -158,11 +158,7 @@ func PrintCounters(out io.Writer, s *service.Service) {
 			continue
 		}
 		for i, pc := range w.PortCounters() {
-			var d uint64
-			for _, v := range pc.Dropped {
-				d += v
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\t\n", w.Index, s.File.Ports[i].Name, w.Queue[i], pc.RX, pc.TX, d, reasons(pc.Dropped))
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\t\n", w.Index, s.File.Ports[i].Name, w.Queue[i], pc.RX, pc.TX, pc.DroppedTotal(), reasons(pc.Dropped))
 		}
 	}
 	tw.Flush()
