@@ -220,13 +220,13 @@ func XNF(mode string, chain Chain) Contender {
 			// in0 only with GRO on (there is no native program).
 			gro := mode == "generic"
 			if gro {
-				if err := setGRO(env.Topo.DUT, "in0", true); err != nil {
+				if err := env.Topo.DUT.SetGRO("in0", true); err != nil {
 					return nil, err
 				}
 			}
 			undo := func() error {
 				if gro {
-					return setGRO(env.Topo.DUT, "in0", false)
+					return env.Topo.DUT.SetGRO("in0", false)
 				}
 				return nil
 			}
