@@ -173,7 +173,7 @@ func (f *File) buildStage(i int, ctx *BuildContext) (pipeline.Stage, error) {
 		return nil, sc.Errorf("", "%v", err)
 	}
 	if s.Name != "" {
-		st = named{st, s.Name}
+		st = pipeline.Named(st, s.Name)
 	}
 	return st, nil
 }
@@ -190,16 +190,6 @@ func (f *File) Stages(ctx *BuildContext) ([]pipeline.Stage, error) {
 	}
 	return out, nil
 }
-
-type named struct {
-	pipeline.Stage
-	name string
-}
-
-func (n named) Name() string { return n.name }
-
-// Unwrap returns the stage under the name.
-func (n named) Unwrap() pipeline.Stage { return n.Stage }
 
 // StageConfig returns the configuration of chain[i] (for reloads).
 func (f *File) StageConfig(i int) *StageConfig {

@@ -225,3 +225,26 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 	}
 }
+
+// A Named stage counts under its name, and the worker calls the stage
+// under the name directly (no wrapper call per batch).
+func TestNamedStageCountsUnderItsNameAndRunsDirectly(t *testing.T) {
+	pool := NewMemPool(64, 2048)
+	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+	batches := 0
+	inner := StageFunc{"inner", func(*packet.Batch) { batches++ }}
+	w, err := NewWorker(Config{Ports: []Port{a, b}, CPU: -1, Stages: []Stage{Named(Named(inner, "first"), "outer")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, wrapped := w.stages[0].stage.(named); wrapped {
+		t.Error("the worker calls the name wrapper, not the stage")
+	}
+	a.Inject(udpFrame(t, 9, "x"))
+	for a.Pending() > 0 {
+		w.Poll()
+	}
+	if sc := w.StageCounters(); batches != 1 || sc[0].Name != "outer" || sc[0].In != 1 {
+		t.Errorf("%d batches, counters %+v: want 1 batch counted under outer", batches, sc[0])
+	}
+}

@@ -103,8 +103,13 @@ func NewWorker(cfg Config) (*Worker, error) {
 	}
 	cfg.DefaultOut = def
 	w := &Worker{cfg: cfg, ports: make([]portCounters, len(cfg.Ports)), done: make(chan struct{})}
-	for _, s := range cfg.Stages {
-		w.stages = append(w.stages, stageSlot{stage: s})
+	w.stages = make([]stageSlot, len(cfg.Stages))
+	for i, s := range cfg.Stages {
+		w.stages[i].name = s.Name()
+		for n, ok := s.(named); ok; n, ok = s.(named) {
+			s = n.Stage
+		}
+		w.stages[i].stage = s
 	}
 	w.outs = make([][]*packet.Packet, len(cfg.Ports))
 	for i := range w.outs {
@@ -383,7 +388,7 @@ func (w *Worker) StageCounters() []StageCounters {
 	out := make([]StageCounters, len(w.stages))
 	for i := range w.stages {
 		s := &w.stages[i]
-		out[i] = StageCounters{Name: s.stage.Name(), In: s.ctr.in.Load(), Out: s.ctr.out.Load(), Dropped: dropped(&s.ctr.drops)}
+		out[i] = StageCounters{Name: s.name, In: s.ctr.in.Load(), Out: s.ctr.out.Load(), Dropped: dropped(&s.ctr.drops)}
 	}
 	return out
 }
