@@ -20,8 +20,9 @@ import (
 // per second delivered gen -> DUT -> sink by: Linux forwarding, l2fwd, and
 // a pipeline Worker with an empty chain (blocking-poll idle policy at nice
 // -10 and at 0, and busy polling), in two layouts: split (generator, in0's receive softirq
-// and sink on CPU 0, the forwarder alone on CPU 1) and one-core
-// (everything on CPU 0). The generator is the rig's live-frames XDP
+// and sink on CPU 0, the forwarder alone on CPU 1) and one-core (in0's
+// receive thread and the forwarder sharing CPU 1, the generator on CPU 0).
+// The generator is the rig's live-frames XDP
 // program (64-byte frames, 256 flows). Run with:
 //
 //	sudo go test -run '^$' -bench Forwarders -benchtime 1x ./examples/l2fwd
