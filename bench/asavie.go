@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/asavie/xdp"
@@ -25,82 +27,101 @@ func Asavie() Contender {
 	return Contender{Name: "asavie/xdp", Chain: "l2fwd", Frames: L2, Setup: asavieSetup}
 }
 
+// AsavieReady is what the forwarder prints once it forwards.
+const AsavieReady = "asavie/xdp: forwarding"
+
+// asavieSetup starts the forwarder as a process of its own in the DUT
+// namespace (`xnf bench asavie-l2fwd`, the way a user runs a forwarder
+// binary), its loop pinned to the env's CPU.
 func asavieSetup(env *Env) (func() error, error) {
-	in, err := env.Topo.DUT.Link("in0")
+	argv := append(slices.Clone(env.Binary), "bench", "asavie-l2fwd", "--in", "in0", "--out", "out0", "--cpu", fmt.Sprint(env.CPU))
+	p, err := startProcess(env.Topo.DUT, "asavie/xdp l2fwd", argv, env.BinaryEnv,
+		func(out string) bool { return strings.Contains(out, AsavieReady) }, 15*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	out, err := env.Topo.DUT.Link("out0")
+	return func() error { return p.signal(syscall.SIGTERM, 10*time.Second) }, nil
+}
+
+// AsavieForward runs the forwarder from inIf to outIf in the calling
+// thread's network namespace, its loop pinned to cpu, until stop is
+// closed; ready is called once it forwards.
+func AsavieForward(inIf, outIf string, cpu int, ready func(), stop <-chan struct{}) (err error) {
+	in, err := netlink.LinkByName(inIf)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	out, err := netlink.LinkByName(outIf)
+	if err != nil {
+		return err
 	}
 	// The library's defaults (128 frames, rings of 64): larger rings
 	// measured no better here, and GetDescs scans every frame.
 	opts := xdp.DefaultSocketOptions
 	var prog *xdp.Program
 	var rx, tx *xdp.Socket
-	cleanup := func() error {
+	defer func() {
 		var errs []error
 		// The library's attach is a legacy netlink one: it survives us
-		// unless detached (LinkSetXdpFd(link, -1)), in the DUT namespace.
+		// unless detached (LinkSetXdpFd(link, -1)).
 		if prog != nil {
-			errs = append(errs, env.Topo.DUT.Do(func() error { return prog.Detach(in.Attrs().Index) }), prog.Close())
+			errs = append(errs, prog.Detach(in.Attrs().Index), prog.Close())
 		}
 		for _, s := range []*xdp.Socket{rx, tx} {
 			if s == nil {
 				continue
 			}
-			ino, err := socketInode(s.FD())
-			errs = append(errs, err, s.Close())
-			if err == nil {
+			ino, ierr := socketInode(s.FD())
+			errs = append(errs, ierr, s.Close())
+			if ierr == nil {
 				errs = append(errs, unmapSocket(ino))
 			}
 		}
-		if l, err := env.Topo.DUT.Link("in0"); err == nil && l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached {
-			errs = append(errs, env.Topo.DUT.Do(func() error { return netlink.LinkSetXdpFd(l, -1) }))
+		if l, lerr := netlink.LinkByName(inIf); lerr == nil && l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached {
+			errs = append(errs, netlink.LinkSetXdpFd(l, -1))
 		}
-		return errors.Join(errs...)
+		err = errors.Join(append([]error{err}, errs...)...)
+	}()
+	if prog, err = xdp.NewProgram(1); err != nil {
+		return fmt.Errorf("asavie/xdp: %w", err)
 	}
-	// The library calls netlink in the calling thread's namespace.
-	err = env.Topo.DUT.Do(func() (err error) {
-		if prog, err = xdp.NewProgram(1); err != nil {
-			return err
+	if err = prog.Attach(in.Attrs().Index); err != nil {
+		return fmt.Errorf("asavie/xdp: %w", err)
+	}
+	// A queue stays busy for a while after its last socket closed
+	// (the kernel releases it from a work queue): retry briefly.
+	for range 50 {
+		if rx, err = xdp.NewSocket(in.Attrs().Index, 0, &opts); err == nil || !strings.Contains(err.Error(), "busy") {
+			break
 		}
-		if err = prog.Attach(in.Attrs().Index); err != nil {
-			return err
-		}
-		// A queue stays busy for a while after its last socket closed
-		// (the kernel releases it from a work queue): retry briefly.
-		for range 50 {
-			if rx, err = xdp.NewSocket(in.Attrs().Index, 0, &opts); err == nil || !strings.Contains(err.Error(), "busy") {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			return err
-		}
-		if err = prog.Register(0, rx.FD()); err != nil {
-			return err
-		}
-		for range 50 {
-			if tx, err = xdp.NewSocket(out.Attrs().Index, 0, &opts); err == nil || !strings.Contains(err.Error(), "busy") {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return err
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("asavie/xdp: %w", err), cleanup())
+		return fmt.Errorf("asavie/xdp: %w", err)
 	}
-	var stop atomic.Bool
+	if err = prog.Register(0, rx.FD()); err != nil {
+		return fmt.Errorf("asavie/xdp: %w", err)
+	}
+	for range 50 {
+		if tx, err = xdp.NewSocket(out.Attrs().Index, 0, &opts); err == nil || !strings.Contains(err.Error(), "busy") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("asavie/xdp: %w", err)
+	}
+	var halt atomic.Bool
 	done := make(chan error, 1)
-	go func() { done <- asavieLoop(rx, tx, env.CPU, &stop) }()
-	return func() error {
-		stop.Store(true)
-		return errors.Join(<-done, cleanup())
-	}, nil
+	go func() { done <- asavieLoop(rx, tx, cpu, &halt) }()
+	ready()
+	select {
+	case <-stop:
+		halt.Store(true)
+		return <-done
+	case err := <-done:
+		return err
+	}
 }
 
 // asavieLoop forwards in -> out the way the library's l2fwd example does

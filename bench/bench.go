@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -87,9 +88,43 @@ func ParseLayouts(s string) ([]Layout, error) {
 	return out, nil
 }
 
+// Sink places the sink's receive work: every frame a contender transmits
+// into out0 is received by s0's NAPI, which on a veth runs as a softirq on
+// the transmitting CPU unless it is threaded and pinned elsewhere.
+type Sink string
+
+const (
+	// SinkLocal leaves s0's receive work on the CPU that transmits (the
+	// DUT's, in the one-core layout): what a user sees forwarding between
+	// containers or namespaces on one host.
+	SinkLocal Sink = "local"
+	// SinkRemote threads s0's NAPI and pins it to CPU 0, off the DUT's
+	// core: closer to a NIC, where transmitting runs nobody's receive.
+	SinkRemote Sink = "remote"
+)
+
+// ParseSinks reads a comma-separated list such as "local,remote".
+func ParseSinks(s string) ([]Sink, error) {
+	var out []Sink
+	for _, f := range strings.Split(s, ",") {
+		switch k := Sink(strings.TrimSpace(f)); k {
+		case SinkLocal, SinkRemote:
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		default:
+			return nil, fmt.Errorf("bench: unknown sink placement %q (expected local or remote)", f)
+		}
+	}
+	return out, nil
+}
+
 // Cell is one traffic configuration every contender is measured on.
 type Cell struct {
 	Layout Layout
+	// Sink is where s0's receive work runs ("" in results of harnesses
+	// before the sink dimension: local).
+	Sink Sink
 	// Frame is the Ethernet frame size on the wire, FCS included (64 is
 	// the minimum frame; the generator sends Frame-4 bytes).
 	Frame  int
@@ -98,7 +133,11 @@ type Cell struct {
 }
 
 func (c Cell) String() string {
-	return fmt.Sprintf("%s %dB %d flows %dq", c.Layout, c.Frame, c.Flows, c.Queues)
+	sink := ""
+	if c.Sink != "" {
+		sink = " sink " + string(c.Sink)
+	}
+	return fmt.Sprintf("%s%s %dB %d flows %dq", c.Layout, sink, c.Frame, c.Flows, c.Queues)
 }
 
 // Frames says how the generator addresses its frames for a contender.
@@ -122,6 +161,11 @@ type Env struct {
 	Cell Cell
 	// CPU is the DUT worker's CPU (1).
 	CPU int
+	// Binary is the command line that runs the xnf binary (Options.Binary)
+	// and BinaryEnv what it adds to the environment, for contenders that
+	// run as processes of their own.
+	Binary    []string
+	BinaryEnv []string
 }
 
 // Contender is one way of forwarding in0 -> out0 in the DUT namespace.
@@ -169,10 +213,12 @@ func Skipf(format string, args ...any) error { return &Skip{Reason: fmt.Sprintf(
 
 // Result is one row: a contender on a cell, over the repetitions.
 type Result struct {
-	Contender string  `json:"contender"`
-	Mode      string  `json:"mode"`
-	Chain     string  `json:"chain"`
-	Layout    string  `json:"layout"`
+	Contender string `json:"contender"`
+	Mode      string `json:"mode"`
+	Chain     string `json:"chain"`
+	Layout    string `json:"layout"`
+	// Sink is "local" or "remote" (Sink).
+	Sink      string  `json:"sink"`
 	Frame     int     `json:"frame"`
 	Flows     uint32  `json:"flows"`
 	Queues    int     `json:"queues"`
@@ -244,6 +290,9 @@ type Options struct {
 	Sizes   []int
 	Flows   []uint32
 	Layouts []Layout
+	// Sinks are the sink placements (default both), a dimension of every
+	// cell like Layouts.
+	Sinks []Sink
 	// Queues are the queue counts of the veths (1 or 2; default 1), each
 	// in a lab of its own. Two queues are measured in the split layout
 	// only: see Run.
@@ -263,6 +312,12 @@ type Options struct {
 	LatencyRate float64
 	// Prefix names the lab's namespaces (Prefix-<random>-gen, ...).
 	Prefix string
+	// Binary is the xnf binary that process contenders run (`xnf run`,
+	// `xnf bench asavie-l2fwd`); "" is this process's executable, which is
+	// xnf when run as `xnf bench`. BinaryEnv is added to their environment
+	// (tests use it to make the test binary act as xnf).
+	Binary    string
+	BinaryEnv []string
 	// Progress, when set, gets a progress line per measurement; with
 	// ProgressTTY the line is rewritten in place.
 	Progress    io.Writer
@@ -278,19 +333,21 @@ const DefaultLatencyRate = 20e3
 // Presets.
 
 // Smoke is the CI preset: 1 s windows, one repetition, 64-byte frames,
-// 256 flows, both layouts, and the contenders every machine has: xnf
-// native and generic (empty chain), XDP redirect and Linux forwarding.
+// 256 flows, both layouts and sink placements, and the contenders every
+// machine has: xnf native and generic (empty chain), XDP redirect and
+// Linux forwarding.
 func Smoke() Options {
 	return Options{
 		Contenders: []Contender{XNF("native", EmptyChain), XNF("generic", EmptyChain), XDPRedirect(), Linux()},
-		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore}, Queues: []int{1},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore}, Sinks: []Sink{SinkLocal, SinkRemote}, Queues: []int{1},
 		Reps: 1, Warmup: 300 * time.Millisecond, Window: time.Second,
 		SplitRate: 1.5e6, Prefix: "xbench",
 	}
 }
 
 // Quick is one cell size (64 bytes, 256 flows), all contenders, both
-// layouts, three repetitions, short windows: under 3 minutes.
+// layouts and both sink placements, three repetitions, short windows:
+// about 5 minutes.
 func Quick() Options {
 	o := Smoke()
 	o.Contenders = All()
@@ -337,6 +394,13 @@ func All() []Contender {
 	}
 }
 
+// Extras are contenders outside the default set, for --contenders:
+// xnf run inside the harness's own process (xnf-inproc), to compare with
+// xnf as its own process.
+func Extras() []Contender {
+	return []Contender{XNFInProcess("native", EmptyChain), XNFInProcess("native", ExampleChain)}
+}
+
 // ByName picks contenders by label prefix ("xnf", "linux", "dpdk-testpmd",
 // "xnf empty native"); every name must match at least one.
 func ByName(all []Contender, names []string) ([]Contender, error) {
@@ -373,7 +437,7 @@ func (o Options) Estimate() time.Duration {
 			layouts++
 		}
 	}
-	cells := len(o.Sizes) * len(o.Flows) * max(layouts, 1) * len(o.Contenders)
+	cells := len(o.Sizes) * len(o.Flows) * max(layouts, 1) * max(len(o.Sinks), 1) * len(o.Contenders)
 	n := cells * max(o.Reps, 1)
 	if o.Latency {
 		n += cells
@@ -403,6 +467,16 @@ func (o *Options) check() error {
 	}
 	if o.Prefix == "" {
 		o.Prefix = "xbench"
+	}
+	if len(o.Sinks) == 0 {
+		o.Sinks = []Sink{SinkLocal, SinkRemote}
+	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: finding the xnf binary to run contenders with: %w", err)
+		}
+		o.Binary = exe
 	}
 	if len(o.Queues) == 0 {
 		o.Queues = []int{1}
@@ -480,7 +554,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 		steps++
 	}
 	p := &progress{w: o.Progress, tty: o.ProgressTTY,
-		total: len(o.Queues) * len(o.Layouts) * len(o.Sizes) * len(o.Flows) * steps * len(o.Contenders)}
+		total: len(o.Queues) * len(o.Layouts) * len(o.Sinks) * len(o.Sizes) * len(o.Flows) * steps * len(o.Contenders)}
 	defer p.done()
 	skipped := map[string]string{}
 	for _, q := range o.Queues {
@@ -516,120 +590,130 @@ func runQueues(ctx context.Context, o Options, queues int, p *progress, skipped 
 	if o.Latency {
 		steps++
 	}
-	for _, layout := range o.Layouts {
-		for _, size := range o.Sizes {
-			for _, flows := range o.Flows {
-				cell := Cell{Layout: layout, Frame: size, Flows: flows, Queues: queues}
-				env := &Env{Topo: topo, Sink: sink, Cell: cell, CPU: 1}
-				rows := make([]*row, len(o.Contenders))
-				for i, c := range o.Contenders {
-					rows[i] = &row{c: c}
-				}
-				flush := func() {
-					for _, r := range rows {
-						*results = append(*results, r.result(cell))
-					}
-				}
-				// Rows this cell does not measure.
-				for _, r := range rows {
-					switch {
-					case queues > 1 && layout != Split:
-						r.skip = QueuesNote
-					case queues > 1 && !r.c.Multiqueue:
-						r.skip = fmt.Sprintf("skipped: the harness runs %s on one queue only", r.c.Name)
-					}
-					if r.skip != "" {
-						r.pre = true
-						for i := 0; i < steps; i++ {
-							p.step(cell, min(i, o.Reps-1), o.Reps, r.c, r.skip)
-						}
-					}
-				}
-				for rep := 0; rep < o.Reps; rep++ {
-					for _, r := range rows {
-						if ctx.Err() != nil {
-							for _, r := range rows {
-								if len(r.samples) == 0 && len(r.errs) == 0 && r.skip == "" {
-									r.errs = append(r.errs, "not measured: interrupted")
-								}
-							}
-							flush()
-							return fmt.Errorf("bench: interrupted: %w", ctx.Err())
-						}
-						if r.pre {
-							continue
-						}
-						key := fmt.Sprintf("%s/%dq", r.c.Label(), queues)
-						if why, ok := skipped[key]; ok {
-							r.skip = why
-							p.step(cell, rep, o.Reps, r.c, "skipped")
-							continue
-						}
-						t0 := time.Now()
-						s, err := measure(ctx, env, r.c, o, false)
-						took := time.Since(t0).Round(100 * time.Millisecond)
-						var sk *Skip
-						switch {
-						case errors.As(err, &sk):
-							skipped[key] = sk.Reason
-							r.skip = sk.Reason
-							p.step(cell, rep, o.Reps, r.c, sk.Reason)
-						case err != nil:
-							r.errs = append(r.errs, err.Error())
-							p.step(cell, rep, o.Reps, r.c, "error: "+err.Error())
-							if leak := checkClean(topo); leak != nil {
-								flush()
-								return leak
-							}
-						default:
-							r.samples = append(r.samples, s)
-							p.step(cell, rep, o.Reps, r.c, fmt.Sprintf("%.3f Mpps (offered %.3f) in %v", s.pps/1e6, s.offered/1e6, took))
-						}
-					}
-				}
-				if o.Latency {
-					for _, r := range rows {
-						if ctx.Err() != nil {
-							flush()
-							return fmt.Errorf("bench: interrupted: %w", ctx.Err())
-						}
-						if r.skip != "" {
-							if !r.pre {
-								p.step(cell, o.Reps-1, o.Reps, r.c, "latency: skipped")
-							}
-							continue
-						}
-						s, err := measure(ctx, env, r.c, o, true)
-						if err == nil {
-							r.lat, err = latencyOf(s.lat, s.offered)
-						}
-						var sk *Skip
-						switch {
-						case errors.As(err, &sk):
-							r.lat = &Latency{Error: sk.Reason}
-							p.step(cell, o.Reps-1, o.Reps, r.c, "latency: "+sk.Reason)
-						case err != nil:
-							r.lat = &Latency{Error: err.Error()}
-							p.step(cell, o.Reps-1, o.Reps, r.c, "latency error: "+err.Error())
-							if leak := checkClean(topo); leak != nil {
-								flush()
-								return leak
-							}
-						default:
-							p.step(cell, o.Reps-1, o.Reps, r.c, fmt.Sprintf("latency p50 %.1f p99 %.1f p999 %.1f us (%d probes at %.0f pps)",
-								r.lat.P50us, r.lat.P99us, r.lat.P999us, r.lat.Samples, r.lat.OfferedPPS))
-						}
-					}
-				}
-				flush()
+	for _, cell := range cellsOf(o, queues) {
+		env := &Env{Topo: topo, Sink: sink, Cell: cell, CPU: 1, Binary: []string{o.Binary}, BinaryEnv: o.BinaryEnv}
+		rows := make([]*row, len(o.Contenders))
+		for i, c := range o.Contenders {
+			rows[i] = &row{c: c}
+		}
+		flush := func() {
+			for _, r := range rows {
+				*results = append(*results, r.result(cell))
 			}
 		}
+		// Rows this cell does not measure.
+		for _, r := range rows {
+			switch {
+			case queues > 1 && cell.Layout != Split:
+				r.skip = QueuesNote
+			case queues > 1 && !r.c.Multiqueue:
+				r.skip = fmt.Sprintf("skipped: the harness runs %s on one queue only", r.c.Name)
+			}
+			if r.skip != "" {
+				r.pre = true
+				for i := 0; i < steps; i++ {
+					p.step(cell, min(i, o.Reps-1), o.Reps, r.c, r.skip)
+				}
+			}
+		}
+		for rep := 0; rep < o.Reps; rep++ {
+			for _, r := range rows {
+				if ctx.Err() != nil {
+					for _, r := range rows {
+						if len(r.samples) == 0 && len(r.errs) == 0 && r.skip == "" {
+							r.errs = append(r.errs, "not measured: interrupted")
+						}
+					}
+					flush()
+					return fmt.Errorf("bench: interrupted: %w", ctx.Err())
+				}
+				if r.pre {
+					continue
+				}
+				key := fmt.Sprintf("%s/%dq", r.c.Label(), queues)
+				if why, ok := skipped[key]; ok {
+					r.skip = why
+					p.step(cell, rep, o.Reps, r.c, "skipped")
+					continue
+				}
+				t0 := time.Now()
+				s, err := measure(ctx, env, r.c, o, false)
+				took := time.Since(t0).Round(100 * time.Millisecond)
+				var sk *Skip
+				switch {
+				case errors.As(err, &sk):
+					skipped[key] = sk.Reason
+					r.skip = sk.Reason
+					p.step(cell, rep, o.Reps, r.c, sk.Reason)
+				case err != nil:
+					r.errs = append(r.errs, err.Error())
+					p.step(cell, rep, o.Reps, r.c, "error: "+err.Error())
+					if leak := checkClean(topo); leak != nil {
+						flush()
+						return leak
+					}
+				default:
+					r.samples = append(r.samples, s)
+					p.step(cell, rep, o.Reps, r.c, fmt.Sprintf("%.3f Mpps (offered %.3f) in %v", s.pps/1e6, s.offered/1e6, took))
+				}
+			}
+		}
+		if o.Latency {
+			for _, r := range rows {
+				if ctx.Err() != nil {
+					flush()
+					return fmt.Errorf("bench: interrupted: %w", ctx.Err())
+				}
+				if r.skip != "" {
+					if !r.pre {
+						p.step(cell, o.Reps-1, o.Reps, r.c, "latency: skipped")
+					}
+					continue
+				}
+				s, err := measure(ctx, env, r.c, o, true)
+				if err == nil {
+					r.lat, err = latencyOf(s.lat, s.offered)
+				}
+				var sk *Skip
+				switch {
+				case errors.As(err, &sk):
+					r.lat = &Latency{Error: sk.Reason}
+					p.step(cell, o.Reps-1, o.Reps, r.c, "latency: "+sk.Reason)
+				case err != nil:
+					r.lat = &Latency{Error: err.Error()}
+					p.step(cell, o.Reps-1, o.Reps, r.c, "latency error: "+err.Error())
+					if leak := checkClean(topo); leak != nil {
+						flush()
+						return leak
+					}
+				default:
+					p.step(cell, o.Reps-1, o.Reps, r.c, fmt.Sprintf("latency p50 %.1f p99 %.1f p999 %.1f us (%d probes at %.0f pps)",
+						r.lat.P50us, r.lat.P99us, r.lat.P999us, r.lat.Samples, r.lat.OfferedPPS))
+				}
+			}
+		}
+		flush()
 	}
 	return nil
 }
 
+// cellsOf is every cell of one queue count, in the order they are measured.
+func cellsOf(o Options, queues int) []Cell {
+	var out []Cell
+	for _, layout := range o.Layouts {
+		for _, sink := range o.Sinks {
+			for _, size := range o.Sizes {
+				for _, flows := range o.Flows {
+					out = append(out, Cell{Layout: layout, Sink: sink, Frame: size, Flows: flows, Queues: queues})
+				}
+			}
+		}
+	}
+	return out
+}
+
 func (r *row) result(cell Cell) Result {
-	res := Result{Contender: r.c.Name, Mode: r.c.Mode, Chain: r.c.Chain, Layout: string(cell.Layout),
+	res := Result{Contender: r.c.Name, Mode: r.c.Mode, Chain: r.c.Chain, Layout: string(cell.Layout), Sink: string(cell.Sink),
 		Frame: cell.Frame, Flows: cell.Flows, Queues: cell.Queues, CPU: map[string]float64{}}
 	if res.Chain == "" {
 		res.Chain = "-"
@@ -718,6 +802,12 @@ func measure(ctx context.Context, env *Env, c Contender, o Options, lat bool) (s
 			return s, fmt.Errorf("threading in0's NAPI: %w", err)
 		}
 		defer func() { err = errors.Join(err, rig.Unthread(topo.DUT, "in0")) }()
+	}
+	if env.Cell.Sink == SinkRemote {
+		if _, err := rig.ThreadNAPI(topo.Sink, "s0", 0); err != nil {
+			return s, fmt.Errorf("threading s0's NAPI: %w", err)
+		}
+		defer func() { err = errors.Join(err, rig.Unthread(topo.Sink, "s0")) }()
 	}
 	gcfg := generatorConfig(c, env.Cell)
 	gcfg.Timestamp = lat

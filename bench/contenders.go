@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/link"
@@ -202,18 +205,63 @@ func (c Chain) Label() string {
 	return strings.Join(t, ">")
 }
 
-// XNF runs chain through service.Start in the DUT namespace, in mode
-// ("native" or "generic"), its worker on the env's CPU; with two queues,
-// two workers, worker i on queue i and CPU i.
+// XNF runs chain as a user does: `xnf run -c chain.yaml` as a process
+// of its own in the DUT namespace, in mode ("native" or "generic"), its
+// worker on the env's CPU; with two queues, two workers, worker i on
+// queue i and CPU i. It is ready once xnf reports both ports attached and
+// is stopped with SIGTERM, after which it must exit 0: its own check that
+// every frame came back to its UMEM.
 func XNF(mode string, chain Chain) Contender {
-	return Contender{Name: "xnf", Mode: mode, Chain: chain.Label(), Frames: chain.Frames, Multiqueue: true,
+	return xnfContender("xnf", mode, chain, func(env *Env, yaml string) (func() error, error) {
+		dir, err := os.MkdirTemp("", "xnf-bench-")
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, "chain.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		argv := append(slices.Clone(env.Binary), "run", "-c", path)
+		p, err := startProcess(env.Topo.DUT, "xnf run", argv, env.BinaryEnv,
+			func(out string) bool { return strings.Count(out, "XDP attached to") >= 2 }, 20*time.Second)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		return func() error { return errors.Join(p.signal(syscall.SIGTERM, 10*time.Second), os.RemoveAll(dir)) }, nil
+	})
+}
+
+// XNFInProcess is XNF run through service.Start inside the harness's own
+// process, as the harness did before it ran xnf as a process (the
+// "xnf-inproc" rows): kept to measure what the difference is.
+func XNFInProcess(mode string, chain Chain) Contender {
+	return xnfContender("xnf-inproc", mode, chain, func(env *Env, yaml string) (func() error, error) {
+		f, err := config.Parse("bench chain ("+mode+")", []byte(yaml))
+		if err != nil {
+			return nil, err
+		}
+		var s *service.Service
+		if err := env.Topo.DUT.Do(func() (err error) {
+			s, err = service.Start(f, slog.New(slog.DiscardHandler))
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		return s.Stop, nil
+	})
+}
+
+func xnfContender(name, mode string, chain Chain, start func(env *Env, yaml string) (func() error, error)) Contender {
+	return Contender{Name: name, Mode: mode, Chain: chain.Label(), Frames: chain.Frames, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
 			cpus := []int{env.CPU}
 			if env.Cell.Queues == 2 {
 				cpus = []int{0, 1}
 			}
-			f, err := config.Parse("bench chain ("+mode+")", []byte(XNFConfigQueues(mode, cpus, chain.YAML)))
-			if err != nil {
+			yaml := XNFConfigQueues(mode, cpus, chain.YAML)
+			if _, err := config.Parse("bench chain ("+mode+")", []byte(yaml)); err != nil {
 				return nil, err
 			}
 			// Generic XDP on a veth: the generator's XDP_TX frames reach
@@ -230,14 +278,11 @@ func XNF(mode string, chain Chain) Contender {
 				}
 				return nil
 			}
-			var s *service.Service
-			if err := env.Topo.DUT.Do(func() (err error) {
-				s, err = service.Start(f, slog.New(slog.DiscardHandler))
-				return err
-			}); err != nil {
+			stop, err := start(env, yaml)
+			if err != nil {
 				return nil, errors.Join(err, undo())
 			}
-			return func() error { return errors.Join(s.Stop(), undo()) }, nil
+			return func() error { return errors.Join(stop(), undo()) }, nil
 		}}
 }
 

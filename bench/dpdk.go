@@ -2,13 +2,9 @@ package bench
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"io"
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -63,60 +59,21 @@ func dpdkSetup(env *Env) (func() error, error) {
 	if err != nil {
 		return nil, Skipf("skipped: dpdk-testpmd not found")
 	}
-	args := append([]string{"netns", "exec", env.Topo.DUT.Name}, path)
+	argv := []string{path}
 	if sb, err := exec.LookPath("stdbuf"); err == nil {
 		// testpmd's stdout is a pipe here: line-buffer it, or "Press
 		// enter to exit" (the sign it forwards) stays in its buffer.
-		args = append([]string{"netns", "exec", env.Topo.DUT.Name, sb, "-oL"}, path)
+		argv = []string{sb, "-oL", path}
 	}
-	args = append(args, DPDKCommand[1:]...)
-	cmd := exec.Command("ip", args...)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group: a terminal's Ctrl-C reaches us, and we stop
-	// it in order (Enter, then SIGKILL by PID).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdin, err := cmd.StdinPipe()
+	argv = append(argv, DPDKCommand[1:]...)
+	p, err := startProcess(env.Topo.DUT, "dpdk-testpmd", argv, nil,
+		func(out string) bool { return strings.Contains(out, "Press enter to exit") }, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting dpdk-testpmd: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() error {
-		// testpmd quits (stops its ports, detaches its XDP programs) on
-		// Enter; the PID is killed if it does not.
-		io.WriteString(stdin, "\n")
-		stdin.Close()
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(5 * time.Second):
-		}
-		cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			return fmt.Errorf("dpdk-testpmd (pid %d) did not exit", cmd.Process.Pid)
-		}
-		return nil
-	}
-	deadline := time.After(30 * time.Second)
-	for {
-		if strings.Contains(out.String(), "Press enter to exit") {
-			// The forwarding lcore is up; give the AF_XDP sockets a moment.
-			time.Sleep(100 * time.Millisecond)
-			return stop, nil
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			return nil, fmt.Errorf("dpdk-testpmd exited (%v): %s", err, tail(out.String(), 4))
-		case <-deadline:
-			return nil, errors.Join(fmt.Errorf("dpdk-testpmd not ready after 30 s: %s", tail(out.String(), 4)), stop())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	// The forwarding lcore is up; give the AF_XDP sockets a moment.
+	time.Sleep(100 * time.Millisecond)
+	// testpmd quits (stops its ports, detaches its XDP programs) on
+	// Enter; the PID is killed if it does not.
+	return func() error { return p.enter(5 * time.Second) }, nil
 }

@@ -15,9 +15,9 @@ import (
 
 // Plot writes, for every layout and flow count of results, two figures as
 // PNG and SVG into dir: delivered Mpps by frame size per contender
-// (pps-<layout>-<flows>flows), and each contender's ratio to the cell's
-// baseline (DPDK testpmd, or Linux forwarding when DPDK is absent; the
-// title says which) per frame size (ratio-<layout>-<flows>flows). Two
+// (pps-<layout>-sink-<sink>-<flows>flows), and each contender's ratio to
+// the cell's baseline (DPDK testpmd, or Linux forwarding when DPDK is
+// absent; the title says which) per frame size (ratio-...). Two
 // queues get their own figures (suffix -2q); cells with no measurement
 // get none. It returns the files written.
 func Plot(dir string, results []Result) ([]string, error) {
@@ -26,12 +26,13 @@ func Plot(dir string, results []Result) ([]string, error) {
 	}
 	type group struct {
 		layout Layout
+		sink   Sink
 		flows  uint32
 		queues int
 	}
 	var groups []group
 	for _, c := range Cells(results) {
-		g := group{c.Layout, c.Flows, c.Queues}
+		g := group{c.Layout, c.Sink, c.Flows, c.Queues}
 		if !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}
@@ -41,7 +42,7 @@ func Plot(dir string, results []Result) ([]string, error) {
 		var rs []Result
 		measured := false
 		for _, r := range results {
-			if Layout(r.Layout) == g.layout && r.Flows == g.flows && r.Queues == g.queues {
+			if Layout(r.Layout) == g.layout && Sink(r.Sink) == g.sink && r.Flows == g.flows && r.Queues == g.queues {
 				rs = append(rs, r)
 				measured = measured || len(r.Samples) > 0
 			}
@@ -50,7 +51,13 @@ func Plot(dir string, results []Result) ([]string, error) {
 			continue // a cell of notes only (two queues in one-core)
 		}
 		// One queue keeps the names of the single-queue harness.
-		base, what := fmt.Sprintf("%s-%dflows", g.layout, g.flows), fmt.Sprintf("%s layout, %d flows", g.layout, g.flows)
+		base, what := string(g.layout), string(g.layout)+" layout"
+		if g.sink != "" {
+			base += "-sink-" + string(g.sink)
+			what += ", sink " + string(g.sink)
+		}
+		base += fmt.Sprintf("-%dflows", g.flows)
+		what += fmt.Sprintf(", %d flows", g.flows)
 		if g.queues > 1 {
 			base += fmt.Sprintf("-%dq", g.queues)
 			what += fmt.Sprintf(", %d queues", g.queues)

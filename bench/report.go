@@ -48,7 +48,7 @@ func WriteJSON(w io.Writer, results []Result) error {
 
 // cellOf is a result's cell.
 func cellOf(r Result) Cell {
-	return Cell{Layout: Layout(r.Layout), Frame: r.Frame, Flows: r.Flows, Queues: r.Queues}
+	return Cell{Layout: Layout(r.Layout), Sink: Sink(r.Sink), Frame: r.Frame, Flows: r.Flows, Queues: r.Queues}
 }
 
 // Cells lists the cells of results in their order.
@@ -121,7 +121,11 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "### %s, %d-byte frames, %d flows, %d queue(s)\n\n", cell.Layout, cell.Frame, cell.Flows, cell.Queues)
+		sink := ""
+		if cell.Sink != "" {
+			sink = ", sink " + string(cell.Sink)
+		}
+		fmt.Fprintf(&b, "### %s%s, %d-byte frames, %d flows, %d queue(s)\n\n", cell.Layout, sink, cell.Frame, cell.Flows, cell.Queues)
 		if allNoted(results, cell, QueuesNote) {
 			fmt.Fprintf(&b, "%s.\n", strings.ToUpper(QueuesNote[:1])+QueuesNote[1:])
 			continue

@@ -1,7 +1,9 @@
 // Package cli is the xnf command line: run, demo, replay, lab, stats and
 // version. It is a package (not only cmd/xnf) so a program that registers
 // its own stage types (config.Register) can become a full xnf binary by
-// calling cli.Main.
+// calling cli.Main. The benchmark harness is not part of it: cmd/xnf adds
+// `xnf bench` (package bench) through Main's extra commands, so users'
+// binaries carry only the data path.
 package cli
 
 import (
@@ -16,16 +18,17 @@ import (
 // Version is set at build time (-ldflags "-X github.com/xnfdev/xnf/cli.Version=v0.1.0").
 var Version = "dev"
 
-// Main runs the CLI with os.Args and exits.
-func Main() {
-	if err := Root().Execute(); err != nil {
+// Main runs the CLI with os.Args and exits. extra adds commands to the
+// tree (cmd/xnf adds `bench` this way).
+func Main(extra ...*cobra.Command) {
+	if err := Root(extra...).Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "xnf:", err)
 		os.Exit(1)
 	}
 }
 
-// Root builds the command tree.
-func Root() *cobra.Command {
+// Root builds the command tree, with extra commands added.
+func Root(extra ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "xnf",
 		Short:         "network functions on AF_XDP",
@@ -33,7 +36,8 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), demoCmd(), replayCmd(), labCmd(), statsCmd(), versionCmd(), benchCmd())
+	root.AddCommand(runCmd(), demoCmd(), replayCmd(), labCmd(), statsCmd(), versionCmd())
+	root.AddCommand(extra...)
 	return root
 }
 

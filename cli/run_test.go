@@ -18,7 +18,7 @@ import (
 
 // TestMain lets the test binary act as the xnf command for end-to-end tests
 // of `xnf run` (run inside a namespace with `ip netns exec`).
-func TestMain(m *testing.M) { xnftest.Main(m, Main) }
+func TestMain(m *testing.M) { xnftest.Main(m, func() { Main() }) }
 
 const metricsAddr = "127.0.0.1:19464"
 

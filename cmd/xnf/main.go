@@ -1,7 +1,10 @@
 // Command xnf runs network-function chains on AF_XDP: run, demo, replay,
-// lab, stats and version. See `xnf help` and docs/getting-started.md.
+// lab, stats, bench and version. See `xnf help` and docs/getting-started.md.
 package main
 
-import "github.com/xnfdev/xnf/cli"
+import (
+	"github.com/xnfdev/xnf/bench"
+	"github.com/xnfdev/xnf/cli"
+)
 
-func main() { cli.Main() }
+func main() { cli.Main(bench.Command()) }

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"errors"
@@ -13,13 +13,16 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/bench"
 )
 
-func benchCmd() *cobra.Command {
+// Command is `xnf bench`. It lives here, not in cli, so that a binary
+// built on cli.Main links none of the harness (asavie/xdp, gonum/plot, the
+// DPDK launcher): cmd/xnf adds it with cli.Main(bench.Command()).
+func Command() *cobra.Command {
 	var (
 		quick, smoke, full    bool
 		sizes, flows, layouts string
+		sinks                 string
 		contenders            string
 		chains, queues        string
 		reps                  int
@@ -34,11 +37,14 @@ func benchCmd() *cobra.Command {
 		Long: `bench builds gen -- (in0) dut (out0) -- sink in network namespaces, then measures every
 contender on the same generated traffic, interleaved (A B C A B C), and prints a markdown
 table with same-run ratios. Presets: --quick (the default: 64-byte frames, 256 flows, all
-contenders, both layouts, 3 repetitions, under 3 minutes), --smoke (1 s windows, one
+contenders, both layouts and sink placements, 3 repetitions, about 5 minutes), --smoke (1 s windows, one
 repetition, xnf native/generic, XDP redirect, Linux), --full (every frame size, flow
 count, chain length and queue count; hours). --sizes, --flows, --layouts, --contenders,
 --reps and --window override the preset; --chains 0,1,2,3 sweeps xnf's chain length,
---queues 1,2 the queue count (two queues only in the split layout). --latency (on in
+--queues 1,2 the queue count (two queues only in the split layout). --sinks local,remote
+places the sink's receive work (every frame the DUT sends into out0 is received by s0's
+NAPI): local leaves it on the transmitting CPU, as between namespaces or containers on one
+host; remote threads it onto CPU 0, closer to a NIC. Every row says which. --latency (on in
 --quick and --full) adds, per contender and cell, p50/p99/p999 one-way latency of
 timestamped probes at a fixed 20 kpps (--latency-rate).`,
 		Args: cobra.NoArgs,
@@ -46,16 +52,16 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 			if os.Geteuid() != 0 {
 				return errors.New("bench: needs root (it creates network namespaces and attaches XDP programs)")
 			}
-			var o bench.Options
+			var o Options
 			switch {
 			case smoke && (quick || full), quick && full:
 				return errors.New("bench: choose one of --smoke, --quick and --full")
 			case smoke:
-				o = bench.Smoke()
+				o = Smoke()
 			case full:
-				o = bench.Full()
+				o = Full()
 			default:
-				o = bench.Quick()
+				o = Quick()
 			}
 			f := cmd.Flags()
 			if f.Changed("sizes") {
@@ -76,31 +82,38 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 				}
 			}
 			if f.Changed("layouts") {
-				v, err := bench.ParseLayouts(layouts)
+				v, err := ParseLayouts(layouts)
 				if err != nil {
 					return err
 				}
 				o.Layouts = v
 			}
-			all := bench.All()
+			if f.Changed("sinks") {
+				v, err := ParseSinks(sinks)
+				if err != nil {
+					return err
+				}
+				o.Sinks = v
+			}
+			all := append(All(), Extras()...)
 			if f.Changed("chains") {
 				n, err := parseInts(chains)
 				if err != nil {
 					return fmt.Errorf("--chains: %w", err)
 				}
-				var cs []bench.Chain
+				var cs []Chain
 				for _, k := range n {
-					c, err := bench.ChainStages(k)
+					c, err := ChainStages(k)
 					if err != nil {
 						return fmt.Errorf("--chains: %w", err)
 					}
 					cs = append(cs, c)
 				}
-				all = bench.WithChains(all, cs)
-				o.Contenders = bench.WithChains(o.Contenders, cs)
+				all = WithChains(all, cs)
+				o.Contenders = WithChains(o.Contenders, cs)
 			}
 			if f.Changed("contenders") {
-				v, err := bench.ByName(all, strings.Split(contenders, ","))
+				v, err := ByName(all, strings.Split(contenders, ","))
 				if err != nil {
 					return err
 				}
@@ -135,18 +148,18 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 			o.ProgressTTY = isTerminal(os.Stderr)
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d contenders x %d cells x %d repetitions, about %v\n",
-				len(o.Contenders), len(o.Sizes)*len(o.Flows)*len(o.Layouts)*max(len(o.Queues), 1), o.Reps, o.Estimate().Round(time.Second))
+				len(o.Contenders), len(o.Sizes)*len(o.Flows)*len(o.Layouts)*max(len(o.Sinks), 1)*max(len(o.Queues), 1), o.Reps, o.Estimate().Round(time.Second))
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			start := time.Now()
-			results, err := bench.Run(ctx, o)
+			results, err := Run(ctx, o)
 			if len(results) > 0 {
 				fmt.Fprintf(out, "\n## xnf bench (%s, %s)\n\n", strings.Join(os.Args[1:], " "), time.Since(start).Round(time.Second))
-				bench.WriteMarkdown(out, results)
-				if ex := bench.ExampleChain.Label(); hasRows(results, "xnf "+ex) {
+				WriteMarkdown(out, results)
+				if ex := ExampleChain.Label(); hasRows(results, "xnf "+ex) {
 					fmt.Fprintf(out, "\n### goals (the example chain, %s, against its peers, first cell of each layout)\n\n", ex)
-					bench.WriteGoals(out, bench.Goals(results, ex))
+					WriteGoals(out, Goals(results, ex))
 				}
 				if jsonFile != "" {
 					if werr := writeJSONFile(jsonFile, results); werr != nil {
@@ -156,7 +169,7 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 					}
 				}
 				if outDir != "" {
-					files, perr := bench.Plot(outDir, results)
+					files, perr := Plot(outDir, results)
 					err = errors.Join(err, perr)
 					if len(files) > 0 {
 						fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", strings.Join(files, " "))
@@ -173,6 +186,7 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 	f.StringVar(&sizes, "sizes", "64", "frame sizes on the wire, comma-separated (64..1518)")
 	f.StringVar(&flows, "flows", "256", "flow counts, comma-separated (1..65535; 64k means 65535)")
 	f.StringVar(&layouts, "layouts", "split,one-core", "layouts: split (worker alone on CPU 1), one-core (in0's NAPI thread and worker on CPU 1)")
+	f.StringVar(&sinks, "sinks", "local,remote", "sink placements: local (s0's receive work on the transmitting CPU), remote (s0's NAPI threaded on CPU 0)")
 	f.StringVar(&contenders, "contenders", "", "contenders by name or label prefix, comma-separated (xnf, \"xnf empty native\", xdp-redirect, linux, dpdk-testpmd, asavie/xdp)")
 	f.StringVar(&chains, "chains", "0,3", "xnf chain lengths, comma-separated: 0 empty, 1 router, 2 nat>router, 3 firewall>nat>router (the example chain's last stages)")
 	f.StringVar(&queues, "queues", "1", "queue counts, comma-separated (1, 2); 2 queues: split layout only, generator and xnf workers on both CPUs")
@@ -181,13 +195,39 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 	f.DurationVar(&warmup, "warmup", 400*time.Millisecond, "warm-up before each window")
 	f.Float64Var(&rate, "split-rate", 1.5e6, "generator pacing in the split layout (pps)")
 	f.BoolVar(&latency, "latency", false, "measure p50/p99/p999 latency per contender and cell with timestamped probes (default on in --quick and --full, off in --smoke)")
-	f.Float64Var(&latencyRate, "latency-rate", bench.DefaultLatencyRate, "offered load of the latency probes (pps, paced, every contender alike)")
+	f.Float64Var(&latencyRate, "latency-rate", DefaultLatencyRate, "offered load of the latency probes (pps, paced, every contender alike)")
 	f.StringVar(&jsonFile, "json", "", "write the results as JSON to this file")
 	f.StringVar(&outDir, "out", "", "write PNG and SVG plots into this directory")
+	cmd.AddCommand(asavieCmd())
 	return cmd
 }
 
-func hasRows(results []bench.Result, prefix string) bool {
+// asavieCmd is the asavie/xdp contender's forwarder binary: the harness
+// runs it as a process of its own in the DUT namespace, as a user runs a
+// forwarder, until SIGTERM.
+func asavieCmd() *cobra.Command {
+	var in, out string
+	var cpu int
+	cmd := &cobra.Command{
+		Use:    "asavie-l2fwd --in IF --out IF --cpu N",
+		Short:  "forward IF -> IF on github.com/asavie/xdp (the harness's asavie/xdp contender)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return AsavieForward(in, out, cpu, func() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s -> %s on CPU %d\n", AsavieReady, in, out, cpu)
+			}, ctx.Done())
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "in0", "interface to receive on (queue 0)")
+	cmd.Flags().StringVar(&out, "out", "out0", "interface to transmit on (queue 0)")
+	cmd.Flags().IntVar(&cpu, "cpu", 1, "CPU the forwarding loop is pinned to")
+	return cmd
+}
+
+func hasRows(results []Result, prefix string) bool {
 	for _, r := range results {
 		if strings.HasPrefix(r.Label(), prefix) && r.PPSMedian > 0 {
 			return true
@@ -217,12 +257,12 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
-func writeJSONFile(path string, results []bench.Result) error {
+func writeJSONFile(path string, results []Result) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := bench.WriteJSON(f, results); err != nil {
+	if err := WriteJSON(f, results); err != nil {
 		f.Close()
 		return err
 	}
