@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
-
 )
 
 // Command is `xnf bench`. It lives here, not in cli, so that a binary
