@@ -103,6 +103,8 @@ type Device struct {
 	prog    *bpf.Redirect
 	link    link.Link
 	sockets map[int]*Socket
+	// restoreNAPI holds the NAPI settings PreferBusyPoll replaced.
+	restoreNAPI []NAPI
 }
 
 // Attach loads the redirect program and attaches it to the interface ifname
@@ -300,7 +302,8 @@ func (d *Device) CloseQueue(s *Socket) error {
 // Close detaches the program and closes the device's sockets. The UMEMs
 // stay (their frames are all back on their free stacks).
 func (d *Device) Close() error {
-	var errs []error
+	// Before the detach: a veth's NAPI contexts go with its XDP program.
+	errs := []error{d.restoreBusyPoll()}
 	if d.link != nil {
 		errs = append(errs, d.link.Close())
 		d.link = nil

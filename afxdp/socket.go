@@ -36,10 +36,13 @@ func (z ZeroCopy) String() string {
 }
 
 // BusyPoll sets the socket's busy-poll options (SO_PREFER_BUSY_POLL,
-// SO_BUSY_POLL, SO_BUSY_POLL_BUDGET). They need driver NAPI support to help.
+// SO_BUSY_POLL, SO_BUSY_POLL_BUDGET), with which Socket.BusyPoll runs the
+// queue's NAPI receive loop in the caller's syscall. They pay only with
+// the device's NAPI deferred (Device.PreferBusyPoll); otherwise the
+// kernel keeps scheduling the same work on its own.
 type BusyPoll struct {
-	Timeout time.Duration // SO_BUSY_POLL, in microseconds granularity
-	Budget  int           // SO_BUSY_POLL_BUDGET (default 64)
+	Timeout time.Duration // SO_BUSY_POLL, in microseconds granularity (default 20us)
+	Budget  int           // SO_BUSY_POLL_BUDGET: frames per poll (default 64)
 }
 
 // SocketConfig configures one AF_XDP socket. Ring sizes must be powers of
@@ -93,6 +96,7 @@ type Socket struct {
 	queue    int
 	zeroCopy bool
 	wakeup   bool
+	busyPoll bool
 	txBudget int
 
 	rx, tx     descRing
@@ -111,6 +115,7 @@ type socketCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
 	txKicks, txKickErrors, fillWakeups     atomic.Uint64
 	txRingFull, fillRingFull               atomic.Uint64
+	busyPolls                              atomic.Uint64
 }
 
 // Counters are a socket's own counters (XDP_STATISTICS are in Stats).
@@ -123,6 +128,8 @@ type Counters struct {
 	// TXRingFull and FillRingFull count calls that could not place every
 	// frame because the ring was full.
 	TXRingFull, FillRingFull uint64
+	// BusyPolls counts Socket.BusyPoll syscalls.
+	BusyPolls uint64
 }
 
 // Counters reads the socket's counters; safe from any goroutine.
@@ -134,6 +141,7 @@ func (s *Socket) Counters() Counters {
 		TXKicks: c.txKicks.Load(), TXKickErrors: c.txKickErrors.Load(),
 		FillWakeups: c.fillWakeups.Load(),
 		TXRingFull:  c.txRingFull.Load(), FillRingFull: c.fillRingFull.Load(),
+		BusyPolls: c.busyPolls.Load(),
 	}
 }
 
@@ -300,15 +308,9 @@ func (s *Socket) setup(cfg SocketConfig) error {
 			}
 		}
 	}
-	if bp := cfg.BusyPoll; bp != nil {
-		budget := bp.Budget
-		if budget == 0 {
-			budget = 64
-		}
-		for _, o := range [][2]int{{unix.SO_PREFER_BUSY_POLL, 1}, {unix.SO_BUSY_POLL, int(bp.Timeout / time.Microsecond)}, {unix.SO_BUSY_POLL_BUDGET, budget}} {
-			if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, o[0], o[1]); err != nil {
-				return fmt.Errorf("afxdp: %s: busy-poll option %d=%d: %w", s, o[0], o[1], err)
-			}
+	if cfg.BusyPoll != nil {
+		if err := s.SetBusyPoll(*cfg.BusyPoll); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -617,6 +619,44 @@ func (s *Socket) Poll(timeout time.Duration) (bool, error) {
 	}
 	return s.rx.consumerAvail(1) > 0, nil
 }
+
+// SetBusyPoll sets the socket's busy-poll options (see BusyPoll); from
+// then on Socket.BusyPoll polls.
+func (s *Socket) SetBusyPoll(bp BusyPoll) error {
+	budget, timeout := bp.Budget, bp.Timeout
+	if budget == 0 {
+		budget = 64
+	}
+	if timeout == 0 {
+		timeout = 20 * time.Microsecond
+	}
+	for _, o := range []struct {
+		opt  int
+		name string
+		v    int
+	}{{unix.SO_PREFER_BUSY_POLL, "SO_PREFER_BUSY_POLL", 1}, {unix.SO_BUSY_POLL, "SO_BUSY_POLL", int(timeout / time.Microsecond)}, {unix.SO_BUSY_POLL_BUDGET, "SO_BUSY_POLL_BUDGET", budget}} {
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+			return fmt.Errorf("afxdp: %s: busy polling: %s=%d: %w", s, o.name, o.v, err)
+		}
+	}
+	s.busyPoll = true
+	return nil
+}
+
+// BusyPoll runs the queue's NAPI receive loop once, up to the busy-poll
+// budget, in this call (recvfrom with MSG_DONTWAIT), when the socket was
+// opened with SocketConfig.BusyPoll (or SetBusyPoll); it does nothing
+// otherwise. Since Linux 6.13 the kernel polls only for zero-copy sockets
+// (CopyModeBusyPollBroken).
+func (s *Socket) BusyPoll() {
+	if s.busyPoll {
+		s.counters.busyPolls.Add(1)
+		unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	}
+}
+
+// BusyPolling reports whether the socket busy-polls (SocketConfig.BusyPoll).
+func (s *Socket) BusyPolling() bool { return s.busyPoll }
 
 // RXAvailable is how many received frames wait on the RX ring.
 func (s *Socket) RXAvailable() int { return int(s.rx.consumerAvail(s.rx.size)) }

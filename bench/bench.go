@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sort"
@@ -240,6 +241,9 @@ type Result struct {
 	// Latency is the one-way latency of timestamped probes at a fixed
 	// low load (Options.Latency); nil when not measured.
 	Latency *Latency `json:"latency"`
+	// In0 is what in0's receive path did (medians over the repetitions);
+	// nil without ethtool.
+	In0 *Receive `json:"in0,omitempty"`
 }
 
 // Latency is a contender's latency measurement on a cell: generator to
@@ -396,9 +400,14 @@ func All() []Contender {
 
 // Extras are contenders outside the default set, for --contenders:
 // xnf run inside the harness's own process (xnf-inproc), to compare with
-// xnf as its own process.
+// xnf as its own process, and xnf with normal-class workers (xnf-normal).
 func Extras() []Contender {
-	return []Contender{XNFInProcess("native", EmptyChain), XNFInProcess("native", ExampleChain)}
+	// The A/B rows of the worker's scheduling on a shared core: the
+	// normal class at nice -10 spinning 256 loops, the default before
+	// realtime workers.
+	normal := "  realtime: 0\n  spin: 256\n"
+	return []Contender{XNFInProcess("native", EmptyChain), XNFInProcess("native", ExampleChain),
+		XNFWith("xnf-normal", "", normal, "native", EmptyChain), XNFWith("xnf-normal", "", normal, "native", ExampleChain)}
 }
 
 // ByName picks contenders by label prefix ("xnf", "linux", "dpdk-testpmd",
@@ -526,6 +535,7 @@ type sample struct {
 	cpu          []float64 // busy percent per CPU
 	mode         string    // in0's attach mode seen during the run
 	lat          bpf.LatencyHistogram
+	in0          *Receive
 }
 
 type row struct {
@@ -748,6 +758,15 @@ func (r *row) result(cell Cell) Result {
 		res.Mode = "-"
 	}
 	res.Samples = pps
+	var xdp, redir, drops []float64
+	for _, s := range r.samples {
+		if s.in0 != nil {
+			xdp, redir, drops = append(xdp, s.in0.XDPPackets), append(redir, s.in0.Redirected), append(drops, s.in0.Drops)
+		}
+	}
+	if len(xdp) > 0 {
+		res.In0 = &Receive{XDPPackets: round1(median(xdp)), Redirected: round1(median(redir)), Drops: round1(median(drops))}
+	}
 	res.PPSMedian, res.PPSMin, res.PPSMax = median(pps), slices.Min(pps), slices.Max(pps)
 	res.OfferedPPS = median(off)
 	res.MbpsMedian = res.PPSMedian * float64(cell.Frame) * 8 / 1e6
@@ -857,6 +876,12 @@ func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bo
 			done <- err
 		}()
 	}
+	var nic [2]map[string]uint64
+	readNIC := func(i int) {
+		if _, err := exec.LookPath("ethtool"); err == nil {
+			nic[i], _ = vethStats(env.Topo.DUT, "in0")
+		}
+	}
 	read := func() (g, k uint64, cpu []cpuTimes, t time.Time, err error) {
 		cpu, err = readCPU()
 		if err != nil {
@@ -904,6 +929,7 @@ func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bo
 		return sink.Prog.Latency()
 	}
 	sleep(ctx, o.Warmup)
+	readNIC(0)
 	h0, err := hist()
 	var g0, k0 uint64
 	var c0 []cpuTimes
@@ -919,6 +945,7 @@ func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bo
 	}
 	sleep(ctx, o.Window)
 	g1, k1, c1, t1, err := read()
+	readNIC(1)
 	var h1 bpf.LatencyHistogram
 	if err == nil {
 		h1, err = hist()
@@ -936,6 +963,9 @@ func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bo
 	s.offered = float64(g1-g0) / sec
 	s.pps = float64(k1-k0) / sec
 	s.cpu = busy(c0, c1)
+	if nic[0] != nil && nic[1] != nil {
+		s.in0 = receiveOf(nic[0], nic[1], sec)
+	}
 	if lat {
 		s.lat = h1.Sub(h0)
 	}

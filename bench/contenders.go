@@ -164,6 +164,12 @@ func XNFConfig(mode string, cpu int, chain string) string {
 // XNFConfigQueues is XNFConfig with one worker per CPU of cpus: worker i
 // serves queue i of both ports, pinned to cpus[i].
 func XNFConfigQueues(mode string, cpus []int, chain string) string {
+	return xnfConfig(mode, cpus, chain, "", "")
+}
+
+// xnfConfig is XNFConfigQueues with port lines added to both ports
+// (indented as port fields).
+func xnfConfig(mode string, cpus []int, chain, port, workers string) string {
 	var qs, cs []string
 	for i, c := range cpus {
 		qs = append(qs, fmt.Sprint(i))
@@ -175,18 +181,18 @@ func XNFConfigQueues(mode string, cpus []int, chain string) string {
     interface: in0
     mode: %s
     queues: [%s]
-  - name: out
+%s  - name: out
     interface: out0
     mode: %s
     queues: [%s]
-umem:
+%sumem:
   frame_size: 2048
   frames: 8192
 workers:
   cpus: [%s]
-metrics:
+%smetrics:
   listen: "off"
-%s`, mode, q, mode, q, c, chain)
+%s`, mode, q, port, mode, q, port, c, workers, chain)
 }
 
 // Label is the chain's stage types joined by ">" ("empty" for none).
@@ -212,7 +218,14 @@ func (c Chain) Label() string {
 // is stopped with SIGTERM, after which it must exit 0: its own check that
 // every frame came back to its UMEM.
 func XNF(mode string, chain Chain) Contender {
-	return xnfContender("xnf", mode, chain, func(env *Env, yaml string) (func() error, error) {
+	return XNFWith("xnf", "", "", mode, chain)
+}
+
+// XNFWith is XNF with port lines added to both ports of its config
+// ("    prefer_busy_poll: false\n"), named name: the A/B rows of a data-path
+// option.
+func XNFWith(name, port, workers, mode string, chain Chain) Contender {
+	return xnfContender(name, port, workers, mode, chain, func(env *Env, yaml string) (func() error, error) {
 		dir, err := os.MkdirTemp("", "xnf-bench-")
 		if err != nil {
 			return nil, err
@@ -237,7 +250,7 @@ func XNF(mode string, chain Chain) Contender {
 // process, as the harness did before it ran xnf as a process (the
 // "xnf-inproc" rows): kept to measure what the difference is.
 func XNFInProcess(mode string, chain Chain) Contender {
-	return xnfContender("xnf-inproc", mode, chain, func(env *Env, yaml string) (func() error, error) {
+	return xnfContender("xnf-inproc", "", "", mode, chain, func(env *Env, yaml string) (func() error, error) {
 		f, err := config.Parse("bench chain ("+mode+")", []byte(yaml))
 		if err != nil {
 			return nil, err
@@ -253,14 +266,14 @@ func XNFInProcess(mode string, chain Chain) Contender {
 	})
 }
 
-func xnfContender(name, mode string, chain Chain, start func(env *Env, yaml string) (func() error, error)) Contender {
+func xnfContender(name, port, workers, mode string, chain Chain, start func(env *Env, yaml string) (func() error, error)) Contender {
 	return Contender{Name: name, Mode: mode, Chain: chain.Label(), Frames: chain.Frames, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
 			cpus := []int{env.CPU}
 			if env.Cell.Queues == 2 {
 				cpus = []int{0, 1}
 			}
-			yaml := XNFConfigQueues(mode, cpus, chain.YAML)
+			yaml := xnfConfig(mode, cpus, chain.YAML, port, workers)
 			if _, err := config.Parse("bench chain ("+mode+")", []byte(yaml)); err != nil {
 				return nil, err
 			}

@@ -147,21 +147,30 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 				ncpu = max(ncpu, len(r.CPU))
 			}
 		}
-		lat := false
+		lat, nic := false, false
 		for _, r := range results {
 			if cellOf(r) == cell && r.Latency != nil {
 				lat = true
+			}
+			if cellOf(r) == cell && r.In0 != nil {
+				nic = true
 			}
 		}
 		fmt.Fprintf(&b, "| contender | chain | mode | Mpps median | min | max | offered Mpps | %s |", ratioHead)
 		for c := 0; c < ncpu; c++ {
 			fmt.Fprintf(&b, " cpu%d %% |", c)
 		}
+		if nic {
+			b.WriteString(" in0 xdp/redirect/drop Mpps |")
+		}
 		if lat {
 			b.WriteString(" p50 us | p99 us | p999 us |")
 		}
 		b.WriteString(" note |\n|---|---|---|--:|--:|--:|--:|--:|")
 		for c := 0; c < ncpu; c++ {
+			b.WriteString("--:|")
+		}
+		if nic {
 			b.WriteString("--:|")
 		}
 		if lat {
@@ -190,6 +199,13 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 					} else {
 						b.WriteString(" - |")
 					}
+				}
+			}
+			if nic {
+				if x := r.In0; x != nil {
+					fmt.Fprintf(&b, " %.2f/%.2f/%.2f |", x.XDPPackets/1e6, x.Redirected/1e6, x.Drops/1e6)
+				} else {
+					b.WriteString(" - |")
 				}
 			}
 			note := r.Error

@@ -55,6 +55,9 @@ func (f *File) check() error {
 		if r := p.RingSize; r != 0 && (r < 64 || r > 1<<16 || r&(r-1) != 0) {
 			return f.errField(at+".ring_size", "%d is not a power of two between 64 and 65536", r)
 		}
+		if b := p.BusyPollBudget; b != 0 && (b < 1 || b > 1024) {
+			return f.errField(at+".busy_poll_budget", "%d: expected between 1 and 1024 frames", b)
+		}
 		if _, err := p.Filter.BPF(); err != nil {
 			return f.errField(at+".filter", "%v", err)
 		}
@@ -69,6 +72,12 @@ func (f *File) check() error {
 		if c < 0 || c > 4095 {
 			return f.errField(fmt.Sprintf("workers.cpus[%d]", i), "%d is not a CPU number", c)
 		}
+	}
+	if n := f.Workers.WorkerRealTime(); n < 0 || n > 99 {
+		return f.errField("workers.realtime", "%d: expected a SCHED_FIFO priority between 1 and 99, or 0 for none", n)
+	}
+	if f.Workers.BusyPoll && f.Workers.WorkerRealTime() > 0 {
+		return f.errField("workers.busy_poll", "a realtime worker that never blocks starves the kernel's receive work on its core (nothing would arrive): set workers.realtime: 0 to busy-poll, or drop busy_poll")
 	}
 	if n := f.Workers.WorkerNice(); n < -20 || n > 19 {
 		return f.errField("workers.nice", "%d: expected a nice value between -20 and 19", n)

@@ -52,6 +52,16 @@ type Port struct {
 	ZeroCopy string `yaml:"zero_copy"`
 	// RingSize sizes all four rings (default 2048, a power of two).
 	RingSize int `yaml:"ring_size"`
+	// PreferBusyPoll makes the worker drive the queue's receive work
+	// (its NAPI context) from its own loop, so the kernel delivers only
+	// what the worker asks for, on the worker's CPU (preferred busy
+	// polling: SO_PREFER_BUSY_POLL with the device's NAPI deferred).
+	// Unset: on where the kernel can busy-poll the socket, which since
+	// Linux 6.13 means zero-copy sockets in native mode only; true where
+	// it cannot is an error at start.
+	PreferBusyPoll *bool `yaml:"prefer_busy_poll"`
+	// BusyPollBudget is the most frames one busy poll receives (default 64).
+	BusyPollBudget int `yaml:"busy_poll_budget"`
 	// Frags loads the multi-buffer program (jumbo frames).
 	Frags  bool   `yaml:"frags"`
 	Filter Filter `yaml:"filter"`
@@ -76,13 +86,37 @@ type Workers struct {
 	// CPUs pins worker i to CPUs[i]; missing entries leave it unpinned.
 	CPUs  []int `yaml:"cpus"`
 	Burst int   `yaml:"burst"` // default 64
-	// Spin is the number of empty loops before blocking in poll(2).
+	// Spin is the number of empty loops before blocking in poll(2)
+	// (default 1 with realtime, 256 without).
 	Spin int `yaml:"spin"`
-	// BusyPoll never blocks (a core at 100%).
+	// BusyPoll never blocks (a core at 100%); not with realtime.
 	BusyPoll bool `yaml:"busy_poll"`
-	// Nice is the workers' nice value (default -10; "nice: 0" keeps the
-	// scheduler's default). See pipeline.Config.Nice.
+	// Nice is the workers' nice value when not realtime (default -10;
+	// "nice: 0" keeps the scheduler's default). See pipeline.Config.Nice.
 	Nice *int `yaml:"nice"`
+	// RealTime runs the workers under SCHED_FIFO at this priority (1-99;
+	// default 1; 0 keeps them in the normal class at Nice). See
+	// pipeline.Config.RealTime.
+	RealTime *int `yaml:"realtime"`
+}
+
+// WorkerRealTime is the SCHED_FIFO priority workers run at (0: none).
+func (w Workers) WorkerRealTime() int {
+	if w.RealTime == nil {
+		return 1
+	}
+	return *w.RealTime
+}
+
+// WorkerSpin is the number of empty loops before a worker blocks.
+func (w Workers) WorkerSpin() int {
+	switch {
+	case w.Spin != 0:
+		return w.Spin
+	case w.WorkerRealTime() > 0:
+		return 1
+	}
+	return 256
 }
 
 // WorkerNice is the nice value workers run at.

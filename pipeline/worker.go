@@ -38,7 +38,20 @@ type Config struct {
 	// difference (0.96-0.97x). Negative values need CAP_SYS_NICE; without
 	// it Start reports the error and the worker runs at 0.
 	Nice int
-	Idle Idle
+	// RealTime, when positive, runs the worker thread under SCHED_FIFO at
+	// that priority, Nice ignored. On a core it shares with the kernel's
+	// receive work for its queues (a NAPI thread, or a softirq deferred to
+	// ksoftirqd), a normal-class worker takes turns with that work by the
+	// scheduler's slices, and the kernel spends its turn receiving more
+	// than the worker can take: the RX ring fills and every further frame
+	// is copied only to be dropped. A realtime worker runs the moment the
+	// kernel's receive work hands it a batch, so the kernel receives no
+	// faster than the worker forwards. It must block when idle (Idle.Spin
+	// small, never Idle.Busy), or nothing else runs on its core. Needs
+	// CAP_SYS_NICE; without it Start reports the error and the worker
+	// runs in the normal class at Nice.
+	RealTime int
+	Idle     Idle
 }
 
 // Worker runs a chain over its ports on one goroutine, run to completion.
@@ -125,14 +138,15 @@ func NewWorker(cfg Config) (*Worker, error) {
 }
 
 // Start runs the loop on a new goroutine, pinned when Config.CPU >= 0 and
-// with Config.Nice applied, and returns once the thread is set up. A
-// pinning failure stops the worker (Stop returns it too); a nice value that
-// cannot be set is returned while the worker runs on at nice 0.
+// with Config.RealTime or Config.Nice applied, and returns once the thread
+// is set up. A pinning failure stops the worker (Stop returns it too); a
+// priority that cannot be set is returned while the worker runs on in the
+// normal class.
 func (w *Worker) Start() error {
 	ready := make(chan error, 1)
 	go func() {
 		defer close(w.done)
-		if w.cfg.CPU >= 0 || w.cfg.Nice != 0 {
+		if w.cfg.CPU >= 0 || w.cfg.Nice != 0 || w.cfg.RealTime > 0 {
 			// Both belong to this OS thread: keep the loop on it.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
@@ -147,9 +161,18 @@ func (w *Worker) Start() error {
 			}
 		}
 		var niceErr error
-		if w.cfg.Nice != 0 {
+		nice := w.cfg.Nice
+		if w.cfg.RealTime > 0 {
+			attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(w.cfg.RealTime)}
+			if err := unix.SchedSetAttr(0, &attr, 0); err == nil {
+				nice = 0
+			} else {
+				niceErr = fmt.Errorf("pipeline: worker realtime priority %d: %w (runs in the normal class; needs CAP_SYS_NICE)", w.cfg.RealTime, err)
+			}
+		}
+		if nice != 0 {
 			if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), w.cfg.Nice); err != nil {
-				niceErr = fmt.Errorf("pipeline: worker nice %d: %w (runs at 0; negative values need CAP_SYS_NICE)", w.cfg.Nice, err)
+				niceErr = errors.Join(niceErr, fmt.Errorf("pipeline: worker nice %d: %w (runs at 0; negative values need CAP_SYS_NICE)", w.cfg.Nice, err))
 			}
 		}
 		ready <- niceErr

@@ -36,6 +36,14 @@ func (x *XDPPort) Name() string { return x.name }
 func (x *XDPPort) Socket() *afxdp.Socket { return x.sock }
 
 func (x *XDPPort) Receive(b *packet.Batch, inPort uint16, max int) int {
+	// With busy polling the kernel delivers only when asked: ask when
+	// less than a burst waits. One poll delivers up to twice its budget
+	// (the kernel polls once more as it stops), and asking while frames
+	// wait would fill the RX ring, where the kernel drops frames it has
+	// already copied.
+	if x.sock.BusyPolling() && x.sock.RXAvailable() < max {
+		x.sock.BusyPoll()
+	}
 	n := x.sock.Receive(x.descs[:min(max, b.Free())])
 	u := x.umem
 	for _, d := range x.descs[:n] {

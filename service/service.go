@@ -79,6 +79,7 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err err
 			return nil, fmt.Errorf("port %s: %w", p.Name, err)
 		}
 		s.Devices = append(s.Devices, &Device{Port: p.Name, Device: d})
+
 		log.Info("attached XDP program", "port", p.Name, "interface", p.Interface, "mode", d.Mode().String(), "asked", mode.String(), "filter", filter.String(), "queues", d.Queues())
 	}
 	nworkers := len(f.Ports[0].Queues)
@@ -111,8 +112,12 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 		q := p.Queues[wi]
 		zc, _ := config.ParseZeroCopy(p.ZeroCopy)
 		ring := p.RingSize
-		sock, err := s.Devices[pi].OpenQueue(q, u, afxdp.SocketConfig{RXSize: ring, TXSize: ring, FillSize: ring, CompletionSize: ring, ZeroCopy: zc})
+		dev := s.Devices[pi]
+		sock, err := dev.OpenQueue(q, u, afxdp.SocketConfig{RXSize: ring, TXSize: ring, FillSize: ring, CompletionSize: ring, ZeroCopy: zc})
 		if err != nil {
+			return nil, fmt.Errorf("port %s queue %d: %w", p.Name, q, err)
+		}
+		if err := s.busyPoll(p, dev, sock); err != nil {
 			return nil, fmt.Errorf("port %s queue %d: %w", p.Name, q, err)
 		}
 		fill := frames / len(f.Ports) / 2
@@ -125,7 +130,7 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 		w.Ports = append(w.Ports, xp)
 		w.Queue = append(w.Queue, q)
 		ports = append(ports, xp)
-		s.log.Info("opened queue", "worker", wi, "port", p.Name, "queue", q, "zero_copy", sock.ZeroCopy(), "need_wakeup", sock.NeedWakeup(), "tx_budget", sock.TXBudget())
+		s.log.Info("opened queue", "worker", wi, "port", p.Name, "queue", q, "zero_copy", sock.ZeroCopy(), "need_wakeup", sock.NeedWakeup(), "tx_budget", sock.TXBudget(), "busy_poll", sock.BusyPolling())
 	}
 	stages, err := f.Stages(&config.BuildContext{File: f, Worker: wi})
 	if err != nil {
@@ -138,8 +143,8 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	}
 	pw, err := pipeline.NewWorker(pipeline.Config{
 		Ports: ports, Stages: stages, DefaultOut: f.DefaultOut(), Burst: f.Workers.Burst, CPU: cpu,
-		Nice: f.Workers.WorkerNice(),
-		Idle: pipeline.Idle{Spin: f.Workers.Spin, Busy: f.Workers.BusyPoll},
+		Nice: f.Workers.WorkerNice(), RealTime: f.Workers.WorkerRealTime(),
+		Idle: pipeline.Idle{Spin: f.Workers.WorkerSpin(), Busy: f.Workers.BusyPoll},
 	})
 	if err != nil {
 		return nil, err
@@ -148,8 +153,44 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	if err := pw.Start(); err != nil {
 		s.log.Warn("worker setup", "worker", wi, "err", err)
 	}
-	s.log.Info("worker started", "worker", wi, "cpu", cpu, "nice", f.Workers.WorkerNice(), "stages", len(stages))
+	s.log.Info("worker started", "worker", wi, "cpu", cpu, "realtime", f.Workers.WorkerRealTime(), "nice", f.Workers.WorkerNice(), "spin", f.Workers.WorkerSpin(), "stages", len(stages))
 	return w, nil
+}
+
+// busyPoll turns preferred busy polling on for sock when the port asks
+// for it or leaves it to us (config.Port.PreferBusyPoll) and the kernel
+// can busy-poll it: since Linux 6.13 an AF_XDP socket learns its NAPI
+// context at bind, and only in zero-copy mode (net/xdp/xsk.c, "xsk: Bring
+// back busy polling support"), so a copy-mode socket's busy polls would
+// poll nothing while the deferred NAPI starved it. Asking for it there is
+// an error that says so.
+func (s *Service) busyPoll(p config.Port, dev *Device, sock *afxdp.Socket) error {
+	want := p.PreferBusyPoll
+	if want != nil && !*want {
+		return nil
+	}
+	why := ""
+	switch {
+	case dev.Mode() != afxdp.ModeNative:
+		why = fmt.Sprintf("%s mode has no NAPI context to poll (native XDP has)", dev.Mode())
+	case !sock.ZeroCopy() && afxdp.CopyModeBusyPollBroken():
+		why = fmt.Sprintf("the socket runs in copy mode (%s has no zero-copy) and since Linux 6.13 the kernel busy-polls zero-copy AF_XDP sockets only", dev.Driver)
+	}
+	if why != "" {
+		if want != nil {
+			return fmt.Errorf("prefer_busy_poll: %s: set prefer_busy_poll: false or leave it unset", why)
+		}
+		return nil
+	}
+	if err := sock.SetBusyPoll(afxdp.BusyPoll{Budget: p.BusyPollBudget}); err != nil {
+		return err
+	}
+	if len(dev.BusyPolled()) == 0 {
+		if err := dev.PreferBusyPoll(afxdp.BusyPollDefer, afxdp.BusyPollTimeout); err != nil {
+			return fmt.Errorf("prefer_busy_poll: %w", err)
+		}
+	}
+	return nil
 }
 
 // Stop drains the workers, detaches the programs and closes the sockets.

@@ -1,88 +1,29 @@
 package rig
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/internal/lab"
 )
 
-// netdev generic netlink (include/uapi/linux/netdev.h).
-const (
-	netdevCmdNAPIGet       = 11
-	netdevCmdNAPISet       = 14
-	netdevANAPIIfindex     = 1
-	netdevANAPIID          = 2
-	netdevANAPIPID         = 4
-	netdevANAPIThreaded    = 8
-	netdevNAPIThreadedOn   = 1
-	netdevNAPIThreadedNone = 0
-)
-
-// NAPI is one NAPI context of a device.
-type NAPI struct {
-	ID uint32
-	// PID is the kernel thread polling it when threaded (0 otherwise).
-	PID int
-}
-
 // NAPIs lists the NAPI contexts of ns's device ifname. A veth has them
 // only while XDP is attached or GRO is on.
-func NAPIs(ns *lab.NS, ifname string) ([]NAPI, error) {
+func NAPIs(ns *lab.NS, ifname string) ([]afxdp.NAPI, error) {
 	l, err := ns.Link(ifname)
 	if err != nil {
 		return nil, err
 	}
-	fam, err := netlink.GenlFamilyGet("netdev")
-	if err != nil {
-		return nil, fmt.Errorf("rig: netdev netlink family: %w", err)
-	}
-	var out []NAPI
-	err = ns.Do(func() error {
-		req := nl.NewNetlinkRequest(int(fam.ID), unix.NLM_F_DUMP)
-		req.AddData(&nl.Genlmsg{Command: netdevCmdNAPIGet, Version: 1})
-		req.AddData(nl.NewRtAttr(netdevANAPIIfindex, nl.Uint32Attr(uint32(l.Attrs().Index))))
-		msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if len(m) < nl.SizeofGenlmsg {
-				continue
-			}
-			attrs, err := nl.ParseRouteAttr(m[nl.SizeofGenlmsg:])
-			if err != nil {
-				return err
-			}
-			var n NAPI
-			ours := false
-			for _, a := range attrs {
-				if len(a.Value) < 4 {
-					continue
-				}
-				v := binary.NativeEndian.Uint32(a.Value)
-				switch a.Attr.Type {
-				case netdevANAPIIfindex:
-					ours = v == uint32(l.Attrs().Index)
-				case netdevANAPIID:
-					n.ID = v
-				case netdevANAPIPID:
-					n.PID = int(v)
-				}
-			}
-			if ours {
-				out = append(out, n)
-			}
-		}
-		return nil
+	var out []afxdp.NAPI
+	err = ns.Do(func() (err error) {
+		out, err = afxdp.NAPIs(l.Attrs().Index)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rig: listing NAPI contexts of %s in %s: %w", ifname, ns.Name, err)
+		return nil, fmt.Errorf("rig: NAPI contexts of %s in %s: %w", ifname, ns.Name, err)
 	}
 	return out, nil
 }
@@ -93,7 +34,7 @@ func NAPIs(ns *lab.NS, ifname string) ([]NAPI, error) {
 // included) runs on that CPU instead of as a softirq on the sender's CPU.
 // cpu < 0 only makes them threaded. Needs XDP or GRO on the veth end
 // first (otherwise it has no NAPI context). Unthread undoes it.
-func ThreadNAPI(ns *lab.NS, ifname string, cpu int) ([]NAPI, error) {
+func ThreadNAPI(ns *lab.NS, ifname string, cpu int) ([]afxdp.NAPI, error) {
 	napis, err := NAPIs(ns, ifname)
 	if err != nil {
 		return nil, err
@@ -101,7 +42,7 @@ func ThreadNAPI(ns *lab.NS, ifname string, cpu int) ([]NAPI, error) {
 	if len(napis) == 0 {
 		return nil, fmt.Errorf("rig: %s in %s has no NAPI context (attach XDP or turn GRO on first)", ifname, ns.Name)
 	}
-	if err := setThreaded(ns, napis, netdevNAPIThreadedOn); err != nil {
+	if err := setThreaded(ns, napis, true); err != nil {
 		return nil, fmt.Errorf("rig: threading NAPI of %s: %w", ifname, err)
 	}
 	if napis, err = NAPIs(ns, ifname); err != nil {
@@ -130,22 +71,14 @@ func Unthread(ns *lab.NS, ifname string) error {
 	if err != nil {
 		return err
 	}
-	return setThreaded(ns, napis, netdevNAPIThreadedNone)
+	return setThreaded(ns, napis, false)
 }
 
-func setThreaded(ns *lab.NS, napis []NAPI, mode uint32) error {
-	fam, err := netlink.GenlFamilyGet("netdev")
-	if err != nil {
-		return fmt.Errorf("rig: netdev netlink family: %w", err)
-	}
+func setThreaded(ns *lab.NS, napis []afxdp.NAPI, on bool) error {
 	return ns.Do(func() error {
 		for _, n := range napis {
-			req := nl.NewNetlinkRequest(int(fam.ID), unix.NLM_F_ACK)
-			req.AddData(&nl.Genlmsg{Command: netdevCmdNAPISet, Version: 1})
-			req.AddData(nl.NewRtAttr(netdevANAPIID, nl.Uint32Attr(n.ID)))
-			req.AddData(nl.NewRtAttr(netdevANAPIThreaded, nl.Uint32Attr(mode)))
-			if _, err := req.Execute(unix.NETLINK_GENERIC, 0); err != nil {
-				return fmt.Errorf("NAPI %d: %w", n.ID, err)
+			if err := afxdp.SetNAPI(n.ID, afxdp.NAPISettings{Threaded: &on}); err != nil {
+				return err
 			}
 		}
 		return nil
