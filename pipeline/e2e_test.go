@@ -3,12 +3,14 @@ package pipeline_test
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
 )
@@ -37,9 +39,30 @@ func (m *macRewrite) Process(b *packet.Batch) {
 	}
 }
 
+// TestWorkerForwardsRealTrafficBetweenVethPairs forwards an exact count
+// in each XDP mode, with every data-path option of the worker on and off:
+// a normal-class worker, a realtime one pinned to a CPU with in0's NAPI
+// threaded onto it (the one-core layout, where realtime matters), and
+// sockets with the busy-poll options set (on veth's copy-mode sockets the
+// kernel polls nothing for them since 6.13, so this checks that asking
+// costs nothing and loses nothing).
 func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
-	for _, mode := range []afxdp.AttachMode{afxdp.ModeNative, afxdp.ModeGeneric} {
-		t.Run(mode.String(), func(t *testing.T) {
+	for _, opt := range []struct {
+		name     string
+		realtime bool
+		busyPoll bool
+	}{{"normal", false, false}, {"realtime", true, false}, {"busy-poll-options", false, true}} {
+		for _, mode := range []afxdp.AttachMode{afxdp.ModeNative, afxdp.ModeGeneric} {
+			t.Run(opt.name+"/"+mode.String(), func(t *testing.T) {
+				forwardExactly(t, mode, opt.realtime, opt.busyPoll)
+			})
+		}
+	}
+}
+
+func forwardExactly(t *testing.T, mode afxdp.AttachMode, realtime, busyPoll bool) {
+	{
+		{
 			topo := lab.TopologyForTest(t, "worker", lab.TopologyOptions{})
 			if err := topo.Gen.AddNeigh("g0", lab.DUTInAddr, lab.DUTInMAC); err != nil {
 				t.Fatal(err)
@@ -61,7 +84,11 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 					if d.Mode() != mode {
 						return fmt.Errorf("%s attached in %v, asked for %v", ifname, d.Mode(), mode)
 					}
-					s, err := d.OpenQueue(0, u, afxdp.SocketConfig{})
+					sc := afxdp.SocketConfig{}
+					if busyPoll {
+						sc.BusyPoll = &afxdp.BusyPoll{}
+					}
+					s, err := d.OpenQueue(0, u, sc)
 					if err != nil {
 						return err
 					}
@@ -81,7 +108,19 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 				src: [2][6]byte{mac(lab.DUTInMAC), mac(lab.DUTOutMAC)},
 				dst: [2][6]byte{mac(lab.GenMAC), mac(lab.SinkMAC)},
 			}
-			w, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: []pipeline.Stage{stage}, CPU: -1})
+			cfg := pipeline.Config{Ports: ports, Stages: []pipeline.Stage{stage}, CPU: -1}
+			if realtime {
+				if runtime.NumCPU() < 2 {
+					t.Skip("skipped: the realtime case pins the worker to CPU 1")
+				}
+				cfg.CPU, cfg.RealTime, cfg.Idle.Spin = 1, 1, 1
+				if mode == afxdp.ModeNative {
+					if _, err := rig.ThreadNAPI(topo.DUT, "in0", 1); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			w, err := pipeline.NewWorker(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +131,9 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 			}
 			defer sink.Close()
 
-			w.Start()
+			if err := w.Start(); err != nil {
+				t.Fatalf("worker start: %v", err)
+			}
 			const n = 5000
 			// A bounded rate: exact counts, not a load test.
 			if err := topo.Gen.SendUDP(lab.SinkAddr+":9000", n, "pkt-%d", 256, time.Millisecond); err != nil {
@@ -130,6 +171,15 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 			if a := u.Accounting(); !a.Balanced() || a.Free != a.Total {
 				t.Errorf("UMEM accounting after close: %v", a)
 			}
-		})
+			if busyPoll {
+				var polls uint64
+				for _, p := range ports {
+					polls += p.(*pipeline.XDPPort).Socket().Counters().BusyPolls
+				}
+				if polls == 0 {
+					t.Error("busy-poll options set, but the worker never busy-polled")
+				}
+			}
+		}
 	}
 }
