@@ -212,8 +212,13 @@ func (s *Skip) Error() string { return s.Reason }
 // Skipf returns a Skip error.
 func Skipf(format string, args ...any) error { return &Skip{Reason: fmt.Sprintf(format, args...)} }
 
+// KindTCP marks the rows of real TCP clients (Result.Kind).
+const KindTCP = "tcp"
+
 // Result is one row: a contender on a cell, over the repetitions.
 type Result struct {
+	// Kind is "" for a packet-rate row, KindTCP for an iperf3 row.
+	Kind      string `json:"kind,omitempty"`
 	Contender string `json:"contender"`
 	Mode      string `json:"mode"`
 	Chain     string `json:"chain"`
@@ -244,6 +249,18 @@ type Result struct {
 	// In0 is what in0's receive path did (medians over the repetitions);
 	// nil without ethtool.
 	In0 *Receive `json:"in0,omitempty"`
+
+	// TCP rows (Kind KindTCP): parallel streams, the receiver's goodput
+	// (Gbit/s, median and every repetition), the sender's retransmits
+	// (median), and the unloaded ping RTT's p50 and p99 over RTTProbes
+	// replies.
+	Streams     int       `json:"streams,omitempty"`
+	GbpsMedian  float64   `json:"gbps_median,omitempty"`
+	GbpsSamples []float64 `json:"gbps_samples,omitempty"`
+	Retransmits float64   `json:"retransmits,omitempty"`
+	RTTp50us    float64   `json:"rtt_p50_us,omitempty"`
+	RTTp99us    float64   `json:"rtt_p99_us,omitempty"`
+	RTTProbes   int       `json:"rtt_probes,omitempty"`
 }
 
 // Latency is a contender's latency measurement on a cell: generator to
@@ -314,6 +331,8 @@ type Options struct {
 	// gives p50, p99 and p999 (Result.Latency).
 	Latency     bool
 	LatencyRate float64
+	// TCP adds real clients after the packet cells (nil: none).
+	TCP *TCP
 	// Prefix names the lab's namespaces (Prefix-<random>-gen, ...).
 	Prefix string
 	// Binary is the xnf binary that process contenders run (`xnf run`,
@@ -359,6 +378,7 @@ func Quick() Options {
 	o.Latency = true
 	o.Warmup = 400 * time.Millisecond
 	o.Window = time.Second
+	o.TCP = QuickTCP()
 	return o
 }
 
@@ -451,7 +471,12 @@ func (o Options) Estimate() time.Duration {
 	if o.Latency {
 		n += cells
 	}
-	return time.Duration(n) * (o.Warmup + o.Window + 400*time.Millisecond)
+	d := time.Duration(n) * (o.Warmup + o.Window + 400*time.Millisecond)
+	if t := o.TCP; t != nil {
+		per := time.Duration(len(t.Streams))*(t.Duration+300*time.Millisecond) + time.Duration(t.Pings)*t.PingInterval + time.Second
+		d += time.Duration(max(t.Reps, 1)*len(t.Contenders)) * per
+	}
+	return d
 }
 
 func (o *Options) check() error {
@@ -479,6 +504,11 @@ func (o *Options) check() error {
 	}
 	if len(o.Sinks) == 0 {
 		o.Sinks = []Sink{SinkLocal, SinkRemote}
+	}
+	if o.TCP != nil {
+		if err := o.TCP.check(); err != nil {
+			return err
+		}
 	}
 	if o.Binary == "" {
 		exe, err := os.Executable()
@@ -565,6 +595,9 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 	}
 	p := &progress{w: o.Progress, tty: o.ProgressTTY,
 		total: len(o.Queues) * len(o.Layouts) * len(o.Sinks) * len(o.Sizes) * len(o.Flows) * steps * len(o.Contenders)}
+	if o.TCP != nil {
+		p.total += o.TCP.Reps * len(o.TCP.Contenders)
+	}
 	defer p.done()
 	skipped := map[string]string{}
 	for _, q := range o.Queues {
@@ -594,7 +627,12 @@ func runQueues(ctx context.Context, o Options, queues int, p *progress, skipped 
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, sink.Close()) }()
+	sinkOn := true
+	defer func() {
+		if sinkOn {
+			err = errors.Join(err, sink.Close())
+		}
+	}()
 
 	steps := o.Reps
 	if o.Latency {
@@ -703,6 +741,14 @@ func runQueues(ctx context.Context, o Options, queues int, p *progress, skipped 
 			}
 		}
 		flush()
+	}
+	if o.TCP != nil && queues == 1 {
+		// The server's kernel receives on s0 now.
+		sinkOn = false
+		if err := sink.Close(); err != nil {
+			return err
+		}
+		return runTCP(ctx, o, topo, p, results)
 	}
 	return nil
 }

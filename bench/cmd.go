@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,9 @@ func Command() *cobra.Command {
 		window, warmup        time.Duration
 		rate, latencyRate     float64
 		latency               bool
+		tcp                   bool
+		tcpStreams            string
+		tcpDuration           time.Duration
 		jsonFile, outDir      string
 	)
 	cmd := &cobra.Command{
@@ -45,7 +49,9 @@ places the sink's receive work (every frame the DUT sends into out0 is received 
 NAPI): local leaves it on the transmitting CPU, as between namespaces or containers on one
 host; remote threads it onto CPU 0, closer to a NIC. Every row says which. --latency (on in
 --quick and --full) adds, per contender and cell, p50/p99/p999 one-way latency of
-timestamped probes at a fixed 20 kpps (--latency-rate).`,
+timestamped probes at a fixed 20 kpps (--latency-rate). --tcp (on in --quick and --full)
+adds real kernel TCP (iperf3, 1 and 4 streams) and ping RTT through Linux, Linux with
+nftables, and xnf's empty and example chains, in the same lab after the packet cells.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
@@ -143,6 +149,40 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 			if f.Changed("latency-rate") {
 				o.LatencyRate = latencyRate
 			}
+			if f.Changed("tcp") {
+				o.TCP = nil
+				if tcp {
+					o.TCP = QuickTCP()
+				}
+			}
+			if o.TCP != nil {
+				if f.Changed("reps") {
+					o.TCP.Reps = reps
+				}
+				if f.Changed("tcp-streams") {
+					v, err := parseInts(tcpStreams)
+					if err != nil {
+						return fmt.Errorf("--tcp-streams: %w", err)
+					}
+					o.TCP.Streams = v
+				}
+				if f.Changed("tcp-duration") {
+					o.TCP.Duration = tcpDuration
+				}
+				if f.Changed("contenders") {
+					// Only the TCP contenders the user picked.
+					var keep []Contender
+					for _, c := range o.TCP.Contenders {
+						if slices.ContainsFunc(o.Contenders, func(x Contender) bool { return x.Label() == c.Label() }) {
+							keep = append(keep, c)
+						}
+					}
+					o.TCP.Contenders = keep
+					if len(keep) == 0 {
+						o.TCP = nil
+					}
+				}
+			}
 			o.Progress = cmd.ErrOrStderr()
 			o.ProgressTTY = isTerminal(os.Stderr)
 			out := cmd.OutOrStdout()
@@ -195,6 +235,9 @@ timestamped probes at a fixed 20 kpps (--latency-rate).`,
 	f.Float64Var(&rate, "split-rate", 1.5e6, "generator pacing in the split layout (pps)")
 	f.BoolVar(&latency, "latency", false, "measure p50/p99/p999 latency per contender and cell with timestamped probes (default on in --quick and --full, off in --smoke)")
 	f.Float64Var(&latencyRate, "latency-rate", DefaultLatencyRate, "offered load of the latency probes (pps, paced, every contender alike)")
+	f.BoolVar(&tcp, "tcp", false, "add real TCP rows (default on in --quick and --full): iperf3 through linux, linux+nftables, xnf empty and xnf's example chain, 1 and 4 streams, with ping RTT")
+	f.StringVar(&tcpStreams, "tcp-streams", "1,4", "iperf3 parallel stream counts, comma-separated")
+	f.DurationVar(&tcpDuration, "tcp-duration", 3*time.Second, "one iperf3 run")
 	f.StringVar(&jsonFile, "json", "", "write the results as JSON to this file")
 	f.StringVar(&outDir, "out", "", "write PNG and SVG plots into this directory")
 	cmd.AddCommand(asavieCmd())

@@ -64,6 +64,7 @@ const ExampleChainYAML = `chain:
       - accept proto udp dst 198.18.1.0/24 dport 53
       - accept proto udp dst 198.18.1.0/24 dport 123
       - accept in in proto udp dst 198.18.1.0/24 dport 7777
+      - accept proto icmp
   - type: nat
     inside: [in]
     outside: [out]
@@ -379,8 +380,9 @@ func linuxSetup(env *Env) (func() error, error) {
 
 // NFTRuleset is the nftables equivalent of the example chain as the
 // project defines it (firewall -> NAT -> router): a stateful forward
-// filter of 20 rules, policy drop, whose last rule admits the benchmark's
-// UDP traffic, and masquerade out of out0 (conntrack on every packet).
+// filter of 21 rules, policy drop, whose 20th admits the benchmark's UDP
+// traffic (the 21st, ICMP, is for the TCP rows' pings and never reached
+// by it), and masquerade out of out0 (conntrack on every packet).
 // The generator's flows never see a reply, so conntrack keeps them "new"
 // and every packet walks the whole filter.
 const NFTRuleset = `table inet xnfbench {
@@ -406,6 +408,7 @@ const NFTRuleset = `table inet xnfbench {
 		ip daddr 198.18.1.0/24 udp dport 53 accept
 		ip daddr 198.18.1.0/24 udp dport 123 accept
 		iifname "in0" oifname "out0" ip daddr 198.18.1.0/24 udp dport 7777 accept
+		ip protocol icmp accept
 	}
 }
 table ip xnfbench_nat {
@@ -419,7 +422,7 @@ table ip xnfbench_nat {
 // LinuxNFT is Linux forwarding with NFTRuleset loaded in the DUT
 // namespace (needs the nft binary).
 func LinuxNFT() Contender {
-	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw20-ct-masq", Frames: Routed, Multiqueue: true,
+	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw21-ct-masq", Frames: Routed, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
 			if _, err := exec.LookPath("nft"); err != nil {
 				return nil, Skipf("skipped: nft not found (apt-get install nftables)")
