@@ -43,6 +43,13 @@
 // leave a zero UDP checksum ("none") at zero, and send a computed zero as
 // 0xffff.
 //
+// # Building answers
+//
+// IPv4.Encode and IPv6.Encode write fresh headers; Packet.ToICMPv4Error and
+// ToICMPv6Error turn a packet, in its own frame, into the ICMP error that
+// answers it (icmp.go); IsICMPError says which messages are errors, which
+// no error may answer.
+//
 // # Cost
 //
 // Measured with go test -run XXX -bench . -benchtime=200ms ./packet on the

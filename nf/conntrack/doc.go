@@ -57,7 +57,7 @@
 // port of a request and the destination port of a reply, so a reply's key
 // is its request's reversed while a request from the far side with the same
 // identifier is a flow of its own, not a reply; an echo reply that matches
-// nothing is invalid. ICMP errors (IPv4 types 3, 4, 5, 11, 12; ICMPv6 types 1 to 4)
+// nothing is invalid. ICMP errors (packet.IsICMPError: IPv4 types 3, 4, 5, 11, 12; ICMPv6 types below 128)
 // are parsed down to the quoted IP header and the first 8 bytes of its L4
 // header without allocating (QuotedKey); the quoted tuple, reversed, is
 // looked up, which finds the flow even when the quoted packet was

@@ -83,15 +83,10 @@ func icmp6Sum(src, dst [16]byte, body []byte) uint16 {
 	return ^packet.Sum(body, packet.PseudoHeaderSumIPv6(src, dst, packet.ProtoICMPv6, uint32(len(body))))
 }
 
-// writeIPv6 writes a fixed IPv6 header at d.
+// writeIPv6 writes a fixed IPv6 header for an ICMPv6 message at d.
 func writeIPv6(d []byte, payload int, hop uint8, src, dst [16]byte) {
-	clear(d[:8])
-	d[0] = 0x60
-	binary.BigEndian.PutUint16(d[4:6], uint16(payload))
-	d[6] = packet.ProtoICMPv6
-	d[7] = hop
-	copy(d[8:24], src[:])
-	copy(d[24:40], dst[:])
+	packet.IPv6(d).Encode(&packet.IPv6Fields{PayloadLen: uint16(payload), NextHeader: packet.ProtoICMPv6,
+		HopLimit: hop, Src: src, Dst: dst})
 }
 
 // writeND writes a 32-byte neighbor solicitation or advertisement (typ)
@@ -147,38 +142,21 @@ func (r *Router) local6Packet(p *packet.Packet) {
 // as much of it as fits in the minimum MTU.
 func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
 	in := r.iface(p.InPort)
-	h := p.IPv6()
-	src := h.Src()
+	src := p.IPv6().Src()
 	var from [16]byte
 	ok := in != nil
 	if ok {
 		from, ok = r.source6(in)
 	}
 	if !ok || src[0] == 0xff || src == [16]byte{} ||
-		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().Type() < 128) || !r.allowICMP() {
+		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
+		!p.ToICMPv6Error(typ, code, from) {
 		p.SetDrop(reason)
 		return
 	}
-	l3 := int(p.L3Off)
-	quote := min(int(p.L3End)-l3, 1280-40-8)
-	n := l3 + 40 + 8 + quote
-	if cap(p.Data) < n {
-		p.SetDrop(reason)
-		return
-	}
-	d := p.Data[:n]
-	// Move the offending packet behind the new headers (copy handles overlap).
-	copy(d[l3+48:], p.Data[l3:l3+quote])
-	e := packet.Ethernet(d)
+	e := p.Ethernet()
 	e.SetDst(e.Src())
 	e.SetSrc(in.MAC)
-	writeIPv6(d[l3:], 8+quote, 64, from, src)
-	icmp := d[l3+40:]
-	clear(icmp[:8])
-	icmp[0], icmp[1] = typ, code
-	binary.BigEndian.PutUint16(icmp[2:4], icmp6Sum(from, src, icmp))
-	p.Data = d
-	p.Parse()
 	p.SetBounce()
 	sent.Add(1)
 }

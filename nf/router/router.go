@@ -353,52 +353,22 @@ func (r *Router) local4Packet(p *packet.Packet) {
 	r.ctr.echo.Add(1)
 }
 
-// isICMPError reports ICMPv4 types that are errors (no error about an error).
-func isICMPError(t uint8) bool { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12 }
-
 // icmp4Error turns p into an ICMP error of type/code about itself, sent
 // back out of its ingress port from the router's address there (RFC 1812
 // 4.3.2). When no error may be sent, p is dropped with reason.
 func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
 	in := r.iface(p.InPort)
-	h := p.IPv4()
-	src := h.Src()
+	src := p.IPv4().Src()
 	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
-		(p.Flags&packet.FlagICMP != 0 && isICMPError(p.ICMP().Type())) ||
-		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() {
+		(p.Flags&packet.FlagICMP != 0 && p.ICMP().IsError(false)) ||
+		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() ||
+		!p.ToICMPv4Error(typ, code, r.sourceFor(in, src), false) {
 		p.SetDrop(reason)
 		return
 	}
-	l3 := int(p.L3Off)
-	quote := min(h.HeaderLen()+8, int(p.L3End)-l3)
-	var q [68]byte
-	copy(q[:], p.Data[l3:l3+quote])
-	n := l3 + 20 + 8 + quote
-	if cap(p.Data) < n {
-		p.SetDrop(reason)
-		return
-	}
-	d := p.Data[:n]
-	e := packet.Ethernet(d)
+	e := p.Ethernet()
 	e.SetDst(e.Src())
 	e.SetSrc(in.MAC)
-	ip := d[l3 : l3+20]
-	clear(ip)
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:4], uint16(20+8+quote))
-	ip[8] = 64
-	ip[9] = packet.ProtoICMP
-	from := r.sourceFor(in, src)
-	copy(ip[12:16], from[:])
-	copy(ip[16:20], src[:])
-	binary.BigEndian.PutUint16(ip[10:12], packet.Checksum(ip))
-	icmp := d[l3+20:]
-	clear(icmp[:8])
-	icmp[0], icmp[1] = typ, code
-	copy(icmp[8:], q[:quote])
-	binary.BigEndian.PutUint16(icmp[2:4], packet.Checksum(icmp))
-	p.Data = d
-	p.Parse()
 	p.SetBounce()
 	sent.Add(1)
 }
