@@ -40,28 +40,6 @@ const (
 	answerSent                  // rewritten into its answer and bounced
 )
 
-// rejectLimiter is a token bucket refilled once per batch.
-type rejectLimiter struct {
-	rate, burst float64
-	tokens      float64
-	last        int64
-}
-
-func (l *rejectLimiter) refill(now int64) {
-	if l.last != 0 && now > l.last {
-		l.tokens = min(l.burst, l.tokens+l.rate*float64(now-l.last)/1e9)
-	}
-	l.last = now
-}
-
-func (l *rejectLimiter) take() bool {
-	if l.tokens >= 1 {
-		l.tokens--
-		return true
-	}
-	return false
-}
-
 // rejectAnswerable reports whether p may be answered at all.
 func rejectAnswerable(p *packet.Packet) bool {
 	if p.Flags&packet.FlagLaterFragment != 0 || p.Data[0]&1 != 0 { // group destination MAC

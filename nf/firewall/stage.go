@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/nf/ratelimit"
 	"github.com/xnfdev/xnf/packet"
 )
 
@@ -36,7 +37,7 @@ type Stage struct {
 	forget  []packet.FlowKey
 	shared  bool // another stage tracks: look up only
 	hits    batchHits
-	limit   rejectLimiter
+	limit   ratelimit.Bucket
 	ctr     struct {
 		accepted, dropped, rejected, malformed atomic.Uint64
 		// rejected = rejectSent + rejectLimited + rejectUnanswerable
@@ -52,7 +53,7 @@ type Stage struct {
 // without a state condition).
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 	return &Stage{fw: fw, ct: ct, worker: worker,
-		limit:   rejectLimiter{rate: DefaultRejectRate, burst: DefaultRejectBurst, tokens: DefaultRejectBurst},
+		limit:   ratelimit.New(DefaultRejectRate, DefaultRejectBurst),
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
 }
 
@@ -71,12 +72,12 @@ func NewStageShared(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 // as reject_limited. A burst of 0 answers none. Call it before the stage
 // runs.
 func (s *Stage) SetRejectLimit(rate, burst int) {
-	s.limit = rejectLimiter{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
+	s.limit = ratelimit.New(rate, burst)
 }
 
 // RejectLimit returns the answers a second and at once SetRejectLimit
 // set (DefaultRejectRate and DefaultRejectBurst unless changed).
-func (s *Stage) RejectLimit() (rate, burst int) { return int(s.limit.rate), int(s.limit.burst) }
+func (s *Stage) RejectLimit() (rate, burst int) { return s.limit.Limits() }
 
 // Name implements pipeline.Stage.
 func (s *Stage) Name() string { return "firewall" }
@@ -203,10 +204,10 @@ func (s *Stage) reject(p *packet.Packet, refilled *bool) answer {
 		return answerNone
 	}
 	if !*refilled {
-		s.limit.refill(time.Now().UnixNano())
+		s.limit.Refill(time.Now().UnixNano())
 		*refilled = true
 	}
-	if !s.limit.take() {
+	if !s.limit.Take() {
 		return answerLimited
 	}
 	rejectAnswer(p)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xnfdev/xnf/nf/ratelimit"
 	"github.com/xnfdev/xnf/packet"
 )
 
@@ -82,9 +83,7 @@ type Router struct {
 	local6 [][16]byte
 	ctr    counters
 
-	rate, burst float64
-	tokens      float64
-	last        int64
+	icmpLimit ratelimit.Bucket // ICMP errors sent; refilled once per batch
 
 	// The last neighbor resolved: a stream to one gateway skips the map.
 	cache struct {
@@ -134,7 +133,7 @@ func NewRouter(cfg Config) (*Router, error) {
 		cfg.MaxNeighbors = 4096
 	}
 	r := &Router{fib: cfg.FIB, neigh: newNeighbors(cfg.MaxNeighbors, int64(cfg.NeighborReachable), int64(cfg.ResolveRetry)),
-		rate: float64(cfg.ICMPRate), burst: float64(cfg.ICMPBurst), tokens: float64(cfg.ICMPBurst)}
+		icmpLimit: ratelimit.New(cfg.ICMPRate, cfg.ICMPBurst)}
 	if r.fib == nil {
 		r.fib = New()
 	}
@@ -207,7 +206,7 @@ func (r *Router) Counters() Counters {
 // Process implements pipeline.Stage.
 func (r *Router) Process(b *packet.Batch) {
 	now := time.Now().UnixNano()
-	r.refill(now)
+	r.icmpLimit.Refill(now)
 	r.neigh.mu.Lock()
 	defer r.neigh.mu.Unlock()
 	var fwd uint64
@@ -240,20 +239,9 @@ func (r *Router) Process(b *packet.Batch) {
 	}
 }
 
-func (r *Router) refill(now int64) {
-	if r.last != 0 {
-		r.tokens += r.rate * float64(now-r.last) / 1e9
-		if r.tokens > r.burst {
-			r.tokens = r.burst
-		}
-	}
-	r.last = now
-}
-
 // allowICMP takes a token for one ICMP error.
 func (r *Router) allowICMP() bool {
-	if r.tokens >= 1 {
-		r.tokens--
+	if r.icmpLimit.Take() {
 		return true
 	}
 	r.ctr.rateLimited.Add(1)
