@@ -93,19 +93,7 @@ func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 func (s *Stage) Process(b *packet.Batch) {
 	var res []conntrack.Result
 	if s.ct != nil {
-		now := time.Now().UnixNano()
-		if s.shared {
-			res = s.results[:b.Len]
-			for i := range res {
-				if b.Packets[i].Verdict == packet.Forward {
-					res[i] = s.ct.LookupPacket(&b.Packets[i], now)
-				} else {
-					res[i] = conntrack.Result{}
-				}
-			}
-		} else {
-			res = s.ct.TrackBatch(b, now, s.results[:0])
-		}
+		res = s.ct.Batch(b, time.Now().UnixNano(), s.shared, s.results[:0])
 	}
 	var accepted, dropped, rejected, malformed uint64
 	var rejectSent, rejectLimited, rejectUnanswerable uint64

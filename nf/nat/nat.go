@@ -282,12 +282,11 @@ func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano())
 // one table must pass the same clock.
 func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 	s.takePending()
-	if s.shared {
-		s.processShared(b, now)
-		return
-	}
+	// Shared, the NAT looks packets up as Track would have said them: their
+	// direction, New for an original packet of a flow not yet replied
+	// (what decide needs), Related for an ICMP error.
 	fullBefore := s.ct.Counters().Full
-	res := s.ct.TrackBatch(b, now, s.results[:0])
+	res := s.ct.Batch(b, now, s.shared, s.results[:0])
 	full := s.ct.Counters().Full != fullBefore
 	for i := range res {
 		p := &b.Packets[i]
@@ -302,25 +301,6 @@ func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 			continue
 		}
 		s.packet(p, &res[i], now, full)
-	}
-	for _, k := range s.forget {
-		s.ct.Delete(k)
-	}
-	s.forget = s.forget[:0]
-	s.publish()
-}
-
-func (s *Stage) processShared(b *packet.Batch, now int64) {
-	for i := range b.Slice() {
-		p := &b.Packets[i]
-		if p.Verdict != packet.Forward || p.Flags&packet.FlagIPv4 == 0 {
-			continue
-		}
-		// The flow as Track would have said it: its direction, New for an
-		// original packet of a flow not yet replied (what decide needs),
-		// Related for an ICMP error.
-		r := s.ct.LookupPacket(p, now)
-		s.packet(p, &r, now, false)
 	}
 	for _, k := range s.forget {
 		s.ct.Delete(k)
