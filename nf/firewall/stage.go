@@ -9,6 +9,7 @@ import (
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/ratelimit"
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 // Stage is the firewall as a pipeline stage: it tracks each IP packet in a
@@ -38,10 +39,11 @@ type Stage struct {
 	shared  bool // another stage tracks: look up only
 	hits    batchHits
 	limit   ratelimit.Bucket
+	ctrs    pipeline.Counters // the verdict counters by name, for StageMetrics
 	ctr     struct {
-		accepted, dropped, rejected, malformed atomic.Uint64
+		accepted, dropped, rejected, malformed *pipeline.Counter
 		// rejected = rejectSent + rejectLimited + rejectUnanswerable
-		rejectSent, rejectLimited, rejectUnanswerable atomic.Uint64
+		rejectSent, rejectLimited, rejectUnanswerable *pipeline.Counter
 	}
 	// A snapshot of the conntrack counters, taken by the worker once per
 	// batch so metrics can read them from another goroutine.
@@ -52,9 +54,15 @@ type Stage struct {
 // stateless firewall (packets then have State 0 and match only rules
 // without a state condition).
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
-	return &Stage{fw: fw, ct: ct, worker: worker,
+	s := &Stage{fw: fw, ct: ct, worker: worker,
 		limit:   ratelimit.New(DefaultRejectRate, DefaultRejectBurst),
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
+	c := &s.ctr
+	c.accepted, c.dropped = s.ctrs.Counter("accepted"), s.ctrs.Counter("dropped")
+	c.rejected, c.malformed = s.ctrs.Counter("rejected"), s.ctrs.Counter("malformed")
+	c.rejectSent, c.rejectLimited = s.ctrs.Counter("reject_sent"), s.ctrs.Counter("reject_limited")
+	c.rejectUnanswerable = s.ctrs.Counter("reject_unanswerable")
+	return s
 }
 
 // NewStageShared makes a firewall stage that reads the states an earlier
@@ -229,13 +237,8 @@ func fillKey(k *Key, p *packet.Packet) {
 // (reject_sent + reject_limited + reject_unanswerable = rejected) and the
 // conntrack table's counters.
 func (s *Stage) StageMetrics() map[string]uint64 {
-	m := map[string]uint64{
-		"accepted": s.ctr.accepted.Load(), "dropped": s.ctr.dropped.Load(),
-		"rejected": s.ctr.rejected.Load(), "malformed": s.ctr.malformed.Load(),
-		"reject_sent": s.ctr.rejectSent.Load(), "reject_limited": s.ctr.rejectLimited.Load(),
-		"reject_unanswerable": s.ctr.rejectUnanswerable.Load(),
-		"default_hits":        s.fw.DefaultHits(),
-	}
+	m := s.ctrs.StageMetrics()
+	m["default_hits"] = s.fw.DefaultHits()
 	if s.ct != nil {
 		m["conntrack_flows"] = s.ctSnap.flows.Load()
 		m["conntrack_new"] = s.ctSnap.created.Load()

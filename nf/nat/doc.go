@@ -67,20 +67,20 @@
 // # Exhaustion and a full table
 //
 // A new flow that finds no free translation is dropped with
-// packet.DropFull and counted (Stats.Exhausted); so is every other packet
+// packet.DropFull and counted (Counters.Exhausted); so is every other packet
 // of it in the same batch, and its conntrack entry is deleted after the
 // batch, so the next packet tries again from scratch. A DNAT flow whose
 // inside tuple is taken (the inside server holds the same tuple in a flow
-// of its own) is dropped the same way (Stats.Conflicts). A packet that
+// of its own) is dropped the same way (Counters.Conflicts). A packet that
 // would start a flow while the conntrack table refuses new ones is
-// dropped with DropFull (Stats.TableFull). No packet ever leaves with a
+// dropped with DropFull (Counters.TableFull). No packet ever leaves with a
 // translation that is not its flow's.
 //
 // A packet from an inside port that has no flow (conntrack found it
 // invalid: a TCP segment of a connection it never saw, an echo reply to
 // nothing; or an ICMP type it does not track) cannot be translated and
 // is dropped with DropPolicy (DropMalformed if it did not parse;
-// Stats.Untranslatable) rather than leak an inside address. From other ports such packets pass untouched, and the
+// Counters.Untranslatable) rather than leak an inside address. From other ports such packets pass untouched, and the
 // stages behind decide. A packet the table finds invalid within a known
 // flow is still translated by that flow.
 //
@@ -119,17 +119,17 @@
 // Config.FragmentTimeout, 30s, as Linux's ipfrag_time), the addresses
 // the first fragment left with. Later fragments carry no ports and need
 // only the same address rewrite: a later fragment that finds its first
-// fragment's slot is translated (Stats.FragmentsKept); one that does not
+// fragment's slot is translated (Counters.FragmentsKept); one that does not
 // (it overtook its first fragment, or a newer datagram took the slot, or
 // it timed out) is dropped with packet.DropFragment and counted
-// (Stats.FragmentsDropped). Fragments are never reassembled.
+// (Counters.FragmentsDropped). Fragments are never reassembled.
 //
 // # Packets left alone
 //
 // Packets an earlier stage dropped or bounced (sent back out of their
 // ingress port: they do not cross the NAT) are skipped. A packet of a
 // translated flow whose IPv4 TTL is 0 or 1 is left untranslated and
-// counted (Stats.TTLExpiring): no router may forward it, so the router
+// counted (Counters.TTLExpiring): no router may forward it, so the router
 // behind the NAT drops it and answers with a time exceeded, which must
 // reach the sender's own address and quote what the sender sent (Linux
 // routes before it source-translates, with the same effect). The flow is

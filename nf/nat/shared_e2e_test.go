@@ -49,5 +49,5 @@ func TestStatefulFirewallSharingTheNATTable(t *testing.T) {
 		t.Errorf("firewall metrics %v: want established and related hits", m)
 	}
 	t.Logf("firewall %v", m)
-	t.Logf("nat %+v", ns.Stats())
+	t.Logf("nat %+v", ns.Counters())
 }

@@ -60,7 +60,7 @@ func TestSharedTableWithStatefulFirewall(t *testing.T) {
 	if p.Verdict != packet.Drop {
 		t.Errorf("unsolicited: %v", p.Verdict)
 	}
-	if st := ns.Stats(); st.SNATFlows != 2 || st.Translated != 4 || st.ICMPErrors != 1 {
+	if st := ns.Counters(); st.SNATFlows != 2 || st.Translated != 4 || st.ICMPErrors != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }

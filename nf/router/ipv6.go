@@ -2,9 +2,9 @@ package router
 
 import (
 	"encoding/binary"
-	"sync/atomic"
 
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 const (
@@ -45,7 +45,7 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	}
 	if h.HopLimit() <= 1 {
 		r.ctr.ttl.Add(1)
-		r.icmp6Error(p, icmp6TimeExceeded, 0, packet.DropTTL, &r.ctr.timeExceeded)
+		r.icmp6Error(p, icmp6TimeExceeded, 0, packet.DropTTL, r.ctr.timeExceeded)
 		return false
 	}
 	src := h.Src()
@@ -53,7 +53,7 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	id, ok := r.fib.LookupFlow6(dst, hash)
 	if !ok {
 		r.ctr.noRoute.Add(1)
-		r.icmp6Error(p, icmp6DestUnreach, 0, packet.DropNoRoute, &r.ctr.unreachable)
+		r.icmp6Error(p, icmp6DestUnreach, 0, packet.DropNoRoute, r.ctr.unreachable)
 		return false
 	}
 	nh := r.fib.NextHop(id)
@@ -140,7 +140,7 @@ func (r *Router) local6Packet(p *packet.Packet) {
 
 // icmp6Error turns p into an ICMPv6 error about itself (RFC 4443), quoting
 // as much of it as fits in the minimum MTU.
-func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
+func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv6().Src()
 	var from [16]byte

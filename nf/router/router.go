@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/xnfdev/xnf/nf/ratelimit"
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 // Interface is the router's presence on one pipeline port: its MAC and
@@ -60,9 +60,28 @@ type Counters struct {
 	Local           uint64 // packets for the router itself that it does not serve
 }
 
+// counters are the router's counters, registered by name in a
+// pipeline.Counters (its StageMetrics); Counters reads them as a struct.
 type counters struct {
+	pipeline.Counters
 	forwarded, echo, arpReplies, ndpAdverts, learned, resolutions, noNeighbor,
-	timeExceeded, unreachable, rateLimited, noRoute, ttl, local atomic.Uint64
+	timeExceeded, unreachable, rateLimited, noRoute, ttl, local *pipeline.Counter
+}
+
+func (c *counters) register() {
+	c.forwarded = c.Counter("forwarded")
+	c.echo = c.Counter("echo_replies")
+	c.arpReplies = c.Counter("arp_replies")
+	c.ndpAdverts = c.Counter("ndp_adverts")
+	c.learned = c.Counter("neighbors_learned")
+	c.resolutions = c.Counter("resolutions_sent")
+	c.noNeighbor = c.Counter("no_neighbor")
+	c.timeExceeded = c.Counter("time_exceeded_sent")
+	c.unreachable = c.Counter("unreachable_sent")
+	c.rateLimited = c.Counter("icmp_rate_limited")
+	c.noRoute = c.Counter("no_route")
+	c.ttl = c.Counter("ttl_expired")
+	c.local = c.Counter("local")
 }
 
 type iface struct {
@@ -134,6 +153,7 @@ func NewRouter(cfg Config) (*Router, error) {
 	}
 	r := &Router{fib: cfg.FIB, neigh: newNeighbors(cfg.MaxNeighbors, int64(cfg.NeighborReachable), int64(cfg.ResolveRetry)),
 		icmpLimit: ratelimit.New(cfg.ICMPRate, cfg.ICMPBurst)}
+	r.ctr.register()
 	if r.fib == nil {
 		r.fib = New()
 	}
@@ -198,10 +218,16 @@ func (r *Router) Neighbors() *Neighbors { return r.neigh }
 // Counters reads the router's counters; safe from any goroutine.
 func (r *Router) Counters() Counters {
 	c := &r.ctr
-	return Counters{c.forwarded.Load(), c.echo.Load(), c.arpReplies.Load(), c.ndpAdverts.Load(), c.learned.Load(),
-		c.resolutions.Load(), c.noNeighbor.Load(), c.timeExceeded.Load(), c.unreachable.Load(), c.rateLimited.Load(),
-		c.noRoute.Load(), c.ttl.Load(), c.local.Load()}
+	return Counters{
+		Forwarded: c.forwarded.Load(), EchoReplies: c.echo.Load(), ARPReplies: c.arpReplies.Load(),
+		NDPAdverts: c.ndpAdverts.Load(), Learned: c.learned.Load(), Resolutions: c.resolutions.Load(),
+		NoNeighbor: c.noNeighbor.Load(), TimeExceeded: c.timeExceeded.Load(), Unreachable: c.unreachable.Load(),
+		ICMPRateLimited: c.rateLimited.Load(), NoRoute: c.noRoute.Load(), TTLExpired: c.ttl.Load(), Local: c.local.Load(),
+	}
 }
+
+// StageMetrics exports the counters for metrics (pipeline.StageMetrics).
+func (r *Router) StageMetrics() map[string]uint64 { return r.ctr.StageMetrics() }
 
 // Process implements pipeline.Stage.
 func (r *Router) Process(b *packet.Batch) {
@@ -279,7 +305,7 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 	}
 	if h.TTL() <= 1 {
 		r.ctr.ttl.Add(1)
-		r.icmp4Error(p, 11, 0, packet.DropTTL, &r.ctr.timeExceeded)
+		r.icmp4Error(p, 11, 0, packet.DropTTL, r.ctr.timeExceeded)
 		return false
 	}
 	src := h.Src()
@@ -287,7 +313,7 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 	id, ok := r.fib.LookupFlow4(dst, hash)
 	if !ok {
 		r.ctr.noRoute.Add(1)
-		r.icmp4Error(p, 3, 0, packet.DropNoRoute, &r.ctr.unreachable)
+		r.icmp4Error(p, 3, 0, packet.DropNoRoute, r.ctr.unreachable)
 		return false
 	}
 	nh := r.fib.NextHop(id)
@@ -344,7 +370,7 @@ func (r *Router) local4Packet(p *packet.Packet) {
 // icmp4Error turns p into an ICMP error of type/code about itself, sent
 // back out of its ingress port from the router's address there (RFC 1812
 // 4.3.2). When no error may be sent, p is dropped with reason.
-func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
+func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv4().Src()
 	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
@@ -456,15 +482,4 @@ func (r *Router) isLocal6(a [16]byte) bool {
 		}
 	}
 	return false
-}
-
-// StageMetrics exports the counters for metrics (pipeline.StageMetrics).
-func (r *Router) StageMetrics() map[string]uint64 {
-	c := r.Counters()
-	return map[string]uint64{
-		"forwarded": c.Forwarded, "echo_replies": c.EchoReplies, "arp_replies": c.ARPReplies,
-		"ndp_adverts": c.NDPAdverts, "neighbors_learned": c.Learned, "resolutions_sent": c.Resolutions,
-		"no_neighbor": c.NoNeighbor, "time_exceeded_sent": c.TimeExceeded, "unreachable_sent": c.Unreachable,
-		"icmp_rate_limited": c.ICMPRateLimited, "no_route": c.NoRoute, "ttl_expired": c.TTLExpired, "local": c.Local,
-	}
 }
