@@ -131,11 +131,7 @@ func (r *Router) local6Packet(p *packet.Packet) {
 	h.SetSrc(dst)
 	h.SetDst(src)
 	h.SetHopLimit(64)
-	e := p.Ethernet()
-	e.SetDst(e.Src())
-	e.SetSrc(in.MAC)
-	p.SetBounce()
-	r.ctr.echo.Add(1)
+	answer(p, in, r.ctr.echo)
 }
 
 // icmp6Error turns p into an ICMPv6 error about itself (RFC 4443), quoting
@@ -154,11 +150,7 @@ func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.Dro
 		p.SetDrop(reason)
 		return
 	}
-	e := p.Ethernet()
-	e.SetDst(e.Src())
-	e.SetSrc(in.MAC)
-	p.SetBounce()
-	sent.Add(1)
+	answer(p, in, sent)
 }
 
 // ndOption finds the link-layer address option (type 1 source, 2 target)

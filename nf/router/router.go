@@ -360,11 +360,17 @@ func (r *Router) local4Packet(p *packet.Packet) {
 	oldTTL := binary.BigEndian.Uint16(h[8:10])
 	h.SetTTL(64)
 	h.SetChecksum(packet.ChecksumUpdate16(h.Checksum(), oldTTL, binary.BigEndian.Uint16(h[8:10])))
+	answer(p, in, r.ctr.echo)
+}
+
+// answer sends p, rewritten into an answer, back out of its ingress port
+// in: from in's MAC to the MAC it came from. It counts the answer in sent.
+func answer(p *packet.Packet, in *iface, sent *pipeline.Counter) {
 	e := p.Ethernet()
 	e.SetDst(e.Src())
 	e.SetSrc(in.MAC)
 	p.SetBounce()
-	r.ctr.echo.Add(1)
+	sent.Add(1)
 }
 
 // icmp4Error turns p into an ICMP error of type/code about itself, sent
@@ -380,11 +386,7 @@ func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.Dro
 		p.SetDrop(reason)
 		return
 	}
-	e := p.Ethernet()
-	e.SetDst(e.Src())
-	e.SetSrc(in.MAC)
-	p.SetBounce()
-	sent.Add(1)
+	answer(p, in, sent)
 }
 
 // sourceFor picks the interface address in the same subnet as peer, or the
