@@ -93,8 +93,8 @@ func TestClassifyEqualsLinearWithWideRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.Stats().Residual == 0 {
-		t.Fatalf("no rule went to the residual list: %+v", rs.Stats())
+	if rs.Size().Residual == 0 {
+		t.Fatalf("no rule went to the residual list: %+v", rs.Size())
 	}
 	ks := make([]Key, 20000)
 	for i := range ks {

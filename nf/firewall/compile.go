@@ -642,11 +642,11 @@ type Ruleset struct {
 	residual       []int32
 
 	hits *hitCounters // nil unless made by a Firewall
-	st   Stats
+	size RulesetSize
 }
 
-// Stats describes the size of a compiled Ruleset.
-type Stats struct {
+// RulesetSize describes the size of a compiled Ruleset.
+type RulesetSize struct {
 	Rules       int
 	Classes     [numFields]int // elementary classes per indexed field: meta, src4, dst4, src6, dst6, sport, dport, meta-any
 	ListEntries int            // rule indexes stored in all class lists
@@ -952,7 +952,7 @@ func (rs *Ruleset) build() error {
 	for _, x := range []*addrIndex{&rs.addr[0], &rs.addr[1], &rs.addr[2], &rs.addr[3], &rs.sport, &rs.dport} {
 		b += len(x.eps)*16 + len(x.cls32)*8 + len(x.h)*4 + len(x.top)*8 + len(x.t0m)*8 + len(x.chunks)*4
 	}
-	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
+	rs.size = RulesetSize{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
 	if len(rs.pool) >= 1<<29 {
 		return fmt.Errorf("firewall: the index of these %d rules needs %d list words, more than %d; use fewer or narrower rules", n, len(rs.pool), 1<<29)
 	}
@@ -1123,5 +1123,5 @@ func (rs *Ruleset) Len() int { return len(rs.rules) }
 // Default is the default policy.
 func (rs *Ruleset) Default() Action { return rs.def }
 
-// Stats describes the compiled classifier.
-func (rs *Ruleset) Stats() Stats { return rs.st }
+// Size describes the compiled classifier.
+func (rs *Ruleset) Size() RulesetSize { return rs.size }

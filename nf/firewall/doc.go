@@ -138,12 +138,12 @@
 // filters do not see (for example many rules on "dport 443" with
 // different long source prefixes). The worst case is linear, as for any
 // first-match classifier of bounded memory; the residual list is the
-// visible form of it (Stats().Residual). Traffic that only late rules or
+// visible form of it (Ruleset.Size().Residual). Traffic that only late rules or
 // the default policy decide cannot skip lookups and costs about twice as
 // much (BenchmarkClassifyLate).
 //
 // Build: O(rules x spans) plus the tries; at 10,000 rules 22-24 ms and
-// 13 MB of garbage, leaving 2.4 MB of classifier (Stats().Bytes: the
+// 13 MB of garbage, leaving 2.4 MB of classifier (Ruleset.Size().Bytes: the
 // 64-byte rules are 0.64 MB of it, the two flat port tables 0.5 MB). At
 // 1,000 rules: 2-3 ms and 0.72 MB. (taskset -c 1 go test -run '^$'
 // -bench Compile -benchmem -count 3 ./nf/firewall, which reports the

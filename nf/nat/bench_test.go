@@ -89,7 +89,7 @@ func benchStage(tb testing.TB, maxFlows int, to conntrack.Timeouts) *Stage {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := New(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
+	s, err := NewStage(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -152,7 +152,7 @@
 // translated, after it the other way round, so the tuples never pair up
 // and answers look like new flows from outside. As in Linux, where filter
 // and NAT share one conntrack, the firewall and the NAT must share one
-// table: NewShared makes a NAT stage that looks flows up in the table an
+// table: NewStageShared makes a NAT stage that looks flows up in the table an
 // earlier stage (firewall.Stage) tracks instead of tracking them itself.
 //
 // # Steering

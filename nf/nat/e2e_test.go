@@ -68,7 +68,7 @@ func xnfLab(t *testing.T, forwards ...nat.Forward) (*lab.Topology, *nat.Stage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := nat.New(nat.Config{
+	ns, err := nat.NewStage(nat.Config{
 		Inside: []uint16{0}, Outside: []uint16{1},
 		Pool:     []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
 		Except:   []netip.Prefix{netip.MustParsePrefix(lab.GenNet)},

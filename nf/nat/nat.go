@@ -171,19 +171,19 @@ type fwd struct {
 	toPort           uint16
 }
 
-// New returns a NAT stage over ct, a conntrack table the stage owns (one
+// NewStage returns a NAT stage over ct, a conntrack table the stage owns (one
 // per worker: see conntrack's doc on steering). The stage calls
 // TrackBatch on it for every batch.
-func New(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, false) }
+func NewStage(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, false) }
 
-// NewShared returns a NAT stage over a table that an earlier stage of the
+// NewStageShared returns a NAT stage over a table that an earlier stage of the
 // same worker's chain tracks (a stateful firewall: firewall.Stage's
 // Conntrack), so both follow the same flows across the translation. The
 // NAT stage does not track; it looks each packet up (LookupPacket: its
 // flow key, or for an ICMP error the quoted key reversed), which costs a
-// hash lookup more per packet than New's stage. Packets the earlier stage
+// hash lookup more per packet than NewStage's. Packets the earlier stage
 // tracked as invalid, and flows it deleted, are unknown here.
-func NewShared(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, true) }
+func NewStageShared(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, true) }
 
 func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 	if ct == nil {
@@ -279,7 +279,7 @@ func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 
 // Process implements pipeline.Stage. Its clock is time.Now().UnixNano(),
 // read once per batch: the clock firewall.Stage uses, as it must be for a
-// table the two share (NewShared).
+// table the two share (NewStageShared).
 func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano()) }
 
 // ProcessAt is Process with the clock given: now is nanoseconds, as

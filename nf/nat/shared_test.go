@@ -27,7 +27,7 @@ func TestSharedTableWithStatefulFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := firewall.NewStage(fw, ct, 0)
-	ns, err := NewShared(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
+	ns, err := NewStageShared(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
 	if err != nil {
 		t.Fatal(err)
 	}

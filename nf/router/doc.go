@@ -35,7 +35,7 @@
 //
 //	go test -run '^$' -bench '^Benchmark(Lookup4|Lookup6|LookupFlow4|Lookup4Batch|Lookup6Batch|Add4|Add6)$' -benchtime=1s -count=1 ./nf/router
 //
-// Memory: the IPv4 tbl24 is 64 MiB, reserved by New (pages become resident
+// Memory: the IPv4 tbl24 is 64 MiB, reserved by NewFIB (pages become resident
 // as routes touch them; a full table touches nearly all of them), plus 1 KiB
 // per /24 that holds prefixes longer than /24. IPv6 costs 512 KiB for the
 // root plus about 100 bytes per prefix for a realistic table (10 MiB for

@@ -155,7 +155,7 @@ func NewRouter(cfg Config) (*Router, error) {
 		icmpLimit: ratelimit.New(cfg.ICMPRate, cfg.ICMPBurst)}
 	r.ctr.register()
 	if r.fib == nil {
-		r.fib = New()
+		r.fib = NewFIB()
 	}
 	for i, ic := range cfg.Interfaces {
 		for int(ic.Port) >= len(r.ifaces) {
