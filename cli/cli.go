@@ -1,5 +1,5 @@
-// Package cli is the xnf command line: run, demo, replay, lab, stats and
-// version. It is a package (not only cmd/xnf) so a program that registers
+// Package cli is the xnf command line: run, demo, bench, replay, lab,
+// stats and version. It is a package (not only cmd/xnf) so a program that registers
 // its own stage types (config.Register) can become a full xnf binary by
 // calling cli.Main.
 package cli

@@ -164,26 +164,9 @@
 //
 // # Cost
 //
-// Measured with
-//
-//	go test -run '^$' -bench . -benchtime=500ms -count=3 ./nf/nat
-//
-// on the shared 2-core AMD EPYC VM (two runs of three, load average
-// 1.6-3.5 from other work), all at 0 allocs/op, in batches of 64 packets,
-// ns per packet including the stage's TrackBatch (the packet's flow picked
-// at random among n established UDP flows; a new flow is a TCP SYN in a
-// table of n resident flows):
-//
-//	flows      established out  established in  new, port kept  new, port allocated
-//	1,000        67-70 ns          67-86 ns         168-178 ns       189-204 ns
-//	1,000,000   335-368 ns        284-331 ns        224-271 ns       632-705 ns
-//
-// conntrack's TrackBatch alone costs 42-47 ns (1k flows) and 254-286 ns
-// (1M) per packet in the same sessions: translation adds about 20 ns at
-// 1k flows and up to 80 ns at 1M (original direction), mostly the second
-// cache line of the entry (User and the reply tuple), which a reply
-// packet's lookup has already touched. New flows cycle through 2048
-// tuples, so their own entries are warm; at 1M the allocated case pays
-// cold lookups of the index for the taken original port and the cursor's
-// candidate.
+// Nothing is allocated per packet. A translated packet costs its
+// conntrack lookup plus the rewrite, mostly the second cache line of the
+// entry (User and the reply tuple); a new flow pays the search for a free
+// port. docs/benchmarks.md (Package benchmarks) has the figures and the
+// command that measures them.
 package nat

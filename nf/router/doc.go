@@ -24,16 +24,8 @@
 // Lookup4Batch and Lookup6Batch look up a burst of destinations; the IPv6
 // one walks 32 tries in lockstep so their cache misses overlap.
 //
-// Measured on the shared 2-core AMD EPYC development VM (random
-// destinations, 95% inside a route, Internet-like prefix-length mixes; see
-// fib_bench_test.go; figures move by a third with the machine's load):
-// IPv4 with 1M prefixes 10 ns/lookup (5.3 ns batched), 8 ns with 100k,
-// 3.5 ns with 1k; IPv6 with 100k prefixes 210-330 ns/lookup (120-150 ns
-// batched; the trie walk is bound by memory latency), 35-45 ns with 1k.
-// A 1M-prefix IPv4 table builds in 0.5-0.7 s; an IPv4 /24 update costs
-// about 100-200 ns, an IPv6 /48 update about 1 µs.
-//
-//	go test -run '^$' -bench '^Benchmark(Lookup4|Lookup6|LookupFlow4|Lookup4Batch|Lookup6Batch|Add4|Add6)$' -benchtime=1s -count=1 ./nf/router
+// docs/benchmarks.md (Package benchmarks) has the lookup and update
+// figures at several table sizes and the command that measures them.
 //
 // Memory: the IPv4 tbl24 is 64 MiB, reserved by NewFIB (pages become resident
 // as routes touch them; a full table touches nearly all of them), plus 1 KiB
