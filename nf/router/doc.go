@@ -1,6 +1,20 @@
-// Package router is the router network function: the FIB (forwarding
-// information base, this part), the neighbor table, and later the
-// forwarding stage that decrements TTLs and rewrites MAC addresses.
+// Package router is the router network function: Router, the pipeline
+// stage; the FIB (forwarding information base) it looks routes up in; and
+// the neighbor table it takes MAC addresses from.
+//
+// # Stage
+//
+// A Router answers ARP, NDP and ping for its own interface addresses,
+// routes IPv4 and IPv6 by longest-prefix match, rewrites MAC addresses
+// from the neighbor table (turning a packet whose next hop is unresolved
+// into an ARP request or neighbor solicitation), decrements the TTL or hop
+// limit with an incremental checksum update, and answers what it cannot
+// route with ICMP time exceeded or unreachable, at most Config.ICMPRate a
+// second. Packets an earlier stage dropped or bounced pass untouched. A
+// Router is one worker's stage; its FIB and neighbor table may be shared
+// (Config.FIB) and updated while traffic flows. The package opens no
+// socket: following the kernel's routes and neighbors is
+// nf/router/kernelsync's job.
 //
 // # FIB
 //
