@@ -11,8 +11,9 @@
 // limit with an incremental checksum update, and answers what it cannot
 // route with ICMP time exceeded or unreachable, at most Config.ICMPRate a
 // second. Packets an earlier stage dropped or bounced pass untouched. A
-// Router is one worker's stage; its FIB and neighbor table may be shared
-// (Config.FIB) and updated while traffic flows. The package opens no
+// Router is one worker's stage; its FIB may be shared with other routers
+// (Config.FIB), and the FIB and the neighbor table may be updated while
+// traffic flows. The package opens no
 // socket: following the kernel's routes and neighbors is
 // nf/router/kernelsync's job.
 //
