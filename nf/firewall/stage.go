@@ -3,7 +3,6 @@ package firewall
 import (
 	"encoding/binary"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
@@ -45,9 +44,13 @@ type Stage struct {
 		// rejected = rejectSent + rejectLimited + rejectUnanswerable
 		rejectSent, rejectLimited, rejectUnanswerable *pipeline.Counter
 	}
-	// A snapshot of the conntrack counters, taken by the worker once per
-	// batch so metrics can read them from another goroutine.
-	ctSnap struct{ flows, created, invalid, related, expired, evicted, full atomic.Uint64 }
+	// The conntrack table's counters, published by the worker once per
+	// batch (the table itself is the worker's alone): each counter gets
+	// what its value grew by since the last batch.
+	ctPub struct {
+		last [len(conntrackMetrics)]uint64
+		ctrs [len(conntrackMetrics)]*pipeline.Counter
+	}
 }
 
 // NewStage makes a firewall stage for one worker; ct may be nil for a
@@ -62,6 +65,11 @@ func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 	c.rejected, c.malformed = s.ctrs.Counter("rejected"), s.ctrs.Counter("malformed")
 	c.rejectSent, c.rejectLimited = s.ctrs.Counter("reject_sent"), s.ctrs.Counter("reject_limited")
 	c.rejectUnanswerable = s.ctrs.Counter("reject_unanswerable")
+	if ct != nil {
+		for i, name := range conntrackMetrics {
+			s.ctPub.ctrs[i] = s.ctrs.Counter(name)
+		}
+	}
 	return s
 }
 
@@ -164,14 +172,7 @@ func (s *Stage) Process(b *packet.Batch) {
 	}
 	s.forget = forget[:0]
 	if s.ct != nil {
-		c := s.ct.Counters()
-		s.ctSnap.flows.Store(uint64(s.ct.Len()))
-		s.ctSnap.created.Store(c.New)
-		s.ctSnap.invalid.Store(c.Invalid)
-		s.ctSnap.related.Store(c.Related)
-		s.ctSnap.expired.Store(c.Expired)
-		s.ctSnap.evicted.Store(c.Evicted)
-		s.ctSnap.full.Store(c.Full)
+		s.publishConntrack()
 	}
 	if accepted != 0 {
 		s.ctr.accepted.Add(accepted)
@@ -210,6 +211,27 @@ func (s *Stage) reject(p *packet.Packet, refilled *bool) answer {
 	return answerSent
 }
 
+// conntrackMetrics name the table's counters in StageMetrics, in the
+// order publishConntrack reads them.
+var conntrackMetrics = [...]string{"conntrack_flows", "conntrack_new", "conntrack_invalid", "conntrack_related",
+	"conntrack_expired", "conntrack_evicted", "conntrack_full"}
+
+// publishConntrack adds to each conntrack counter what the table's value
+// grew by since the last batch. The flow count also shrinks: its counter
+// then adds the difference modulo 2^64, so the total it reads is still the
+// table's length.
+func (s *Stage) publishConntrack() {
+	c := s.ct.Counters()
+	now := [len(conntrackMetrics)]uint64{uint64(s.ct.Len()), c.New, c.Invalid, c.Related, c.Expired, c.Evicted, c.Full}
+	p := &s.ctPub
+	for i, v := range now {
+		if v != p.last[i] {
+			p.ctrs[i].Add(v - p.last[i])
+			p.last[i] = v
+		}
+	}
+}
+
 // fillKey reads the classifier's key from a parsed packet.
 func fillKey(k *Key, p *packet.Packet) {
 	*k = Key{InPort: p.InPort, Proto: p.L4Proto}
@@ -239,15 +261,6 @@ func fillKey(k *Key, p *packet.Packet) {
 func (s *Stage) StageMetrics() map[string]uint64 {
 	m := s.ctrs.StageMetrics()
 	m["default_hits"] = s.fw.DefaultHits()
-	if s.ct != nil {
-		m["conntrack_flows"] = s.ctSnap.flows.Load()
-		m["conntrack_new"] = s.ctSnap.created.Load()
-		m["conntrack_invalid"] = s.ctSnap.invalid.Load()
-		m["conntrack_related"] = s.ctSnap.related.Load()
-		m["conntrack_expired"] = s.ctSnap.expired.Load()
-		m["conntrack_evicted"] = s.ctSnap.evicted.Load()
-		m["conntrack_full"] = s.ctSnap.full.Load()
-	}
 	for i, h := range s.fw.Hits() {
 		m[fmt.Sprintf("rule_%d_hits", i)] = h
 	}
