@@ -14,12 +14,12 @@
  */
 #include "include/xnf_bpf.h"
 
-/* Filter switches, set by the loader (afxdp.Filter). */
+/* Filter switches, set by the loader (bpf.Filter). */
 const volatile __u32 filter_ethertype = 0; /* 0: any; else host-order ethertype */
 const volatile __u32 filter_ipproto = 0;   /* 0: any; else IP protocol number */
 const volatile __u32 filter_ports = 0;     /* 1: destination port must be in port_set */
 
-/* Counter slots; the Go side mirrors these (bpf.Counter*). */
+/* Counter slots; the Go side mirrors these (bpf.Counters). */
 enum {
 	CNT_REDIRECTED = 0, /* handed to an AF_XDP socket */
 	CNT_PASSED = 1,     /* claimed, but no socket on this queue: kernel */

@@ -208,11 +208,11 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	newStage := nat.New
+	newStage := nat.NewStage
 	if shared {
 		// A firewall (or another stage) in front tracks the flows: share
 		// its table so it sees the translations (its settings win).
-		newStage = nat.NewShared
+		newStage = nat.NewStageShared
 	}
 	s, err := newStage(cfg, ct)
 	if err != nil {

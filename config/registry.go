@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"sort"
 	"strings"
@@ -200,11 +201,39 @@ func (f *File) StageConfig(i int) *StageConfig {
 // adds (a name, reload support): the *router.Router, *firewall.Stage or
 // *nat.Stage itself.
 func Unwrap(st pipeline.Stage) pipeline.Stage {
-	for {
-		u, ok := st.(interface{ Unwrap() pipeline.Stage })
-		if !ok {
-			return st
+	for l := range stageLayers(st) {
+		st = l
+	}
+	return st
+}
+
+// Find returns the first layer of st, from the outside in through the
+// wrappers this package adds, that implements T (pipeline.StageMetrics,
+// io.Closer, a reload interface).
+func Find[T any](st pipeline.Stage) (T, bool) {
+	for l := range stageLayers(st) {
+		if t, ok := l.(T); ok {
+			return t, true
 		}
-		st = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// stageLayers yields st and each stage it wraps, outside in: a wrapper
+// has an Unwrap() pipeline.Stage method (pipeline.Named and this package's
+// reload wrappers).
+func stageLayers(st pipeline.Stage) iter.Seq[pipeline.Stage] {
+	return func(yield func(pipeline.Stage) bool) {
+		for {
+			if !yield(st) {
+				return
+			}
+			u, ok := st.(interface{ Unwrap() pipeline.Stage })
+			if !ok {
+				return
+			}
+			st = u.Unwrap()
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xnfdev/xnf/nf/router"
+	"github.com/xnfdev/xnf/nf/router/kernelsync"
 	"github.com/xnfdev/xnf/pipeline"
 )
 
@@ -106,7 +107,7 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		for i, p := range ctx.File.Ports {
 			ports[p.Interface] = uint16(i)
 		}
-		if _, err := router.SyncKernel(r, nil, ports); err != nil {
+		if _, err := kernelsync.Start(r, nil, ports); err != nil {
 			return nil, sc.Errorf("fib", "%v", err)
 		}
 	}

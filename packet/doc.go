@@ -43,15 +43,18 @@
 // leave a zero UDP checksum ("none") at zero, and send a computed zero as
 // 0xffff.
 //
+// # Building answers
+//
+// IPv4.Encode and IPv6.Encode write fresh headers; Packet.ToICMPv4Error and
+// ToICMPv6Error turn a packet, in its own frame, into the ICMP error that
+// answers it (icmp.go); IsICMPError says which messages are errors, which
+// no error may answer.
+//
 // # Cost
 //
-// Measured with go test -run XXX -bench . -benchtime=200ms ./packet on the
-// shared 2-core AMD EPYC VM (two runs; expect noise), all at 0 allocs/op:
-// Parse of Ethernet/IPv4/UDP 7.7-8.1 ns, Ethernet/IPv6/TCP 7.8-8.6 ns, two
-// VLAN tags 12 ns, four IPv6 extension headers 17-30 ns (gopacket's
-// DecodingLayerParser: 53-87 ns for IPv4/UDP); Checksum of 64 bytes 5.9-7.0
-// ns, of 1500 bytes 89-99 ns (15-17 GB/s, about 7x a 16-bit loop);
-// SetIPv4Src with both checksums 9-11 ns; FlowKey 11 ns.
+// Parsing, checksums and the rewrite helpers run in nanoseconds at 0
+// allocs/op; docs/benchmarks.md (Package benchmarks) has the figures and
+// the command that measures them.
 //
 // # Lifetime and concurrency
 //

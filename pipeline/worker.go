@@ -32,11 +32,9 @@ type Config struct {
 	// value lets the worker run as soon as packets wait rather than take
 	// turns with other work on its core (the kernel's transmit and the
 	// peer's receive softirqs run in its syscalls, ksoftirqd behind it).
-	// BenchmarkForwarders (examples/l2fwd) measures worker-poll at -10 and
-	// at 0 side by side: with a core of its own -10 forwarded 1.16-1.21x
-	// more in two runs; sharing the core with in0's NAPI thread it made no
-	// difference (0.96-0.97x). Negative values need CAP_SYS_NICE; without
-	// it Start reports the error and the worker runs at 0.
+	// docs/benchmarks.md (Package benchmarks) says what -10 gains. Negative
+	// values need CAP_SYS_NICE; without it Start reports the error and the
+	// worker runs at 0.
 	Nice int
 	// RealTime, when positive, runs the worker thread under SCHED_FIFO at
 	// that priority, Nice ignored. On a core it shares with the kernel's

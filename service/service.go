@@ -265,18 +265,6 @@ func (s *Service) Reload(nf *config.File) (int, error) {
 	return n, nil
 }
 
-// find returns the first layer of st, from the outside in through the
-// wrappers config adds (a name, reload support), that implements T.
-func find[T any](st pipeline.Stage) (T, bool) {
-	for {
-		if t, ok := st.(T); ok {
-			return t, true
-		}
-		u, ok := st.(interface{ Unwrap() pipeline.Stage })
-		if !ok {
-			var zero T
-			return zero, false
-		}
-		st = u.Unwrap()
-	}
-}
+// find is config.Find: the first layer of st, from the outside in through
+// the wrappers config adds, that implements T.
+func find[T any](st pipeline.Stage) (T, bool) { return config.Find[T](st) }

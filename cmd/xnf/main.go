@@ -1,5 +1,5 @@
-// Command xnf runs network-function chains on AF_XDP: run, demo, replay,
-// lab, stats, bench and version. See `xnf help` and docs/getting-started.md.
+// Command xnf runs network-function chains on AF_XDP: run, demo, bench,
+// replay, lab, stats and version. See `xnf help` and docs/getting-started.md.
 package main
 
 import (

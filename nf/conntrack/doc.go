@@ -57,7 +57,7 @@
 // port of a request and the destination port of a reply, so a reply's key
 // is its request's reversed while a request from the far side with the same
 // identifier is a flow of its own, not a reply; an echo reply that matches
-// nothing is invalid. ICMP errors (IPv4 types 3, 4, 5, 11, 12; ICMPv6 types 1 to 4)
+// nothing is invalid. ICMP errors (packet.IsICMPError: IPv4 types 3, 4, 5, 11, 12; ICMPv6 types below 128)
 // are parsed down to the quoted IP header and the first 8 bytes of its L4
 // header without allocating (QuotedKey); the quoted tuple, reversed, is
 // looked up, which finds the flow even when the quoted packet was
@@ -154,26 +154,9 @@
 //
 // # Cost
 //
-// Measured with
-//
-//	go test -run XXX -bench . -benchtime=500ms -count=1 ./nf/conntrack
-//
-// on the shared 2-core AMD EPYC VM (load average 1.3 from other work; runs
-// under heavier load were up to twice as slow), all at 0 allocs/op, random
-// hits on IPv4 UDP flows in a table exactly full, ns per packet:
-//
-//	flows      Track   TrackBatch(64)  new flow   memory
-//	1,000       38 ns       40 ns        77 ns    136 B/flow
-//	100,000    218 ns      110 ns       295 ns    139 B/flow
-//	1,000,000  433 ns      230 ns       491 ns    136 B/flow
-//
-// "New flow" is a packet that starts a flow while as many expire (insert
-// plus its share of the clock hand), at that many live flows; the hash of
-// a key is 9.5 ns of it. Past the caches a hit costs two dependent memory
-// accesses (chain head, entry) and a third for a chain of two or more;
-// TrackBatch issues each step for the whole batch before the next, so the
-// misses overlap, hence its lead at 100k and 1M flows. Without huge pages
-// (measured before the second-entry prefetch) the 1M-flow figures were
-// 1.1-1.4 us (Track) and 0.5-1.2 us (TrackBatch), against 0.47-0.59 us and
-// 0.31 us with them in the same runs.
+// Past the caches a hit costs two
+// dependent memory accesses (chain head, entry) and a third for a chain
+// of two or more; TrackBatch issues each step for the whole batch before
+// the next, so the misses of a batch overlap. docs/benchmarks.md (Package
+// benchmarks) has the figures and the command that measures them.
 package conntrack

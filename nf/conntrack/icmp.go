@@ -15,29 +15,17 @@ const (
 )
 
 // icmpClass sorts ICMP (v6 false) and ICMPv6 types. The errors are the
-// messages that quote the packet which caused them: for IPv4 destination
-// unreachable (3), source quench (4), redirect (5), time exceeded (11) and
-// parameter problem (12), as in Linux; for IPv6 destination unreachable
-// (1), packet too big (2), time exceeded (3) and parameter problem (4).
+// messages that quote the packet which caused them (packet.IsICMPError):
+// for IPv4 types 3, 4, 5, 11 and 12, for IPv6 every type below 128, as in
+// Linux.
 func icmpClass(typ uint8, v6 bool) int {
-	if v6 {
-		switch {
-		case typ == packet.ICMPv6EchoRequest:
-			return icmpEchoRequest
-		case typ == packet.ICMPv6EchoReply:
-			return icmpEchoReply
-		case typ >= 1 && typ <= 4:
-			return icmpError
-		}
-		return icmpOther
-	}
-	switch typ {
-	case packet.ICMPEchoRequest:
-		return icmpEchoRequest
-	case packet.ICMPEchoReply:
-		return icmpEchoReply
-	case 3, 4, 5, 11, 12:
+	switch {
+	case packet.IsICMPError(typ, v6):
 		return icmpError
+	case typ == packet.ICMPEchoRequest && !v6, typ == packet.ICMPv6EchoRequest && v6:
+		return icmpEchoRequest
+	case typ == packet.ICMPEchoReply && !v6, typ == packet.ICMPv6EchoReply && v6:
+		return icmpEchoReply
 	}
 	return icmpOther
 }

@@ -630,3 +630,31 @@ func TestLookupPacket(t *testing.T) {
 		t.Fatalf("an expired flow: %+v", r)
 	}
 }
+
+// Batch tracks for the stage that owns the table and only looks up for a
+// stage that shares it; packets no longer forwarded get a zero Result.
+func TestBatchTracksOrLooksUp(t *testing.T) {
+	tb := newTable(t, Config{MaxFlows: 16})
+	var b packet.Batch
+	for _, f := range [][]byte{udpFrame(t, ap(a4, 5353), ap(b4, 53)), udpFrame(t, ap(a4, 5354), ap(b4, 53))} {
+		b.Append(f, 0, 0).Parse()
+	}
+	b.Packets[1].SetDrop(packet.DropPolicy)
+	out := make([]Result, 0, packet.MaxBurst)
+	res := tb.Batch(&b, sec, true, out)
+	if len(res) != 2 || res[0] != (Result{}) || res[1] != (Result{}) || tb.Len() != 0 {
+		t.Fatalf("shared, before any tracking: %+v, %d flows", res, tb.Len())
+	}
+	res = tb.Batch(&b, sec, false, out)
+	if res[0].State != StateNew || res[0].Flow == nil || res[1] != (Result{}) || tb.Len() != 1 {
+		t.Fatalf("tracking: %+v, %d flows", res, tb.Len())
+	}
+	f, ctr := *res[0].Flow, tb.Counters()
+	res = tb.Batch(&b, 2*sec, true, out)
+	if res[0].State != StateNew || res[0].Flow == nil || res[1] != (Result{}) {
+		t.Fatalf("shared, after tracking: %+v", res)
+	}
+	if *res[0].Flow != f || tb.Counters() != ctr {
+		t.Fatal("a shared Batch changed the flow or the counters")
+	}
+}

@@ -214,6 +214,32 @@ func (t *Table) LookupPacket(p *packet.Packet, now int64) Result {
 	return Result{Flow: e, State: StateEstablished, Dir: d}
 }
 
+// LookupBatch is LookupPacket for every packet of b that is still
+// forwarded, written to out[:b.Len] (which must have the capacity); the
+// other packets get a zero Result, as in TrackBatch.
+func (t *Table) LookupBatch(b *packet.Batch, now int64, out []Result) []Result {
+	out = out[:b.Len]
+	for i := range out {
+		if p := &b.Packets[i]; p.Verdict == packet.Forward {
+			out[i] = t.LookupPacket(p, now)
+		} else {
+			out[i] = Result{}
+		}
+	}
+	return out
+}
+
+// Batch gives a stage its conntrack results for b: TrackBatch when the
+// stage tracks the table, LookupBatch when shared, that is when an earlier
+// stage of the same worker's chain tracks it (a NAT after a stateful
+// firewall, or the reverse), so that each packet is tracked once.
+func (t *Table) Batch(b *packet.Batch, now int64, shared bool, out []Result) []Result {
+	if shared {
+		return t.LookupBatch(b, now, out)
+	}
+	return t.TrackBatch(b, now, out)
+}
+
 // prefetchMin is the table size (in slab entries used) from which
 // TrackBatch loads each batch's entries ahead of tracking.
 const prefetchMin = 1 << 15

@@ -173,7 +173,7 @@ func BenchmarkCompile(b *testing.B) {
 			for b.Loop() {
 				rs, _ = Compile(rules, Drop)
 			}
-			st := rs.Stats()
+			st := rs.Size()
 			b.ReportMetric(float64(st.Bytes)/(1<<20), "MiB")
 			b.ReportMetric(float64(st.ListEntries), "entries")
 			b.ReportMetric(float64(st.Residual), "residual")

@@ -69,11 +69,9 @@ func TestClassifyEqualsLinearOnRandomRuleSets(t *testing.T) {
 	}
 }
 
-// A rule wider than maxSpan in every field lands in the residual list;
+// A rule wider than the span limit in every field lands in the residual list;
 // answers must not change.
 func TestClassifyEqualsLinearWithWideRules(t *testing.T) {
-	defer func(m int) { maxSpan = m }(maxSpan)
-	maxSpan = 8
 	g := newGen(42, false)
 	var rules []Rule
 	for i := range 3000 {
@@ -89,12 +87,12 @@ func TestClassifyEqualsLinearWithWideRules(t *testing.T) {
 		}
 		rules = append(rules, r)
 	}
-	rs, err := Compile(rules, Drop)
+	rs, err := compile(rules, Drop, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.Stats().Residual == 0 {
-		t.Fatalf("no rule went to the residual list: %+v", rs.Stats())
+	if rs.Size().Residual == 0 {
+		t.Fatalf("no rule went to the residual list: %+v", rs.Size())
 	}
 	ks := make([]Key, 20000)
 	for i := range ks {

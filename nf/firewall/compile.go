@@ -10,10 +10,10 @@ import (
 	"unsafe"
 )
 
-// maxSpan bounds how many elementary classes of one field a rule may be
+// defaultMaxSpan bounds how many elementary classes of one field a rule may be
 // listed under. A rule wider than this in every one of its fields goes
 // to the residual list, which every packet scans.
-var maxSpan = 1024 // a variable so that tests can force the residual list
+const defaultMaxSpan = 1024
 
 // listWeight is the memory (in list entries) the greedy placement of
 // rules trades for one rule less to check in the longest list.
@@ -642,11 +642,11 @@ type Ruleset struct {
 	residual       []int32
 
 	hits *hitCounters // nil unless made by a Firewall
-	st   Stats
+	size RulesetSize
 }
 
-// Stats describes the size of a compiled Ruleset.
-type Stats struct {
+// RulesetSize describes the size of a compiled Ruleset.
+type RulesetSize struct {
 	Rules       int
 	Classes     [numFields]int // elementary classes per indexed field: meta, src4, dst4, src6, dst6, sport, dport, meta-any
 	ListEntries int            // rule indexes stored in all class lists
@@ -661,7 +661,11 @@ const MaxRules = 1 << 22
 // Compile builds the classifier of rules with default policy def. Rules
 // are checked with Rule.Validate; the error names the failing rule by
 // index. Compile keeps its own copy of rules.
-func Compile(rules []Rule, def Action) (*Ruleset, error) {
+func Compile(rules []Rule, def Action) (*Ruleset, error) { return compile(rules, def, defaultMaxSpan) }
+
+// compile is Compile with the span limit given (tests force the residual
+// list with a small one).
+func compile(rules []Rule, def Action, maxSpan int) (*Ruleset, error) {
 	if def > Reject {
 		return nil, &RuleError{Index: -1, Text: "default policy", Err: &FieldError{Field: "action", Msg: def.String() + " is not an action (expected accept, drop or reject)"}}
 	}
@@ -674,7 +678,7 @@ func Compile(rules []Rule, def Action) (*Ruleset, error) {
 		}
 	}
 	rs := &Ruleset{rules: slices.Clone(rules), def: def, catchAll: int32(len(rules))}
-	if err := rs.build(); err != nil {
+	if err := rs.build(maxSpan); err != nil {
 		return nil, err
 	}
 	return rs, nil
@@ -702,19 +706,41 @@ func prefixRange(p netip.Prefix) (lo, hi u128) {
 	return v, u128{v.hi | mh, v.lo | ml}
 }
 
-func (rs *Ruleset) build() error {
+// addrSpan is a rule's prefix as an address range, with the address field
+// it belongs to (0-3: src4, dst4, src6, dst6).
+type addrSpan struct {
+	lo, hi u128
+	f      int
+	ok     bool
+}
+
+// build compiles rs.rules into the classifier. No rule is listed under
+// more than maxSpan classes of one field (a wider one goes to the
+// residual list, which every packet checks).
+func (rs *Ruleset) build(maxSpan int) error {
+	spans := rs.compileRules()
+	// Only rules before the first catch-all can ever be the answer.
+	live := int(rs.catchAll)
+	rs.indexFields(spans, live)
+	classes := rs.classCounts()
+	lists := rs.placeRules(spans, live, classes, maxSpan)
+	entries := rs.buildHandles(lists)
+	rs.size = RulesetSize{Rules: len(rs.rules), Classes: classes, ListEntries: entries,
+		Residual: len(rs.residual), Bytes: rs.bytes()}
+	if len(rs.pool) >= 1<<29 {
+		return fmt.Errorf("firewall: the index of these %d rules needs %d list words, more than %d; use fewer or narrower rules", len(rs.rules), len(rs.pool), 1<<29)
+	}
+	return nil
+}
+
+// compileRules fills the compiled rules, their actions, the first
+// catch-all and the ingress classes, and returns each rule's source and
+// destination address spans.
+func (rs *Ruleset) compileRules() (spans [2][]addrSpan) {
 	n := len(rs.rules)
 	rs.cr = make([]crule, n)
 	rs.actions = make([]Action, n)
-	// span is a rule's prefix as an address range, with the index of
-	// the address field it belongs to (0-3: src4, dst4, src6, dst6).
-	type span struct {
-		lo, hi u128
-		f      int
-		ok     bool
-	}
-	var addrR [2][]span // src, dst
-	addrR[0], addrR[1] = make([]span, n), make([]span, n)
+	spans[0], spans[1] = make([]addrSpan, n), make([]addrSpan, n)
 	inPorts := map[int]bool{}
 	maxIn := -1
 	for i := range rs.rules {
@@ -743,13 +769,13 @@ func (rs *Ruleset) build() error {
 		}
 		if r.Src.IsValid() {
 			lo, hi := prefixRange(r.Src)
-			addrR[0][i] = span{lo, hi, v6, true}
+			spans[0][i] = addrSpan{lo, hi, v6, true}
 			c.flags |= cfSrc
 			c.srcHi, c.srcLo, c.srcLen = lo.hi, lo.lo, uint8(r.Src.Bits())
 		}
 		if r.Dst.IsValid() {
 			lo, hi := prefixRange(r.Dst)
-			addrR[1][i] = span{lo, hi, 1 + v6, true}
+			spans[1][i] = addrSpan{lo, hi, 1 + v6, true}
 			c.flags |= cfDst
 			c.dstHi, c.dstLo, c.dstLen = lo.hi, lo.lo, uint8(r.Dst.Bits())
 		}
@@ -773,73 +799,73 @@ func (rs *Ruleset) build() error {
 			rs.catchAll = int32(i)
 		}
 	}
-	// Only rules before the first catch-all can ever be the answer.
-	live := int(rs.catchAll)
-
-	// Ingress classes.
 	rs.inMap = make([]uint16, maxIn+1)
 	for _, p := range slices.Sorted(maps.Keys(inPorts)) {
 		rs.inClasses++
 		rs.inMap[p] = uint16(rs.inClasses)
 	}
 	rs.inClasses++ // class 0: ports no rule names
+	return spans
+}
 
-	// Elementary intervals of the address and port fields.
-	var ea [4][]u128 // src4, dst4, src6, dst6
-	var ep [2][]uint32
+// indexFields cuts the address and port fields into the elementary
+// intervals the first live rules' bounds make, and indexes them.
+func (rs *Ruleset) indexFields(spans [2][]addrSpan, live int) {
+	var addrBounds [4][]u128 // src4, dst4, src6, dst6
+	var portBounds [2][]u128 // sport, dport: each range's first port and the one after its last
 	for i := range live {
 		r := &rs.rules[i]
 		for j := range 2 {
-			a := addrR[j][i]
+			a := spans[j][i]
 			if !a.ok {
 				continue
 			}
 			f := a.f
-			ea[f] = append(ea[f], a.lo)
+			addrBounds[f] = append(addrBounds[f], a.lo)
 			if next, ok := inc128(a.hi); ok && (f >= 2 || next.lo <= 0xffffffff) {
-				ea[f] = append(ea[f], next)
+				addrBounds[f] = append(addrBounds[f], next)
 			}
 		}
 		for j := range 2 {
 			if pr, ok := rs.portSpan(r, j); ok {
-				ep[j] = append(ep[j], uint32(pr.Lo), uint32(pr.Hi)+1)
+				portBounds[j] = append(portBounds[j], u128{0, uint64(pr.Lo)})
+				if pr.Hi < 0xffff {
+					portBounds[j] = append(portBounds[j], u128{0, uint64(pr.Hi) + 1})
+				}
 			}
 		}
 	}
 	for f := range rs.addr {
-		rs.addr[f] = newAddrIndex(ea[f])
+		rs.addr[f] = newAddrIndex(addrBounds[f])
 	}
-	var pe [2][]u128
-	for j := range ep {
-		for _, v := range ep[j] {
-			if v <= 0xffff {
-				pe[j] = append(pe[j], u128{0, uint64(v)})
-			}
-		}
-	}
-	rs.sport, rs.dport = newAddrIndex(pe[0]), newAddrIndex(pe[1])
-	np := [2]int{len(rs.sport.eps), len(rs.dport.eps)}
-	portClass := [2]*addrIndex{&rs.sport, &rs.dport}
+	rs.sport, rs.dport = newAddrIndex(portBounds[0]), newAddrIndex(portBounds[1])
+}
 
-	classes := [numFields]int{
+// classCounts returns the number of classes of each field.
+func (rs *Ruleset) classCounts() [numFields]int {
+	return [numFields]int{
 		fieldMeta:    rs.inClasses * 256 * 16,
 		fieldMetaAny: rs.inClasses * 16,
 		fieldSrc4:    len(rs.addr[0].eps),
 		fieldDst4:    len(rs.addr[1].eps),
 		fieldSrc6:    len(rs.addr[2].eps),
 		fieldDst6:    len(rs.addr[3].eps),
-		fieldSport:   np[0],
-		fieldDport:   np[1],
+		fieldSport:   len(rs.sport.eps),
+		fieldDport:   len(rs.dport.eps),
 	}
-	var ls [numFields][][]int32
-	for f := range ls {
-		ls[f] = make([][]int32, classes[f])
-	}
+}
 
-	// Greedy: list each live rule under the field where it costs least:
-	// the longest list it would join (what a packet may have to check),
-	// weighted by listWeight, plus the number of classes it spans (the
-	// memory it takes).
+// placeRules lists each live rule, greedily, under the field where it
+// costs least: the longest list it would join (what a packet may have to
+// check), weighted by listWeight, plus the number of classes it spans
+// (the memory it takes). A rule that spans more than maxSpan classes in
+// every field it names goes to the residual list. It returns the rules
+// listed under each class of each field.
+func (rs *Ruleset) placeRules(spans [2][]addrSpan, live int, classes [numFields]int, maxSpan int) (lists [numFields][][]int32) {
+	for f := range lists {
+		lists[f] = make([][]int32, classes[f])
+	}
+	ports := [2]*addrIndex{&rs.sport, &rs.dport}
 	var metaSpan []int
 	for i := range live {
 		r := &rs.rules[i]
@@ -851,7 +877,7 @@ func (rs *Ruleset) build() error {
 			}
 			longest := 0
 			for c := lo; c <= hi; c++ {
-				longest = max(longest, len(ls[f][c]))
+				longest = max(longest, len(lists[f][c]))
 			}
 			cost := longest*listWeight*fieldWeight[f] + hi - lo + 1
 			if cost < bestCost {
@@ -859,16 +885,15 @@ func (rs *Ruleset) build() error {
 			}
 		}
 		for j := range 2 {
-			if a := addrR[j][i]; a.ok {
+			if a := spans[j][i]; a.ok {
 				x := &rs.addr[a.f]
 				consider(fieldSrc4+a.f, x.class(a.lo), x.class(a.hi))
 			}
 		}
-		if pr, ok := rs.portSpan(r, 0); ok {
-			consider(fieldSport, portClass[0].class(u128{0, uint64(pr.Lo)}), portClass[0].class(u128{0, uint64(pr.Hi)}))
-		}
-		if pr, ok := rs.portSpan(r, 1); ok {
-			consider(fieldDport, portClass[1].class(u128{0, uint64(pr.Lo)}), portClass[1].class(u128{0, uint64(pr.Hi)}))
+		for j, f := range [2]int{fieldSport, fieldDport} {
+			if pr, ok := rs.portSpan(r, j); ok {
+				consider(f, ports[j].class(u128{0, uint64(pr.Lo)}), ports[j].class(u128{0, uint64(pr.Hi)}))
+			}
 		}
 		metaF := fieldMeta
 		if r.Proto == Any {
@@ -878,7 +903,7 @@ func (rs *Ruleset) build() error {
 		if len(metaSpan) > 0 && len(metaSpan) <= maxSpan {
 			longest := 0
 			for _, c := range metaSpan {
-				longest = max(longest, len(ls[metaF][c]))
+				longest = max(longest, len(lists[metaF][c]))
 			}
 			cost := longest*listWeight*fieldWeight[metaF] + len(metaSpan)
 			if cost < bestCost {
@@ -890,31 +915,35 @@ func (rs *Ruleset) build() error {
 			rs.residual = append(rs.residual, int32(i))
 		case fieldMeta, fieldMetaAny:
 			for _, c := range metaSpan {
-				ls[bestF][c] = append(ls[bestF][c], int32(i))
+				lists[bestF][c] = append(lists[bestF][c], int32(i))
 			}
 		default:
 			for c := bestLo; c <= bestHi; c++ {
-				ls[bestF][c] = append(ls[bestF][c], int32(i))
+				lists[bestF][c] = append(lists[bestF][c], int32(i))
 			}
 		}
 	}
+	return lists
+}
 
-	// Turn the lists into handles; equal lists share their pool entries.
+// buildHandles turns the class lists into handles (equal lists share
+// their pool entries) and gives them to the field indexes. It returns
+// the number of rule indexes in all lists.
+func (rs *Ruleset) buildHandles(lists [numFields][][]int32) (entries int) {
 	rs.pool = []uint32{0}
 	seen := map[string]uint32{}
-	total := 0
-	var hs [numFields][]uint32
+	var handles [numFields][]uint32
 	var buf []uint32
-	for f := range ls {
-		hs[f] = make([]uint32, len(ls[f]))
-		for c, ids := range ls[f] {
-			total += len(ids)
+	for f := range lists {
+		handles[f] = make([]uint32, len(lists[f]))
+		for c, ids := range lists[f] {
+			entries += len(ids)
 			switch len(ids) {
 			case 0:
 			case 1:
-				hs[f][c] = single | uint32(ids[0])
+				handles[f][c] = single | uint32(ids[0])
 				if fa, fm, fr := rs.entryFilters(int(ids[0]), f); fa == 0 && fm == entryExact && fr == noRange {
-					hs[f][c] |= singleExact
+					handles[f][c] |= singleExact
 				}
 			default:
 				buf = buf[:0]
@@ -930,19 +959,23 @@ func (rs *Ruleset) build() error {
 					seen[k] = h
 					rs.pool = append(rs.pool, buf...)
 				}
-				hs[f][c] = h
+				handles[f][c] = h
 			}
 		}
 	}
-	rs.metaH, rs.metaAnyH = hs[fieldMeta], hs[fieldMetaAny]
+	rs.metaH, rs.metaAnyH = handles[fieldMeta], handles[fieldMetaAny]
 	for f := range rs.addr {
-		rs.addr[f].setHandles(hs[fieldSrc4+f], f < 2, rs.firstRule)
+		rs.addr[f].setHandles(handles[fieldSrc4+f], f < 2, rs.firstRule)
 	}
-	rs.sport.setHandles(hs[fieldSport], true, rs.firstRule)
-	rs.dport.setHandles(hs[fieldDport], true, rs.firstRule)
+	rs.sport.setHandles(handles[fieldSport], true, rs.firstRule)
+	rs.dport.setHandles(handles[fieldDport], true, rs.firstRule)
 	rs.sportT, rs.dportT = rs.sport.flat(), rs.dport.flat()
+	return entries
+}
 
-	b := n * int(unsafe.Sizeof(crule{}))
+// bytes approximates the memory the classifier holds.
+func (rs *Ruleset) bytes() int {
+	b := len(rs.rules) * int(unsafe.Sizeof(crule{}))
 	for _, t := range []*[1 << 16]uint32{rs.sportT, rs.dportT} {
 		if t != nil {
 			b += 4 * len(t)
@@ -952,11 +985,7 @@ func (rs *Ruleset) build() error {
 	for _, x := range []*addrIndex{&rs.addr[0], &rs.addr[1], &rs.addr[2], &rs.addr[3], &rs.sport, &rs.dport} {
 		b += len(x.eps)*16 + len(x.cls32)*8 + len(x.h)*4 + len(x.top)*8 + len(x.t0m)*8 + len(x.chunks)*4
 	}
-	rs.st = Stats{Rules: n, Classes: classes, ListEntries: total, Residual: len(rs.residual), Bytes: b}
-	if len(rs.pool) >= 1<<29 {
-		return fmt.Errorf("firewall: the index of these %d rules needs %d list words, more than %d; use fewer or narrower rules", n, len(rs.pool), 1<<29)
-	}
-	return nil
+	return b
 }
 
 // firstRule is the lowest rule of the list h, or endOfList.
@@ -1123,5 +1152,5 @@ func (rs *Ruleset) Len() int { return len(rs.rules) }
 // Default is the default policy.
 func (rs *Ruleset) Default() Action { return rs.def }
 
-// Stats describes the compiled classifier.
-func (rs *Ruleset) Stats() Stats { return rs.st }
+// Size describes the compiled classifier.
+func (rs *Ruleset) Size() RulesetSize { return rs.size }

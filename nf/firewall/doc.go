@@ -138,57 +138,11 @@
 // filters do not see (for example many rules on "dport 443" with
 // different long source prefixes). The worst case is linear, as for any
 // first-match classifier of bounded memory; the residual list is the
-// visible form of it (Stats().Residual). Traffic that only late rules or
-// the default policy decide cannot skip lookups and costs about twice as
-// much (BenchmarkClassifyLate).
+// visible form of it (Ruleset.Size().Residual). Traffic that only late
+// rules or the default policy decide cannot skip lookups and costs about
+// twice as much (BenchmarkClassifyLate).
 //
-// Build: O(rules x spans) plus the tries; at 10,000 rules 22-24 ms and
-// 13 MB of garbage, leaving 2.4 MB of classifier (Stats().Bytes: the
-// 64-byte rules are 0.64 MB of it, the two flat port tables 0.5 MB). At
-// 1,000 rules: 2-3 ms and 0.72 MB. (taskset -c 1 go test -run '^$'
-// -bench Compile -benchmem -count 3 ./nf/firewall, which reports the
-// MiB, list entries and residual rules too.)
-//
-// # Figures
-//
-// Rule sets and keys are described at benchSet in bench_test.go: random
-// realistic rules (70% IPv4, 30% IPv6, prefixes /8-/32 and /32-/128
-// around 2000 sites, common service ports, high ports and ranges, TCP,
-// UDP, ICMP, SCTP, GRE, some ingress and state conditions) and traffic
-// aimed at random rules. ns/op on an AMD EPYC VM with 2 vCPUs, pinned to
-// one (taskset -c 1), the minimum of 5 runs (-count 5; 23 Nov 2026;
-// single runs spread by up to 50% on this shared machine):
-//
-//	taskset -c 1 go test -run '^$' -bench 'Classify|Linear' -benchtime 300ms -count 5 ./nf/firewall
-//
-//	rules    4096 flows   64 flows (warm)   late deciders, 4096 flows   linear
-//	10         28-36         27-33                   -                 36-38
-//	100        28-29         27-33                   -                168-174
-//	1000       27-28         33-34                 28-30              663-691
-//	10000      33-35         30-45                 44-49              738-760
-//
-// (Ranges: the minimum of 5 runs, over two or three runs of the command in
-// the afternoon. The 45 for 10,000 rules warm comes from one run in which
-// everything, the linear reference included, was slower; the others gave
-// 30.)
-//
-// 0 allocs/op everywhere. At 10,000 rules: IPv4 keys 30 ns, IPv6 keys
-// 33, keys at the rules' edges 34. Five other random 10,000-rule sets
-// (BenchmarkClassifyRuleSets, same command) take 32-38 ns for traffic
-// aimed at their rules and 45-54 ns for late deciders: the goal of under
-// 50 ns at 10,000 rules holds for traffic that rules decide, and is
-// missed by a few ns on some sets when almost nothing matches.
-// Firewall.Classify (atomic load of the rule set and the worker's hit
-// counter) adds a few ns. Before the lookups were bounded (same machine,
-// same day) 10,000 rules cost 128 ns over 4096 flows and 53 warm; before
-// the 32-bit lookups, 190 and 71-100.
-//
-// The whole stage (conntrack, key, classification, verdicts) with these
-// 10,000 rules over 64 IPv4 flows spends 114-118 ns a packet
-// (stage-ns/pkt of BenchmarkStage10kRules, 0 allocs).
-//
-// A per-worker verdict cache (4096 keys, direct-mapped) was tried in
-// front of the classifier and taken out: faster for a few flows, slower
-// with many flows and with new ones. Its benchmark and figures are in
-// the history (commits 5dd3af9 and f08b8e9), not in this tree.
+// Build: O(rules x spans) plus the tries. docs/benchmarks.md (Package
+// benchmarks) has the build and classification figures at 10 to 10,000
+// rules and the commands that measure them.
 package firewall

@@ -294,8 +294,8 @@ func TestStatsCountFlatPortTablesOnlyWhenMade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.sportT != nil || rs.dportT != nil || rs.Stats().Bytes > 64<<10 {
-		t.Errorf("one rule: flat tables %v %v, %d bytes", rs.sportT != nil, rs.dportT != nil, rs.Stats().Bytes)
+	if rs.sportT != nil || rs.dportT != nil || rs.Size().Bytes > 64<<10 {
+		t.Errorf("one rule: flat tables %v %v, %d bytes", rs.sportT != nil, rs.dportT != nil, rs.Size().Bytes)
 	}
 }
 

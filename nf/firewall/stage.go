@@ -3,11 +3,12 @@ package firewall
 import (
 	"encoding/binary"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
+	"github.com/xnfdev/xnf/nf/ratelimit"
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 // Stage is the firewall as a pipeline stage: it tracks each IP packet in a
@@ -36,24 +37,40 @@ type Stage struct {
 	forget  []packet.FlowKey
 	shared  bool // another stage tracks: look up only
 	hits    batchHits
-	limit   rejectLimiter
+	limit   ratelimit.Bucket
+	ctrs    pipeline.Counters // the verdict counters by name, for StageMetrics
 	ctr     struct {
-		accepted, dropped, rejected, malformed atomic.Uint64
+		accepted, dropped, rejected, malformed *pipeline.Counter
 		// rejected = rejectSent + rejectLimited + rejectUnanswerable
-		rejectSent, rejectLimited, rejectUnanswerable atomic.Uint64
+		rejectSent, rejectLimited, rejectUnanswerable *pipeline.Counter
 	}
-	// A snapshot of the conntrack counters, taken by the worker once per
-	// batch so metrics can read them from another goroutine.
-	ctSnap struct{ flows, created, invalid, related, expired, evicted, full atomic.Uint64 }
+	// The conntrack table's counters, published by the worker once per
+	// batch (the table itself is the worker's alone): each counter gets
+	// what its value grew by since the last batch.
+	ctPub struct {
+		last [len(conntrackMetrics)]uint64
+		ctrs [len(conntrackMetrics)]*pipeline.Counter
+	}
 }
 
 // NewStage makes a firewall stage for one worker; ct may be nil for a
 // stateless firewall (packets then have State 0 and match only rules
 // without a state condition).
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
-	return &Stage{fw: fw, ct: ct, worker: worker,
-		limit:   rejectLimiter{rate: DefaultRejectRate, burst: DefaultRejectBurst, tokens: DefaultRejectBurst},
+	s := &Stage{fw: fw, ct: ct, worker: worker,
+		limit:   ratelimit.New(DefaultRejectRate, DefaultRejectBurst),
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
+	c := &s.ctr
+	c.accepted, c.dropped = s.ctrs.Counter("accepted"), s.ctrs.Counter("dropped")
+	c.rejected, c.malformed = s.ctrs.Counter("rejected"), s.ctrs.Counter("malformed")
+	c.rejectSent, c.rejectLimited = s.ctrs.Counter("reject_sent"), s.ctrs.Counter("reject_limited")
+	c.rejectUnanswerable = s.ctrs.Counter("reject_unanswerable")
+	if ct != nil {
+		for i, name := range conntrackMetrics {
+			s.ctPub.ctrs[i] = s.ctrs.Counter(name)
+		}
+	}
+	return s
 }
 
 // NewStageShared makes a firewall stage that reads the states an earlier
@@ -71,12 +88,12 @@ func NewStageShared(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 // as reject_limited. A burst of 0 answers none. Call it before the stage
 // runs.
 func (s *Stage) SetRejectLimit(rate, burst int) {
-	s.limit = rejectLimiter{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
+	s.limit = ratelimit.New(rate, burst)
 }
 
 // RejectLimit returns the answers a second and at once SetRejectLimit
 // set (DefaultRejectRate and DefaultRejectBurst unless changed).
-func (s *Stage) RejectLimit() (rate, burst int) { return int(s.limit.rate), int(s.limit.burst) }
+func (s *Stage) RejectLimit() (rate, burst int) { return s.limit.Limits() }
 
 // Name implements pipeline.Stage.
 func (s *Stage) Name() string { return "firewall" }
@@ -92,19 +109,7 @@ func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 func (s *Stage) Process(b *packet.Batch) {
 	var res []conntrack.Result
 	if s.ct != nil {
-		now := time.Now().UnixNano()
-		if s.shared {
-			res = s.results[:b.Len]
-			for i := range res {
-				if b.Packets[i].Verdict == packet.Forward {
-					res[i] = s.ct.LookupPacket(&b.Packets[i], now)
-				} else {
-					res[i] = conntrack.Result{}
-				}
-			}
-		} else {
-			res = s.ct.TrackBatch(b, now, s.results[:0])
-		}
+		res = s.ct.Batch(b, time.Now().UnixNano(), s.shared, s.results[:0])
 	}
 	var accepted, dropped, rejected, malformed uint64
 	var rejectSent, rejectLimited, rejectUnanswerable uint64
@@ -167,14 +172,7 @@ func (s *Stage) Process(b *packet.Batch) {
 	}
 	s.forget = forget[:0]
 	if s.ct != nil {
-		c := s.ct.Counters()
-		s.ctSnap.flows.Store(uint64(s.ct.Len()))
-		s.ctSnap.created.Store(c.New)
-		s.ctSnap.invalid.Store(c.Invalid)
-		s.ctSnap.related.Store(c.Related)
-		s.ctSnap.expired.Store(c.Expired)
-		s.ctSnap.evicted.Store(c.Evicted)
-		s.ctSnap.full.Store(c.Full)
+		s.publishConntrack()
 	}
 	if accepted != 0 {
 		s.ctr.accepted.Add(accepted)
@@ -203,14 +201,35 @@ func (s *Stage) reject(p *packet.Packet, refilled *bool) answer {
 		return answerNone
 	}
 	if !*refilled {
-		s.limit.refill(time.Now().UnixNano())
+		s.limit.Refill(time.Now().UnixNano())
 		*refilled = true
 	}
-	if !s.limit.take() {
+	if !s.limit.Take() {
 		return answerLimited
 	}
 	rejectAnswer(p)
 	return answerSent
+}
+
+// conntrackMetrics name the table's counters in StageMetrics, in the
+// order publishConntrack reads them.
+var conntrackMetrics = [...]string{"conntrack_flows", "conntrack_new", "conntrack_invalid", "conntrack_related",
+	"conntrack_expired", "conntrack_evicted", "conntrack_full"}
+
+// publishConntrack adds to each conntrack counter what the table's value
+// grew by since the last batch. The flow count also shrinks: its counter
+// then adds the difference modulo 2^64, so the total it reads is still the
+// table's length.
+func (s *Stage) publishConntrack() {
+	c := s.ct.Counters()
+	now := [len(conntrackMetrics)]uint64{uint64(s.ct.Len()), c.New, c.Invalid, c.Related, c.Expired, c.Evicted, c.Full}
+	p := &s.ctPub
+	for i, v := range now {
+		if v != p.last[i] {
+			p.ctrs[i].Add(v - p.last[i])
+			p.last[i] = v
+		}
+	}
 }
 
 // fillKey reads the classifier's key from a parsed packet.
@@ -240,22 +259,8 @@ func fillKey(k *Key, p *packet.Packet) {
 // (reject_sent + reject_limited + reject_unanswerable = rejected) and the
 // conntrack table's counters.
 func (s *Stage) StageMetrics() map[string]uint64 {
-	m := map[string]uint64{
-		"accepted": s.ctr.accepted.Load(), "dropped": s.ctr.dropped.Load(),
-		"rejected": s.ctr.rejected.Load(), "malformed": s.ctr.malformed.Load(),
-		"reject_sent": s.ctr.rejectSent.Load(), "reject_limited": s.ctr.rejectLimited.Load(),
-		"reject_unanswerable": s.ctr.rejectUnanswerable.Load(),
-		"default_hits":        s.fw.DefaultHits(),
-	}
-	if s.ct != nil {
-		m["conntrack_flows"] = s.ctSnap.flows.Load()
-		m["conntrack_new"] = s.ctSnap.created.Load()
-		m["conntrack_invalid"] = s.ctSnap.invalid.Load()
-		m["conntrack_related"] = s.ctSnap.related.Load()
-		m["conntrack_expired"] = s.ctSnap.expired.Load()
-		m["conntrack_evicted"] = s.ctSnap.evicted.Load()
-		m["conntrack_full"] = s.ctSnap.full.Load()
-	}
+	m := s.ctrs.StageMetrics()
+	m["default_hits"] = s.fw.DefaultHits()
 	for i, h := range s.fw.Hits() {
 		m[fmt.Sprintf("rule_%d_hits", i)] = h
 	}

@@ -41,7 +41,7 @@ func TestZeroAllocations(t *testing.T) {
 			t.Fatalf("packet %d: %v %v", i, p.Verdict, p.Reason)
 		}
 	}
-	if st := s.Stats(); st.Translated != uint64(len(frames)) || st.ICMPErrors != 1 {
+	if st := s.Counters(); st.Translated != uint64(len(frames)) || st.ICMPErrors != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	if a := testing.AllocsPerRun(100, func() { fill(); now++; s.ProcessAt(&b, now) }); a != 0 {
@@ -71,7 +71,7 @@ func TestZeroAllocations(t *testing.T) {
 	}); a != 0 {
 		t.Errorf("new flows: %v allocations per batch", a)
 	}
-	if s.Stats().Exhausted != 0 {
-		t.Errorf("exhausted %d", s.Stats().Exhausted)
+	if s.Counters().Exhausted != 0 {
+		t.Errorf("exhausted %d", s.Counters().Exhausted)
 	}
 }

@@ -89,7 +89,7 @@ func benchStage(tb testing.TB, maxFlows int, to conntrack.Timeouts) *Stage {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := New(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
+	s, err := NewStage(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func populate(tb testing.TB, s *Stage, bb *benchBatch, n int, now int64) {
 		bb.fill(false, idx)
 		s.ProcessAt(&bb.b, now)
 	}
-	if st := s.Stats(); st.SNATFlows != uint64(n) || st.PortsKept != uint64(n) {
+	if st := s.Counters(); st.SNATFlows != uint64(n) || st.PortsKept != uint64(n) {
 		tb.Fatalf("populate: %+v", st)
 	}
 }
@@ -125,7 +125,7 @@ func BenchmarkEstablished(b *testing.B) {
 			b.Run(fmt.Sprintf("flows=%d/%s", n, dir), func(b *testing.B) {
 				x := xorshift(0x9e3779b97f4a7c15)
 				idx := func(int) uint32 { return x.below(uint32(n)) }
-				before := s.Stats().Translated
+				before := s.Counters().Translated
 				b.ReportAllocs()
 				b.ResetTimer()
 				for range b.N {
@@ -133,7 +133,7 @@ func BenchmarkEstablished(b *testing.B) {
 					s.ProcessAt(&bb.b, now)
 				}
 				b.StopTimer()
-				if got := s.Stats().Translated - before; got != uint64(b.N)*burst {
+				if got := s.Counters().Translated - before; got != uint64(b.N)*burst {
 					b.Fatalf("translated %d of %d", got, b.N*burst)
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*burst), "ns/packet")
@@ -180,7 +180,7 @@ func BenchmarkNewFlow(b *testing.B) {
 		for _, mode := range []string{"kept", "allocated"} {
 			b.Run(fmt.Sprintf("flows=%d/%s", n, mode), func(b *testing.B) {
 				var next uint32
-				before := s.Stats()
+				before := s.Counters()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for range b.N {
@@ -204,7 +204,7 @@ func BenchmarkNewFlow(b *testing.B) {
 					s.ProcessAt(&syn.b, now)
 				}
 				b.StopTimer()
-				st := s.Stats()
+				st := s.Counters()
 				if st.Exhausted != before.Exhausted || st.TableFull != before.TableFull ||
 					st.SNATFlows-before.SNATFlows != uint64(b.N*burst) {
 					b.Fatalf("stats %+v after %d new flows (before %+v)", st, b.N*burst, before)

@@ -163,7 +163,7 @@ func TestFragments(t *testing.T) {
 	if q.Verdict != packet.Drop || q.Reason != packet.DropFragment {
 		t.Errorf("later fragment after the timeout: %v %v", q.Verdict, q.Reason)
 	}
-	if st := s.Stats(); st.FragmentsKept != 1 || st.FragmentsDropped != 2 {
+	if st := s.Counters(); st.FragmentsKept != 1 || st.FragmentsDropped != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -67,20 +67,20 @@
 // # Exhaustion and a full table
 //
 // A new flow that finds no free translation is dropped with
-// packet.DropFull and counted (Stats.Exhausted); so is every other packet
+// packet.DropFull and counted (Counters.Exhausted); so is every other packet
 // of it in the same batch, and its conntrack entry is deleted after the
 // batch, so the next packet tries again from scratch. A DNAT flow whose
 // inside tuple is taken (the inside server holds the same tuple in a flow
-// of its own) is dropped the same way (Stats.Conflicts). A packet that
+// of its own) is dropped the same way (Counters.Conflicts). A packet that
 // would start a flow while the conntrack table refuses new ones is
-// dropped with DropFull (Stats.TableFull). No packet ever leaves with a
+// dropped with DropFull (Counters.TableFull). No packet ever leaves with a
 // translation that is not its flow's.
 //
 // A packet from an inside port that has no flow (conntrack found it
 // invalid: a TCP segment of a connection it never saw, an echo reply to
 // nothing; or an ICMP type it does not track) cannot be translated and
 // is dropped with DropPolicy (DropMalformed if it did not parse;
-// Stats.Untranslatable) rather than leak an inside address. From other ports such packets pass untouched, and the
+// Counters.Untranslatable) rather than leak an inside address. From other ports such packets pass untouched, and the
 // stages behind decide. A packet the table finds invalid within a known
 // flow is still translated by that flow.
 //
@@ -119,17 +119,17 @@
 // Config.FragmentTimeout, 30s, as Linux's ipfrag_time), the addresses
 // the first fragment left with. Later fragments carry no ports and need
 // only the same address rewrite: a later fragment that finds its first
-// fragment's slot is translated (Stats.FragmentsKept); one that does not
+// fragment's slot is translated (Counters.FragmentsKept); one that does not
 // (it overtook its first fragment, or a newer datagram took the slot, or
 // it timed out) is dropped with packet.DropFragment and counted
-// (Stats.FragmentsDropped). Fragments are never reassembled.
+// (Counters.FragmentsDropped). Fragments are never reassembled.
 //
 // # Packets left alone
 //
 // Packets an earlier stage dropped or bounced (sent back out of their
 // ingress port: they do not cross the NAT) are skipped. A packet of a
 // translated flow whose IPv4 TTL is 0 or 1 is left untranslated and
-// counted (Stats.TTLExpiring): no router may forward it, so the router
+// counted (Counters.TTLExpiring): no router may forward it, so the router
 // behind the NAT drops it and answers with a time exceeded, which must
 // reach the sender's own address and quote what the sender sent (Linux
 // routes before it source-translates, with the same effect). The flow is
@@ -152,7 +152,7 @@
 // translated, after it the other way round, so the tuples never pair up
 // and answers look like new flows from outside. As in Linux, where filter
 // and NAT share one conntrack, the firewall and the NAT must share one
-// table: NewShared makes a NAT stage that looks flows up in the table an
+// table: NewStageShared makes a NAT stage that looks flows up in the table an
 // earlier stage (firewall.Stage) tracks instead of tracking them itself.
 //
 // # Steering
@@ -164,26 +164,9 @@
 //
 // # Cost
 //
-// Measured with
-//
-//	go test -run '^$' -bench . -benchtime=500ms -count=3 ./nf/nat
-//
-// on the shared 2-core AMD EPYC VM (two runs of three, load average
-// 1.6-3.5 from other work), all at 0 allocs/op, in batches of 64 packets,
-// ns per packet including the stage's TrackBatch (the packet's flow picked
-// at random among n established UDP flows; a new flow is a TCP SYN in a
-// table of n resident flows):
-//
-//	flows      established out  established in  new, port kept  new, port allocated
-//	1,000        67-70 ns          67-86 ns         168-178 ns       189-204 ns
-//	1,000,000   335-368 ns        284-331 ns        224-271 ns       632-705 ns
-//
-// conntrack's TrackBatch alone costs 42-47 ns (1k flows) and 254-286 ns
-// (1M) per packet in the same sessions: translation adds about 20 ns at
-// 1k flows and up to 80 ns at 1M (original direction), mostly the second
-// cache line of the entry (User and the reply tuple), which a reply
-// packet's lookup has already touched. New flows cycle through 2048
-// tuples, so their own entries are warm; at 1M the allocated case pays
-// cold lookups of the index for the taken original port and the cursor's
-// candidate.
+// Nothing is allocated per packet. A translated packet costs its
+// conntrack lookup plus the rewrite, mostly the second cache line of the
+// entry (User and the reply tuple); a new flow pays the search for a free
+// port. docs/benchmarks.md (Package benchmarks) has the figures and the
+// command that measures them.
 package nat

@@ -68,7 +68,7 @@ func xnfLab(t *testing.T, forwards ...nat.Forward) (*lab.Topology, *nat.Stage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := nat.New(nat.Config{
+	ns, err := nat.NewStage(nat.Config{
 		Inside: []uint16{0}, Outside: []uint16{1},
 		Pool:     []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
 		Except:   []netip.Prefix{netip.MustParsePrefix(lab.GenNet)},
@@ -163,7 +163,7 @@ func TestMasqueradeTCP10MB(t *testing.T) {
 	if peer.Port() != local.Port() {
 		t.Errorf("server saw port %d, client used %d: a free port should be kept", peer.Port(), local.Port())
 	}
-	st := ns.Stats()
+	st := ns.Counters()
 	t.Logf("10 MiB through the NAT: %+v", st)
 	if st.SNATFlows != 1 || st.PortsKept != 1 || st.Translated < 1000 || st.Untranslatable != 0 || st.Exhausted != 0 {
 		t.Errorf("stats %+v: want 1 SNAT flow, kept port, thousands of translated packets, no drops", st)
@@ -242,7 +242,7 @@ func TestMasqueradeUDP100Ports(t *testing.T) {
 			t.Fatalf("server saw %v, want the NAT address", p)
 		}
 	}
-	if st := ns.Stats(); st.SNATFlows != 100 {
+	if st := ns.Counters(); st.SNATFlows != 100 {
 		t.Errorf("stats %+v: want 100 SNAT flows", st)
 	}
 }
@@ -311,7 +311,7 @@ func TestMasqueradePing(t *testing.T) {
 	if src.String() != lab.DUTOutAddr || id != 0x4242 {
 		t.Errorf("server saw the request from %v with id %#x, want %s and the id kept", src, id, lab.DUTOutAddr)
 	}
-	if st := ns.Stats(); st.SNATFlows != 1 || st.Translated < 2 {
+	if st := ns.Counters(); st.SNATFlows != 1 || st.Translated < 2 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -423,7 +423,7 @@ func TestPortForwardingReachesInsideServer(t *testing.T) {
 	if !strings.HasPrefix(p, lab.SinkAddr+":") {
 		t.Errorf("inside server saw %s, want the outside client %s", p, lab.SinkAddr)
 	}
-	if st := ns.Stats(); st.DNATFlows != 1 {
+	if st := ns.Counters(); st.DNATFlows != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -439,7 +439,7 @@ func TestICMPErrorsReachTheClientSocket(t *testing.T) {
 	if err := icmpErrorChecks(t, topo); err != nil {
 		t.Fatal(err)
 	}
-	st := ns.Stats()
+	st := ns.Counters()
 	if st.ICMPErrors < 2 || st.TTLExpiring < 1 {
 		t.Errorf("stats %+v: want the port unreachable and the far time exceeded translated, the TTL 1 probe left to the router", st)
 	}

@@ -54,10 +54,10 @@ func (s *Stage) laterFragment(p *packet.Packet, now int64) {
 			if e.newDst != dst {
 				p.SetIPv4Dst(e.newDst)
 			}
-			s.local.FragmentsKept++
+			s.local[cFragmentsKept]++
 			return
 		}
 	}
 	p.SetDrop(packet.DropFragment)
-	s.local.FragmentsDropped++
+	s.local[cFragmentsDropped]++
 }

@@ -129,7 +129,7 @@ func masq(t testing.TB, mod func(*Config)) *Stage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, ct)
+	s, err := NewStage(cfg, ct)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,8 +98,8 @@ func TestICMPErrorTranslationByteForByte(t *testing.T) {
 				t.Fatalf("verdict %v %v", got.Verdict, got.Reason)
 			}
 			sameBytes(t, got.Data, want)
-			if s.Stats().ICMPErrors != 1 {
-				t.Errorf("ICMPErrors = %d", s.Stats().ICMPErrors)
+			if s.Counters().ICMPErrors != 1 {
+				t.Errorf("ICMPErrors = %d", s.Counters().ICMPErrors)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 // Config describes one NAT. The zero value of every optional field takes
@@ -95,8 +96,8 @@ const (
 	userRefused    = 1 << 4 // no translation possible: drop, and forget at the end of the batch
 )
 
-// Stats are a stage's totals since it was made.
-type Stats struct {
+// Counters are a stage's totals since it was made.
+type Counters struct {
 	SNATFlows        uint64 // new flows given a translated source
 	PortsKept        uint64 // of those, flows that kept their original port (or echo id)
 	DNATFlows        uint64 // new flows given a translated destination
@@ -132,8 +133,9 @@ type Stage struct {
 	shared    bool
 	results   []conntrack.Result
 	forget    []packet.FlowKey
-	local     Stats
-	pub       [12]atomic.Uint64     // Stats published once per batch, for metrics
+	local     [numCounters]uint64 // this batch's counts, published at its end
+	ctrs      pipeline.Counters   // the totals, by name: the stage's StageMetrics
+	ctr       [numCounters]*pipeline.Counter
 	pending   atomic.Pointer[Stage] // rules from Replace, taken by the worker
 }
 
@@ -169,19 +171,19 @@ type fwd struct {
 	toPort           uint16
 }
 
-// New returns a NAT stage over ct, a conntrack table the stage owns (one
+// NewStage returns a NAT stage over ct, a conntrack table the stage owns (one
 // per worker: see conntrack's doc on steering). The stage calls
 // TrackBatch on it for every batch.
-func New(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, false) }
+func NewStage(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, false) }
 
-// NewShared returns a NAT stage over a table that an earlier stage of the
+// NewStageShared returns a NAT stage over a table that an earlier stage of the
 // same worker's chain tracks (a stateful firewall: firewall.Stage's
 // Conntrack), so both follow the same flows across the translation. The
 // NAT stage does not track; it looks each packet up (LookupPacket: its
 // flow key, or for an ICMP error the quoted key reversed), which costs a
-// hash lookup more per packet than New's stage. Packets the earlier stage
+// hash lookup more per packet than NewStage's. Packets the earlier stage
 // tracked as invalid, and flows it deleted, are unknown here.
-func NewShared(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, true) }
+func NewStageShared(cfg Config, ct *conntrack.Table) (*Stage, error) { return newStage(cfg, ct, true) }
 
 func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 	if ct == nil {
@@ -190,6 +192,9 @@ func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 	s := &Stage{ct: ct, shared: shared, maxProbes: cfg.MaxProbes,
 		results: make([]conntrack.Result, 0, packet.MaxBurst),
 		forget:  make([]packet.FlowKey, 0, packet.MaxBurst)}
+	for i, name := range counterNames {
+		s.ctr[i] = s.ctrs.Counter(name)
+	}
 	maxPort := -1
 	for _, p := range append(append([]uint16(nil), cfg.Inside...), cfg.Outside...) {
 		maxPort = max(maxPort, int(p))
@@ -274,7 +279,7 @@ func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 
 // Process implements pipeline.Stage. Its clock is time.Now().UnixNano(),
 // read once per batch: the clock firewall.Stage uses, as it must be for a
-// table the two share (NewShared).
+// table the two share (NewStageShared).
 func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano()) }
 
 // ProcessAt is Process with the clock given: now is nanoseconds, as
@@ -282,12 +287,11 @@ func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano())
 // one table must pass the same clock.
 func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 	s.takePending()
-	if s.shared {
-		s.processShared(b, now)
-		return
-	}
+	// Shared, the NAT looks packets up as Track would have said them: their
+	// direction, New for an original packet of a flow not yet replied
+	// (what decide needs), Related for an ICMP error.
 	fullBefore := s.ct.Counters().Full
-	res := s.ct.TrackBatch(b, now, s.results[:0])
+	res := s.ct.Batch(b, now, s.shared, s.results[:0])
 	full := s.ct.Counters().Full != fullBefore
 	for i := range res {
 		p := &b.Packets[i]
@@ -302,25 +306,6 @@ func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 			continue
 		}
 		s.packet(p, &res[i], now, full)
-	}
-	for _, k := range s.forget {
-		s.ct.Delete(k)
-	}
-	s.forget = s.forget[:0]
-	s.publish()
-}
-
-func (s *Stage) processShared(b *packet.Batch, now int64) {
-	for i := range b.Slice() {
-		p := &b.Packets[i]
-		if p.Verdict != packet.Forward || p.Flags&packet.FlagIPv4 == 0 {
-			continue
-		}
-		// The flow as Track would have said it: its direction, New for an
-		// original packet of a flow not yet replied (what decide needs),
-		// Related for an ICMP error.
-		r := s.ct.LookupPacket(p, now)
-		s.packet(p, &r, now, false)
 	}
 	for _, k := range s.forget {
 		s.ct.Delete(k)
@@ -348,7 +333,7 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 		// untracked (an ICMP type that is neither echo nor error).
 		if full && startsFlow(p) {
 			p.SetDrop(packet.DropFull)
-			s.local.TableFull++
+			s.local[cTableFull]++
 			return
 		}
 		// From the inside it cannot be translated and must not leak
@@ -359,7 +344,7 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 			} else {
 				p.SetDrop(packet.DropPolicy)
 			}
-			s.local.Untranslatable++
+			s.local[cUntranslatable]++
 		}
 		return
 	}
@@ -390,18 +375,18 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 			// answers with a time exceeded, which must reach the
 			// sender's own address and quote what it sent (Linux
 			// routes before it source-translates).
-			s.local.TTLExpiring++
+			s.local[cTTLExpiring]++
 			return
 		}
 		if r.State == conntrack.StateRelated {
 			if s.translateError(p, f, r.Dir) {
-				s.local.ICMPErrors++
-				s.local.Translated++
+				s.local[cICMPErrors]++
+				s.local[cTranslated]++
 			}
 			return
 		}
 		s.rewrite(p, f, r.Dir)
-		s.local.Translated++
+		s.local[cTranslated]++
 	}
 	if fragment {
 		s.rememberFragment(p, src, dst, now)
@@ -425,10 +410,10 @@ func (s *Stage) decide(p *packet.Packet, f *conntrack.Flow, now int64) {
 		switch ep, res := s.snat(f, orig, now); res {
 		case errNone:
 			f.User = userDecided | userTranslated | userSNAT | ep
-			s.local.SNATFlows++
+			s.local[cSNATFlows]++
 		case errFull:
 			s.refuse(f, orig)
-			s.local.Exhausted++
+			s.local[cExhausted]++
 		}
 	case roleOutside:
 		if orig.Proto != packet.ProtoTCP && orig.Proto != packet.ProtoUDP {
@@ -446,11 +431,11 @@ func (s *Stage) decide(p *packet.Packet, f *conntrack.Flow, now int64) {
 			reply.SrcPort = fw.toPort + (orig.DstPort - fw.portMin)
 			if err := s.ct.SetReply(f, reply, now); err != nil {
 				s.refuse(f, orig)
-				s.local.Conflicts++
+				s.local[cConflicts]++
 				return
 			}
 			f.User = userDecided | userTranslated | userDNAT | packEndpoint(reply.Src, reply.SrcPort)
-			s.local.DNATFlows++
+			s.local[cDNATFlows]++
 			return
 		}
 		f.User = userDecided
@@ -521,7 +506,7 @@ func (s *Stage) snat(f *conntrack.Flow, orig packet.FlowKey, now int64) (endpoin
 		op := orig.SrcPort
 		if s.keepAny || (op >= s.portMin && op <= s.portMax) {
 			if s.ct.SetReply(f, reply, now) == nil {
-				s.local.PortsKept++
+				s.local[cPortsKept]++
 				return packEndpoint(reply.Dst, reply.DstPort), errNone
 			}
 		}
@@ -612,36 +597,55 @@ func (s *Stage) rewrite(p *packet.Packet, f *conntrack.Flow, d conntrack.Dir) {
 	}
 }
 
+// Counter indices into Stage.local and Stage.ctr.
+const (
+	cSNATFlows = iota
+	cPortsKept
+	cDNATFlows
+	cTranslated
+	cICMPErrors
+	cExhausted
+	cConflicts
+	cTableFull
+	cUntranslatable
+	cFragmentsKept
+	cFragmentsDropped
+	cTTLExpiring
+	numCounters
+)
+
+// counterNames are the counters' names in StageMetrics.
+var counterNames = [numCounters]string{
+	cSNATFlows: "snat_flows", cPortsKept: "ports_kept", cDNATFlows: "dnat_flows",
+	cTranslated: "translated", cICMPErrors: "icmp_errors", cExhausted: "exhausted",
+	cConflicts: "conflicts", cTableFull: "table_full", cUntranslatable: "untranslatable",
+	cFragmentsKept: "fragments_kept", cFragmentsDropped: "fragments_dropped", cTTLExpiring: "ttl_expiring",
+}
+
+// publish adds the batch's counts to the totals other goroutines read.
 func (s *Stage) publish() {
-	st := s.local
-	for i, v := range [...]uint64{st.SNATFlows, st.PortsKept, st.DNATFlows, st.Translated, st.ICMPErrors,
-		st.Exhausted, st.Conflicts, st.TableFull, st.Untranslatable, st.FragmentsKept, st.FragmentsDropped, st.TTLExpiring} {
-		if s.pub[i].Load() != v {
-			s.pub[i].Store(v)
+	for i, v := range s.local {
+		if v != 0 {
+			s.ctr[i].Add(v)
+			s.local[i] = 0
 		}
 	}
 }
 
-// Stats returns the totals as of the end of the last batch. It may be
+// Counters returns the totals as of the end of the last batch. It may be
 // called from any goroutine.
-func (s *Stage) Stats() Stats {
-	var v [12]uint64
-	for i := range v {
-		v[i] = s.pub[i].Load()
+func (s *Stage) Counters() Counters {
+	c := func(i int) uint64 { return s.ctr[i].Load() }
+	return Counters{
+		SNATFlows: c(cSNATFlows), PortsKept: c(cPortsKept), DNATFlows: c(cDNATFlows),
+		Translated: c(cTranslated), ICMPErrors: c(cICMPErrors), Exhausted: c(cExhausted),
+		Conflicts: c(cConflicts), TableFull: c(cTableFull), Untranslatable: c(cUntranslatable),
+		FragmentsKept: c(cFragmentsKept), FragmentsDropped: c(cFragmentsDropped), TTLExpiring: c(cTTLExpiring),
 	}
-	return Stats{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]}
 }
 
 // StageMetrics implements pipeline.StageMetrics.
-func (s *Stage) StageMetrics() map[string]uint64 {
-	st := s.Stats()
-	return map[string]uint64{
-		"snat_flows": st.SNATFlows, "ports_kept": st.PortsKept, "dnat_flows": st.DNATFlows,
-		"translated": st.Translated, "icmp_errors": st.ICMPErrors, "exhausted": st.Exhausted,
-		"conflicts": st.Conflicts, "table_full": st.TableFull, "untranslatable": st.Untranslatable,
-		"fragments_kept": st.FragmentsKept, "fragments_dropped": st.FragmentsDropped, "ttl_expiring": st.TTLExpiring,
-	}
-}
+func (s *Stage) StageMetrics() map[string]uint64 { return s.ctrs.StageMetrics() }
 
 // startsFlow reports whether p could start a conntrack flow: so when it
 // has none and the table refused new flows in this batch, the table was

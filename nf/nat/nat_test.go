@@ -68,7 +68,7 @@ func TestSNATTranslationTable(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) { expect(t, s, r.in, r.f, sec, r.want) })
 	}
-	st := s.Stats()
+	st := s.Counters()
 	if st.SNATFlows != 7 || st.PortsKept != 4 {
 		t.Errorf("stats %+v: want 7 SNAT flows, 4 ports kept", st)
 	}
@@ -109,8 +109,8 @@ func TestPoolAddressesAndExhaustion(t *testing.T) {
 	if p.Verdict != packet.Drop || p.Reason != packet.DropFull {
 		t.Fatalf("fifth flow: verdict %v reason %v, want drop full", p.Verdict, p.Reason)
 	}
-	if s.Stats().Exhausted != 1 {
-		t.Errorf("Exhausted = %d, want 1", s.Stats().Exhausted)
+	if s.Counters().Exhausted != 1 {
+		t.Errorf("Exhausted = %d, want 1", s.Counters().Exhausted)
 	}
 	if s.Conntrack().Len() != before {
 		t.Errorf("the refused flow stayed in the table (%d entries, was %d)", s.Conntrack().Len(), before)
@@ -141,7 +141,7 @@ func TestExhaustedEchoAndTCP(t *testing.T) {
 	if p.Verdict != packet.Drop || p.Reason != packet.DropFull {
 		t.Errorf("tcp with no port left: %v %v", p.Verdict, p.Reason)
 	}
-	if got := s.Stats().Exhausted; got != 2 {
+	if got := s.Counters().Exhausted; got != 2 {
 		t.Errorf("Exhausted = %d, want 2", got)
 	}
 }
@@ -182,10 +182,10 @@ func TestDNAT(t *testing.T) {
 	// own outbound flow 198.18.0.80:7004 > client:1001, SNATed.
 	expect(t, s, portIn, udpFrame(t, ap(inSrv, 7004), ap(client, 1001), "o"), sec, tuple{ap(natX, 7004), ap(client, 1001)})
 	p := run(t, s, portOut, udpFrame(t, ap(client, 1001), ap(natX, 6004), "x"), sec)
-	if p.Verdict != packet.Drop || p.Reason != packet.DropFull || s.Stats().Conflicts != 1 {
-		t.Errorf("conflicting DNAT: %v %v, conflicts %d", p.Verdict, p.Reason, s.Stats().Conflicts)
+	if p.Verdict != packet.Drop || p.Reason != packet.DropFull || s.Counters().Conflicts != 1 {
+		t.Errorf("conflicting DNAT: %v %v, conflicts %d", p.Verdict, p.Reason, s.Counters().Conflicts)
 	}
-	if st := s.Stats(); st.DNATFlows != 2 {
+	if st := s.Counters(); st.DNATFlows != 2 {
 		t.Errorf("DNATFlows = %d, want 2", st.DNATFlows)
 	}
 }
@@ -210,8 +210,8 @@ func TestUntranslatableFromInsideIsDropped(t *testing.T) {
 	// An ACK of a connection the table never saw: no flow, cannot be
 	// translated, must not leave with the inside address.
 	p := run(t, s, portIn, tcpFrame(t, ap(inA, 40000), ap(srvB, 80), packet.TCPAck), sec)
-	if p.Verdict != packet.Drop || p.Reason != packet.DropPolicy || s.Stats().Untranslatable != 1 {
-		t.Errorf("verdict %v reason %v untranslatable %d", p.Verdict, p.Reason, s.Stats().Untranslatable)
+	if p.Verdict != packet.Drop || p.Reason != packet.DropPolicy || s.Counters().Untranslatable != 1 {
+		t.Errorf("verdict %v reason %v untranslatable %d", p.Verdict, p.Reason, s.Counters().Untranslatable)
 	}
 	// The same from the outside passes untouched (the router decides).
 	p = run(t, s, portOut, tcpFrame(t, ap(srvB, 80), ap(natX, 40000), packet.TCPAck), sec)
@@ -245,8 +245,8 @@ func TestTableFull(t *testing.T) {
 		t.Fatalf("table holds %d of %d", ct.Len(), ct.Cap())
 	}
 	p := run(t, s, portIn, udpFrame(t, ap(inA, 9), ap(srvB, 53), "q"), sec)
-	if p.Verdict != packet.Drop || p.Reason != packet.DropFull || s.Stats().TableFull != 1 {
-		t.Errorf("table full: %v %v table_full %d", p.Verdict, p.Reason, s.Stats().TableFull)
+	if p.Verdict != packet.Drop || p.Reason != packet.DropFull || s.Counters().TableFull != 1 {
+		t.Errorf("table full: %v %v table_full %d", p.Verdict, p.Reason, s.Counters().TableFull)
 	}
 }
 
@@ -263,7 +263,7 @@ func TestTTLExpiringPacketsAreLeftToTheRouter(t *testing.T) {
 	}
 	probe2 := frame(t, inA, srvB, 17, ipOpts{ttl: 2}, udpL(33434, 33434), payload("probe"))
 	expect(t, s, portIn, probe2, sec, tuple{ap(natX, 33434), ap(srvB, 33434)})
-	if st := s.Stats(); st.TTLExpiring != 1 || st.SNATFlows != 1 {
+	if st := s.Counters(); st.TTLExpiring != 1 || st.SNATFlows != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -276,7 +276,7 @@ func TestBouncedPacketsAreLeftAlone(t *testing.T) {
 	b.Append(udpFrame(t, ap(inA, 1), ap(srvB, 2), "x"), 0, portIn).Parse()
 	b.Packets[0].SetBounce()
 	s.ProcessAt(&b, sec)
-	if got := tupleOf(&b.Packets[0]); got != (tuple{ap(inA, 1), ap(srvB, 2)}) || s.Stats().SNATFlows != 0 {
+	if got := tupleOf(&b.Packets[0]); got != (tuple{ap(inA, 1), ap(srvB, 2)}) || s.Counters().SNATFlows != 0 {
 		t.Errorf("bounced packet translated to %v", got)
 	}
 }

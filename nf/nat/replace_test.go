@@ -15,7 +15,7 @@ func TestReplaceChangesNewFlowsOnly(t *testing.T) {
 	ct, _ := conntrack.New(conntrack.Config{MaxFlows: 64})
 	cfg := Config{Inside: []uint16{0}, Outside: []uint16{1}, Pool: []netip.Addr{netip.MustParseAddr("198.18.1.1")},
 		Forwards: []Forward{{Proto: packet.ProtoUDP, Addr: netip.MustParseAddr("198.18.1.1"), PortMin: 5000, PortMax: 5000, To: netip.MustParseAddr("198.18.0.10"), ToPort: 53}}}
-	s, err := New(cfg, ct)
+	s, err := NewStage(cfg, ct)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestStatefulFirewallSharingTheNATTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := firewall.NewStage(fw, ct, 0)
-	ns, err := nat.NewShared(nat.Config{Inside: []uint16{0}, Outside: []uint16{1},
+	ns, err := nat.NewStageShared(nat.Config{Inside: []uint16{0}, Outside: []uint16{1},
 		Pool:   []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
 		Except: []netip.Prefix{netip.MustParsePrefix(lab.GenNet)}}, ct)
 	if err != nil {
@@ -49,5 +49,5 @@ func TestStatefulFirewallSharingTheNATTable(t *testing.T) {
 		t.Errorf("firewall metrics %v: want established and related hits", m)
 	}
 	t.Logf("firewall %v", m)
-	t.Logf("nat %+v", ns.Stats())
+	t.Logf("nat %+v", ns.Counters())
 }

@@ -27,7 +27,7 @@ func TestSharedTableWithStatefulFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := firewall.NewStage(fw, ct, 0)
-	ns, err := NewShared(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
+	ns, err := NewStageShared(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestSharedTableWithStatefulFirewall(t *testing.T) {
 	if p.Verdict != packet.Drop {
 		t.Errorf("unsolicited: %v", p.Verdict)
 	}
-	if st := ns.Stats(); st.SNATFlows != 2 || st.Translated != 4 || st.ICMPErrors != 1 {
+	if st := ns.Counters(); st.SNATFlows != 2 || st.Translated != 4 || st.ICMPErrors != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -1,4 +1,7 @@
-// Package nftest holds tests that run xnf's network functions together:
-// fuzzing whole chains (firewall -> router, and NAT as it lands) over
-// memory ports. It has no API.
+// Package nftest holds tests that run xnf's network functions together
+// rather than one at a time: a fuzzer over memory ports (FuzzChain,
+// firewall -> router), and lab tests through a live firewall -> NAT ->
+// router chain on veth pairs: hostile frames get the verdict the design
+// gives them, an overload is counted and recovered from, and a churn soak
+// keeps conntrack within its bound. It has no API.
 package nftest

@@ -60,7 +60,7 @@ func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*
 		*stage = fs
 	}
 	// The NAT shares the firewall's table, as the YAML chain does.
-	ns, err := nat.NewShared(nat.Config{Inside: []uint16{0}, Outside: []uint16{1}, Pool: []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
+	ns, err := nat.NewStageShared(nat.Config{Inside: []uint16{0}, Outside: []uint16{1}, Pool: []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
 		Except: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/32")}}, ct)
 	if err != nil {
 		t.Fatal(err)

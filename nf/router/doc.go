@@ -1,6 +1,21 @@
-// Package router is the router network function: the FIB (forwarding
-// information base, this part), the neighbor table, and later the
-// forwarding stage that decrements TTLs and rewrites MAC addresses.
+// Package router is the router network function: Router, the pipeline
+// stage; the FIB (forwarding information base) it looks routes up in; and
+// the neighbor table it takes MAC addresses from.
+//
+// # Stage
+//
+// A Router answers ARP, NDP and ping for its own interface addresses,
+// routes IPv4 and IPv6 by longest-prefix match, rewrites MAC addresses
+// from the neighbor table (turning a packet whose next hop is unresolved
+// into an ARP request or neighbor solicitation), decrements the TTL or hop
+// limit with an incremental checksum update, and answers what it cannot
+// route with ICMP time exceeded or unreachable, at most Config.ICMPRate a
+// second. Packets an earlier stage dropped or bounced pass untouched. A
+// Router is one worker's stage; its FIB may be shared with other routers
+// (Config.FIB), and the FIB and the neighbor table may be updated while
+// traffic flows. The package opens no
+// socket: following the kernel's routes and neighbors is
+// nf/router/kernelsync's job.
 //
 // # FIB
 //
@@ -24,18 +39,10 @@
 // Lookup4Batch and Lookup6Batch look up a burst of destinations; the IPv6
 // one walks 32 tries in lockstep so their cache misses overlap.
 //
-// Measured on the shared 2-core AMD EPYC development VM (random
-// destinations, 95% inside a route, Internet-like prefix-length mixes; see
-// fib_bench_test.go; figures move by a third with the machine's load):
-// IPv4 with 1M prefixes 10 ns/lookup (5.3 ns batched), 8 ns with 100k,
-// 3.5 ns with 1k; IPv6 with 100k prefixes 210-330 ns/lookup (120-150 ns
-// batched; the trie walk is bound by memory latency), 35-45 ns with 1k.
-// A 1M-prefix IPv4 table builds in 0.5-0.7 s; an IPv4 /24 update costs
-// about 100-200 ns, an IPv6 /48 update about 1 µs.
+// docs/benchmarks.md (Package benchmarks) has the lookup and update
+// figures at several table sizes and the command that measures them.
 //
-//	go test -run '^$' -bench '^Benchmark(Lookup4|Lookup6|LookupFlow4|Lookup4Batch|Lookup6Batch|Add4|Add6)$' -benchtime=1s -count=1 ./nf/router
-//
-// Memory: the IPv4 tbl24 is 64 MiB, reserved by New (pages become resident
+// Memory: the IPv4 tbl24 is 64 MiB, reserved by NewFIB (pages become resident
 // as routes touch them; a full table touches nearly all of them), plus 1 KiB
 // per /24 that holds prefixes longer than /24. IPv6 costs 512 KiB for the
 // root plus about 100 bytes per prefix for a realistic table (10 MiB for

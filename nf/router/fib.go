@@ -133,10 +133,10 @@ type FIB struct {
 	n4, n6     int
 }
 
-// New returns an empty FIB. It reserves 64 MiB of address space for the
+// NewFIB returns an empty FIB. It reserves 64 MiB of address space for the
 // IPv4 tbl24 (pages become resident as routes touch them) and 512 KiB for
 // the IPv6 root.
-func New() *FIB {
+func NewFIB() *FIB {
 	f := &FIB{
 		tbl24:      new([1 << 24]uint32),
 		root6:      new([1 << 16]atomic.Pointer[slot6]),

@@ -103,7 +103,7 @@ func randomTable6(n int, seed uint64) []netip.Prefix {
 func buildFIB(b testing.TB, ps []netip.Prefix) *FIB {
 	rng := rand.New(rand.NewPCG(9, 9))
 	nh := benchNextHops(rng)
-	f := New()
+	f := NewFIB()
 	for i, p := range ps {
 		if err := f.Add(p, nh[i%len(nh)]); err != nil {
 			b.Fatal(err)
@@ -232,7 +232,7 @@ func BenchmarkLookup6(b *testing.B) {
 				s += id
 			}
 			sinkID = s
-			// The IPv6 part only: the IPv4 tbl24 is reserved by New anyway.
+			// The IPv6 part only: the IPv4 tbl24 is reserved by NewFIB anyway.
 			b.ReportMetric(float64(t.f.MemoryBytes()-unsafeSizeTbl24)/(1<<20), "fib6-MiB")
 			b.ReportMetric(float64(compressed6(t.f)), "skip-nodes")
 			b.ReportMetric(100*float64(hits)/float64(len(dst)), "hit-%")

@@ -26,7 +26,7 @@ import (
 // change a probe's answer, so a reader that followed a stale tbl24 entry
 // into a group reused by another /24, or a half-built node, fails.
 func TestConcurrentLookups(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	mustAdd := func(p string, port uint16) {
 		if err := f.Replace(pfx(p), NextHop{Port: port}); err != nil {
 			t.Fatal(err)
@@ -185,7 +185,7 @@ func TestConcurrentLookups(t *testing.T) {
 // the writer frees the group and hands it to another /24, and only then
 // does the reader follow its stale entry.
 func TestStaleTbl24EntryRetries(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	f.Add(pfx("10.0.0.0/8"), port(1))
 	f.Add(pfx("10.5.5.0/28"), port(2)) // gives 10.5.5.0/24 a group
 	y := uint32(10<<24 | 5<<16 | 5<<8 | 77)

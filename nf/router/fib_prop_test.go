@@ -191,7 +191,7 @@ func testAgainstReference(t *testing.T, bits int, seed uint64) {
 			hot[i] = netip.AddrFrom16(a)
 		}
 	}
-	f := New()
+	f := NewFIB()
 	ref := reference{}
 	var probes []netip.Addr
 	addProbes := func(p netip.Prefix) {

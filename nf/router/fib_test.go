@@ -15,7 +15,7 @@ func port(p uint16) NextHop { return NextHop{Port: p} }
 func via(p uint16, gw string) NextHop { return NextHop{Port: p, Gateway: addr(gw)} }
 
 func TestUpdateErrors(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	if err := f.Add(pfx("10.0.0.0/8"), port(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestUpdateErrors(t *testing.T) {
 }
 
 func TestOverlappingRoutes(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	add := func(p string, nh NextHop) {
 		t.Helper()
 		if err := f.Add(pfx(p), nh); err != nil {
@@ -132,7 +132,7 @@ func TestOverlappingRoutes(t *testing.T) {
 }
 
 func TestECMP(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	a, b, c := via(1, "192.0.2.1"), via(2, "192.0.2.2"), via(3, "fe80::3")
 	if err := f.Add(pfx("10.0.0.0/8"), a, b, c); err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestECMP(t *testing.T) {
 }
 
 func TestLookupDoesNotAllocate(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	f.Add(pfx("10.0.0.0/8"), port(1), port(2))
 	f.Add(pfx("10.1.2.128/25"), port(3))
 	f.Add(pfx("2001:db8::/32"), port(1), port(2))
@@ -252,7 +252,7 @@ func TestNextHopString(t *testing.T) {
 }
 
 func TestIPv4MappedAddressesAreIPv6(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	f.Add(pfx("10.0.0.0/8"), port(4))
 	f.Add(pfx("::ffff:0:0/96"), port(6))
 	if nh, ok := f.Lookup(addr("::ffff:10.1.2.3")); !ok || nh != port(6) {
@@ -264,7 +264,7 @@ func TestIPv4MappedAddressesAreIPv6(t *testing.T) {
 }
 
 func TestMemoryBytesCountsTables(t *testing.T) {
-	f := New()
+	f := NewFIB()
 	empty := f.MemoryBytes()
 	if empty < 64<<20 || empty > 65<<20 {
 		t.Fatalf("empty FIB reports %d bytes, want 64 MiB of tbl24 plus the IPv6 root", empty)

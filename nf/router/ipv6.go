@@ -2,9 +2,9 @@ package router
 
 import (
 	"encoding/binary"
-	"sync/atomic"
 
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 const (
@@ -45,7 +45,7 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	}
 	if h.HopLimit() <= 1 {
 		r.ctr.ttl.Add(1)
-		r.icmp6Error(p, icmp6TimeExceeded, 0, packet.DropTTL, &r.ctr.timeExceeded)
+		r.icmp6Error(p, icmp6TimeExceeded, 0, packet.DropTTL, r.ctr.timeExceeded)
 		return false
 	}
 	src := h.Src()
@@ -53,7 +53,7 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	id, ok := r.fib.LookupFlow6(dst, hash)
 	if !ok {
 		r.ctr.noRoute.Add(1)
-		r.icmp6Error(p, icmp6DestUnreach, 0, packet.DropNoRoute, &r.ctr.unreachable)
+		r.icmp6Error(p, icmp6DestUnreach, 0, packet.DropNoRoute, r.ctr.unreachable)
 		return false
 	}
 	nh := r.fib.NextHop(id)
@@ -83,15 +83,10 @@ func icmp6Sum(src, dst [16]byte, body []byte) uint16 {
 	return ^packet.Sum(body, packet.PseudoHeaderSumIPv6(src, dst, packet.ProtoICMPv6, uint32(len(body))))
 }
 
-// writeIPv6 writes a fixed IPv6 header at d.
+// writeIPv6 writes a fixed IPv6 header for an ICMPv6 message at d.
 func writeIPv6(d []byte, payload int, hop uint8, src, dst [16]byte) {
-	clear(d[:8])
-	d[0] = 0x60
-	binary.BigEndian.PutUint16(d[4:6], uint16(payload))
-	d[6] = packet.ProtoICMPv6
-	d[7] = hop
-	copy(d[8:24], src[:])
-	copy(d[24:40], dst[:])
+	packet.IPv6(d).Encode(&packet.IPv6Fields{PayloadLen: uint16(payload), NextHeader: packet.ProtoICMPv6,
+		HopLimit: hop, Src: src, Dst: dst})
 }
 
 // writeND writes a 32-byte neighbor solicitation or advertisement (typ)
@@ -136,51 +131,26 @@ func (r *Router) local6Packet(p *packet.Packet) {
 	h.SetSrc(dst)
 	h.SetDst(src)
 	h.SetHopLimit(64)
-	e := p.Ethernet()
-	e.SetDst(e.Src())
-	e.SetSrc(in.MAC)
-	p.SetBounce()
-	r.ctr.echo.Add(1)
+	answer(p, in, r.ctr.echo)
 }
 
 // icmp6Error turns p into an ICMPv6 error about itself (RFC 4443), quoting
 // as much of it as fits in the minimum MTU.
-func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
+func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
-	h := p.IPv6()
-	src := h.Src()
+	src := p.IPv6().Src()
 	var from [16]byte
 	ok := in != nil
 	if ok {
 		from, ok = r.source6(in)
 	}
 	if !ok || src[0] == 0xff || src == [16]byte{} ||
-		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().Type() < 128) || !r.allowICMP() {
+		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
+		!p.ToICMPv6Error(typ, code, from) {
 		p.SetDrop(reason)
 		return
 	}
-	l3 := int(p.L3Off)
-	quote := min(int(p.L3End)-l3, 1280-40-8)
-	n := l3 + 40 + 8 + quote
-	if cap(p.Data) < n {
-		p.SetDrop(reason)
-		return
-	}
-	d := p.Data[:n]
-	// Move the offending packet behind the new headers (copy handles overlap).
-	copy(d[l3+48:], p.Data[l3:l3+quote])
-	e := packet.Ethernet(d)
-	e.SetDst(e.Src())
-	e.SetSrc(in.MAC)
-	writeIPv6(d[l3:], 8+quote, 64, from, src)
-	icmp := d[l3+40:]
-	clear(icmp[:8])
-	icmp[0], icmp[1] = typ, code
-	binary.BigEndian.PutUint16(icmp[2:4], icmp6Sum(from, src, icmp))
-	p.Data = d
-	p.Parse()
-	p.SetBounce()
-	sent.Add(1)
+	answer(p, in, sent)
 }
 
 // ndOption finds the link-layer address option (type 1 source, 2 target)

@@ -4,10 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
+	"github.com/xnfdev/xnf/nf/ratelimit"
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 // Interface is the router's presence on one pipeline port: its MAC and
@@ -59,9 +60,28 @@ type Counters struct {
 	Local           uint64 // packets for the router itself that it does not serve
 }
 
+// counters are the router's counters, registered by name in a
+// pipeline.Counters (its StageMetrics); Counters reads them as a struct.
 type counters struct {
+	pipeline.Counters
 	forwarded, echo, arpReplies, ndpAdverts, learned, resolutions, noNeighbor,
-	timeExceeded, unreachable, rateLimited, noRoute, ttl, local atomic.Uint64
+	timeExceeded, unreachable, rateLimited, noRoute, ttl, local *pipeline.Counter
+}
+
+func (c *counters) register() {
+	c.forwarded = c.Counter("forwarded")
+	c.echo = c.Counter("echo_replies")
+	c.arpReplies = c.Counter("arp_replies")
+	c.ndpAdverts = c.Counter("ndp_adverts")
+	c.learned = c.Counter("neighbors_learned")
+	c.resolutions = c.Counter("resolutions_sent")
+	c.noNeighbor = c.Counter("no_neighbor")
+	c.timeExceeded = c.Counter("time_exceeded_sent")
+	c.unreachable = c.Counter("unreachable_sent")
+	c.rateLimited = c.Counter("icmp_rate_limited")
+	c.noRoute = c.Counter("no_route")
+	c.ttl = c.Counter("ttl_expired")
+	c.local = c.Counter("local")
 }
 
 type iface struct {
@@ -82,9 +102,7 @@ type Router struct {
 	local6 [][16]byte
 	ctr    counters
 
-	rate, burst float64
-	tokens      float64
-	last        int64
+	icmpLimit ratelimit.Bucket // ICMP errors sent; refilled once per batch
 
 	// The last neighbor resolved: a stream to one gateway skips the map.
 	cache struct {
@@ -134,9 +152,10 @@ func NewRouter(cfg Config) (*Router, error) {
 		cfg.MaxNeighbors = 4096
 	}
 	r := &Router{fib: cfg.FIB, neigh: newNeighbors(cfg.MaxNeighbors, int64(cfg.NeighborReachable), int64(cfg.ResolveRetry)),
-		rate: float64(cfg.ICMPRate), burst: float64(cfg.ICMPBurst), tokens: float64(cfg.ICMPBurst)}
+		icmpLimit: ratelimit.New(cfg.ICMPRate, cfg.ICMPBurst)}
+	r.ctr.register()
 	if r.fib == nil {
-		r.fib = New()
+		r.fib = NewFIB()
 	}
 	for i, ic := range cfg.Interfaces {
 		for int(ic.Port) >= len(r.ifaces) {
@@ -199,15 +218,21 @@ func (r *Router) Neighbors() *Neighbors { return r.neigh }
 // Counters reads the router's counters; safe from any goroutine.
 func (r *Router) Counters() Counters {
 	c := &r.ctr
-	return Counters{c.forwarded.Load(), c.echo.Load(), c.arpReplies.Load(), c.ndpAdverts.Load(), c.learned.Load(),
-		c.resolutions.Load(), c.noNeighbor.Load(), c.timeExceeded.Load(), c.unreachable.Load(), c.rateLimited.Load(),
-		c.noRoute.Load(), c.ttl.Load(), c.local.Load()}
+	return Counters{
+		Forwarded: c.forwarded.Load(), EchoReplies: c.echo.Load(), ARPReplies: c.arpReplies.Load(),
+		NDPAdverts: c.ndpAdverts.Load(), Learned: c.learned.Load(), Resolutions: c.resolutions.Load(),
+		NoNeighbor: c.noNeighbor.Load(), TimeExceeded: c.timeExceeded.Load(), Unreachable: c.unreachable.Load(),
+		ICMPRateLimited: c.rateLimited.Load(), NoRoute: c.noRoute.Load(), TTLExpired: c.ttl.Load(), Local: c.local.Load(),
+	}
 }
+
+// StageMetrics exports the counters for metrics (pipeline.StageMetrics).
+func (r *Router) StageMetrics() map[string]uint64 { return r.ctr.StageMetrics() }
 
 // Process implements pipeline.Stage.
 func (r *Router) Process(b *packet.Batch) {
 	now := time.Now().UnixNano()
-	r.refill(now)
+	r.icmpLimit.Refill(now)
 	r.neigh.mu.Lock()
 	defer r.neigh.mu.Unlock()
 	var fwd uint64
@@ -240,20 +265,9 @@ func (r *Router) Process(b *packet.Batch) {
 	}
 }
 
-func (r *Router) refill(now int64) {
-	if r.last != 0 {
-		r.tokens += r.rate * float64(now-r.last) / 1e9
-		if r.tokens > r.burst {
-			r.tokens = r.burst
-		}
-	}
-	r.last = now
-}
-
 // allowICMP takes a token for one ICMP error.
 func (r *Router) allowICMP() bool {
-	if r.tokens >= 1 {
-		r.tokens--
+	if r.icmpLimit.Take() {
 		return true
 	}
 	r.ctr.rateLimited.Add(1)
@@ -291,7 +305,7 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 	}
 	if h.TTL() <= 1 {
 		r.ctr.ttl.Add(1)
-		r.icmp4Error(p, 11, 0, packet.DropTTL, &r.ctr.timeExceeded)
+		r.icmp4Error(p, 11, 0, packet.DropTTL, r.ctr.timeExceeded)
 		return false
 	}
 	src := h.Src()
@@ -299,7 +313,7 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 	id, ok := r.fib.LookupFlow4(dst, hash)
 	if !ok {
 		r.ctr.noRoute.Add(1)
-		r.icmp4Error(p, 3, 0, packet.DropNoRoute, &r.ctr.unreachable)
+		r.icmp4Error(p, 3, 0, packet.DropNoRoute, r.ctr.unreachable)
 		return false
 	}
 	nh := r.fib.NextHop(id)
@@ -346,61 +360,33 @@ func (r *Router) local4Packet(p *packet.Packet) {
 	oldTTL := binary.BigEndian.Uint16(h[8:10])
 	h.SetTTL(64)
 	h.SetChecksum(packet.ChecksumUpdate16(h.Checksum(), oldTTL, binary.BigEndian.Uint16(h[8:10])))
+	answer(p, in, r.ctr.echo)
+}
+
+// answer sends p, rewritten into an answer, back out of its ingress port
+// in: from in's MAC to the MAC it came from. It counts the answer in sent.
+func answer(p *packet.Packet, in *iface, sent *pipeline.Counter) {
 	e := p.Ethernet()
 	e.SetDst(e.Src())
 	e.SetSrc(in.MAC)
 	p.SetBounce()
-	r.ctr.echo.Add(1)
+	sent.Add(1)
 }
-
-// isICMPError reports ICMPv4 types that are errors (no error about an error).
-func isICMPError(t uint8) bool { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12 }
 
 // icmp4Error turns p into an ICMP error of type/code about itself, sent
 // back out of its ingress port from the router's address there (RFC 1812
 // 4.3.2). When no error may be sent, p is dropped with reason.
-func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *atomic.Uint64) {
+func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
-	h := p.IPv4()
-	src := h.Src()
+	src := p.IPv4().Src()
 	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
-		(p.Flags&packet.FlagICMP != 0 && isICMPError(p.ICMP().Type())) ||
-		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() {
+		(p.Flags&packet.FlagICMP != 0 && p.ICMP().IsError(false)) ||
+		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() ||
+		!p.ToICMPv4Error(typ, code, r.sourceFor(in, src), false) {
 		p.SetDrop(reason)
 		return
 	}
-	l3 := int(p.L3Off)
-	quote := min(h.HeaderLen()+8, int(p.L3End)-l3)
-	var q [68]byte
-	copy(q[:], p.Data[l3:l3+quote])
-	n := l3 + 20 + 8 + quote
-	if cap(p.Data) < n {
-		p.SetDrop(reason)
-		return
-	}
-	d := p.Data[:n]
-	e := packet.Ethernet(d)
-	e.SetDst(e.Src())
-	e.SetSrc(in.MAC)
-	ip := d[l3 : l3+20]
-	clear(ip)
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:4], uint16(20+8+quote))
-	ip[8] = 64
-	ip[9] = packet.ProtoICMP
-	from := r.sourceFor(in, src)
-	copy(ip[12:16], from[:])
-	copy(ip[16:20], src[:])
-	binary.BigEndian.PutUint16(ip[10:12], packet.Checksum(ip))
-	icmp := d[l3+20:]
-	clear(icmp[:8])
-	icmp[0], icmp[1] = typ, code
-	copy(icmp[8:], q[:quote])
-	binary.BigEndian.PutUint16(icmp[2:4], packet.Checksum(icmp))
-	p.Data = d
-	p.Parse()
-	p.SetBounce()
-	sent.Add(1)
+	answer(p, in, sent)
 }
 
 // sourceFor picks the interface address in the same subnet as peer, or the
@@ -498,15 +484,4 @@ func (r *Router) isLocal6(a [16]byte) bool {
 		}
 	}
 	return false
-}
-
-// StageMetrics exports the counters for metrics (pipeline.StageMetrics).
-func (r *Router) StageMetrics() map[string]uint64 {
-	c := r.Counters()
-	return map[string]uint64{
-		"forwarded": c.Forwarded, "echo_replies": c.EchoReplies, "arp_replies": c.ARPReplies,
-		"ndp_adverts": c.NDPAdverts, "neighbors_learned": c.Learned, "resolutions_sent": c.Resolutions,
-		"no_neighbor": c.NoNeighbor, "time_exceeded_sent": c.TimeExceeded, "unreachable_sent": c.Unreachable,
-		"icmp_rate_limited": c.ICMPRateLimited, "no_route": c.NoRoute, "ttl_expired": c.TTLExpired, "local": c.Local,
-	}
 }

@@ -1,4 +1,15 @@
-package router
+// Package kernelsync makes a router follow the kernel: it mirrors the main
+// routing table and the neighbor table of a network namespace into a
+// router.Router's FIB and neighbor table through netlink subscriptions, so
+// that routes added by `ip route` or a routing daemon (FRR, BIRD) take
+// effect in the data path as soon as the kernel announces them, and
+// removals too. Only routes and neighbors on interfaces that map to a
+// pipeline port are mirrored.
+//
+// It is the router's control plane, kept out of nf/router so that the data
+// path links no socket. A Sync runs one goroutine from Start to Close; the
+// FIB and the neighbor table are safe to update while workers route.
+package kernelsync
 
 import (
 	"fmt"
@@ -10,15 +21,14 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xnfdev/xnf/nf/router"
 )
 
-// KernelSync mirrors the main routing table and the neighbor table of a
-// network namespace into a Router, through netlink subscriptions: routes
-// added by `ip route` or a routing daemon (FRR, BIRD) appear in the FIB
-// as soon as the kernel announces them, and removals too. Only routes out
-// of interfaces that map to a pipeline port are mirrored.
-type KernelSync struct {
-	r       *Router
+// Sync mirrors one namespace's routes and neighbors into a router.
+type Sync struct {
+	fib     *router.FIB
+	neighs  *router.Neighbors
 	ports   map[int]uint16 // ifindex -> port
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -27,16 +37,17 @@ type KernelSync struct {
 	applied atomic.Uint64
 }
 
-// SyncKernel starts mirroring the namespace ns (the caller's own namespace
-// when ns is nil). ports maps interface names in that namespace to
+// Start mirrors the namespace ns (the caller's own namespace when ns is
+// nil) into r's FIB and neighbor table, the routes and neighbors that
+// exist now first. ports maps interface names in that namespace to
 // pipeline ports.
-func SyncKernel(r *Router, ns *netns.NsHandle, ports map[string]uint16) (*KernelSync, error) {
+func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync, error) {
 	h, err := netlink.NewHandleAt(nsOrCurrent(ns))
 	if err != nil {
 		return nil, fmt.Errorf("router: kernel mode: netlink: %w", err)
 	}
 	defer h.Close()
-	k := &KernelSync{r: r, ports: map[int]uint16{}, done: make(chan struct{})}
+	k := &Sync{fib: r.FIB(), neighs: r.Neighbors(), ports: map[int]uint16{}, done: make(chan struct{})}
 	for name, port := range ports {
 		l, err := h.LinkByName(name)
 		if err != nil {
@@ -86,17 +97,17 @@ func nsOrCurrent(ns *netns.NsHandle) netns.NsHandle {
 }
 
 // Applied counts the kernel updates mirrored so far.
-func (k *KernelSync) Applied() uint64 { return k.applied.Load() }
+func (k *Sync) Applied() uint64 { return k.applied.Load() }
 
 // Errors returns the errors met so far (subscription and FIB errors).
-func (k *KernelSync) Errors() []error {
+func (k *Sync) Errors() []error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]error(nil), k.errs...)
 }
 
 // Close stops mirroring; what was mirrored stays in the FIB.
-func (k *KernelSync) Close() {
+func (k *Sync) Close() {
 	select {
 	case <-k.done:
 	default:
@@ -110,7 +121,7 @@ func ipToAddr(ip net.IP) (netip.Addr, bool) {
 	return a.Unmap(), ok
 }
 
-func (k *KernelSync) route(u netlink.RouteUpdate) {
+func (k *Sync) route(u netlink.RouteUpdate) {
 	rt := u.Route
 	if rt.Table != unix.RT_TABLE_MAIN || rt.Type != unix.RTN_UNICAST {
 		return
@@ -133,13 +144,13 @@ func (k *KernelSync) route(u netlink.RouteUpdate) {
 	if prefix.Addr().Is6() && prefix.Addr().IsLinkLocalUnicast() {
 		return // fe80::/64 per interface: not routed
 	}
-	var hops []NextHop
+	var hops []router.NextHop
 	add := func(ifindex int, gw net.IP) {
 		port, ok := k.ports[ifindex]
 		if !ok {
 			return
 		}
-		nh := NextHop{Port: port}
+		nh := router.NextHop{Port: port}
 		if gw != nil {
 			if a, ok := ipToAddr(gw); ok {
 				nh.Gateway = a
@@ -160,12 +171,12 @@ func (k *KernelSync) route(u netlink.RouteUpdate) {
 		if len(hops) == 0 {
 			return
 		}
-		err = k.r.fib.Replace(prefix, hops...)
+		err = k.fib.Replace(prefix, hops...)
 	case unix.RTM_DELROUTE:
 		if len(hops) == 0 {
 			return
 		}
-		err = k.r.fib.Delete(prefix)
+		err = k.fib.Delete(prefix)
 	default:
 		return
 	}
@@ -178,7 +189,7 @@ func (k *KernelSync) route(u netlink.RouteUpdate) {
 	k.applied.Add(1)
 }
 
-func (k *KernelSync) neigh(u netlink.NeighUpdate) {
+func (k *Sync) neigh(u netlink.NeighUpdate) {
 	n := u.Neigh
 	port, ok := k.ports[n.LinkIndex]
 	if !ok || len(n.HardwareAddr) != 6 {
@@ -190,9 +201,9 @@ func (k *KernelSync) neigh(u netlink.NeighUpdate) {
 	}
 	usable := n.State&(netlink.NUD_PERMANENT|netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_NOARP) != 0
 	if u.Type == unix.RTM_DELNEIGH || !usable {
-		k.r.neigh.Delete(port, a)
+		k.neighs.Delete(port, a)
 	} else {
-		k.r.neigh.SetStatic(Neighbor{Port: port, Addr: a, MAC: [6]byte(n.HardwareAddr)})
+		k.neighs.SetStatic(router.Neighbor{Port: port, Addr: a, MAC: [6]byte(n.HardwareAddr)})
 	}
 	k.applied.Add(1)
 }
