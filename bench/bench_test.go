@@ -350,7 +350,7 @@ func TestLatencyTrivialPath(t *testing.T) {
 	}
 	o := Options{
 		Contenders: []Contender{XDPRedirect()},
-		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split}, Sinks: []Sink{SinkLocal},
 		Reps: 1, Warmup: 200 * time.Millisecond, Window: 500 * time.Millisecond,
 		SplitRate: 1e6, Latency: true, LatencyRate: 20e3,
 		Prefix: fmt.Sprintf("xt-lat%d", os.Getpid()),
@@ -495,7 +495,7 @@ func TestTwoQueues(t *testing.T) {
 	}
 	o := Options{
 		Contenders: []Contender{XNF("native", EmptyChain), XDPRedirect(), Asavie()},
-		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore}, Queues: []int{2},
+		Sizes:      []int{64}, Flows: []uint32{256}, Layouts: []Layout{Split, OneCore}, Sinks: []Sink{SinkLocal}, Queues: []int{2},
 		Reps: 1, Warmup: 300 * time.Millisecond, Window: 500 * time.Millisecond, SplitRate: 1e6,
 		Prefix: fmt.Sprintf("xt-q2%d", os.Getpid()),
 	}

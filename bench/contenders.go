@@ -243,7 +243,13 @@ func XNFWith(name, port, workers, mode string, chain Chain) Contender {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		return func() error { return errors.Join(p.signal(syscall.SIGTERM, 10*time.Second), os.RemoveAll(dir)) }, nil
+		return func() error {
+			err := p.signal(syscall.SIGTERM, 10*time.Second)
+			if d := os.Getenv("XNF_BENCH_LOGS"); d != "" {
+				os.WriteFile(filepath.Join(d, fmt.Sprintf("xnf-run-%d.log", time.Now().UnixNano())), []byte(p.Output()), 0o644)
+			}
+			return errors.Join(err, os.RemoveAll(dir))
+		}, nil
 	})
 }
 
