@@ -514,11 +514,11 @@ func TestTwoQueues(t *testing.T) {
 	if len(results) != 6 {
 		t.Fatalf("%d rows", len(results))
 	}
-	if !strings.Contains(b.String(), "### one-core, 64-byte frames, 256 flows, 2 queue(s)\n\nNot measured: 2 queues only in the split layout") {
+	if !strings.Contains(b.String(), "### one-core, sink local, 64-byte frames, 256 flows, 2 queue(s)\n\nNot measured: 2 queues only in the split layout") {
 		t.Errorf("the one-core cell is not a single note")
 	}
 	files, err := Plot(t.TempDir(), results)
-	if err != nil || len(files) != 4 || !strings.HasSuffix(files[0], "pps-split-256flows-2q.png") {
+	if err != nil || len(files) != 4 || !strings.HasSuffix(files[0], "pps-split-sink-local-256flows-2q.png") {
 		t.Errorf("plots %v %v", files, err)
 	}
 	for _, r := range results {
