@@ -10,6 +10,7 @@ import (
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/pcap"
 )
 
 func replayCmd() *cobra.Command {
@@ -40,8 +41,8 @@ mode is off.`,
 // replayPort reads from the capture (port 0 only) and writes to the shared output.
 type replayPort struct {
 	name string
-	in   *pipeline.PcapPort
-	out  *pipeline.PcapPort
+	in   *pcap.PcapPort
+	out  *pcap.PcapPort
 }
 
 func (r *replayPort) Name() string { return r.name }
@@ -58,12 +59,12 @@ func (r *replayPort) Flush()                          { r.out.Flush() }
 // Replay runs the chain of f over a capture.
 func Replay(f *config.File, inPath, outPath string, out io.Writer) error {
 	pool := pipeline.NewMemPool(4096, 2048)
-	in, err := pipeline.OpenPcapFile(inPath, pool)
+	in, err := pcap.OpenPcapFile(inPath, pool)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	w, err := pipeline.CreatePcapFile(outPath, pool)
+	w, err := pcap.CreatePcapFile(outPath, pool)
 	if err != nil {
 		return err
 	}

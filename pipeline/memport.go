@@ -17,7 +17,7 @@ type MemPool struct {
 	// stamps holds the capture metadata of frames received from pcap
 	// ports (nil until one is opened over the pool); Free clears a
 	// frame's entry, so a frame never inherits another's timestamp.
-	stamps []frameStamp
+	stamps []FrameStamp
 	// Violations counts frees of frames not in use (bugs).
 	Violations int
 }
@@ -51,16 +51,16 @@ func (p *MemPool) Free(addr uint64) {
 	}
 	p.inUse[i] = false
 	if p.stamps != nil {
-		p.stamps[i] = frameStamp{}
+		p.stamps[i] = FrameStamp{}
 	}
 	p.free = append(p.free, addr-addr%uint64(p.frameSize))
 }
 
-// stamp returns the capture metadata slot of the frame at addr, creating
+// Stamp returns the capture metadata slot of the frame at addr, creating
 // the table on first use.
-func (p *MemPool) stamp(addr uint64) *frameStamp {
+func (p *MemPool) Stamp(addr uint64) *FrameStamp {
 	if p.stamps == nil {
-		p.stamps = make([]frameStamp, len(p.inUse))
+		p.stamps = make([]FrameStamp, len(p.inUse))
 	}
 	return &p.stamps[addr/uint64(p.frameSize)]
 }
@@ -169,3 +169,10 @@ func (m *MemPort) Release(pkts []*packet.Packet) {
 }
 
 func (m *MemPort) Flush() {}
+
+// FrameStamp is what a pcap input knows about a frame it filled.
+type FrameStamp struct {
+	NS  int64  // capture timestamp, Unix nanoseconds
+	Cut uint32 // bytes of the packet the capture's snap length left out
+	OK  bool
+}

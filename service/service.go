@@ -15,6 +15,7 @@ import (
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/xdp"
 )
 
 // Service is a running chain.
@@ -38,7 +39,7 @@ type Worker struct {
 	Index  int
 	Queue  []int // queue served on each port
 	UMEM   *afxdp.UMEM
-	Ports  []*pipeline.XDPPort
+	Ports  []*xdp.XDPPort
 	Stages []pipeline.Stage
 	*pipeline.Worker
 }
@@ -121,7 +122,7 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 		} else {
 			fill = min(fill, 2048)
 		}
-		xp := pipeline.NewXDPPort(sock, fill)
+		xp := xdp.NewXDPPort(sock, fill)
 		w.Ports = append(w.Ports, xp)
 		w.Queue = append(w.Queue, q)
 		ports = append(ports, xp)

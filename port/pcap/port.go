@@ -1,4 +1,4 @@
-package pipeline
+package pcap
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
 // PcapPort is a port over a capture file: it receives the packets of a
@@ -41,7 +42,7 @@ import (
 // reason: read them after the worker stops, or from its goroutine.
 type PcapPort struct {
 	name   string
-	pool   *MemPool
+	pool   *pipeline.MemPool
 	closer io.Closer // the file, for ports made by OpenPcapFile and CreatePcapFile
 
 	src  pcapSource // nil for an output port
@@ -86,7 +87,7 @@ const (
 // or pcapng capture read from r (gzip-compressed or not), copying each
 // into a frame of pool. name names the port and the capture in every error.
 // The capture must be Ethernet (link type 1).
-func OpenPcapReader(name string, r io.Reader, pool *MemPool) (*PcapPort, error) {
+func OpenPcapReader(name string, r io.Reader, pool *pipeline.MemPool) (*PcapPort, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("pipeline: pcap %s: no frame pool", name)
 	}
@@ -129,7 +130,7 @@ func OpenPcapReader(name string, r io.Reader, pool *MemPool) (*PcapPort, error) 
 
 // OpenPcapFile is OpenPcapReader over the file at path, which names the
 // port. Close closes the file.
-func OpenPcapFile(path string, pool *MemPool) (*PcapPort, error) {
+func OpenPcapFile(path string, pool *pipeline.MemPool) (*PcapPort, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: pcap %s: %w", path, err)
@@ -147,7 +148,7 @@ func OpenPcapFile(path string, pool *MemPool) (*PcapPort, error) {
 // to w as a pcap capture, and writes the capture's header at once. Output
 // is buffered: Flush (which the worker calls every loop) or Close pushes it
 // into w. name names the port and the capture in every error.
-func NewPcapWriter(name string, w io.Writer, pool *MemPool, opts PcapWriterOptions) (*PcapPort, error) {
+func NewPcapWriter(name string, w io.Writer, pool *pipeline.MemPool, opts PcapWriterOptions) (*PcapPort, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("pipeline: pcap %s: no frame pool", name)
 	}
@@ -173,7 +174,7 @@ func NewPcapWriter(name string, w io.Writer, pool *MemPool, opts PcapWriterOptio
 // CreatePcapFile is NewPcapWriter with default options over a new file at
 // path (truncated if it exists), which names the port. Close flushes and
 // closes the file; its error says whether the capture is complete.
-func CreatePcapFile(path string, pool *MemPool) (*PcapPort, error) {
+func CreatePcapFile(path string, pool *pipeline.MemPool) (*PcapPort, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: pcap %s: %w", path, err)
@@ -223,11 +224,11 @@ func (p *PcapPort) Receive(b *packet.Batch, inPort uint16, max int) int {
 		}
 		f := p.pool.Frame(a, len(data))
 		copy(f, data)
-		st := frameStamp{ns: ci.Timestamp.UnixNano(), ok: true}
+		st := pipeline.FrameStamp{NS: ci.Timestamp.UnixNano(), OK: true}
 		if ci.Length > len(data) {
-			st.cut = uint32(ci.Length - len(data))
+			st.Cut = uint32(ci.Length - len(data))
 		}
-		*p.pool.stamp(a) = st
+		*p.pool.Stamp(a) = st
 		b.Append(f, a, inPort)
 		n++
 		p.received++
@@ -244,13 +245,13 @@ func (p *PcapPort) Transmit(pkts []*packet.Packet) int {
 		return 0
 	}
 	for i, pk := range pkts {
-		st := *p.pool.stamp(pk.Addr)
+		st := *p.pool.Stamp(pk.Addr)
 		ts := p.last.Add(time.Microsecond)
-		if st.ok {
-			ts = time.Unix(0, st.ns).UTC()
+		if st.OK {
+			ts = time.Unix(0, st.NS).UTC()
 		}
 		data := pk.Data
-		wire := len(data) + int(st.cut)
+		wire := len(data) + int(st.Cut)
 		if len(data) > p.snaplen {
 			data = data[:p.snaplen]
 		}
@@ -321,11 +322,4 @@ func (p *PcapPort) fail(err error) {
 	}
 }
 
-// frameStamp is what a pcap input knows about a frame it filled.
-type frameStamp struct {
-	ns  int64  // capture timestamp, Unix nanoseconds
-	cut uint32 // bytes of the packet the capture's snap length left out
-	ok  bool
-}
-
-var _ Port = (*PcapPort)(nil)
+var _ pipeline.Port = (*PcapPort)(nil)

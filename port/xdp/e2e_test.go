@@ -1,4 +1,4 @@
-package pipeline_test
+package xdp_test
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/xdp"
 )
 
 func mac(s string) [6]byte {
@@ -65,7 +66,7 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					ports = append(ports, pipeline.NewXDPPort(s, 1024))
+					ports = append(ports, xdp.NewXDPPort(s, 1024))
 				}
 				return nil
 			})
