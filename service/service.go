@@ -39,7 +39,7 @@ type Worker struct {
 	Index  int
 	Queue  []int // queue served on each port
 	UMEM   *afxdp.UMEM
-	Ports  []*xdp.XDPPort
+	Ports  []*xdp.Port
 	Stages []pipeline.Stage
 	*pipeline.Worker
 }
@@ -122,7 +122,7 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 		} else {
 			fill = min(fill, 2048)
 		}
-		xp := xdp.NewXDPPort(sock, fill)
+		xp := xdp.NewPort(sock, fill)
 		w.Ports = append(w.Ports, xp)
 		w.Queue = append(w.Queue, q)
 		ports = append(ports, xp)
@@ -176,6 +176,11 @@ func (s *Service) Stop() error {
 			if c, ok := find[io.Closer](st); ok {
 				errs = append(errs, c.Close())
 			}
+		}
+	}
+	for _, w := range s.Workers {
+		for _, p := range w.Ports {
+			errs = append(errs, p.Close())
 		}
 	}
 	for _, d := range s.Devices {

@@ -178,7 +178,7 @@ func startWorker(topo *lab.Topology, cpu, nice int, busy bool) (func(), error) {
 			if err != nil {
 				return err
 			}
-			ports = append(ports, xdp.NewXDPPort(s, 4096))
+			ports = append(ports, xdp.NewPort(s, 4096))
 		}
 		return nil
 	})

@@ -30,7 +30,7 @@ type DUT struct {
 	Worker  *pipeline.Worker
 	UMEM    *afxdp.UMEM
 	Devices []*afxdp.Device
-	Ports   []*xdp.XDPPort
+	Ports   []*xdp.Port
 }
 
 // Start attaches, opens the queues, builds and starts the worker over
@@ -64,7 +64,7 @@ func Start(t lab.TB, topo *lab.Topology, stages []pipeline.Stage, o Options) *DU
 			if err != nil {
 				return err
 			}
-			xp := xdp.NewXDPPort(s, o.Fill)
+			xp := xdp.NewPort(s, o.Fill)
 			d.Ports = append(d.Ports, xp)
 			ports = append(ports, xp)
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 
 // The replay tests run testdata/in.pcap (written by testdata/gen.go)
@@ -140,7 +141,7 @@ func pcapModel(in []pcapRecord) []pcapRecord {
 
 // replayPcap runs the input port through pcapChain into the output port
 // until the input is done, and checks the counters and the frames.
-func replayPcap(t *testing.T, pool *pipeline.MemPool, in, out *PcapPort) {
+func replayPcap(t *testing.T, pool *pipeline.MemPool, in, out *Port) {
 	t.Helper()
 	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{in, out}, Stages: pcapChain(), Burst: 8, CPU: -1})
 	if err != nil {
@@ -181,12 +182,12 @@ func TestPcapReplayMatchesExpectedCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := pipeline.NewMemPool(64, 2048)
-	in, err := OpenPcapReader(pcapIn, bytes.NewReader(inBytes), pool)
+	in, err := OpenReader(pcapIn, bytes.NewReader(inBytes), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var outBuf bytes.Buffer
-	out, err := NewPcapWriter("out", &outBuf, pool, PcapWriterOptions{})
+	out, err := NewWriter("out", &outBuf, pool, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,12 +241,12 @@ func TestPcapReplayFromPcapngAndFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		pool := pipeline.NewMemPool(64, 2048)
-		in, err := OpenPcapReader("in.pcapng", &ng, pool)
+		in, err := OpenReader("in.pcapng", &ng, pool)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var outBuf bytes.Buffer
-		out, err := NewPcapWriter("out", &outBuf, pool, PcapWriterOptions{})
+		out, err := NewWriter("out", &outBuf, pool, WriterOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,12 +257,12 @@ func TestPcapReplayFromPcapngAndFiles(t *testing.T) {
 
 	t.Run("files", func(t *testing.T) {
 		pool := pipeline.NewMemPool(64, 2048)
-		in, err := OpenPcapFile(pcapIn, pool)
+		in, err := OpenFile(pcapIn, pool)
 		if err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "out.pcap")
-		out, err := CreatePcapFile(path, pool)
+		out, err := CreateFile(path, pool)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,7 +352,7 @@ func TestPcapReaderBadInput(t *testing.T) {
 				tc.frameSize = 2048
 			}
 			pool := pipeline.NewMemPool(8, tc.frameSize)
-			p, err := OpenPcapFile(path, pool)
+			p, err := OpenFile(path, pool)
 			if tc.openErr != "" {
 				if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.openErr) {
 					t.Fatalf("open: got error %v, want one naming %s and saying %q", err, path, tc.openErr)
@@ -371,7 +372,7 @@ func TestPcapReaderBadInput(t *testing.T) {
 					t.Fatal("the input never ends")
 				}
 				b.Reset()
-				n := p.Receive(&b, 0, 4)
+				n, _ := p.Receive(&b, 4)
 				pkts = pkts[:0]
 				for i := range n {
 					sizes = append(sizes, len(b.Packets[i].Data))
@@ -408,9 +409,9 @@ func TestPcapWriter(t *testing.T) {
 		// Frames from a memory port carry no capture timestamp: they are
 		// written 1µs apart from the Unix epoch.
 		pool := pipeline.NewMemPool(16, 2048)
-		mem := pipeline.NewMemPort("mem", pool)
+		mem := pipelinetest.NewMemPort("mem", pool)
 		var buf bytes.Buffer
-		out, err := NewPcapWriter("out", &buf, pool, PcapWriterOptions{Snaplen: 50, Nanoseconds: true})
+		out, err := NewWriter("out", &buf, pool, WriterOptions{Snaplen: 50, Nanoseconds: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -446,8 +447,8 @@ func TestPcapWriter(t *testing.T) {
 
 	t.Run("write error", func(t *testing.T) {
 		pool := pipeline.NewMemPool(16, 2048)
-		mem := pipeline.NewMemPort("mem", pool)
-		out, err := NewPcapWriter("broken.pcap", failingWriter{}, pool, PcapWriterOptions{})
+		mem := pipelinetest.NewMemPort("mem", pool)
+		out, err := NewWriter("broken.pcap", failingWriter{}, pool, WriterOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,11 +497,11 @@ func TestPcapReplayAllocatesNothingPerBatch(t *testing.T) {
 		}
 	}
 	pool := pipeline.NewMemPool(64, 2048)
-	in, err := OpenPcapReader("big", &big, pool)
+	in, err := OpenReader("big", &big, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := NewPcapWriter("out", io.Discard, pool, PcapWriterOptions{})
+	out, err := NewWriter("out", io.Discard, pool, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,26 +523,26 @@ func TestPcapReplayAllocatesNothingPerBatch(t *testing.T) {
 // clock, not the old capture's time.
 func TestPcapTimestampDiesWithItsFrame(t *testing.T) {
 	pool := pipeline.NewMemPool(1, 2048) // one frame: reuse is certain
-	in, err := OpenPcapFile(pcapIn, pool)
+	in, err := OpenFile(pcapIn, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	mem := pipeline.NewMemPort("mem", pool)
+	mem := pipelinetest.NewMemPort("mem", pool)
 	mem.Discard = true
 	b := &packet.Batch{}
-	if in.Receive(b, 0, 1) != 1 {
+	if n, _ := in.Receive(b, 1); n != 1 {
 		t.Fatal("no frame from the capture")
 	}
 	mem.Transmit([]*packet.Packet{&b.Packets[0]}) // freed by a memory port
 	var buf bytes.Buffer
-	out, err := NewPcapWriter("out", &buf, pool, PcapWriterOptions{})
+	out, err := NewWriter("out", &buf, pool, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mem.Inject(udpFrame(t, 9, "later"))
 	b.Reset()
-	mem.Receive(b, 0, 1)
+	mem.Receive(b, 1)
 	out.Transmit([]*packet.Packet{&b.Packets[0]})
 	out.Flush()
 	got := readPcap(t, "output", buf.Bytes())

@@ -66,7 +66,7 @@ func TestWorkerForwardsRealTrafficBetweenVethPairs(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					ports = append(ports, xdp.NewXDPPort(s, 1024))
+					ports = append(ports, xdp.NewPort(s, 1024))
 				}
 				return nil
 			})
