@@ -1,0 +1,94 @@
+package xdp
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/bpf"
+	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port"
+)
+
+// Interface is an interface served through AF_XDP: the port type `afxdp`
+// of chain files, as a Go value.
+type Interface struct {
+	// Interface is the kernel's name for it (eth0).
+	Interface string
+	// Queues lists the RX queue each worker serves: worker i serves
+	// Queues[i]. Empty means queue i for worker i.
+	Queues []int
+	// Mode is how the XDP program attaches (default afxdp.ModeAuto).
+	Mode     afxdp.AttachMode
+	ZeroCopy afxdp.ZeroCopy
+	// RingSize sizes all four rings of each socket (0: 2048).
+	RingSize int
+	// Frags loads the multi-buffer program (jumbo frames).
+	Frags bool
+	// Filter chooses what the program claims; the rest goes to the kernel.
+	Filter bpf.Filter
+}
+
+// Open attaches the XDP program to the interface.
+func (c Interface) Open(env port.Env) (port.Device, error) {
+	if c.Interface == "" {
+		return nil, fmt.Errorf("port %s: no interface", env.Name)
+	}
+	queues := c.Queues
+	if len(queues) == 0 {
+		for w := range max(env.Workers, 1) {
+			queues = append(queues, w)
+		}
+	}
+	if len(queues) != max(env.Workers, 1) {
+		return nil, fmt.Errorf("port %s: %d queues for %d workers (worker i serves queue i of the list)", env.Name, len(queues), env.Workers)
+	}
+	log := env.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	d, err := afxdp.Attach(c.Interface, afxdp.DeviceConfig{Mode: c.Mode, Filter: c.Filter, Frags: c.Frags, Force: env.Force})
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", env.Name, err)
+	}
+	log.Info("attached XDP program", "port", env.Name, "interface", c.Interface, "mode", d.Mode().String(), "asked", c.Mode.String(), "filter", c.Filter.String(), "queues", d.Queues())
+	return &Device{Device: d, cfg: c, queues: queues, name: env.Name, ports: max(env.Ports, 1), log: log}, nil
+}
+
+// Device is an interface with the XDP program attached. Close detaches it
+// and closes every socket still open.
+type Device struct {
+	*afxdp.Device
+	cfg    Interface
+	queues []int
+	name   string
+	ports  int
+	log    *slog.Logger
+}
+
+// Port opens worker w's queue over pool, which must be an *afxdp.UMEM (the
+// kernel writes into it), and fills the socket's fill ring.
+func (d *Device) Port(w int, pool pipeline.FramePool) (pipeline.Port, error) {
+	u, ok := pool.(*afxdp.UMEM)
+	if !ok {
+		return nil, fmt.Errorf("port %s: AF_XDP needs a UMEM as the worker's frame pool, not %T", d.name, pool)
+	}
+	q := d.queues[w]
+	ring := d.cfg.RingSize
+	sock, err := d.OpenQueue(q, u, afxdp.SocketConfig{RXSize: ring, TXSize: ring, FillSize: ring, CompletionSize: ring, ZeroCopy: d.cfg.ZeroCopy})
+	if err != nil {
+		return nil, fmt.Errorf("port %s queue %d: %w", d.name, q, err)
+	}
+	// Half of this port's share of the UMEM waits on the fill ring; the
+	// rest is in flight or held by the worker.
+	fill := u.FrameCount() / d.ports / 2
+	if ring != 0 {
+		fill = min(fill, ring)
+	} else {
+		fill = min(fill, 2048)
+	}
+	d.log.Info("opened queue", "worker", w, "port", d.name, "queue", q, "zero_copy", sock.ZeroCopy(), "need_wakeup", sock.NeedWakeup(), "tx_budget", sock.TXBudget())
+	return NewPort(sock, fill), nil
+}
+
+var _ port.Config = Interface{}
