@@ -32,7 +32,7 @@ that support it (firewall rules) from the same file; a broken file keeps the old
 				return err
 			}
 			if check {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d ports, %d workers, %d stages)\n", path, len(f.Ports), len(f.Ports[0].Queues), len(f.Chain))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d ports, %d workers, %d stages)\n", path, len(f.Ports), f.WorkerCount(), len(f.Chain))
 				return nil
 			}
 			return run(cmd.Context(), f, cmd.OutOrStdout(), service.Options{Force: force}, !keepCaps)
