@@ -44,10 +44,9 @@ import (
 type Port struct {
 	name   string
 	pool   pipeline.FramePool
-	stamps pipeline.Stamper // nil when the pool keeps none
-	addrs  [packet.MaxBurst]uint64
-	free   [1]uint64
-	closer io.Closer // the file, for ports made by OpenFile and CreateFile
+	stamps pipeline.Stamper        // nil when the pool keeps none
+	addrs  [packet.MaxBurst]uint64 // scratch: one pool call per burst
+	closer io.Closer               // the file, for ports made by OpenFile and CreateFile
 
 	src  pcapSource // nil for an output port
 	done bool
@@ -274,7 +273,8 @@ func (p *Port) Transmit(pkts []*packet.Packet) (int, error) {
 	if p.w == nil {
 		return 0, nil
 	}
-	for i, pk := range pkts {
+	sent := 0
+	for _, pk := range pkts {
 		var st pipeline.FrameStamp
 		if p.stamps != nil {
 			st = *p.stamps.Stamp(pk.Addr)
@@ -290,18 +290,22 @@ func (p *Port) Transmit(pkts []*packet.Packet) (int, error) {
 		}
 		if err := p.w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: wire}, data); err != nil {
 			p.fail(fmt.Errorf("pcap %s: writing packet %d: %w", p.name, p.sent+1, err))
-			return i, p.err
+			p.freeFrames(pkts[:sent])
+			return sent, p.err
 		}
 		p.last = ts
-		p.free[0] = pk.Addr
-		p.pool.Free(p.free[:])
+		sent++
 		p.sent++
 	}
-	return len(pkts), nil
+	p.freeFrames(pkts)
+	return sent, nil
 }
 
 // Release frees the frames of packets that will not be sent.
-func (p *Port) Release(pkts []*packet.Packet) {
+func (p *Port) Release(pkts []*packet.Packet) { p.freeFrames(pkts) }
+
+// freeFrames returns the packets' frames to the pool, a burst per call.
+func (p *Port) freeFrames(pkts []*packet.Packet) {
 	for i := 0; i < len(pkts); i += len(p.addrs) {
 		chunk := pkts[i:min(i+len(p.addrs), len(pkts))]
 		for j, pk := range chunk {
