@@ -37,9 +37,6 @@ func (x *Port) Name() string { return x.name }
 // Socket is the underlying AF_XDP socket.
 func (x *Port) Socket() *afxdp.Socket { return x.sock }
 
-// Queue is the interface queue the socket is bound to.
-func (x *Port) Queue() int { return x.sock.Queue() }
-
 func (x *Port) Receive(b *packet.Batch, max int) (int, error) {
 	if x.closed {
 		return 0, pipeline.ErrClosed
@@ -97,18 +94,3 @@ func (x *Port) Drained() bool {
 	x.sock.CompleteToFree()
 	return x.sock.TXOutstanding() == 0
 }
-
-// Close closes the socket; the frames on its rings go back to the UMEM's
-// free stack. Closing the socket's Device later is harmless.
-func (x *Port) Close() error {
-	if x.closed {
-		return nil
-	}
-	x.closed = true
-	return x.sock.Close()
-}
-
-var (
-	_ pipeline.Port      = (*Port)(nil)
-	_ pipeline.FramePool = (*afxdp.UMEM)(nil)
-)
