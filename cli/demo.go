@@ -58,7 +58,8 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("demo: needs root (it creates network namespaces and attaches XDP programs)")
 	}
-	if _, err := afxdp.ParseAttachMode(mode); err != nil {
+	am, err := afxdp.ParseAttachMode(mode)
+	if err != nil {
 		return fmt.Errorf("demo: --mode: %w", err)
 	}
 	f, err := config.Parse("demo.yaml (embedded)", demoChain)
@@ -66,7 +67,7 @@ func Demo(out io.Writer, mode string, burst uint64) (err error) {
 		return err
 	}
 	for i := range f.Ports {
-		f.Ports[i].Mode = mode
+		f.Ports[i].Mode = am
 	}
 	topo, err := lab.NewTopology("xnf", lab.TopologyOptions{Names: &demoNames})
 	if err != nil {

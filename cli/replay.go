@@ -10,6 +10,7 @@ import (
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/pcap"
 )
 
 func replayCmd() *cobra.Command {
@@ -40,30 +41,33 @@ mode is off.`,
 // replayPort reads from the capture (port 0 only) and writes to the shared output.
 type replayPort struct {
 	name string
-	in   *pipeline.PcapPort
-	out  *pipeline.PcapPort
+	in   *pcap.Port
+	out  *pcap.Port
 }
 
 func (r *replayPort) Name() string { return r.name }
-func (r *replayPort) Receive(b *packet.Batch, inPort uint16, max int) int {
+func (r *replayPort) Receive(b *packet.Batch, max int) (int, error) {
 	if r.in == nil {
-		return 0
+		return 0, nil
 	}
-	return r.in.Receive(b, inPort, max)
+	return r.in.Receive(b, max)
 }
-func (r *replayPort) Transmit(p []*packet.Packet) int { return r.out.Transmit(p) }
-func (r *replayPort) Release(p []*packet.Packet)      { r.out.Release(p) }
-func (r *replayPort) Flush()                          { r.out.Flush() }
+func (r *replayPort) Transmit(p []*packet.Packet) (int, error) { return r.out.Transmit(p) }
+func (r *replayPort) Release(p []*packet.Packet)               { r.out.Release(p) }
+func (r *replayPort) Flush() error                             { return r.out.Flush() }
+
+// Close leaves the capture files to Replay, which closes each once.
+func (r *replayPort) Close() error { return nil }
 
 // Replay runs the chain of f over a capture.
 func Replay(f *config.File, inPath, outPath string, out io.Writer) error {
 	pool := pipeline.NewMemPool(4096, 2048)
-	in, err := pipeline.OpenPcapFile(inPath, pool)
+	in, err := pcap.OpenFile(inPath, pool)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	w, err := pipeline.CreatePcapFile(outPath, pool)
+	w, err := pcap.CreateFile(outPath, pool)
 	if err != nil {
 		return err
 	}
@@ -85,7 +89,7 @@ func Replay(f *config.File, inPath, outPath string, out io.Writer) error {
 		w.Close()
 		return err
 	}
-	for !in.Done() {
+	for !in.Done() && wk.Err() == nil {
 		wk.Poll()
 	}
 	wk.Poll()

@@ -15,7 +15,7 @@ import (
 
 var updateReplay = flag.Bool("update-replay", false, "rewrite testdata/replay-want.pcap from the current output")
 
-// TestReplayGivesTheExpectedCapture replays pipeline/testdata/in.pcap
+// TestReplayGivesTheExpectedCapture replays port/pcap/testdata/in.pcap
 // (IPv4, IPv6, ARP, ICMP, a runt, a jumbo...) through the router chain of
 // testdata/replay.yaml and compares the output packet by packet with the
 // committed testdata/replay-want.pcap. Regenerate it, after checking the
@@ -27,7 +27,7 @@ func TestReplayGivesTheExpectedCapture(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	var log bytes.Buffer
-	if err := Replay(f, "../pipeline/testdata/in.pcap", out, &log); err != nil {
+	if err := Replay(f, "../port/pcap/testdata/in.pcap", out, &log); err != nil {
 		t.Fatal(err)
 	}
 	t.Log(log.String())

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/pipeline"
 )
@@ -28,14 +27,20 @@ func (f *File) check() error {
 			return f.errField(at+".name", "port name %q is already used by ports[%d]", p.Name, j)
 		}
 		names[p.Name] = i
+		if len(p.Queues) == 0 {
+			p.Queues = []int{0}
+		}
+		if p.PortType() != "afxdp" {
+			if _, ok := lookupPort(p.PortType()); !ok {
+				return f.errField(at+".type", "unknown port type %q (expected one of %s)", p.Type, strings.Join(PortTypes(), ", "))
+			}
+			continue // its builder checks its fields
+		}
 		if p.Interface == "" {
 			return f.errField(at, "port %q: missing interface (expected an interface name such as eth0)", p.Name)
 		}
 		if len(p.Interface) > 15 {
 			return f.errField(at+".interface", "%q is longer than an interface name can be (15 characters)", p.Interface)
-		}
-		if len(p.Queues) == 0 {
-			p.Queues = []int{0}
 		}
 		for k, q := range p.Queues {
 			if q < 0 || q > 4095 {
@@ -46,21 +51,16 @@ func (f *File) check() error {
 			return f.errField(at+".queues", "port %q lists %d queues but ports[0] lists %d (every port needs one queue per worker)", p.Name, len(p.Queues), nq)
 		}
 		nq = len(p.Queues)
-		if _, err := afxdp.ParseAttachMode(p.Mode); err != nil {
-			return f.errField(at+".mode", "%v", err)
-		}
-		if _, err := ParseZeroCopy(p.ZeroCopy); err != nil {
-			return f.errField(at+".zero_copy", "%v", err)
-		}
 		if r := p.RingSize; r != 0 && (r < 64 || r > 1<<16 || r&(r-1) != 0) {
 			return f.errField(at+".ring_size", "%d is not a power of two between 64 and 65536", r)
 		}
 		if b := p.BusyPollBudget; b != 0 && (b < 1 || b > 1024) {
 			return f.errField(at+".busy_poll_budget", "%d: expected between 1 and 1024 frames", b)
 		}
-		if _, err := p.Filter.BPF(); err != nil {
-			return f.errField(at+".filter", "%v", err)
-		}
+	}
+	// Build every port once: the builders check their own fields.
+	if _, err := f.PortConfigs(); err != nil {
+		return err
 	}
 	if s := f.UMEM.FrameSize; s != 0 && s != 2048 && s != 4096 {
 		return f.errField("umem.frame_size", "%d: expected 2048 or 4096", s)
@@ -136,58 +136,61 @@ func portNames(m map[string]int) string {
 	return strings.Join(s, ", ")
 }
 
-// ParseZeroCopy parses auto, require and off.
-func ParseZeroCopy(s string) (afxdp.ZeroCopy, error) {
-	switch s {
-	case "", "auto":
-		return afxdp.ZeroCopyAuto, nil
-	case "require", "required", "on":
-		return afxdp.ZeroCopyRequire, nil
-	case "off", "copy":
-		return afxdp.ZeroCopyOff, nil
+// EtherType is a filter's ethertype: ipv4 (or ip), ipv6, arp, a number
+// of at least 0x600 such as 0x88b5, or any (0, the default).
+type EtherType uint16
+
+func (e *EtherType) UnmarshalText(b []byte) error {
+	switch s := strings.ToLower(string(b)); s {
+	case "", "any", "all":
+		*e = 0
+	case "ipv4", "ip":
+		*e = 0x0800
+	case "ipv6":
+		*e = 0x86dd
+	case "arp":
+		*e = 0x0806
+	default:
+		v, err := strconv.ParseUint(s, 0, 16)
+		if err != nil || v < 0x600 {
+			return fmt.Errorf("ethertype %q: expected ipv4, ipv6, arp or a number such as 0x88b5", b)
+		}
+		*e = EtherType(v)
 	}
-	return 0, fmt.Errorf("unknown zero-copy policy %q (expected auto, require or off)", s)
+	return nil
 }
 
-// BPF turns the filter into the XDP program's filter.
-func (fl Filter) BPF() (bpf.Filter, error) {
-	var out bpf.Filter
-	switch strings.ToLower(fl.EtherType) {
+// IPProto is a filter's IP protocol: tcp, udp, icmp, icmpv6, sctp, a
+// protocol number 1-255, or any (0, the default).
+type IPProto uint8
+
+func (p *IPProto) UnmarshalText(b []byte) error {
+	switch s := strings.ToLower(string(b)); s {
 	case "", "any", "all":
-	case "ipv4", "ip":
-		out.EtherType = 0x0800
-	case "ipv6":
-		out.EtherType = 0x86dd
-	case "arp":
-		out.EtherType = 0x0806
-	default:
-		v, err := strconv.ParseUint(fl.EtherType, 0, 16)
-		if err != nil || v < 0x600 {
-			return out, fmt.Errorf("ethertype %q: expected ipv4, ipv6, arp or a number such as 0x88b5", fl.EtherType)
-		}
-		out.EtherType = uint16(v)
-	}
-	switch strings.ToLower(fl.Proto) {
-	case "", "any", "all":
+		*p = 0
 	case "tcp":
-		out.IPProto = 6
+		*p = 6
 	case "udp":
-		out.IPProto = 17
+		*p = 17
 	case "icmp":
-		out.IPProto = 1
+		*p = 1
 	case "icmpv6":
-		out.IPProto = 58
+		*p = 58
 	case "sctp":
-		out.IPProto = 132
+		*p = 132
 	default:
-		v, err := strconv.ParseUint(fl.Proto, 0, 8)
+		v, err := strconv.ParseUint(s, 0, 8)
 		if err != nil || v == 0 {
-			return out, fmt.Errorf("proto %q: expected tcp, udp, icmp, icmpv6, sctp or a protocol number 1-255", fl.Proto)
+			return fmt.Errorf("proto %q: expected tcp, udp, icmp, icmpv6, sctp or a protocol number 1-255", b)
 		}
-		out.IPProto = uint8(v)
+		*p = IPProto(v)
 	}
-	out.DstPorts = fl.DstPorts
-	return out, nil
+	return nil
+}
+
+// BPF is the filter as the XDP program takes it.
+func (fl Filter) BPF() bpf.Filter {
+	return bpf.Filter{EtherType: uint16(fl.EtherType), IPProto: uint8(fl.Proto), DstPorts: fl.DstPorts}
 }
 
 // PortIndex maps port names to pipeline port indices.

@@ -1,23 +1,34 @@
-// Package config reads an xnf service chain from YAML: the ports (which
-// interfaces and queues, XDP mode, zero-copy policy, ring and UMEM sizes),
-// the workers, the chain of stages with their parameters, metrics and
-// logging. Unknown fields are errors, and every error names the file, the
-// line and the field and says what was expected:
+// Package config reads an xnf service chain from YAML: the ports (their
+// type; for AF_XDP which interfaces and queues, XDP mode, zero-copy
+// policy, ring and UMEM sizes), the workers, the chain of stages with
+// their parameters, metrics and logging. Unknown fields are errors, and
+// every error names the file, the line and the field and says what was
+// expected:
 //
 //	chain.yaml:14: chain[1].rules[2]: dport: 70000 is not a port (expected 0-65535 or lo-hi)
 //
-// Stage types are registered by name (Register), so a program that adds
-// its own stage makes it usable from YAML with one call.
+// Values with a fixed vocabulary (XDP modes, zero-copy policies, filter
+// ethertypes and protocols) are typed and parsed once, here, through
+// their UnmarshalText.
+//
+// Config is one front end of the service: it turns a file into Go values
+// (port.Config per port, pipeline.Stage per worker) that service.Spec
+// runs, exactly as a Go program would build them. Stage types (Register)
+// and port types (RegisterPort) are registered by name, so a program that
+// adds its own makes it usable from YAML with one call.
 package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"reflect"
 	"strings"
+
+	"github.com/xnfdev/xnf/afxdp"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -37,19 +48,22 @@ type File struct {
 	root *yaml.Node
 }
 
-// Port is one interface as a pipeline port.
+// Port is one port of the chain. The fields after Type belong to the
+// default type, afxdp; other types read their own fields (RegisterPort).
 type Port struct {
 	// Name is how stages and forward rules refer to the port.
-	Name      string `yaml:"name"`
+	Name string `yaml:"name"`
+	// Type is the port type (default afxdp; see PortTypes).
+	Type      string `yaml:"type"`
 	Interface string `yaml:"interface"`
 	// Queues lists the RX queues to serve (default: [0]). Every port must
 	// list as many queues as the others: worker i serves queue Queues[i]
 	// of every port.
 	Queues []int `yaml:"queues"`
 	// Mode is auto (default), native, generic or offload.
-	Mode string `yaml:"mode"`
+	Mode afxdp.AttachMode `yaml:"mode"`
 	// ZeroCopy is auto (default), require or off.
-	ZeroCopy string `yaml:"zero_copy"`
+	ZeroCopy afxdp.ZeroCopy `yaml:"zero_copy"`
 	// RingSize sizes all four rings (default 2048, a power of two).
 	RingSize int `yaml:"ring_size"`
 	// PreferBusyPoll makes the worker drive the queue's receive work
@@ -65,13 +79,33 @@ type Port struct {
 	// Frags loads the multi-buffer program (jumbo frames).
 	Frags  bool   `yaml:"frags"`
 	Filter Filter `yaml:"filter"`
+
+	node *yaml.Node
+}
+
+// PortType is the port's type, afxdp when none is given.
+func (p *Port) PortType() string {
+	if p.Type == "" {
+		return "afxdp"
+	}
+	return p.Type
+}
+
+// UnmarshalYAML decodes the port and keeps its node for its type's builder.
+func (p *Port) UnmarshalYAML(n *yaml.Node) error {
+	type plain Port // without this method
+	if err := n.Decode((*plain)(p)); err != nil {
+		return err
+	}
+	p.node = n
+	return nil
 }
 
 // Filter chooses what the XDP program claims; the rest goes to the kernel.
 type Filter struct {
-	EtherType string   `yaml:"ethertype"` // "ipv4", "ipv6", "arp" or a number like 0x88b5
-	Proto     string   `yaml:"proto"`     // "tcp", "udp", "icmp", "icmpv6" or a number
-	DstPorts  []uint16 `yaml:"dst_ports"`
+	EtherType EtherType `yaml:"ethertype"` // "ipv4", "ipv6", "arp" or a number like 0x88b5
+	Proto     IPProto   `yaml:"proto"`     // "tcp", "udp", "icmp", "icmpv6" or a number
+	DstPorts  []uint16  `yaml:"dst_ports"`
 }
 
 // UMEM sizes each worker's packet memory.
@@ -286,6 +320,12 @@ func pathAtLine(n *yaml.Node, prefix string, line int) string {
 	return best
 }
 
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	filterType      = reflect.TypeFor[Filter]()
+	portType        = reflect.TypeFor[Port]()
+)
+
 func checkKeys(file, path string, n *yaml.Node, t reflect.Type) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -294,6 +334,20 @@ func checkKeys(file, path string, n *yaml.Node, t reflect.Type) error {
 		// Not followed: an alias bomb would make this walk exponential.
 		// The decoder checks aliases' values, with its own limits.
 		return nil
+	}
+	if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(textUnmarshaler) {
+		// Typed values (modes, policies) are parsed here, where the line
+		// is known; the decoder parses them again, and cannot fail.
+		v := reflect.New(t).Interface().(encoding.TextUnmarshaler)
+		if err := v.UnmarshalText([]byte(n.Value)); err != nil {
+			return &Error{File: file, Line: n.Line, Field: path, Msg: err.Error()}
+		}
+		return nil
+	}
+	if t == portType && n.Kind == yaml.MappingNode {
+		if typ := mapValue(n, "type"); typ != nil && typ.Value != "" && typ.Value != "afxdp" {
+			return nil // another type's fields: checked by its builder
+		}
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -312,7 +366,11 @@ func checkKeys(file, path string, n *yaml.Node, t reflect.Type) error {
 			if !ok {
 				return &Error{File: file, Line: k.Line, Field: join(path, k.Value), Msg: fmt.Sprintf("unknown field (expected one of %s)", fieldList(t))}
 			}
-			if err := checkKeys(file, join(path, k.Value), v, sf.Type); err != nil {
+			fp := join(path, k.Value)
+			if t == filterType {
+				fp = path // filter errors name the filter and, in the message, the key
+			}
+			if err := checkKeys(file, fp, v, sf.Type); err != nil {
 				return err
 			}
 		}

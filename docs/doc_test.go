@@ -81,10 +81,14 @@ func goTool(t *testing.T) string {
 // block that imports "testing" is a _test.go file of it. Each file starts
 // with a //line directive, so errors point at the guide's lines.
 // Illustrations that are not meant to compile are fenced as ```text.
-func TestWritingAStageCompiles(t *testing.T) {
-	const guide = "writing-a-stage.md"
+func TestWritingAStageCompiles(t *testing.T) { compileGuide(t, "writing-a-stage.md", 5) }
+
+// TestWritingAPortCompiles does the same for writing-a-port.md.
+func TestWritingAPortCompiles(t *testing.T) { compileGuide(t, "writing-a-port.md", 2) }
+
+func compileGuide(t *testing.T, guide string, minBlocks int) {
 	blocks := goBlocks(t, guide)
-	if len(blocks) < 5 {
+	if len(blocks) < minBlocks {
 		t.Fatalf("%s has %d go blocks; the extraction is broken or the guide lost its code", guide, len(blocks))
 	}
 	if err := os.MkdirAll("testdata", 0o755); err != nil {

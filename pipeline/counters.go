@@ -60,8 +60,10 @@ type WorkerCounters struct {
 	Polls uint64
 	// Batches processed and Packets in them.
 	Batches, Packets uint64
+	// PortErrors counts errors ports returned (the first stops the worker).
+	PortErrors uint64
 }
 
 type workerCounters struct {
-	loops, idle, polls, batches, packets atomic.Uint64
+	loops, idle, polls, batches, packets, portErrors atomic.Uint64
 }

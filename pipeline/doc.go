@@ -1,7 +1,8 @@
 // Package pipeline moves batches of packets from ports through a chain of
-// stages and out again. It joins the two lower rooms: afxdp (rings and
-// frames) and packet (header views), and is what network functions (nf/*)
-// plug into.
+// stages and out again. It knows packets (package packet), stages, ports
+// and workers, and no particular port: the AF_XDP port (port/xdp) and the
+// pcap port (port/pcap) plug in through Port and FramePool, network
+// functions (nf/*) through Stage.
 //
 // The model, run to completion:
 //
@@ -12,12 +13,13 @@
 //	           dropped packets leave the batch, their frames go back at once
 //	    Dispatch: forwarded packets grouped per output port, one Transmit each
 //	  Flush every port: recycle completions, refill fill rings
+//	  A port error (see Port) ends the loop: Stop returns it
 //	  Idle: spin a little, then block in poll(2) until traffic returns
 //
-// Frames: a packet's Data is a view into a frame owned by a port's pool
-// (a UMEM for AF_XDP ports). The worker owns every frame of its batch; a
-// stage borrows them for the length of one Process call and may keep
-// nothing that points into a frame afterwards. A frame is always in exactly
+// Frames: a packet's Data is a view into a frame of the worker's FramePool
+// (a UMEM for AF_XDP ports, a MemPool otherwise). The worker owns every
+// frame of its batch; a stage borrows them for the length of one Process
+// call and may keep nothing that points into a frame afterwards. A frame is always in exactly
 // one place and every one returns to its pool; UMEM accounting proves it.
 //
 // Counters (per port, per stage, per worker) are updated once per batch with

@@ -61,7 +61,9 @@ func ExampleLive() {
 // back; the caller writes the new bytes in front.
 func ExamplePushFront() {
 	pool := pipeline.NewMemPool(2, 2048)
-	base, _ := pool.Alloc()
+	frames := make([]uint64, 1)
+	pool.Alloc(frames)
+	base := frames[0]
 	addr := base + 256 // received with 256 bytes of headroom, as from AF_XDP
 	p := &packet.Packet{Data: pool.Frame(addr, 4), Addr: addr}
 	copy(p.Data, "body")

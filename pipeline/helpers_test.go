@@ -76,8 +76,8 @@ func TestPushFrontAndPopFront(t *testing.T) {
 		{"shifted with too little headroom", 2, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, _ := pool.Alloc()
-			defer pool.Free(a)
+			a := alloc(t, pool)
+			defer pool.Free([]uint64{a})
 			addr := a + uint64(tc.headroom)
 			p := &packet.Packet{Data: pool.Frame(addr, 6), Addr: addr}
 			copy(p.Data, "abcdef")
@@ -95,8 +95,8 @@ func TestPushFrontAndPopFront(t *testing.T) {
 			}
 		})
 	}
-	a, _ := pool.Alloc()
-	defer pool.Free(a)
+	a := alloc(t, pool)
+	defer pool.Free([]uint64{a})
 	p := &packet.Packet{Data: pool.Frame(a, 510), Addr: a}
 	if PushFront(p, 4, 512) || len(p.Data) != 510 || p.Addr != a {
 		t.Error("PushFront without headroom or tailroom changed the packet")
@@ -146,4 +146,14 @@ func BenchmarkLive(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
 		})
 	}
+}
+
+// alloc takes one frame of pool.
+func alloc(t *testing.T, pool *MemPool) uint64 {
+	t.Helper()
+	a := make([]uint64, 1)
+	if pool.Alloc(a) != 1 {
+		t.Fatal("the pool is empty")
+	}
+	return a[0]
 }

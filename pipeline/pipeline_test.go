@@ -1,15 +1,20 @@
-package pipeline
+package pipeline_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 
 func udpFrame(t testing.TB, dport uint16, payload string) []byte {
@@ -69,11 +74,11 @@ func (nowhere) Process(b *packet.Batch) {
 }
 
 func TestChainVerdictsCountersAndFrames(t *testing.T) {
-	pool := NewMemPool(512, 2048)
-	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
-	w, err := NewWorker(Config{
-		Ports: []Port{a, b},
-		Stages: []Stage{
+	pool := pipeline.NewMemPool(512, 2048)
+	a, b := pipelinetest.NewMemPort("a", pool), pipelinetest.NewMemPort("b", pool)
+	w, err := pipeline.NewWorker(pipeline.Config{
+		Ports: []pipeline.Port{a, b},
+		Stages: []pipeline.Stage{
 			dropPort{"block-53", 53, packet.DropPolicy},
 			bounceEcho{},
 			dropPort{"block-666", 666, packet.DropUserBase + 1},
@@ -130,11 +135,11 @@ func TestChainVerdictsCountersAndFrames(t *testing.T) {
 }
 
 func TestBurstLimitsPacketsPerBatch(t *testing.T) {
-	pool := NewMemPool(512, 2048)
-	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+	pool := pipeline.NewMemPool(512, 2048)
+	a, b := pipelinetest.NewMemPort("a", pool), pipelinetest.NewMemPort("b", pool)
 	var sizes []int
-	w, _ := NewWorker(Config{Ports: []Port{a, b}, Burst: 16, CPU: -1,
-		Stages: []Stage{StageFunc{"size", func(b *packet.Batch) { sizes = append(sizes, b.Len) }}}})
+	w, _ := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, Burst: 16, CPU: -1,
+		Stages: []pipeline.Stage{pipeline.StageFunc{"size", func(b *packet.Batch) { sizes = append(sizes, b.Len) }}}})
 	for i := 0; i < 40; i++ {
 		a.Inject(udpFrame(t, 9, "x"))
 	}
@@ -147,19 +152,19 @@ func TestBurstLimitsPacketsPerBatch(t *testing.T) {
 }
 
 func TestNewWorkerRejectsBadConfig(t *testing.T) {
-	pool := NewMemPool(8, 2048)
-	a := NewMemPort("a", pool)
+	pool := pipeline.NewMemPool(8, 2048)
+	a := pipelinetest.NewMemPort("a", pool)
 	for _, tc := range []struct {
 		name string
-		cfg  Config
+		cfg  pipeline.Config
 		want string
 	}{
-		{"no ports", Config{}, "at least one port"},
-		{"burst too big", Config{Ports: []Port{a}, Burst: 1000}, "burst 1000"},
-		{"default output past the last port", Config{Ports: []Port{a}, DefaultOut: []uint16{3}}, "default output of port 0 is port 3"},
+		{"no ports", pipeline.Config{}, "at least one port"},
+		{"burst too big", pipeline.Config{Ports: []pipeline.Port{a}, Burst: 1000}, "burst 1000"},
+		{"default output past the last port", pipeline.Config{Ports: []pipeline.Port{a}, DefaultOut: []uint16{3}}, "default output of port 0 is port 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewWorker(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := pipeline.NewWorker(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
 		})
@@ -183,12 +188,12 @@ type noop struct{}
 func (noop) Name() string            { return "noop" }
 func (noop) Process(b *packet.Batch) {}
 
-func loopWorker(t testing.TB, burst int, stages ...Stage) (*Worker, *MemPool) {
-	pool := NewMemPool(1024, 2048)
-	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+func loopWorker(t testing.TB, burst int, stages ...pipeline.Stage) (*pipeline.Worker, *pipeline.MemPool) {
+	pool := pipeline.NewMemPool(1024, 2048)
+	a, b := pipelinetest.NewMemPort("a", pool), pipelinetest.NewMemPort("b", pool)
 	a.Loop, b.Discard = true, true
 	a.Inject(udpFrame(t, 9, "0123456789012345"))
-	w, err := NewWorker(Config{Ports: []Port{a, b}, Burst: burst, Stages: stages, CPU: -1})
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, Burst: burst, Stages: stages, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +214,8 @@ func TestLoopAllocatesNothingPerBatch(t *testing.T) {
 func BenchmarkPipeline(b *testing.B) {
 	for _, chain := range []struct {
 		name   string
-		stages []Stage
-	}{{"empty", nil}, {"3-noop", []Stage{noop{}, noop{}, noop{}}}} {
+		stages []pipeline.Stage
+	}{{"empty", nil}, {"3-noop", []pipeline.Stage{noop{}, noop{}, noop{}}}} {
 		for _, burst := range []int{1, 16, 64, 256} {
 			b.Run(fmt.Sprintf("%s/burst=%d", chain.name, burst), func(b *testing.B) {
 				w, _ := loopWorker(b, burst, chain.stages...)
@@ -226,19 +231,16 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-// A Named stage counts under its name, and the worker calls the stage
+// A pipeline.Named stage counts under its name, and the worker calls the stage
 // under the name directly (no wrapper call per batch).
 func TestNamedStageCountsUnderItsNameAndRunsDirectly(t *testing.T) {
-	pool := NewMemPool(64, 2048)
-	a, b := NewMemPort("a", pool), NewMemPort("b", pool)
+	pool := pipeline.NewMemPool(64, 2048)
+	a, b := pipelinetest.NewMemPort("a", pool), pipelinetest.NewMemPort("b", pool)
 	batches := 0
-	inner := StageFunc{"inner", func(*packet.Batch) { batches++ }}
-	w, err := NewWorker(Config{Ports: []Port{a, b}, CPU: -1, Stages: []Stage{Named(Named(inner, "first"), "outer")}})
+	inner := pipeline.StageFunc{"inner", func(*packet.Batch) { batches++ }}
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, CPU: -1, Stages: []pipeline.Stage{pipeline.Named(pipeline.Named(inner, "first"), "outer")}})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, wrapped := w.stages[0].stage.(named); wrapped {
-		t.Error("the worker calls the name wrapper, not the stage")
 	}
 	a.Inject(udpFrame(t, 9, "x"))
 	for a.Pending() > 0 {
@@ -246,5 +248,56 @@ func TestNamedStageCountsUnderItsNameAndRunsDirectly(t *testing.T) {
 	}
 	if sc := w.StageCounters(); batches != 1 || sc[0].Name != "outer" || sc[0].In != 1 {
 		t.Errorf("%d batches, counters %+v: want 1 batch counted under outer", batches, sc[0])
+	}
+}
+
+// brokenPort fails every transmission, as a port that lost its device.
+type brokenPort struct{ *pipelinetest.MemPort }
+
+func (b brokenPort) Transmit(p []*packet.Packet) (int, error) { return 0, errors.New("device gone") }
+
+// eofPort receives nothing and says so with io.EOF, as a capture that ended.
+type eofPort struct {
+	*pipelinetest.MemPort
+	calls *int
+}
+
+func (e eofPort) Receive(*packet.Batch, int) (int, error) { *e.calls++; return 0, io.EOF }
+
+// A port error stops the worker, which returns it naming the port; an
+// input at io.EOF is not an error and is never asked again.
+func TestPortErrorStopsTheWorkerAndEOFDoesNot(t *testing.T) {
+	pool := pipeline.NewMemPool(64, 2048)
+	a := pipelinetest.NewMemPort("a", pool)
+	calls := 0
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, eofPort{pipelinetest.NewMemPort("ended", pool), &calls}}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Poll()
+	w.Poll()
+	if calls != 1 || w.Err() != nil {
+		t.Errorf("an ended input was asked %d times (want 1), worker error %v", calls, w.Err())
+	}
+
+	b := brokenPort{pipelinetest.NewMemPort("b", pool)}
+	w, err = pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Inject(udpFrame(t, 9, "x")) // before Start: the port is the worker's from then on
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker runs on after its output port failed")
+	}
+	if err := w.Stop(); err == nil || !strings.Contains(err.Error(), "port b") || !strings.Contains(err.Error(), "device gone") {
+		t.Errorf("Stop: %v, want the port's name and its error", err)
+	}
+	if pool.Available() != pool.Total() || w.Counters().PortErrors == 0 {
+		t.Errorf("%d of %d frames back, %d port errors", pool.Available(), pool.Total(), w.Counters().PortErrors)
 	}
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,10 @@ type Worker struct {
 	stop   atomic.Bool
 	done   chan struct{}
 	err    error
+	// eof marks input ports that said io.EOF: never received from again.
+	eof []bool
+	// portErr is the first port error; it stops the loop.
+	portErr error
 }
 
 // PairedOutputs is the default output of each of n ports when nothing
@@ -113,7 +118,7 @@ func NewWorker(cfg Config) (*Worker, error) {
 		def[i] = o
 	}
 	cfg.DefaultOut = def
-	w := &Worker{cfg: cfg, ports: make([]portCounters, len(cfg.Ports)), done: make(chan struct{})}
+	w := &Worker{cfg: cfg, ports: make([]portCounters, len(cfg.Ports)), done: make(chan struct{}), eof: make([]bool, len(cfg.Ports))}
 	w.stages = make([]stageSlot, len(cfg.Stages))
 	for i, s := range cfg.Stages {
 		w.stages[i].name = s.Name()
@@ -181,11 +186,29 @@ func (w *Worker) Start() error {
 
 // Stop asks the loop to end, then waits until it has drained: packets in
 // the RX rings are processed, transmissions complete, every frame is back.
-// It returns the loop's error, if any.
+// It returns the loop's error, if any: a pinning failure or the first port
+// error (see Port), which ends the loop by itself.
 func (w *Worker) Stop() error {
 	w.stop.Store(true)
 	<-w.done
-	return w.err
+	return errors.Join(w.err, w.portErr)
+}
+
+// Done is closed when a worker started with Start has ended its loop:
+// after Stop, or by itself after a port error.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Err is the first port error, if any. A worker that saw one stops;
+// read Err from the worker's goroutine or after Done.
+func (w *Worker) Err() error { return w.portErr }
+
+// fail records the first port error and asks the loop to end.
+func (w *Worker) fail(i int, op string, err error) {
+	w.wc.portErrors.Add(1)
+	if w.portErr == nil {
+		w.portErr = fmt.Errorf("pipeline: port %s: %s: %w", w.cfg.Ports[i].Name(), op, err)
+	}
+	w.stop.Store(true)
 }
 
 // Run is the loop; it returns after Stop once drained. Use Start to run it
@@ -229,8 +252,10 @@ func (w *Worker) drain() {
 	deadline := time.Now().Add(time.Second)
 	for {
 		all := true
-		for _, p := range w.cfg.Ports {
-			p.Flush()
+		for i, p := range w.cfg.Ports {
+			if err := p.Flush(); err != nil {
+				w.fail(i, "flush", err)
+			}
 			if d, ok := p.(Drainer); ok && !d.Drained() {
 				all = false
 			}
@@ -249,9 +274,19 @@ func (w *Worker) Poll() int {
 	w.wc.loops.Add(1)
 	total := 0
 	for i, in := range w.cfg.Ports {
+		if w.eof[i] {
+			continue
+		}
 		b := &w.batch
 		b.Reset()
-		n := in.Receive(b, uint16(i), w.cfg.Burst)
+		n, err := in.Receive(b, w.cfg.Burst)
+		if err != nil {
+			if err == io.EOF {
+				w.eof[i] = true
+			} else {
+				w.fail(i, "receive", err)
+			}
+		}
 		if n == 0 {
 			continue
 		}
@@ -259,8 +294,10 @@ func (w *Worker) Poll() int {
 		w.ports[i].rx.Add(uint64(n))
 		w.process(b, uint16(i))
 	}
-	for _, p := range w.cfg.Ports {
-		p.Flush()
+	for i, p := range w.cfg.Ports {
+		if err := p.Flush(); err != nil {
+			w.fail(i, "flush", err)
+		}
 	}
 	if total > 0 {
 		w.wc.packets.Add(uint64(total))
@@ -275,7 +312,7 @@ func (w *Worker) process(b *packet.Batch, in uint16) {
 	pkts := b.Slice()
 	for i := range pkts {
 		p := &pkts[i]
-		p.OutPort = def
+		p.InPort, p.OutPort = in, def
 		// Parse once for every stage. Frames without a whole Ethernet
 		// header are useless downstream and dropped here; other problems
 		// are flagged for the stages to judge (an L2 stage may not care).
@@ -351,7 +388,10 @@ func (w *Worker) dispatch(b *packet.Batch, in uint16) {
 		if len(list) == 0 {
 			continue
 		}
-		sent := w.cfg.Ports[o].Transmit(list)
+		sent, err := w.cfg.Ports[o].Transmit(list)
+		if err != nil {
+			w.fail(o, "transmit", err)
+		}
 		w.ports[o].tx.Add(uint64(sent))
 		if rest := list[sent:]; len(rest) > 0 {
 			w.ports[o].txFull.Add(uint64(len(rest)))
@@ -391,7 +431,7 @@ func (w *Worker) countDrops(drops []*packet.Packet, in uint16, ctr *counterSet) 
 // Counters reads the worker's own counters.
 func (w *Worker) Counters() WorkerCounters {
 	return WorkerCounters{Loops: w.wc.loops.Load(), Idle: w.wc.idle.Load(), Polls: w.wc.polls.Load(),
-		Batches: w.wc.batches.Load(), Packets: w.wc.packets.Load()}
+		Batches: w.wc.batches.Load(), Packets: w.wc.packets.Load(), PortErrors: w.wc.portErrors.Load()}
 }
 
 // PortCounters reads every port's counters, indexed like Config.Ports.

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/xdp"
 )
 
 // Collector exports every counter of a service to Prometheus: ports,
@@ -48,14 +49,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ws := strconv.Itoa(w.Index)
 		for i, pc := range w.PortCounters() {
-			port, q := c.s.File.Ports[i].Name, strconv.Itoa(w.Queue[i])
+			port, q := c.s.PortName(i), strconv.Itoa(w.Queue[i])
 			cnt(dPortRX, pc.RX, port, q, ws)
 			cnt(dPortTX, pc.TX, port, q, ws)
 			cnt(dPortTXFull, pc.TXFull, port, q, ws)
 			for r, v := range pc.Dropped {
 				cnt(dPortDrop, v, port, q, ws, r.String())
 			}
-			sock := w.Ports[i].Socket()
+			xp, ok := w.Ports[i].(*xdp.Port)
+			if !ok {
+				continue
+			}
+			sock := xp.Socket()
 			sc := sock.Counters()
 			if st, err := sock.Stats(); err == nil {
 				for ev, v := range map[string]uint64{"rx_dropped": st.RXDropped, "rx_invalid_descs": st.RXInvalidDescs, "tx_invalid_descs": st.TXInvalidDescs,

@@ -1,8 +1,17 @@
-// Package service runs a chain file: it attaches the XDP program to every
-// configured interface, opens one AF_XDP socket per (port, queue) over one
-// UMEM per worker, builds each worker's stages, starts the pinned workers,
-// and stops them cleanly (drain, detach, every frame accounted for). The
-// CLI, the demo and the benchmark harness all run chains through it.
+// Package service runs a chain: it opens every port (for AF_XDP, attaches
+// the XDP program to the interface), makes one UMEM per worker, opens each
+// worker's port on every port (one AF_XDP socket per queue), builds each
+// worker's stages, starts the pinned workers, serves metrics, and stops
+// cleanly (drain, close, detach, every frame accounted for).
+//
+// A chain is a Spec: Go values (port.Config per port, a function building
+// each worker's stages). A Go program builds one directly; chain files
+// become one through FileSpec, so `xnf run`, the demo, the benchmark
+// harness and a user's own binary all run chains through the same code:
+//
+//	s, err := service.New(spec, log, service.Options{})
+//	...
+//	err = s.Run(ctx, service.RunOptions{Out: os.Stdout}) // until SIGINT/SIGTERM
 package service
 
 import (
@@ -15,42 +24,84 @@ import (
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port"
+	"github.com/xnfdev/xnf/port/xdp"
 )
+
+// Spec is a chain as Go values: what a Service runs.
+type Spec struct {
+	// Ports, in order: a packet's InPort and OutPort index this list.
+	Ports []Port
+	// Stages builds worker w's chain. It is called once per worker, so
+	// each worker gets stage values of its own (per-worker state needs no
+	// locks). Nil runs an empty chain.
+	Stages func(w int) ([]pipeline.Stage, error)
+	// DefaultOut is each port's output when no stage decides (nil: ports
+	// pair up, see pipeline.PairedOutputs).
+	DefaultOut []uint16
+	// Workers is the number of workers (default 1); AF_XDP ports list one
+	// queue per worker.
+	Workers int
+	// UMEM sizes each worker's frame pool (FrameCount default: 4096 per
+	// port).
+	UMEM afxdp.UMEMConfig
+	// CPUs pins worker i to CPUs[i]; missing entries leave it unpinned.
+	CPUs []int
+	// Burst, Nice, RealTime and Idle are pipeline.Config's, for every
+	// worker.
+	Burst    int
+	Nice     int
+	RealTime int
+	Idle     pipeline.Idle
+}
+
+// Port is one named port of a Spec.
+type Port struct {
+	// Name is how logs, counters and metrics name the port.
+	Name string
+	// Config is the port's type and settings (xdp.Interface, pcap.File,
+	// or a type of your own).
+	Config port.Config
+}
 
 // Service is a running chain.
 type Service struct {
+	Spec Spec
+	// File is the chain file the Spec came from (nil for a Spec built in
+	// Go); Reload needs it.
 	File    *config.File
 	Devices []*Device
 	Workers []*Worker
+	opened  []port.Device
 	log     *slog.Logger
 	mu      sync.Mutex
 	stopped bool
 }
 
-// Device is an attached interface.
+// Device is an interface attached for an AF_XDP port.
 type Device struct {
-	Port string // config port name
+	Port string // port name
 	*afxdp.Device
 }
 
 // Worker is one pipeline worker with its UMEM, ports and stages.
 type Worker struct {
 	Index  int
-	Queue  []int // queue served on each port
+	Queue  []int // queue served on each port (0 for ports without queues)
 	UMEM   *afxdp.UMEM
-	Ports  []*pipeline.XDPPort
+	Ports  []pipeline.Port
 	Stages []pipeline.Stage
 	*pipeline.Worker
 }
 
-// Start attaches, opens and starts everything the file describes, in the
+// Start runs the chain a file describes (see FileSpec and New), in the
 // calling thread's network namespace. On error, whatever was set up is
 // torn down again.
 func Start(f *config.File, log *slog.Logger) (*Service, error) {
 	return StartWith(f, log, Options{})
 }
 
-// Options change how Start sets things up.
+// Options change how a service sets things up.
 type Options struct {
 	// Force detaches XDP programs other tools left on the interfaces
 	// (see afxdp.DeviceConfig.Force).
@@ -58,11 +109,63 @@ type Options struct {
 }
 
 // StartWith is Start with options.
-func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err error) {
+func StartWith(f *config.File, log *slog.Logger, o Options) (*Service, error) {
+	sp, err := FileSpec(f)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(sp, log, o)
+	if err != nil {
+		return nil, err
+	}
+	s.File = f
+	return s, nil
+}
+
+// FileSpec turns a chain file into the Spec it describes: the YAML front
+// end of the service.
+func FileSpec(f *config.File) (Spec, error) {
+	pcs, err := f.PortConfigs()
+	if err != nil {
+		return Spec{}, err
+	}
+	sp := Spec{
+		Stages:     func(w int) ([]pipeline.Stage, error) { return f.Stages(&config.BuildContext{File: f, Worker: w}) },
+		DefaultOut: f.DefaultOut(),
+		Workers:    f.WorkerCount(),
+		UMEM:       afxdp.UMEMConfig{FrameSize: f.UMEM.FrameSize, FrameCount: f.UMEM.Frames},
+		CPUs:       f.Workers.CPUs,
+		Burst:      f.Workers.Burst,
+		Nice:       f.Workers.WorkerNice(),
+		RealTime:   f.Workers.WorkerRealTime(),
+		Idle:       pipeline.Idle{Spin: f.Workers.WorkerSpin(), Busy: f.Workers.BusyPoll},
+	}
+	if f.UMEM.HugePages {
+		sp.UMEM.HugePages = afxdp.HugePagesTry
+	}
+	for i, p := range f.Ports {
+		sp.Ports = append(sp.Ports, Port{Name: p.Name, Config: pcs[i]})
+	}
+	return sp, nil
+}
+
+// New opens, builds and starts everything sp describes, in the calling
+// thread's network namespace. On error, whatever was set up is torn down
+// again.
+func New(sp Spec, log *slog.Logger, o Options) (s *Service, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	svc := &Service{File: f, log: log}
+	if len(sp.Ports) == 0 {
+		return nil, errors.New("service: no ports")
+	}
+	if sp.Workers == 0 {
+		sp.Workers = 1
+	}
+	if sp.UMEM.FrameCount == 0 {
+		sp.UMEM.FrameCount = 4096 * len(sp.Ports)
+	}
+	svc := &Service{Spec: sp, log: log}
 	s = svc
 	defer func() {
 		if err != nil {
@@ -71,19 +174,20 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err err
 			s = nil
 		}
 	}()
-	for _, p := range f.Ports {
-		mode, _ := afxdp.ParseAttachMode(p.Mode)
-		filter, _ := p.Filter.BPF()
-		d, err := afxdp.Attach(p.Interface, afxdp.DeviceConfig{Mode: mode, Filter: filter, Frags: p.Frags, Force: o.Force})
-		if err != nil {
-			return nil, fmt.Errorf("port %s: %w", p.Name, err)
+	for _, p := range sp.Ports {
+		if p.Config == nil {
+			return nil, fmt.Errorf("port %s: no configuration", p.Name)
 		}
-		s.Devices = append(s.Devices, &Device{Port: p.Name, Device: d})
-
-		log.Info("attached XDP program", "port", p.Name, "interface", p.Interface, "mode", d.Mode().String(), "asked", mode.String(), "filter", filter.String(), "queues", d.Queues())
+		d, err := p.Config.Open(port.Env{Name: p.Name, Workers: sp.Workers, Ports: len(sp.Ports), Force: o.Force, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		s.opened = append(s.opened, d)
+		if x, ok := d.(*xdp.Device); ok {
+			s.Devices = append(s.Devices, &Device{Port: p.Name, Device: x.Device})
+		}
 	}
-	nworkers := len(f.Ports[0].Queues)
-	for wi := 0; wi < nworkers; wi++ {
+	for wi := 0; wi < sp.Workers; wi++ {
 		if _, err := s.startWorker(wi); err != nil {
 			return nil, err
 		}
@@ -92,59 +196,39 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (s *Service, err err
 }
 
 func (s *Service) startWorker(wi int) (*Worker, error) {
-	f := s.File
-	frameSize, frames := f.UMEM.FrameSize, f.UMEM.Frames
-	if frames == 0 {
-		frames = 4096 * len(f.Ports)
-	}
-	hp := afxdp.HugePagesOff
-	if f.UMEM.HugePages {
-		hp = afxdp.HugePagesTry
-	}
-	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameSize: frameSize, FrameCount: frames, HugePages: hp})
+	sp := &s.Spec
+	u, err := afxdp.NewUMEM(sp.UMEM)
 	if err != nil {
 		return nil, fmt.Errorf("worker %d: %w", wi, err)
 	}
 	w := &Worker{Index: wi, UMEM: u}
 	s.Workers = append(s.Workers, w) // Stop cleans up even a half-built worker
-	var ports []pipeline.Port
-	for pi, p := range f.Ports {
-		q := p.Queues[wi]
-		zc, _ := config.ParseZeroCopy(p.ZeroCopy)
-		ring := p.RingSize
-		dev := s.Devices[pi]
-		sock, err := dev.OpenQueue(q, u, afxdp.SocketConfig{RXSize: ring, TXSize: ring, FillSize: ring, CompletionSize: ring, ZeroCopy: zc})
+	for _, d := range s.opened {
+		p, err := d.Port(wi, u)
 		if err != nil {
-			return nil, fmt.Errorf("port %s queue %d: %w", p.Name, q, err)
+			return nil, fmt.Errorf("worker %d: %w", wi, err)
 		}
-		if err := s.busyPoll(p, dev, sock); err != nil {
-			return nil, fmt.Errorf("port %s queue %d: %w", p.Name, q, err)
+		q := 0
+		if qp, ok := p.(port.Queuer); ok {
+			q = qp.Queue()
 		}
-		fill := frames / len(f.Ports) / 2
-		if ring != 0 {
-			fill = min(fill, ring)
-		} else {
-			fill = min(fill, 2048)
-		}
-		xp := pipeline.NewXDPPort(sock, fill)
-		w.Ports = append(w.Ports, xp)
+		w.Ports = append(w.Ports, p)
 		w.Queue = append(w.Queue, q)
-		ports = append(ports, xp)
-		s.log.Info("opened queue", "worker", wi, "port", p.Name, "queue", q, "zero_copy", sock.ZeroCopy(), "need_wakeup", sock.NeedWakeup(), "tx_budget", sock.TXBudget(), "busy_poll", sock.BusyPolling())
 	}
-	stages, err := f.Stages(&config.BuildContext{File: f, Worker: wi})
-	if err != nil {
-		return nil, err
+	if sp.Stages != nil {
+		stages, err := sp.Stages(wi)
+		if err != nil {
+			return nil, err
+		}
+		w.Stages = stages
 	}
-	w.Stages = stages
 	cpu := -1
-	if wi < len(f.Workers.CPUs) {
-		cpu = f.Workers.CPUs[wi]
+	if wi < len(sp.CPUs) {
+		cpu = sp.CPUs[wi]
 	}
 	pw, err := pipeline.NewWorker(pipeline.Config{
-		Ports: ports, Stages: stages, DefaultOut: f.DefaultOut(), Burst: f.Workers.Burst, CPU: cpu,
-		Nice: f.Workers.WorkerNice(), RealTime: f.Workers.WorkerRealTime(),
-		Idle: pipeline.Idle{Spin: f.Workers.WorkerSpin(), Busy: f.Workers.BusyPoll},
+		Ports: w.Ports, Stages: w.Stages, DefaultOut: sp.DefaultOut, Burst: sp.Burst, CPU: cpu,
+		Nice: sp.Nice, RealTime: sp.RealTime, Idle: sp.Idle,
 	})
 	if err != nil {
 		return nil, err
@@ -153,49 +237,17 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	if err := pw.Start(); err != nil {
 		s.log.Warn("worker setup", "worker", wi, "err", err)
 	}
-	s.log.Info("worker started", "worker", wi, "cpu", cpu, "realtime", f.Workers.WorkerRealTime(), "nice", f.Workers.WorkerNice(), "spin", f.Workers.WorkerSpin(), "stages", len(stages))
+	s.log.Info("worker started", "worker", wi, "cpu", cpu, "realtime", sp.RealTime, "nice", sp.Nice, "spin", sp.Idle.Spin, "stages", len(w.Stages))
 	return w, nil
 }
 
-// busyPoll turns preferred busy polling on for sock when the port asks
-// for it or leaves it to us (config.Port.PreferBusyPoll) and the kernel
-// can busy-poll it: since Linux 6.13 an AF_XDP socket learns its NAPI
-// context at bind, and only in zero-copy mode (net/xdp/xsk.c, "xsk: Bring
-// back busy polling support"), so a copy-mode socket's busy polls would
-// poll nothing while the deferred NAPI starved it. Asking for it there is
-// an error that says so.
-func (s *Service) busyPoll(p config.Port, dev *Device, sock *afxdp.Socket) error {
-	want := p.PreferBusyPoll
-	if want != nil && !*want {
-		return nil
-	}
-	why := ""
-	switch {
-	case dev.Mode() != afxdp.ModeNative:
-		why = fmt.Sprintf("%s mode has no NAPI context to poll (native XDP has)", dev.Mode())
-	case !sock.ZeroCopy() && afxdp.CopyModeBusyPollBroken():
-		why = fmt.Sprintf("the socket runs in copy mode (%s has no zero-copy) and since Linux 6.13 the kernel busy-polls zero-copy AF_XDP sockets only", dev.Driver)
-	}
-	if why != "" {
-		if want != nil {
-			return fmt.Errorf("prefer_busy_poll: %s: set prefer_busy_poll: false or leave it unset", why)
-		}
-		return nil
-	}
-	if err := sock.SetBusyPoll(afxdp.BusyPoll{Budget: p.BusyPollBudget}); err != nil {
-		return err
-	}
-	if len(dev.BusyPolled()) == 0 {
-		if err := dev.PreferBusyPoll(afxdp.BusyPollDefer, afxdp.BusyPollTimeout); err != nil {
-			return fmt.Errorf("prefer_busy_poll: %w", err)
-		}
-	}
-	return nil
-}
+// PortName is the name of port i.
+func (s *Service) PortName(i int) string { return s.Spec.Ports[i].Name }
 
-// Stop drains the workers, detaches the programs and closes the sockets.
-// Every frame must be back on its UMEM's free stack afterwards; an error
-// says otherwise.
+// Stop drains the workers, closes their ports, detaches the programs and
+// closes the sockets. Every frame must be back on its UMEM's free stack
+// afterwards; an error says otherwise. It also returns the error a port
+// failed with, if one stopped its worker.
 func (s *Service) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -218,7 +270,12 @@ func (s *Service) Stop() error {
 			}
 		}
 	}
-	for _, d := range s.Devices {
+	for _, w := range s.Workers {
+		for _, p := range w.Ports {
+			errs = append(errs, p.Close())
+		}
+	}
+	for _, d := range s.opened {
 		errs = append(errs, d.Close())
 	}
 	for _, w := range s.Workers {
@@ -239,8 +296,12 @@ type Reloader interface {
 // Reload hands every reloadable stage its section of nf. The chain's shape
 // (stage types in order) must not change; nothing is applied unless every
 // stage accepts its new configuration... as far as a stage can check up
-// front: each stage validates before it swaps.
+// front: each stage validates before it swaps. A service started from a
+// Spec built in Go has no file to reload from: reload its stages directly.
 func (s *Service) Reload(nf *config.File) (int, error) {
+	if s.File == nil {
+		return 0, errors.New("reload: the service was not started from a chain file")
+	}
 	if len(nf.Chain) != len(s.File.Chain) {
 		return 0, fmt.Errorf("reload: the chain has %d stages, the running one %d: restart to change the chain's shape", len(nf.Chain), len(s.File.Chain))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/xdp"
 )
 
 // BenchmarkForwarders measures, in one run and one topology, the packets
@@ -177,7 +178,7 @@ func startWorker(topo *lab.Topology, cpu, nice int, busy bool) (func(), error) {
 			if err != nil {
 				return err
 			}
-			ports = append(ports, pipeline.NewXDPPort(s, 4096))
+			ports = append(ports, xdp.NewPort(s, 4096))
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/xdp"
 )
 
 // Options tune Start; the zero value is auto mode, claim everything,
@@ -29,7 +30,7 @@ type DUT struct {
 	Worker  *pipeline.Worker
 	UMEM    *afxdp.UMEM
 	Devices []*afxdp.Device
-	Ports   []*pipeline.XDPPort
+	Ports   []*xdp.Port
 }
 
 // Start attaches, opens the queues, builds and starts the worker over
@@ -63,7 +64,7 @@ func Start(t lab.TB, topo *lab.Topology, stages []pipeline.Stage, o Options) *DU
 			if err != nil {
 				return err
 			}
-			xp := pipeline.NewXDPPort(s, o.Fill)
+			xp := xdp.NewPort(s, o.Fill)
 			d.Ports = append(d.Ports, xp)
 			ports = append(ports, xp)
 		}

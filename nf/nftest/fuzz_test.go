@@ -14,6 +14,7 @@ import (
 	"github.com/xnfdev/xnf/nf/router"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 
 var (
@@ -23,7 +24,7 @@ var (
 
 // chain builds firewall -> router over two memory ports. New flows from
 // port 1 are rejected in part, so fuzzed frames also become answers.
-func chain(t testing.TB) (*pipeline.Worker, *pipeline.MemPool, *pipeline.MemPort, *pipeline.MemPort) {
+func chain(t testing.TB) (*pipeline.Worker, *pipeline.MemPool, *pipelinetest.MemPort, *pipelinetest.MemPort) {
 	rules, err := firewall.ParseRules([]string{
 		"accept state established,related",
 		"accept in 0 state new",
@@ -53,7 +54,7 @@ func chain(t testing.TB) (*pipeline.Worker, *pipeline.MemPool, *pipeline.MemPort
 		t.Fatal(err)
 	}
 	pool := pipeline.NewMemPool(512, 2048)
-	a, b := pipeline.NewMemPort("a", pool), pipeline.NewMemPort("b", pool)
+	a, b := pipelinetest.NewMemPort("a", pool), pipelinetest.NewMemPort("b", pool)
 	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, Stages: []pipeline.Stage{firewall.NewStage(fw, ct, 0), r}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -21,18 +21,19 @@ import (
 	"github.com/xnfdev/xnf/nf/router"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port/xdp"
 )
 
 func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
 
 // liveChain runs firewall -> NAT -> router between gen and sink over AF_XDP.
-func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*pipeline.XDPPort) {
+func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*xdp.Port) {
 	return liveChainWith(t, conntrack.Config{MaxFlows: 4096}, nil)
 }
 
 // liveChainWith is liveChain with a conntrack configuration; stage, when
 // set, receives the firewall stage.
-func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*pipeline.XDPPort) {
+func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*xdp.Port) {
 	topo := lab.TopologyForTest(t, "hostile", lab.TopologyOptions{})
 	rules, _ := firewall.ParseRules([]string{"accept state established,related", "accept in 0 state new"})
 	fw, _ := firewall.New(1, rules, firewall.Drop)

@@ -20,9 +20,9 @@ func loop(tb testing.TB, stages []pipeline.Stage, frames [][]byte) *pipeline.Wor
 		tb.Fatalf("pipelinetest: no frames to loop over")
 	}
 	pool := pipeline.NewMemPool(1024, FrameSize)
-	a := &port{name: "p0", pool: pool, headroom: DefaultHeadroom, loop: true, discard: true}
-	b := &port{name: "p1", pool: pool, headroom: DefaultHeadroom, discard: true}
-	a.inject(frames...)
+	a := &MemPort{name: "p0", pool: pool, Headroom: DefaultHeadroom, Loop: true, Discard: true}
+	b := &MemPort{name: "p1", pool: pool, Headroom: DefaultHeadroom, Discard: true}
+	a.Inject(frames...)
 	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{a, b}, Stages: stages, Burst: BenchBurst, CPU: -1})
 	if err != nil {
 		tb.Fatalf("pipelinetest: %v", err)

@@ -38,9 +38,15 @@
 //
 // The harness's memory ports leave 256 bytes of headroom in front of each
 // received frame, as an AF_XDP UMEM does; Config{Headroom: NoHeadroom}
-// puts frames at the start of their pool frames, as pipeline.MemPort does.
+// puts frames at the start of their pool frames, as NewMemPort's do.
 // A stage that pushes headers must cope with both (pipeline.PushFront;
 // examples/vlan tests both).
+//
+// # Memory ports
+//
+// MemPort is the one in-memory port of the project: NewMemPort over a
+// pipeline.MemPool gives a port to inject frames into and read transmitted
+// frames from, for tests and benchmarks that build their own worker.
 //
 // # Cost
 //

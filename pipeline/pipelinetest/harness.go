@@ -28,7 +28,7 @@ type Config struct {
 	FrameSize, Frames int
 	// Headroom is the room left in front of each received frame: default
 	// DefaultHeadroom, as an AF_XDP UMEM leaves; NoHeadroom for none, as
-	// pipeline.MemPort (a stage that pushes headers must cope with both).
+	// NewMemPort (a stage that pushes headers must cope with both).
 	Headroom int
 }
 
@@ -51,7 +51,7 @@ type Harness struct {
 	t      testing.TB
 	w      *pipeline.Worker
 	pool   *pipeline.MemPool
-	ports  []*port
+	ports  []*MemPort
 	stages []pipeline.Stage
 
 	// Fate of the frames of the current Send, by pool frame index.
@@ -105,7 +105,7 @@ func NewWith(t testing.TB, cfg Config, stages ...pipeline.Stage) *Harness {
 	h := &Harness{t: t, stages: stages, pool: pipeline.NewMemPool(cfg.Frames, cfg.FrameSize)}
 	ports := make([]pipeline.Port, cfg.Ports)
 	for i := range ports {
-		p := &port{name: fmt.Sprintf("p%d", i), pool: h.pool, headroom: cfg.Headroom, h: h, idx: i}
+		p := &MemPort{name: fmt.Sprintf("p%d", i), pool: h.pool, Headroom: cfg.Headroom, h: h, idx: i}
 		h.ports = append(h.ports, p)
 		ports[i] = p
 	}
@@ -170,12 +170,12 @@ func (h *Harness) Send(port int, frames ...[]byte) []Result {
 	for i, f := range frames {
 		h.results[i] = Result{Index: i, In: f, Port: -1, Verdict: 255}
 	}
-	h.ports[port].inject(frames...)
-	for idle := 0; h.ports[port].pending() > 0; {
+	h.ports[port].Inject(frames...)
+	for idle := 0; h.ports[port].Pending() > 0; {
 		if h.w.Poll() > 0 {
 			idle = 0
 		} else if idle++; idle > 100 {
-			h.t.Fatalf("pipelinetest: %d frames cannot be received: the pool has %d of %d frames free", h.ports[port].pending(), h.pool.Available(), h.pool.Total())
+			h.t.Fatalf("pipelinetest: %d frames cannot be received: the pool has %d of %d frames free", h.ports[port].Pending(), h.pool.Available(), h.pool.Total())
 		}
 	}
 	for _, r := range h.results {
@@ -189,7 +189,7 @@ func (h *Harness) Send(port int, frames ...[]byte) []Result {
 }
 
 // Out returns the frames transmitted on port since the last call.
-func (h *Harness) Out(port int) [][]byte { return h.ports[port].output() }
+func (h *Harness) Out(port int) [][]byte { return h.ports[port].Output() }
 
 // Stage returns the i-th stage of the chain, as given to New.
 func (h *Harness) Stage(i int) pipeline.Stage { return h.stages[i] }
@@ -327,60 +327,89 @@ func formatCounters(m map[string]uint64) string {
 	return strings.Join(parts, " ")
 }
 
-// port is a memory port over the harness's pool that leaves headroom in
-// front of each frame, as an AF_XDP UMEM does, and reports every frame's
-// fate to the harness (h may be nil: benchmarks).
-type port struct {
-	name     string
-	pool     *pipeline.MemPool
-	headroom int
-	h        *Harness
-	idx      int
-	in       [][]byte
-	next     int
-	loop     bool // replay in for ever
-	discard  bool // do not keep transmitted frames
-	out      [][]byte
+// MemPort is a port in memory: frames are injected (copied into pool
+// frames on Receive, after Headroom bytes) and transmitted frames are
+// captured (copied out, frame freed). It is for unit tests and benchmarks
+// of stages and of the worker; it never stands in for the kernel in an
+// end-to-end test. The harness's ports are MemPorts that also report every
+// frame's fate (h is nil otherwise).
+type MemPort struct {
+	name string
+	pool *pipeline.MemPool
+	// Headroom is left in front of each received frame (0: none, frames
+	// start their pool frames; DefaultHeadroom: as an AF_XDP UMEM).
+	Headroom int
+	// Loop replays the injected frames for ever (benchmarks).
+	Loop bool
+	// Discard counts transmitted frames without capturing them.
+	Discard bool
+	h       *Harness
+	idx     int
+	in      [][]byte
+	next    int
+	out     [][]byte
+	sent    uint64
+	addrs   [packet.MaxBurst]uint64
+	closed  bool
 }
 
-func (p *port) Name() string { return p.name }
-func (p *port) Flush()       {}
+// NewMemPort makes a memory port over pool, without headroom.
+func NewMemPort(name string, pool *pipeline.MemPool) *MemPort {
+	return &MemPort{name: name, pool: pool}
+}
 
-func (p *port) inject(frames ...[]byte) {
+func (p *MemPort) Name() string { return p.name }
+func (p *MemPort) Flush() error { return nil }
+
+// Close makes the port refuse further use.
+func (p *MemPort) Close() error {
+	p.closed = true
+	return nil
+}
+
+// Inject queues frames to be received.
+func (p *MemPort) Inject(frames ...[]byte) {
 	for _, f := range frames {
-		if len(f)+p.headroom > p.pool.FrameSize() {
-			panic(fmt.Sprintf("pipelinetest: a frame of %d bytes does not fit a %d-byte pool frame after %d bytes of headroom", len(f), p.pool.FrameSize(), p.headroom))
+		if len(f)+p.Headroom > p.pool.FrameSize() {
+			panic(fmt.Sprintf("pipelinetest: a frame of %d bytes does not fit a %d-byte pool frame after %d bytes of headroom", len(f), p.pool.FrameSize(), p.Headroom))
 		}
 	}
 	p.in = append(p.in, frames...)
 }
 
-func (p *port) pending() int { return len(p.in) - p.next }
+// Pending is the number of injected frames not yet received.
+func (p *MemPort) Pending() int { return len(p.in) - p.next }
 
-func (p *port) output() [][]byte {
+// Output returns the captured transmitted frames and forgets them.
+func (p *MemPort) Output() [][]byte {
 	o := p.out
 	p.out = nil
 	return o
 }
 
-func (p *port) Receive(b *packet.Batch, inPort uint16, max int) int {
-	n := 0
-	for b.Len < packet.MaxBurst && n < max {
+// Sent is the number of frames transmitted.
+func (p *MemPort) Sent() uint64 { return p.sent }
+
+func (p *MemPort) Receive(b *packet.Batch, max int) (int, error) {
+	if p.closed {
+		return 0, pipeline.ErrClosed
+	}
+	want := min(max, b.Free())
+	if !p.Loop {
+		want = min(want, len(p.in)-p.next)
+	} else if len(p.in) == 0 {
+		want = 0
+	}
+	have := p.pool.Alloc(p.addrs[:want])
+	for _, base := range p.addrs[:have] {
 		if p.next >= len(p.in) {
-			if !p.loop || len(p.in) == 0 {
-				break
-			}
-			p.next = 0
-		}
-		base, ok := p.pool.Alloc()
-		if !ok {
-			break
+			p.next = 0 // Loop
 		}
 		src := p.in[p.next]
-		addr := base + uint64(p.headroom)
-		f := p.pool.Frame(addr, len(src))
+		addr := base + uint64(p.Headroom)
+		f := p.pool.Frame(addr, uint32(len(src)))
 		copy(f, src)
-		b.Append(f, addr, inPort)
+		b.Append(f, addr, 0)
 		if h := p.h; h != nil && h.pending != nil {
 			fi := base / uint64(p.pool.FrameSize())
 			h.pending[fi] = h.next
@@ -388,15 +417,17 @@ func (p *port) Receive(b *packet.Batch, inPort uint16, max int) int {
 			h.next++
 		}
 		p.next++
-		n++
 	}
-	if !p.loop && p.next == len(p.in) {
+	if !p.Loop && p.next == len(p.in) {
 		p.in, p.next = p.in[:0], 0
 	}
-	return n
+	return have, nil
 }
 
-func (p *port) Transmit(pkts []*packet.Packet) int {
+func (p *MemPort) Transmit(pkts []*packet.Packet) (int, error) {
+	if p.closed {
+		return 0, pipeline.ErrClosed
+	}
 	for _, pk := range pkts {
 		if p.h != nil {
 			p.h.checkAddr(pk)
@@ -404,15 +435,16 @@ func (p *port) Transmit(pkts []*packet.Packet) int {
 				r.Verdict, r.Port, r.Out = pk.Verdict, p.idx, append([]byte(nil), pk.Data...)
 			}
 		}
-		if !p.discard {
+		if !p.Discard {
 			p.out = append(p.out, append([]byte(nil), pk.Data...))
 		}
 	}
 	p.free(pkts)
-	return len(pkts)
+	p.sent += uint64(len(pkts))
+	return len(pkts), nil
 }
 
-func (p *port) Release(pkts []*packet.Packet) {
+func (p *MemPort) Release(pkts []*packet.Packet) {
 	if p.h != nil {
 		for _, pk := range pkts {
 			p.h.checkAddr(pk)
@@ -424,18 +456,23 @@ func (p *port) Release(pkts []*packet.Packet) {
 	p.free(pkts)
 }
 
-// free returns frames to the pool; the harness first overwrites them so
-// that a stage that kept a slice into one reads 0xdd bytes, not the packet.
-func (p *port) free(pkts []*packet.Packet) {
+// free returns frames to the pool; under a harness it first overwrites
+// them so that a stage that kept a slice into one reads 0xdd bytes, not
+// the packet.
+func (p *MemPort) free(pkts []*packet.Packet) {
 	fs := uint64(p.pool.FrameSize())
-	for _, pk := range pkts {
-		if p.h != nil {
-			f := p.pool.Frame(pk.Addr-pk.Addr%fs, int(fs))
-			for i := range f {
-				f[i] = 0xdd
+	for i := 0; i < len(pkts); i += len(p.addrs) {
+		chunk := pkts[i:min(i+len(p.addrs), len(pkts))]
+		for j, pk := range chunk {
+			if p.h != nil {
+				f := p.pool.Frame(pk.Addr-pk.Addr%fs, uint32(fs))
+				for k := range f {
+					f[k] = 0xdd
+				}
 			}
+			p.addrs[j] = pk.Addr
 		}
-		p.pool.Free(pk.Addr)
+		p.pool.Free(p.addrs[:len(chunk)])
 	}
 }
 

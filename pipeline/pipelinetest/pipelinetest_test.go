@@ -174,14 +174,12 @@ func TestFailureMessagesShowDecodedPackets(t *testing.T) {
 		}, []string{"a stage moved the start of Data without moving Addr"}},
 		{"no free frames", func(tb testing.TB) {
 			h := pipelinetest.NewWith(tb, pipelinetest.Config{Frames: 2})
-			h.Pool().Alloc()
-			h.Pool().Alloc()
+			h.Pool().Alloc(make([]uint64, 2))
 			h.Send(0, f)
 		}, []string{"1 frames cannot be received: the pool has 0 of 2 frames free"}},
 		{"frame kept", func(tb testing.TB) {
 			h := pipelinetest.New(tb, pipeline.StageFunc{StageName: "leak", Fn: func(b *packet.Batch) {}})
-			a, _ := h.Pool().Alloc()
-			_ = a
+			h.Pool().Alloc(make([]uint64, 1))
 		}, []string{"1 of 1024 frames never came back to the pool"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,7 +9,7 @@
 // Run it from this directory (go run gen.go) only to change the input,
 // then regenerate want.pcap with
 //
-//	go test ./pipeline -run TestPcapReplayMatchesExpectedCapture -update
+//	go test ./port/pcap -run TestPcapReplayMatchesExpectedCapture -update
 //
 // and review the difference (the test also checks the output against an
 // independent model of the chain).

@@ -1,41 +1,46 @@
-package pipeline
+package xdp
 
 import (
 	"fmt"
 
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
 )
 
-// XDPPort is one AF_XDP socket (an interface queue) as a pipeline port. All
-// XDPPorts of a worker share the worker's UMEM.
-type XDPPort struct {
+// Port is one AF_XDP socket (an interface queue) as a pipeline port. All
+// Ports of a worker share the worker's UMEM.
+type Port struct {
 	sock   *afxdp.Socket
 	umem   *afxdp.UMEM
 	name   string
 	descs  []afxdp.Desc
 	addrs  []uint64
 	target int
+	closed bool
 }
 
-// NewXDPPort wraps an open socket and fills its fill ring. fill is how many
+// NewPort wraps an open socket and fills its fill ring. fill is how many
 // frames to keep on the fill ring (0: 1024).
-func NewXDPPort(s *afxdp.Socket, fill int) *XDPPort {
+func NewPort(s *afxdp.Socket, fill int) *Port {
 	if fill <= 0 {
 		fill = 1024
 	}
-	p := &XDPPort{sock: s, umem: s.UMEM(), name: fmt.Sprintf("%s/q%d", s.Interface(), s.Queue()),
+	p := &Port{sock: s, umem: s.UMEM(), name: fmt.Sprintf("%s/q%d", s.Interface(), s.Queue()),
 		descs: make([]afxdp.Desc, packet.MaxBurst), addrs: make([]uint64, packet.MaxBurst), target: fill}
 	s.FillFromFree(fill)
 	return p
 }
 
-func (x *XDPPort) Name() string { return x.name }
+func (x *Port) Name() string { return x.name }
 
 // Socket is the underlying AF_XDP socket.
-func (x *XDPPort) Socket() *afxdp.Socket { return x.sock }
+func (x *Port) Socket() *afxdp.Socket { return x.sock }
 
-func (x *XDPPort) Receive(b *packet.Batch, inPort uint16, max int) int {
+func (x *Port) Receive(b *packet.Batch, max int) (int, error) {
+	if x.closed {
+		return 0, pipeline.ErrClosed
+	}
 	// With busy polling the kernel delivers only when asked: ask when
 	// less than a burst waits. One poll delivers up to twice its budget
 	// (the kernel polls once more as it stops), and asking while frames
@@ -47,20 +52,23 @@ func (x *XDPPort) Receive(b *packet.Batch, inPort uint16, max int) int {
 	n := x.sock.Receive(x.descs[:min(max, b.Free())])
 	u := x.umem
 	for _, d := range x.descs[:n] {
-		b.Append(u.Frame(d.Addr, d.Len), d.Addr, inPort)
+		b.Append(u.Frame(d.Addr, d.Len), d.Addr, 0)
 	}
-	return n
+	return n, nil
 }
 
-func (x *XDPPort) Transmit(pkts []*packet.Packet) int {
+func (x *Port) Transmit(pkts []*packet.Packet) (int, error) {
+	if x.closed {
+		return 0, pipeline.ErrClosed
+	}
 	d := x.descs[:len(pkts)]
 	for i, p := range pkts {
 		d[i] = afxdp.Desc{Addr: p.Addr, Len: uint32(len(p.Data))}
 	}
-	return x.sock.Transmit(d)
+	return x.sock.Transmit(d), nil
 }
 
-func (x *XDPPort) Release(pkts []*packet.Packet) {
+func (x *Port) Release(pkts []*packet.Packet) {
 	a := x.addrs[:len(pkts)]
 	for i, p := range pkts {
 		a[i] = p.Addr
@@ -68,7 +76,10 @@ func (x *XDPPort) Release(pkts []*packet.Packet) {
 	x.umem.Free(a)
 }
 
-func (x *XDPPort) Flush() {
+func (x *Port) Flush() error {
+	if x.closed {
+		return nil
+	}
 	x.sock.CompleteToFree()
 	if need := x.target - x.sock.FillLevel(); need > 0 {
 		x.sock.FillFromFree(need)
@@ -76,13 +87,17 @@ func (x *XDPPort) Flush() {
 	if x.sock.TXPending() > 0 {
 		x.sock.Kick()
 	}
+	return nil
 }
 
-func (x *XDPPort) PollFD() int { return x.sock.FD() }
+func (x *Port) PollFD() int { return x.sock.FD() }
 
 // Drained pushes pending transmissions and reports whether every frame
 // sent has completed.
-func (x *XDPPort) Drained() bool {
+func (x *Port) Drained() bool {
+	if x.closed {
+		return true
+	}
 	x.sock.Kick()
 	x.sock.CompleteToFree()
 	return x.sock.TXOutstanding() == 0

@@ -1,4 +1,4 @@
-package pipeline
+package pcap
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/xnfdev/xnf/packet"
+	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/pipeline/pipelinetest"
 )
 
 // The replay tests run testdata/in.pcap (written by testdata/gen.go)
@@ -26,9 +29,9 @@ import (
 // testdata/want.pcap. After a deliberate change of the input or of the
 // chain, regenerate the expected capture with
 //
-//	go test ./pipeline -run TestPcapReplayMatchesExpectedCapture -update
+//	go test ./port/pcap -run TestPcapReplayMatchesExpectedCapture -update
 //
-// and review it (tcpdump -r pipeline/testdata/want.pcap -nnev) before
+// and review it (tcpdump -r port/pcap/testdata/want.pcap -nnev) before
 // committing. The output is also checked against a model of the chain
 // built on gopacket's decoder, with -update too, so a wrong capture is
 // never written silently.
@@ -44,16 +47,16 @@ var pcapNewDst = [6]byte{0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee}
 
 // pcapChain drops UDP to port 53 (IPv4 or IPv6) and rewrites the
 // destination MAC of everything else.
-func pcapChain() []Stage {
-	return []Stage{
-		StageFunc{"drop-dns", func(b *packet.Batch) {
+func pcapChain() []pipeline.Stage {
+	return []pipeline.Stage{
+		pipeline.StageFunc{StageName: "drop-dns", Fn: func(b *packet.Batch) {
 			for i := range b.Slice() {
 				if p := &b.Packets[i]; p.Has(packet.FlagUDP) && p.DstPort() == 53 {
 					p.SetDrop(packet.DropPolicy)
 				}
 			}
 		}},
-		StageFunc{"set-dst", func(b *packet.Batch) {
+		pipeline.StageFunc{StageName: "set-dst", Fn: func(b *packet.Batch) {
 			for i := range b.Slice() {
 				b.Packets[i].SetDstMAC(pcapNewDst)
 			}
@@ -138,9 +141,9 @@ func pcapModel(in []pcapRecord) []pcapRecord {
 
 // replayPcap runs the input port through pcapChain into the output port
 // until the input is done, and checks the counters and the frames.
-func replayPcap(t *testing.T, pool *MemPool, in, out *PcapPort) {
+func replayPcap(t *testing.T, pool *pipeline.MemPool, in, out *Port) {
 	t.Helper()
-	w, err := NewWorker(Config{Ports: []Port{in, out}, Stages: pcapChain(), Burst: 8, CPU: -1})
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{in, out}, Stages: pcapChain(), Burst: 8, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,13 +181,13 @@ func TestPcapReplayMatchesExpectedCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := NewMemPool(64, 2048)
-	in, err := OpenPcapReader(pcapIn, bytes.NewReader(inBytes), pool)
+	pool := pipeline.NewMemPool(64, 2048)
+	in, err := OpenReader(pcapIn, bytes.NewReader(inBytes), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var outBuf bytes.Buffer
-	out, err := NewPcapWriter("out", &outBuf, pool, PcapWriterOptions{})
+	out, err := NewWriter("out", &outBuf, pool, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,13 +240,13 @@ func TestPcapReplayFromPcapngAndFiles(t *testing.T) {
 		if err := nw.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		pool := NewMemPool(64, 2048)
-		in, err := OpenPcapReader("in.pcapng", &ng, pool)
+		pool := pipeline.NewMemPool(64, 2048)
+		in, err := OpenReader("in.pcapng", &ng, pool)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var outBuf bytes.Buffer
-		out, err := NewPcapWriter("out", &outBuf, pool, PcapWriterOptions{})
+		out, err := NewWriter("out", &outBuf, pool, WriterOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,13 +256,13 @@ func TestPcapReplayFromPcapngAndFiles(t *testing.T) {
 	})
 
 	t.Run("files", func(t *testing.T) {
-		pool := NewMemPool(64, 2048)
-		in, err := OpenPcapFile(pcapIn, pool)
+		pool := pipeline.NewMemPool(64, 2048)
+		in, err := OpenFile(pcapIn, pool)
 		if err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "out.pcap")
-		out, err := CreatePcapFile(path, pool)
+		out, err := CreateFile(path, pool)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,8 +351,8 @@ func TestPcapReaderBadInput(t *testing.T) {
 			if tc.frameSize == 0 {
 				tc.frameSize = 2048
 			}
-			pool := NewMemPool(8, tc.frameSize)
-			p, err := OpenPcapFile(path, pool)
+			pool := pipeline.NewMemPool(8, tc.frameSize)
+			p, err := OpenFile(path, pool)
 			if tc.openErr != "" {
 				if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.openErr) {
 					t.Fatalf("open: got error %v, want one naming %s and saying %q", err, path, tc.openErr)
@@ -369,7 +372,7 @@ func TestPcapReaderBadInput(t *testing.T) {
 					t.Fatal("the input never ends")
 				}
 				b.Reset()
-				n := p.Receive(&b, 0, 4)
+				n, _ := p.Receive(&b, 4)
 				pkts = pkts[:0]
 				for i := range n {
 					sizes = append(sizes, len(b.Packets[i].Data))
@@ -405,14 +408,14 @@ func TestPcapWriter(t *testing.T) {
 	t.Run("fake clock, snap length, nanoseconds", func(t *testing.T) {
 		// Frames from a memory port carry no capture timestamp: they are
 		// written 1µs apart from the Unix epoch.
-		pool := NewMemPool(16, 2048)
-		mem := NewMemPort("mem", pool)
+		pool := pipeline.NewMemPool(16, 2048)
+		mem := pipelinetest.NewMemPort("mem", pool)
 		var buf bytes.Buffer
-		out, err := NewPcapWriter("out", &buf, pool, PcapWriterOptions{Snaplen: 50, Nanoseconds: true})
+		out, err := NewWriter("out", &buf, pool, WriterOptions{Snaplen: 50, Nanoseconds: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		w, err := NewWorker(Config{Ports: []Port{mem, out}, CPU: -1})
+		w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{mem, out}, CPU: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -443,13 +446,13 @@ func TestPcapWriter(t *testing.T) {
 	})
 
 	t.Run("write error", func(t *testing.T) {
-		pool := NewMemPool(16, 2048)
-		mem := NewMemPort("mem", pool)
-		out, err := NewPcapWriter("broken.pcap", failingWriter{}, pool, PcapWriterOptions{})
+		pool := pipeline.NewMemPool(16, 2048)
+		mem := pipelinetest.NewMemPort("mem", pool)
+		out, err := NewWriter("broken.pcap", failingWriter{}, pool, WriterOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		w, err := NewWorker(Config{Ports: []Port{mem, out}, Burst: 2, CPU: -1})
+		w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{mem, out}, Burst: 2, CPU: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -493,16 +496,16 @@ func TestPcapReplayAllocatesNothingPerBatch(t *testing.T) {
 			pw.WritePacket(r.ci, r.data)
 		}
 	}
-	pool := NewMemPool(64, 2048)
-	in, err := OpenPcapReader("big", &big, pool)
+	pool := pipeline.NewMemPool(64, 2048)
+	in, err := OpenReader("big", &big, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := NewPcapWriter("out", io.Discard, pool, PcapWriterOptions{})
+	out, err := NewWriter("out", io.Discard, pool, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWorker(Config{Ports: []Port{in, out}, Stages: pcapChain(), Burst: 16, CPU: -1})
+	w, err := pipeline.NewWorker(pipeline.Config{Ports: []pipeline.Port{in, out}, Stages: pcapChain(), Burst: 16, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,31 +522,46 @@ func TestPcapReplayAllocatesNothingPerBatch(t *testing.T) {
 // next frame in the same pool frame, from a memory port, gets the fake
 // clock, not the old capture's time.
 func TestPcapTimestampDiesWithItsFrame(t *testing.T) {
-	pool := NewMemPool(1, 2048) // one frame: reuse is certain
-	in, err := OpenPcapFile(pcapIn, pool)
+	pool := pipeline.NewMemPool(1, 2048) // one frame: reuse is certain
+	in, err := OpenFile(pcapIn, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	mem := NewMemPort("mem", pool)
+	mem := pipelinetest.NewMemPort("mem", pool)
 	mem.Discard = true
 	b := &packet.Batch{}
-	if in.Receive(b, 0, 1) != 1 {
+	if n, _ := in.Receive(b, 1); n != 1 {
 		t.Fatal("no frame from the capture")
 	}
 	mem.Transmit([]*packet.Packet{&b.Packets[0]}) // freed by a memory port
 	var buf bytes.Buffer
-	out, err := NewPcapWriter("out", &buf, pool, PcapWriterOptions{})
+	out, err := NewWriter("out", &buf, pool, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mem.Inject(udpFrame(t, 9, "later"))
 	b.Reset()
-	mem.Receive(b, 0, 1)
+	mem.Receive(b, 1)
 	out.Transmit([]*packet.Packet{&b.Packets[0]})
 	out.Flush()
 	got := readPcap(t, "output", buf.Bytes())
 	if len(got) != 1 || !got[0].ci.Timestamp.Equal(time.Unix(0, 1000)) {
 		t.Fatalf("the memory port's frame was written at %v, want the fake clock's first tick", got[0].ci.Timestamp)
 	}
+}
+
+func udpFrame(t testing.TB, dport uint16, payload string) []byte {
+	t.Helper()
+	src, _ := net.ParseMAC("02:00:00:00:00:01")
+	dst, _ := net.ParseMAC("02:00:00:00:00:02")
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{198, 18, 0, 1}, DstIP: net.IP{198, 18, 1, 2}}
+	u := &layers.UDP{SrcPort: 1000, DstPort: layers.UDPPort(dport)}
+	u.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}, ip, u, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

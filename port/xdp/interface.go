@@ -1,0 +1,143 @@
+package xdp
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/xnfdev/xnf/afxdp"
+	"github.com/xnfdev/xnf/bpf"
+	"github.com/xnfdev/xnf/pipeline"
+	"github.com/xnfdev/xnf/port"
+)
+
+// Interface is an interface served through AF_XDP: the port type `afxdp`
+// of chain files, as a Go value.
+type Interface struct {
+	// Interface is the kernel's name for it (eth0).
+	Interface string
+	// Queues lists the RX queue each worker serves: worker i serves
+	// Queues[i]. Empty means queue i for worker i.
+	Queues []int
+	// Mode is how the XDP program attaches (default afxdp.ModeAuto).
+	Mode     afxdp.AttachMode
+	ZeroCopy afxdp.ZeroCopy
+	// RingSize sizes all four rings of each socket (0: 2048).
+	RingSize int
+	// Frags loads the multi-buffer program (jumbo frames).
+	Frags bool
+	// Filter chooses what the program claims; the rest goes to the kernel.
+	Filter bpf.Filter
+	// PreferBusyPoll makes the worker drive each queue's receive work (its
+	// NAPI context) from its own loop, so the kernel receives only what
+	// the worker asks for (preferred busy polling: SO_PREFER_BUSY_POLL,
+	// with the device's NAPI deferred). Nil: on where the kernel can
+	// busy-poll the socket, which since Linux 6.13 means zero-copy sockets
+	// in native mode only; true where it cannot is an error.
+	PreferBusyPoll *bool
+	// BusyPollBudget is the most frames one busy poll receives (0: 64).
+	BusyPollBudget int
+}
+
+// Open attaches the XDP program to the interface.
+func (c Interface) Open(env port.Env) (port.Device, error) {
+	if c.Interface == "" {
+		return nil, fmt.Errorf("port %s: no interface", env.Name)
+	}
+	queues := c.Queues
+	if len(queues) == 0 {
+		for w := range max(env.Workers, 1) {
+			queues = append(queues, w)
+		}
+	}
+	if len(queues) != max(env.Workers, 1) {
+		return nil, fmt.Errorf("port %s: %d queues for %d workers (worker i serves queue i of the list)", env.Name, len(queues), env.Workers)
+	}
+	log := env.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	d, err := afxdp.Attach(c.Interface, afxdp.DeviceConfig{Mode: c.Mode, Filter: c.Filter, Frags: c.Frags, Force: env.Force})
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", env.Name, err)
+	}
+	log.Info("attached XDP program", "port", env.Name, "interface", c.Interface, "mode", d.Mode().String(), "asked", c.Mode.String(), "filter", c.Filter.String(), "queues", d.Queues())
+	return &Device{Device: d, cfg: c, queues: queues, name: env.Name, ports: max(env.Ports, 1), log: log}, nil
+}
+
+// Device is an interface with the XDP program attached. Close detaches it
+// and closes every socket still open.
+type Device struct {
+	*afxdp.Device
+	cfg    Interface
+	queues []int
+	name   string
+	ports  int
+	log    *slog.Logger
+}
+
+// Port opens worker w's queue over pool, which must be an *afxdp.UMEM (the
+// kernel writes into it), and fills the socket's fill ring.
+func (d *Device) Port(w int, pool pipeline.FramePool) (pipeline.Port, error) {
+	u, ok := pool.(*afxdp.UMEM)
+	if !ok {
+		return nil, fmt.Errorf("port %s: AF_XDP needs a UMEM as the worker's frame pool, not %T", d.name, pool)
+	}
+	q := d.queues[w]
+	ring := d.cfg.RingSize
+	sock, err := d.OpenQueue(q, u, afxdp.SocketConfig{RXSize: ring, TXSize: ring, FillSize: ring, CompletionSize: ring, ZeroCopy: d.cfg.ZeroCopy})
+	if err != nil {
+		return nil, fmt.Errorf("port %s queue %d: %w", d.name, q, err)
+	}
+	// Half of this port's share of the UMEM waits on the fill ring; the
+	// rest is in flight or held by the worker.
+	fill := u.FrameCount() / d.ports / 2
+	if ring != 0 {
+		fill = min(fill, ring)
+	} else {
+		fill = min(fill, 2048)
+	}
+	if err := d.busyPoll(sock); err != nil {
+		d.CloseQueue(sock)
+		return nil, fmt.Errorf("port %s queue %d: %w", d.name, q, err)
+	}
+	d.log.Info("opened queue", "worker", w, "port", d.name, "queue", q, "zero_copy", sock.ZeroCopy(), "need_wakeup", sock.NeedWakeup(), "tx_budget", sock.TXBudget(), "busy_poll", sock.BusyPolling())
+	return NewPort(sock, fill), nil
+}
+
+// busyPoll turns preferred busy polling on for sock when the port asks
+// for it or leaves it to us (Interface.PreferBusyPoll) and the kernel can
+// busy-poll it: since Linux 6.13 an AF_XDP socket learns its NAPI context
+// at bind, and only in zero-copy mode (net/xdp/xsk.c, "xsk: Bring back
+// busy polling support"), so a copy-mode socket's busy polls would poll
+// nothing while the deferred NAPI starved it. Asking for it there is an
+// error that says so.
+func (d *Device) busyPoll(sock *afxdp.Socket) error {
+	want := d.cfg.PreferBusyPoll
+	if want != nil && !*want {
+		return nil
+	}
+	why := ""
+	switch {
+	case d.Mode() != afxdp.ModeNative:
+		why = fmt.Sprintf("%s mode has no NAPI context to poll (native XDP has)", d.Mode())
+	case !sock.ZeroCopy() && afxdp.CopyModeBusyPollBroken():
+		why = fmt.Sprintf("the socket runs in copy mode (%s has no zero-copy) and since Linux 6.13 the kernel busy-polls zero-copy AF_XDP sockets only", d.Driver)
+	}
+	if why != "" {
+		if want != nil {
+			return fmt.Errorf("prefer_busy_poll: %s: set prefer_busy_poll: false or leave it unset", why)
+		}
+		return nil
+	}
+	if err := sock.SetBusyPoll(afxdp.BusyPoll{Budget: d.cfg.BusyPollBudget}); err != nil {
+		return err
+	}
+	if len(d.BusyPolled()) == 0 {
+		if err := d.PreferBusyPoll(afxdp.BusyPollDefer, afxdp.BusyPollTimeout); err != nil {
+			return fmt.Errorf("prefer_busy_poll: %w", err)
+		}
+	}
+	return nil
+}
+
+var _ port.Config = Interface{}
