@@ -180,6 +180,9 @@ type Contender struct {
 	// Multiqueue says the contender serves every queue of in0 (cells
 	// with two queues); others are skipped there.
 	Multiqueue bool
+	// TCP says the contender forwards real kernel TCP (the TCP rows: it
+	// routes, or moves frames unchanged between the peers).
+	TCP bool
 	// Setup configures the DUT and returns the function that undoes it.
 	// An error that is a Skip marks the contender skipped for the whole
 	// run (no point retrying); any other error fails only that

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,10 +169,10 @@ nftables, and xnf's empty and example chains, in the same lab after the packet c
 					o.TCP.Duration = tcpDuration
 				}
 				if f.Changed("contenders") {
-					// Only the TCP contenders the user picked.
+					// The contenders the user picked that carry TCP.
 					var keep []Contender
-					for _, c := range o.TCP.Contenders {
-						if slices.ContainsFunc(o.Contenders, func(x Contender) bool { return x.Label() == c.Label() }) {
+					for _, c := range o.Contenders {
+						if c.TCP && c.Mode != "generic" {
 							keep = append(keep, c)
 						}
 					}

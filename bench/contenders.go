@@ -243,13 +243,7 @@ func XNFWith(name, port, workers, mode string, chain Chain) Contender {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		return func() error {
-			err := p.signal(syscall.SIGTERM, 10*time.Second)
-			if d := os.Getenv("XNF_BENCH_LOGS"); d != "" {
-				os.WriteFile(filepath.Join(d, fmt.Sprintf("xnf-run-%d.log", time.Now().UnixNano())), []byte(p.Output()), 0o644)
-			}
-			return errors.Join(err, os.RemoveAll(dir))
-		}, nil
+		return func() error { return errors.Join(p.signal(syscall.SIGTERM, 10*time.Second), os.RemoveAll(dir)) }, nil
 	})
 }
 
@@ -274,7 +268,7 @@ func XNFInProcess(mode string, chain Chain) Contender {
 }
 
 func xnfContender(name, port, workers, mode string, chain Chain, start func(env *Env, yaml string) (func() error, error)) Contender {
-	return Contender{Name: name, Mode: mode, Chain: chain.Label(), Frames: chain.Frames, Multiqueue: true,
+	return Contender{Name: name, Mode: mode, Chain: chain.Label(), Frames: chain.Frames, Multiqueue: true, TCP: true,
 		Setup: func(env *Env) (func() error, error) {
 			cpus := []int{env.CPU}
 			if env.Cell.Queues == 2 {
@@ -371,7 +365,7 @@ func XDPRedirect() Contender {
 // (rig.KernelForward: a counting XDP_PASS program on in0 lets the
 // generator's XDP_TX deliver).
 func Linux() Contender {
-	return Contender{Name: "linux", Mode: "-", Chain: "-", Frames: Routed, Multiqueue: true, Setup: linuxSetup}
+	return Contender{Name: "linux", Mode: "-", Chain: "-", Frames: Routed, Multiqueue: true, TCP: true, Setup: linuxSetup}
 }
 
 func linuxSetup(env *Env) (func() error, error) {
@@ -428,7 +422,7 @@ table ip xnfbench_nat {
 // LinuxNFT is Linux forwarding with NFTRuleset loaded in the DUT
 // namespace (needs the nft binary).
 func LinuxNFT() Contender {
-	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw21-ct-masq", Frames: Routed, Multiqueue: true,
+	return Contender{Name: "linux", Mode: "-", Chain: "nft-fw21-ct-masq", Frames: Routed, Multiqueue: true, TCP: true,
 		Setup: func(env *Env) (func() error, error) {
 			if _, err := exec.LookPath("nft"); err != nil {
 				return nil, Skipf("skipped: nft not found (apt-get install nftables)")
