@@ -131,8 +131,9 @@ func AsavieForward(inIf, outIf string, cpu int, ready func(), stop <-chan struct
 // completion ring fills: the kernel stops consuming TX, so POLLOUT never
 // comes), and poll has a timeout so the loop can stop.
 func asavieLoop(rx, tx *xdp.Socket, cpu int, stop *atomic.Bool) (err error) {
+	// Never unlocked: the pinned thread ends with the goroutine rather
+	// than carry the pinning to other goroutines.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {

@@ -150,9 +150,14 @@ func (w *Worker) Start() error {
 	go func() {
 		defer close(w.done)
 		if w.cfg.CPU >= 0 || w.cfg.Nice != 0 || w.cfg.RealTime > 0 {
-			// Both belong to this OS thread: keep the loop on it.
+			// The pinning and the priority belong to this OS thread: keep
+			// the loop on it, and never unlock it. A thread that went
+			// back to the runtime's pool would carry the worker's CPU and
+			// SCHED_FIFO to whatever goroutine ran on it next, and to the
+			// processes it forks (a realtime child busy-polling the
+			// worker's core froze the benchmark once). Exiting while
+			// locked makes the runtime end the thread.
 			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
 		}
 		if w.cfg.CPU >= 0 {
 			var set unix.CPUSet
