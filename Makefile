@@ -27,13 +27,16 @@ test: vet
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
+# Packages with XDP programs in C: the data path's and the benchmark rig's.
+BPF_DIRS := bpf internal/rig/rigbpf
+
 generate:
-	$(GO) generate ./bpf/...
+	$(GO) generate $(addprefix ./,$(BPF_DIRS))
 
 # Fails if the committed bpf2go output differs from what the C source builds.
 generate-check: generate
-	@git diff --exit-code --stat -- bpf || { echo "bpf/: committed bpf2go output is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- bpf)" || { git status --porcelain -- bpf; echo "bpf/: generate left untracked files"; exit 1; }
+	@git diff --exit-code --stat -- $(BPF_DIRS) || { echo "$(BPF_DIRS): committed bpf2go output is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(BPF_DIRS))" || { git status --porcelain -- $(BPF_DIRS); echo "$(BPF_DIRS): generate left untracked files"; exit 1; }
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s $(PKGS)

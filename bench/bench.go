@@ -28,10 +28,10 @@
 // Latency (Options.Latency): after a cell's throughput repetitions, each
 // contender is measured once more with the generator paced to a fixed,
 // low rate (DefaultLatencyRate, 20 kpps, for every contender) and every
-// frame timestamped (bpf.GeneratorConfig.Timestamp: bpf_ktime_get_ns in
+// frame timestamped (rigbpf.GeneratorConfig.Timestamp: bpf_ktime_get_ns in
 // the payload as the frame is built, in live-frames batches of 8); the
 // sink records now - stamp in a per-CPU log-linear histogram
-// (bpf.SinkConfig.Latency), read before and after the window, and the
+// (rigbpf.SinkConfig.Latency), read before and after the window, and the
 // row gets p50, p99 and p999 of the window's probes. Generator and sink
 // share the kernel's monotonic clock, so this is one-way latency g0 ->
 // s0 through the DUT.
@@ -59,9 +59,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 )
 
 // Layout places the generator, the DUT's receive work and its worker on
@@ -283,7 +283,7 @@ type Latency struct {
 }
 
 // latencyOf summarizes a window's histogram.
-func latencyOf(h bpf.LatencyHistogram, offered float64) (*Latency, error) {
+func latencyOf(h rigbpf.LatencyHistogram, offered float64) (*Latency, error) {
 	l := &Latency{Samples: h.Samples(), OfferedPPS: offered, MeanUs: round3(h.Mean().Seconds() * 1e6)}
 	for _, x := range []struct {
 		q   float64
@@ -493,8 +493,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("bench: window %v and warm-up %v (the window must be positive, the run under %v)", o.Window, o.Warmup, rig.MaxDuration)
 	}
 	for _, s := range o.Sizes {
-		if s < bpf.MinFrameSize+4 || s > bpf.MaxFrameSize+4 {
-			return fmt.Errorf("bench: frame size %d outside %d..%d (wire size, FCS included)", s, bpf.MinFrameSize+4, bpf.MaxFrameSize+4)
+		if s < rigbpf.MinFrameSize+4 || s > rigbpf.MaxFrameSize+4 {
+			return fmt.Errorf("bench: frame size %d outside %d..%d (wire size, FCS included)", s, rigbpf.MinFrameSize+4, rigbpf.MaxFrameSize+4)
 		}
 	}
 	for _, f := range o.Flows {
@@ -548,9 +548,9 @@ func (o *Options) check() error {
 }
 
 // generatorConfig is the generator's frames for a contender on a cell.
-func generatorConfig(c Contender, cell Cell) bpf.GeneratorConfig {
-	size := min(max(cell.Frame-4, bpf.MinFrameSize), bpf.MaxFrameSize)
-	var g bpf.GeneratorConfig
+func generatorConfig(c Contender, cell Cell) rigbpf.GeneratorConfig {
+	size := min(max(cell.Frame-4, rigbpf.MinFrameSize), rigbpf.MaxFrameSize)
+	var g rigbpf.GeneratorConfig
 	if c.Frames == Routed {
 		g = rig.ForwardConfig(size, cell.Flows)
 	} else {
@@ -567,7 +567,7 @@ type sample struct {
 	pps, offered float64
 	cpu          []float64 // busy percent per CPU
 	mode         string    // in0's attach mode seen during the run
-	lat          bpf.LatencyHistogram
+	lat          rigbpf.LatencyHistogram
 	in0          *Receive
 }
 
@@ -626,7 +626,7 @@ func runQueues(ctx context.Context, o Options, queues int, p *progress, skipped 
 			err = errors.Join(err, cerr)
 		}
 	}()
-	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: bpf.SinkConfig{Latency: true}})
+	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: rigbpf.SinkConfig{Latency: true}})
 	if err != nil {
 		return err
 	}
@@ -971,9 +971,9 @@ func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bo
 		}
 		return s, err
 	}
-	hist := func() (bpf.LatencyHistogram, error) {
+	hist := func() (rigbpf.LatencyHistogram, error) {
 		if !lat {
-			return bpf.LatencyHistogram{}, nil
+			return rigbpf.LatencyHistogram{}, nil
 		}
 		return sink.Prog.Latency()
 	}
@@ -995,7 +995,7 @@ func window(ctx context.Context, srcs []*rig.Source, env *Env, o Options, lat bo
 	sleep(ctx, o.Window)
 	g1, k1, c1, t1, err := read()
 	readNIC(1)
-	var h1 bpf.LatencyHistogram
+	var h1 rigbpf.LatencyHistogram
 	if err == nil {
 		h1, err = hist()
 	}

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 )
 
 // synthetic is a run of two cells (split and one-core, 64 bytes) with
@@ -396,7 +396,7 @@ func TestLatencyTrivialPath(t *testing.T) {
 // TestLatencyReport: a window's histogram becomes the latency section of
 // the JSON and three columns of the markdown.
 func TestLatencyReport(t *testing.T) {
-	var h bpf.LatencyHistogram
+	var h rigbpf.LatencyHistogram
 	h.Add(3000, 980) // 3 us
 	h.Add(40000, 19) // 40 us
 	h.Add(900000, 1) // 0.9 ms
@@ -408,7 +408,7 @@ func TestLatencyReport(t *testing.T) {
 	if !within(l.P50us, 3) || !within(l.P99us, 40) || !within(l.P999us, 40) || l.Samples != 1000 || l.OfferedPPS != 20e3 {
 		t.Errorf("latency %+v", *l)
 	}
-	if empty, _ := latencyOf(bpf.LatencyHistogram{}, 20e3); empty.Error == "" || empty.P50us != 0 {
+	if empty, _ := latencyOf(rigbpf.LatencyHistogram{}, 20e3); empty.Error == "" || empty.P50us != 0 {
 		t.Errorf("no samples: %+v", *empty)
 	}
 	rs := synthetic()[:2]

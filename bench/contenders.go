@@ -18,10 +18,10 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xnfdev/xnf/afxdp"
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/config"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 	"github.com/xnfdev/xnf/service"
 )
 
@@ -325,13 +325,13 @@ func Offload() Contender {
 		}}
 }
 
-// XDPRedirect is the in-kernel ceiling: bpf/xdp_fwd.c on in0 (native)
-// redirects every frame to out0 through a DEVMAP.
+// XDPRedirect is the in-kernel ceiling: xdp_fwd.c (internal/rig/rigbpf)
+// on in0 (native) redirects every frame to out0 through a DEVMAP.
 func XDPRedirect() Contender {
 	return Contender{Name: "xdp-redirect", Mode: "native", Chain: "-", Frames: L2, Multiqueue: true,
 		Setup: func(env *Env) (func() error, error) {
-			var objs bpf.FwdObjects
-			if err := bpf.LoadFwdObjects(&objs, nil); err != nil {
+			var objs rigbpf.FwdObjects
+			if err := rigbpf.LoadFwdObjects(&objs, nil); err != nil {
 				return nil, fmt.Errorf("loading xdp_fwd: %w", err)
 			}
 			in, err := env.Topo.DUT.Link("in0")

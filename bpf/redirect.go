@@ -1,7 +1,9 @@
-// Package bpf holds xnf's XDP programs, written in C and compiled with
-// bpf2go. The generated Go and the little-endian objects are committed, so
-// `go build` needs no clang; `go generate ./bpf/...` (make generate) rebuilds
-// them and CI checks that the committed output matches the source.
+// Package bpf holds the XDP program xnf's data path loads, written in C and
+// compiled with bpf2go. The generated Go and the little-endian objects are
+// committed, so `go build` needs no clang; `make generate` rebuilds them and
+// CI (`make generate-check`) checks that the committed output matches the
+// source. include/xnf_bpf.h holds the kernel definitions every xnf XDP
+// program shares, the benchmark rig's too (internal/rig/rigbpf).
 //
 // Redirect is the program every xnf device runs: it steers the frames xnf
 // claims into the AF_XDP socket of the receiving queue and passes all else

@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xnfdev/xnf/afxdp"
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 	"github.com/xnfdev/xnf/pipeline"
 	"github.com/xnfdev/xnf/port/xdp"
 )
@@ -52,7 +52,7 @@ func BenchmarkForwarders(b *testing.B) {
 
 	type contender struct {
 		name  string
-		cfg   bpf.GeneratorConfig
+		cfg   rigbpf.GeneratorConfig
 		start func(cpu int) (stop func(), err error)
 	}
 	contenders := []contender{

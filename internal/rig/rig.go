@@ -1,6 +1,6 @@
 // Package rig is the benchmark rig: an in-kernel traffic generator (an XDP
-// program run with BPF_PROG_TEST_RUN live frames, bpf.Generator) and a
-// counting XDP sink (bpf.Sink), driven from Go inside lab namespaces, so
+// program run with BPF_PROG_TEST_RUN live frames, rigbpf.Generator) and a
+// counting XDP sink (rigbpf.Sink), driven from Go inside lab namespaces, so
 // benchmarks can measure the packets per second a forwarder delivers.
 //
 // The standard setup is lab.Topology: the generator transmits out of g0
@@ -37,8 +37,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 )
 
 // Port is the UDP destination port of ForwardConfig's frames.
@@ -50,8 +50,8 @@ const MaxDuration = time.Minute
 // ForwardConfig is a generator config for the standard topology, for a
 // forwarder that routes: frames from g0 addressed to in0's MAC
 // (lab.DUTInMAC) and to the sink's IP (lab.SinkAddr), UDP to Port.
-func ForwardConfig(frameSize int, flows uint32) bpf.GeneratorConfig {
-	return bpf.GeneratorConfig{
+func ForwardConfig(frameSize int, flows uint32) rigbpf.GeneratorConfig {
+	return rigbpf.GeneratorConfig{
 		SrcMAC:    mustMAC(lab.GenMAC),
 		DstMAC:    mustMAC(lab.DUTInMAC),
 		SrcIP:     netip.MustParseAddr(lab.GenAddr),
@@ -64,7 +64,7 @@ func ForwardConfig(frameSize int, flows uint32) bpf.GeneratorConfig {
 
 // L2Config is like ForwardConfig but addressed to the sink's MAC
 // (lab.SinkMAC), for a forwarder that moves frames unchanged (l2fwd).
-func L2Config(frameSize int, flows uint32) bpf.GeneratorConfig {
+func L2Config(frameSize int, flows uint32) rigbpf.GeneratorConfig {
 	c := ForwardConfig(frameSize, flows)
 	c.DstMAC = mustMAC(lab.SinkMAC)
 	return c
@@ -82,7 +82,7 @@ func mustMAC(s string) net.HardwareAddr {
 type Source struct {
 	NS     *lab.NS
 	Ifname string
-	Gen    *bpf.Generator
+	Gen    *rigbpf.Generator
 	// Workers is the number of threads making generator calls (default 2).
 	// Each call ends in a blocking wait of ~20 ms (the kernel tearing down
 	// its page pool) that leaves the core idle; a second thread on the
@@ -93,7 +93,7 @@ type Source struct {
 	// on, -2 leaves them unpinned (they may then take both cores).
 	CPU int
 	// Rate paces the run to this many frames per second (0: as fast as
-	// the core goes). Frames leave evenly spaced (bpf.Generator.SetRate),
+	// the core goes). Frames leave evenly spaced (rigbpf.Generator.SetRate),
 	// which a forwarder on another core needs to show its no-loss rate:
 	// unpaced, the generator overruns the 256-frame veth ring and all a
 	// run shows is the forwarder's rate under overload. Needs a pinned
@@ -107,7 +107,7 @@ type Source struct {
 // NewSource loads a generator for frames cfg that leave ns's device ifname.
 // Frames sent out of a veth are delivered only if the peer has an XDP
 // program attached or GRO on (otherwise they are xdp_xmit_errors).
-func NewSource(ns *lab.NS, ifname string, cfg bpf.GeneratorConfig) (*Source, error) {
+func NewSource(ns *lab.NS, ifname string, cfg rigbpf.GeneratorConfig) (*Source, error) {
 	l, err := ns.Link(ifname)
 	if err != nil {
 		return nil, err
@@ -115,7 +115,7 @@ func NewSource(ns *lab.NS, ifname string, cfg bpf.GeneratorConfig) (*Source, err
 	if q := uint32(l.Attrs().NumRxQueues); q > 0 && cfg.Queue >= q {
 		return nil, fmt.Errorf("rig: queue %d of %s: the device has %d RX queues", cfg.Queue, ifname, q)
 	}
-	g, err := bpf.LoadGenerator(cfg)
+	g, err := rigbpf.LoadGenerator(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +298,7 @@ func pin(cpu int) (func(), error) {
 // Generate loads a generator for cfg, sends out of ns's device ifname for
 // d or until maxPackets frames (0: no count bound), and returns how many
 // frames it sent.
-func Generate(ns *lab.NS, ifname string, cfg bpf.GeneratorConfig, d time.Duration, maxPackets uint64) (sent uint64, err error) {
+func Generate(ns *lab.NS, ifname string, cfg rigbpf.GeneratorConfig, d time.Duration, maxPackets uint64) (sent uint64, err error) {
 	src, err := NewSource(ns, ifname, cfg)
 	if err != nil {
 		return 0, err
@@ -311,14 +311,14 @@ func Generate(ns *lab.NS, ifname string, cfg bpf.GeneratorConfig, d time.Duratio
 type Sink struct {
 	NS     *lab.NS
 	Ifname string
-	Prog   *bpf.Sink
+	Prog   *rigbpf.Sink
 	link   link.Link
 }
 
 // SinkOptions configure AttachSinkWith.
 type SinkOptions struct {
 	// Config is the program's (marker port, pass instead of drop).
-	Config bpf.SinkConfig
+	Config rigbpf.SinkConfig
 	// Mode is link.XDPGenericMode or link.XDPDriverMode (0: the kernel
 	// chooses, native on veth).
 	Mode link.XDPAttachFlags
@@ -336,7 +336,7 @@ func AttachSinkWith(ns *lab.NS, ifname string, o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := bpf.LoadSinkWith(o.Config)
+	p, err := rigbpf.LoadSinkWith(o.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +358,7 @@ func (s *Sink) Count() (uint64, error) {
 }
 
 // Counters are all the sink's counters.
-func (s *Sink) Counters() (bpf.SinkCounters, error) { return s.Prog.Stats() }
+func (s *Sink) Counters() (rigbpf.SinkCounters, error) { return s.Prog.Stats() }
 
 // Close detaches and unloads the sink.
 func (s *Sink) Close() error {
@@ -469,7 +469,7 @@ func MeasurePPS(src *Source, sink *Sink, warmup, window time.Duration) (Measurem
 }
 
 // Measure is MeasurePPS with a generator loaded for the run.
-func Measure(ns *lab.NS, ifname string, cfg bpf.GeneratorConfig, sink *Sink, warmup, window time.Duration) (Measurement, error) {
+func Measure(ns *lab.NS, ifname string, cfg rigbpf.GeneratorConfig, sink *Sink, warmup, window time.Duration) (Measurement, error) {
 	src, err := NewSource(ns, ifname, cfg)
 	if err != nil {
 		return Measurement{}, err
@@ -506,7 +506,7 @@ func KernelForward(topo *lab.Topology) (*KernelForwarder, error) {
 	); err != nil {
 		return nil, fmt.Errorf("rig: kernel forwarding: %w", err)
 	}
-	in, err := AttachSinkWith(topo.DUT, "in0", SinkOptions{Config: bpf.SinkConfig{Pass: true}})
+	in, err := AttachSinkWith(topo.DUT, "in0", SinkOptions{Config: rigbpf.SinkConfig{Pass: true}})
 	if err != nil {
 		return nil, err
 	}

@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 )
 
 func sinkOn(t *testing.T, ns *lab.NS, ifname string) *rig.Sink {
@@ -54,7 +54,7 @@ func TestKernelForwardBurstExactly(t *testing.T) {
 	}
 	defer fwd.Close()
 	// The sink also checks the IPv4 checksums the kernel rewrote (TTL).
-	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: bpf.SinkConfig{CheckIPv4: true}})
+	sink, err := rig.AttachSinkWith(topo.Sink, "s0", rig.SinkOptions{Config: rigbpf.SinkConfig{CheckIPv4: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

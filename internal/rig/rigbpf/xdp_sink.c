@@ -25,7 +25,7 @@
  * Either way, a program on a veth end is also what lets the peer's XDP_TX
  * and XDP_REDIRECT deliver there (without it or GRO they are dropped).
  */
-#include "include/xnf_bpf.h"
+#include "xnf_bpf.h" /* bpf/include, by the -I in gen.go */
 
 const volatile __u32 match_dport = 0; /* 0: count every frame */
 const volatile __u32 verdict = XDP_DROP; /* XDP_DROP or XDP_PASS */

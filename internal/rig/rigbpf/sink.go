@@ -1,4 +1,4 @@
-package bpf
+package rigbpf
 
 import (
 	"errors"
@@ -58,7 +58,7 @@ func LoadSink() (*Sink, error) { return LoadSinkWith(SinkConfig{}) }
 func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
 	spec, err := loadSink()
 	if err != nil {
-		return nil, fmt.Errorf("bpf: reading embedded object: %w", err)
+		return nil, fmt.Errorf("rigbpf: reading embedded object: %w", err)
 	}
 	verdict := uint32(1) // XDP_DROP
 	if cfg.Pass {
@@ -70,7 +70,7 @@ func LoadSinkWith(cfg SinkConfig) (*Sink, error) {
 		spec.Variables[sinkVarCheckIpv4].Set(b2u(cfg.CheckIPv4)),
 		spec.Variables[sinkVarLatency].Set(b2u(cfg.Latency)),
 	); err != nil {
-		return nil, fmt.Errorf("bpf: configuring sink: %w", err)
+		return nil, fmt.Errorf("rigbpf: configuring sink: %w", err)
 	}
 	var objs sinkObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
@@ -86,7 +86,7 @@ func (s *Sink) Config() SinkConfig { return s.cfg }
 func (s *Sink) Stats() (SinkCounters, error) {
 	var per []sinkSinkStats
 	if err := s.stats.Lookup(uint32(0), &per); err != nil {
-		return SinkCounters{}, fmt.Errorf("bpf: reading sink counters: %w", err)
+		return SinkCounters{}, fmt.Errorf("rigbpf: reading sink counters: %w", err)
 	}
 	var c SinkCounters
 	for _, p := range per {
@@ -116,7 +116,7 @@ func (s *Sink) Close() error {
 func (s *Sink) Latency() (LatencyHistogram, error) {
 	var per []sinkLatHist
 	if err := s.lat.Lookup(uint32(0), &per); err != nil {
-		return LatencyHistogram{}, fmt.Errorf("bpf: reading latency histogram: %w", err)
+		return LatencyHistogram{}, fmt.Errorf("rigbpf: reading latency histogram: %w", err)
 	}
 	h := LatencyHistogram{Buckets: make([]uint64, LatencyBuckets)}
 	for _, p := range per {

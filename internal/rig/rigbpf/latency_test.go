@@ -1,4 +1,4 @@
-package bpf_test
+package rigbpf_test
 
 import (
 	"encoding/binary"
@@ -9,16 +9,16 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 )
 
 func TestLatencyBuckets(t *testing.T) {
 	// Bounds are contiguous and increasing, every value lands in the
 	// bucket whose bounds hold it, and a bucket is at most 1/16 of its
 	// lower bound wide.
-	for i := 0; i < bpf.LatencyBuckets; i++ {
-		lo, hi := bpf.LatencyBucketLow(i), bpf.LatencyBucketLow(i+1)
+	for i := 0; i < rigbpf.LatencyBuckets; i++ {
+		lo, hi := rigbpf.LatencyBucketLow(i), rigbpf.LatencyBucketLow(i+1)
 		if hi <= lo {
 			t.Fatalf("bucket %d: [%d, %d)", i, lo, hi)
 		}
@@ -26,23 +26,23 @@ func TestLatencyBuckets(t *testing.T) {
 			t.Fatalf("bucket %d: [%d, %d) wider than 1/16", i, lo, hi)
 		}
 		for _, v := range []uint64{lo, hi - 1, lo + (hi-lo)/2} {
-			if got := bpf.LatencyBucket(v); got != i {
+			if got := rigbpf.LatencyBucket(v); got != i {
 				t.Fatalf("%d ns: bucket %d, want %d [%d, %d)", v, got, i, lo, hi)
 			}
 		}
 	}
-	if b := bpf.LatencyBucket(math.MaxUint64); b != bpf.LatencyBuckets-1 {
+	if b := rigbpf.LatencyBucket(math.MaxUint64); b != rigbpf.LatencyBuckets-1 {
 		t.Errorf("huge age in bucket %d", b)
 	}
-	if bpf.LatencyBucketLow(bpf.LatencyBuckets) != 1<<40 {
-		t.Errorf("end of the last bucket %d", bpf.LatencyBucketLow(bpf.LatencyBuckets))
+	if rigbpf.LatencyBucketLow(rigbpf.LatencyBuckets) != 1<<40 {
+		t.Errorf("end of the last bucket %d", rigbpf.LatencyBucketLow(rigbpf.LatencyBuckets))
 	}
 }
 
 // TestLatencyPercentiles computes percentiles from synthetic histograms
 // whose answer is known.
 func TestLatencyPercentiles(t *testing.T) {
-	var h bpf.LatencyHistogram
+	var h rigbpf.LatencyHistogram
 	if d, err := h.Percentile(0.5); d != 0 || err != nil {
 		t.Errorf("empty: %v %v", d, err)
 	}
@@ -67,7 +67,7 @@ func TestLatencyPercentiles(t *testing.T) {
 		t.Errorf("mean %v", m)
 	}
 	// Skewed: 990 samples at 2 us, 9 at 50 us, 1 at 3 ms.
-	var s bpf.LatencyHistogram
+	var s rigbpf.LatencyHistogram
 	s.Add(2000, 990)
 	s.Add(50000, 9)
 	s.Add(3000000, 1)
@@ -85,7 +85,7 @@ func TestLatencyPercentiles(t *testing.T) {
 		t.Errorf("not ordered: %v %v %v %v", p50, p99, p999, p9999)
 	}
 	// Sub gives a window's histogram.
-	a := bpf.LatencyHistogram{}
+	a := rigbpf.LatencyHistogram{}
 	a.Add(100, 5)
 	b := a
 	b.Buckets = append([]uint64(nil), a.Buckets...)
@@ -118,7 +118,7 @@ func TestTimestampedFrames(t *testing.T) {
 	lab.RequireRoot(t)
 	cfg := genConfig(60)
 	cfg.Timestamp = true
-	g, err := bpf.LoadGenerator(cfg)
+	g, err := rigbpf.LoadGenerator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestTimestampedFrames(t *testing.T) {
 	if string(tmpl[42:46]) != "xnfT" {
 		t.Fatalf("template payload %x lacks the marker", tmpl[42:56])
 	}
-	s, err := bpf.LoadSinkWith(bpf.SinkConfig{Latency: true})
+	s, err := rigbpf.LoadSinkWith(rigbpf.SinkConfig{Latency: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestTimestampedFrames(t *testing.T) {
 		t.Fatalf("histogram count %d samples %d bad %d, want 2, 2, 1", h.Count, h.Samples(), h.Bad)
 	}
 	// A sink without Latency records nothing.
-	s2, err := bpf.LoadSink()
+	s2, err := rigbpf.LoadSink()
 	if err != nil {
 		t.Fatal(err)
 	}

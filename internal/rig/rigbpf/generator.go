@@ -1,4 +1,4 @@
-package bpf
+package rigbpf
 
 import (
 	"encoding/binary"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/xnfdev/xnf/bpf"
 )
 
 // Frame size limits of the generator: Ethernet frames without FCS, so 60 is
@@ -85,16 +87,16 @@ func (c GeneratorConfig) withDefaults() GeneratorConfig {
 func (c GeneratorConfig) Frame() ([]byte, error) {
 	c = c.withDefaults()
 	if len(c.SrcMAC) != 6 || len(c.DstMAC) != 6 {
-		return nil, fmt.Errorf("bpf: generator needs 6-byte source and destination MACs, got %q and %q", c.SrcMAC, c.DstMAC)
+		return nil, fmt.Errorf("rigbpf: generator needs 6-byte source and destination MACs, got %q and %q", c.SrcMAC, c.DstMAC)
 	}
 	if !c.SrcIP.Is4() || !c.DstIP.Is4() {
-		return nil, fmt.Errorf("bpf: generator needs IPv4 source and destination addresses, got %v and %v", c.SrcIP, c.DstIP)
+		return nil, fmt.Errorf("rigbpf: generator needs IPv4 source and destination addresses, got %v and %v", c.SrcIP, c.DstIP)
 	}
 	if c.FrameSize < MinFrameSize || c.FrameSize > MaxFrameSize {
-		return nil, fmt.Errorf("bpf: generator frame size %d outside %d..%d", c.FrameSize, MinFrameSize, MaxFrameSize)
+		return nil, fmt.Errorf("rigbpf: generator frame size %d outside %d..%d", c.FrameSize, MinFrameSize, MaxFrameSize)
 	}
 	if uint32(c.SrcPort)+c.Flows-1 > 0xffff {
-		return nil, fmt.Errorf("bpf: %d flows from source port %d run past 65535", c.Flows, c.SrcPort)
+		return nil, fmt.Errorf("rigbpf: %d flows from source port %d run past 65535", c.Flows, c.SrcPort)
 	}
 	f := make([]byte, c.FrameSize)
 	copy(f[0:6], c.DstMAC)
@@ -158,11 +160,11 @@ func LoadGenerator(cfg GeneratorConfig) (*Generator, error) {
 		return nil, err
 	}
 	if cfg.BatchSize > 256 {
-		return nil, fmt.Errorf("bpf: generator batch size %d above the kernel's 256", cfg.BatchSize)
+		return nil, fmt.Errorf("rigbpf: generator batch size %d above the kernel's 256", cfg.BatchSize)
 	}
 	spec, err := loadTrafficgen()
 	if err != nil {
-		return nil, fmt.Errorf("bpf: reading embedded object: %w", err)
+		return nil, fmt.Errorf("rigbpf: reading embedded object: %w", err)
 	}
 	var tmpl [48]byte
 	copy(tmpl[:], frame)
@@ -172,7 +174,7 @@ func LoadGenerator(cfg GeneratorConfig) (*Generator, error) {
 		spec.Variables[trafficgenVarFlows].Set(cfg.Flows),
 		spec.Variables[trafficgenVarStamp].Set(b2u(cfg.Timestamp)),
 	); err != nil {
-		return nil, fmt.Errorf("bpf: configuring generator: %w", err)
+		return nil, fmt.Errorf("rigbpf: configuring generator: %w", err)
 	}
 	var objs trafficgenObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
@@ -209,7 +211,7 @@ func (s GeneratorStats) Runs() uint64 { return s.Sent + s.Short + s.Skipped }
 func (g *Generator) Stats() (GeneratorStats, error) {
 	var per []trafficgenGenStats
 	if err := g.stats.Lookup(uint32(0), &per); err != nil {
-		return GeneratorStats{}, fmt.Errorf("bpf: reading generator counters: %w", err)
+		return GeneratorStats{}, fmt.Errorf("rigbpf: reading generator counters: %w", err)
 	}
 	var s GeneratorStats
 	for _, p := range per {
@@ -229,14 +231,14 @@ func (g *Generator) Stats() (GeneratorStats, error) {
 func (g *Generator) SetRate(pps float64) error {
 	var c trafficgenGenConf
 	if pps < 0 {
-		return fmt.Errorf("bpf: generator rate %v pps", pps)
+		return fmt.Errorf("rigbpf: generator rate %v pps", pps)
 	}
 	if pps > 0 {
 		c.IntervalNs = max(1, uint64(1e9/pps+0.5))
 		c.MaxLagNs = 64 * c.IntervalNs
 	}
 	if err := g.conf.Put(uint32(0), &c); err != nil {
-		return fmt.Errorf("bpf: setting generator rate: %w", err)
+		return fmt.Errorf("rigbpf: setting generator rate: %w", err)
 	}
 	return nil
 }
@@ -247,10 +249,10 @@ func (g *Generator) SetRate(pps float64) error {
 func (g *Generator) SetLimit(cpu int, n uint64) error {
 	var per []trafficgenGenStats
 	if err := g.stats.Lookup(uint32(0), &per); err != nil {
-		return fmt.Errorf("bpf: reading generator counters: %w", err)
+		return fmt.Errorf("rigbpf: reading generator counters: %w", err)
 	}
 	if cpu < 0 || cpu >= len(per) {
-		return fmt.Errorf("bpf: CPU %d out of range (%d possible CPUs)", cpu, len(per))
+		return fmt.Errorf("rigbpf: CPU %d out of range (%d possible CPUs)", cpu, len(per))
 	}
 	if n == 0 {
 		per[cpu].Limit = 0
@@ -258,7 +260,7 @@ func (g *Generator) SetLimit(cpu int, n uint64) error {
 		per[cpu].Limit = per[cpu].Pkts + n
 	}
 	if err := g.stats.Update(uint32(0), per, ebpf.UpdateExist); err != nil {
-		return fmt.Errorf("bpf: setting generator limit: %w", err)
+		return fmt.Errorf("rigbpf: setting generator limit: %w", err)
 	}
 	return nil
 }
@@ -335,11 +337,11 @@ func (g *Generator) run(ifindex, n uint32) (uint32, error) {
 		// Repeat 1: the frame was sent before the signal check.
 		return n, nil
 	case errno == unix.EPERM:
-		return 0, fmt.Errorf("bpf: running generator: %w: %v", ErrPermission, errno)
+		return 0, fmt.Errorf("rigbpf: running generator: %w: %v", bpf.ErrPermission, errno)
 	case errno == unix.EINVAL:
-		return 0, fmt.Errorf("bpf: running generator on ifindex %d queue %d: %w (is the thread in the device's namespace, and the queue below its RX queue count?)", ifindex, g.cfg.Queue, errno)
+		return 0, fmt.Errorf("rigbpf: running generator on ifindex %d queue %d: %w (is the thread in the device's namespace, and the queue below its RX queue count?)", ifindex, g.cfg.Queue, errno)
 	}
-	return 0, fmt.Errorf("bpf: running generator on ifindex %d: %w", ifindex, errno)
+	return 0, fmt.Errorf("rigbpf: running generator on ifindex %d: %w", ifindex, errno)
 }
 
 // progRunAttr is the BPF_PROG_TEST_RUN member of union bpf_attr.

@@ -12,7 +12,7 @@
  * A redirect into a veth delivers only if the peer has an XDP program (the
  * sink) or GRO on.
  */
-#include "include/xnf_bpf.h"
+#include "xnf_bpf.h" /* bpf/include, by the -I in gen.go */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);

@@ -1,4 +1,4 @@
-package bpf
+package rigbpf
 
 import (
 	"fmt"
@@ -97,7 +97,7 @@ func (h LatencyHistogram) Mean() time.Duration {
 // is below a bucket's width (6.25%). It is 0 without samples.
 func (h LatencyHistogram) Percentile(q float64) (time.Duration, error) {
 	if q <= 0 || q > 1 {
-		return 0, fmt.Errorf("bpf: percentile %v outside (0, 1]", q)
+		return 0, fmt.Errorf("rigbpf: percentile %v outside (0, 1]", q)
 	}
 	n := h.Samples()
 	if n == 0 {

@@ -1,4 +1,4 @@
-package bpf_test
+package rigbpf_test
 
 import (
 	"bytes"
@@ -14,17 +14,17 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
-	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/internal/lab"
 	"github.com/xnfdev/xnf/internal/rig"
+	"github.com/xnfdev/xnf/internal/rig/rigbpf"
 )
 
 const xdpTX = 3
 
-func genConfig(size int) bpf.GeneratorConfig {
+func genConfig(size int) rigbpf.GeneratorConfig {
 	src, _ := net.ParseMAC(lab.GenMAC)
 	dst, _ := net.ParseMAC(lab.DUTInMAC)
-	return bpf.GeneratorConfig{
+	return rigbpf.GeneratorConfig{
 		SrcMAC: src, DstMAC: dst,
 		SrcIP: netip.MustParseAddr(lab.GenAddr), DstIP: netip.MustParseAddr(lab.SinkAddr),
 		DstPort: 7777, FrameSize: size,
@@ -95,13 +95,13 @@ func TestGeneratorFrameTemplate(t *testing.T) {
 }
 
 func TestGeneratorConfigErrors(t *testing.T) {
-	for name, mod := range map[string]func(*bpf.GeneratorConfig){
-		"short frame":   func(c *bpf.GeneratorConfig) { c.FrameSize = 59 },
-		"long frame":    func(c *bpf.GeneratorConfig) { c.FrameSize = 1515 },
-		"no MAC":        func(c *bpf.GeneratorConfig) { c.SrcMAC = nil },
-		"IPv6":          func(c *bpf.GeneratorConfig) { c.DstIP = netip.MustParseAddr("2001:db8::1") },
-		"zero IP":       func(c *bpf.GeneratorConfig) { c.SrcIP = netip.Addr{} },
-		"ports overrun": func(c *bpf.GeneratorConfig) { c.SrcPort = 65000; c.Flows = 1000 },
+	for name, mod := range map[string]func(*rigbpf.GeneratorConfig){
+		"short frame":   func(c *rigbpf.GeneratorConfig) { c.FrameSize = 59 },
+		"long frame":    func(c *rigbpf.GeneratorConfig) { c.FrameSize = 1515 },
+		"no MAC":        func(c *rigbpf.GeneratorConfig) { c.SrcMAC = nil },
+		"IPv6":          func(c *rigbpf.GeneratorConfig) { c.DstIP = netip.MustParseAddr("2001:db8::1") },
+		"zero IP":       func(c *rigbpf.GeneratorConfig) { c.SrcIP = netip.Addr{} },
+		"ports overrun": func(c *rigbpf.GeneratorConfig) { c.SrcPort = 65000; c.Flows = 1000 },
 	} {
 		cfg := genConfig(60)
 		mod(&cfg)
@@ -119,7 +119,7 @@ func TestGeneratorRewritesEveryFrame(t *testing.T) {
 	cfg := genConfig(128)
 	cfg.SrcPort = 5000
 	cfg.Flows = 3
-	g, err := bpf.LoadGenerator(cfg)
+	g, err := rigbpf.LoadGenerator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,17 +168,17 @@ func TestSinkVerdictsAndMarker(t *testing.T) {
 	bad := append([]byte(nil), frame...)
 	bad[22]-- // TTL, checksum left alone
 	for _, c := range []struct {
-		cfg                   bpf.SinkConfig
+		cfg                   rigbpf.SinkConfig
 		verdict               uint32
 		pkts, bytes, oth, bad uint64
 	}{
-		{bpf.SinkConfig{}, 1, 4, 400, 0, 0},
-		{bpf.SinkConfig{Pass: true}, 2, 4, 400, 0, 0},
-		{bpf.SinkConfig{DstPort: 7777}, 1, 3, 300, 1, 0},
-		{bpf.SinkConfig{CheckIPv4: true}, 1, 4, 400, 0, 1},
-		{bpf.SinkConfig{DstPort: 53, CheckIPv4: true}, 1, 1, 100, 3, 0},
+		{rigbpf.SinkConfig{}, 1, 4, 400, 0, 0},
+		{rigbpf.SinkConfig{Pass: true}, 2, 4, 400, 0, 0},
+		{rigbpf.SinkConfig{DstPort: 7777}, 1, 3, 300, 1, 0},
+		{rigbpf.SinkConfig{CheckIPv4: true}, 1, 4, 400, 0, 1},
+		{rigbpf.SinkConfig{DstPort: 53, CheckIPv4: true}, 1, 1, 100, 3, 0},
 	} {
-		s, err := bpf.LoadSinkWith(c.cfg)
+		s, err := rigbpf.LoadSinkWith(c.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestSinkVerdictsAndMarker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := bpf.SinkCounters{Packets: c.pkts, Bytes: c.bytes, Other: c.oth, BadChecksum: c.bad}
+		want := rigbpf.SinkCounters{Packets: c.pkts, Bytes: c.bytes, Other: c.oth, BadChecksum: c.bad}
 		if st != want {
 			t.Errorf("%+v: counters %+v, want %+v", c.cfg, st, want)
 		}
@@ -215,7 +215,7 @@ func TestGeneratorBurstCountedExactly(t *testing.T) {
 	defer sink.Close()
 
 	const size = 60
-	g, err := bpf.LoadGenerator(genConfig(size))
+	g, err := rigbpf.LoadGenerator(genConfig(size))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,12 +269,12 @@ func pinTo(t *testing.T, cpu int) {
 func TestGeneratorLimitAndPacing(t *testing.T) {
 	lab.RequireRoot(t)
 	pinTo(t, 0)
-	g, err := bpf.LoadGenerator(genConfig(60))
+	g, err := rigbpf.LoadGenerator(genConfig(60))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	run := func(n uint32) bpf.GeneratorStats {
+	run := func(n uint32) rigbpf.GeneratorStats {
 		t.Helper()
 		if _, err := g.Program.Run(&ebpf.RunOptions{Data: g.Frame(), Repeat: n}); err != nil {
 			t.Fatal(err)
@@ -334,7 +334,7 @@ func TestGeneratorRunSurvivesSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	g, err := bpf.LoadGenerator(genConfig(60))
+	g, err := rigbpf.LoadGenerator(genConfig(60))
 	if err != nil {
 		t.Fatal(err)
 	}

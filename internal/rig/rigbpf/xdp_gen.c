@@ -34,7 +34,7 @@
  * IPv4 checksum. The UDP checksum is 0 (none), so varying the source port
  * keeps every checksum right.
  */
-#include "include/xnf_bpf.h"
+#include "xnf_bpf.h" /* bpf/include, by the -I in gen.go */
 
 /* Not in the shared header (include/uapi/linux/bpf.h: helper 5). */
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
