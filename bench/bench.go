@@ -778,15 +778,7 @@ func (r *row) result(cell Cell) Result {
 		res.Chain = "-"
 	}
 	res.Latency = r.lat
-	switch {
-	case r.skip != "":
-		res.Error = r.skip
-	case len(r.errs) > 0:
-		res.Error = r.errs[0]
-		if len(r.errs) > 1 {
-			res.Error = fmt.Sprintf("%s (%d of %d repetitions failed)", r.errs[0], len(r.errs), len(r.errs)+len(r.samples))
-		}
-	}
+	res.Error = rowError(r.skip, r.errs, len(r.errs)+len(r.samples))
 	if len(r.samples) == 0 {
 		if res.Mode == "" {
 			res.Mode = "-"
@@ -831,6 +823,20 @@ func (r *row) result(cell Cell) Result {
 		res.CPU[fmt.Sprintf("cpu%d", c)] = round1(sum / float64(n))
 	}
 	return res
+}
+
+// rowError is a row's error: why it was skipped, or its first failure and
+// how many of its reps repetitions failed.
+func rowError(skip string, errs []string, reps int) string {
+	switch {
+	case skip != "":
+		return skip
+	case len(errs) == 1:
+		return errs[0]
+	case len(errs) > 1:
+		return fmt.Sprintf("%s (%d of %d repetitions failed)", errs[0], len(errs), reps)
+	}
+	return ""
 }
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }

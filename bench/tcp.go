@@ -305,15 +305,7 @@ func (r *tcpRow) results(t *TCP) []Result {
 		if res.Mode == "" {
 			res.Mode = "-"
 		}
-		switch {
-		case r.skip != "":
-			res.Error = r.skip
-		case len(r.errs) > 0:
-			res.Error = r.errs[0]
-			if len(r.errs) > 1 {
-				res.Error = fmt.Sprintf("%s (%d repetitions failed)", r.errs[0], len(r.errs))
-			}
-		}
+		res.Error = rowError(r.skip, r.errs, t.Reps)
 		if g := r.gbps[n]; len(g) > 0 {
 			res.GbpsSamples = g
 			res.GbpsMedian = round3(median(g))
