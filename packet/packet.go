@@ -44,6 +44,7 @@ const (
 	DropOther                         // none of the above
 	DropConsumed                      // a stage absorbed it (an ARP reply learned, a frame for the NF itself)
 	DropNoNeighbor                    // the next hop's link-layer address is not known yet (resolution sent)
+	DropMartian                       // an address no router forwards (RFC 1812 5.3.7), or one used beyond its scope (RFC 4291)
 
 	// DropUserBase is the first reason free for user-defined stages.
 	DropUserBase DropReason = 128
@@ -62,6 +63,7 @@ var dropReasonNames = [...]string{
 	DropOther:       "other",
 	DropConsumed:    "consumed",
 	DropNoNeighbor:  "no-neighbor",
+	DropMartian:     "martian",
 }
 
 func (r DropReason) String() string {
