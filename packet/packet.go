@@ -109,6 +109,7 @@ type Packet struct {
 	L3End      uint16    // end of the L3 packet; for IP, from its length field (bytes after it are padding)
 	L4Off      uint16    // offset of the L4 header (or what stopped the IPv6 walk); 0 when none
 	PayloadOff uint16    // offset of the L4 payload; 0 when no L4 header was parsed
+	RoutingOff uint16    // offset of the first IPv6 routing header; 0 when none
 }
 
 // Reset points p at a new frame and clears everything else, so a Batch slot
