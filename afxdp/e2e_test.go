@@ -526,3 +526,41 @@ func TestFrameLargerThanAUMEMFrameIsCountedNotDelivered(t *testing.T) {
 		t.Errorf("received %d small frames (want %d); kernel dropped %d big ones (want %d)", got, n, st.RXDropped, n)
 	}
 }
+
+// A UMEM's socket slots are reused: a worker that reopens a queue over
+// and over (a port restarted, a reload) is not refused at its 256th
+// socket while another socket keeps sharing the UMEM.
+func TestClosedSocketSlotsAreReused(t *testing.T) {
+	topo := lab.TopologyForTest(t, "slots", lab.TopologyOptions{})
+	in, s, u := attachDUT(t, topo, afxdp.ModeAuto, claimUDP)
+	var out *afxdp.Device
+	if err := topo.DUT.Do(func() (err error) {
+		if out, err = afxdp.Attach("out0", afxdp.DeviceConfig{Filter: claimUDP}); err != nil {
+			return err
+		}
+		_, err = out.OpenQueue(0, u, afxdp.SocketConfig{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	const reopen = 300 // more than the 255 slots a UMEM has
+	for i := 0; i < reopen; i++ {
+		if err := in.CloseQueue(s); err != nil {
+			t.Fatalf("close %d: %v", i, err)
+		}
+		err := topo.DUT.Do(func() (err error) {
+			s, err = in.OpenQueue(0, u, afxdp.SocketConfig{})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("reopen %d of %d: %v", i+1, reopen, err)
+		}
+		if got := s.FillFromFree(16); got != 16 {
+			t.Fatalf("reopen %d: filled %d frames, want 16", i+1, got)
+		}
+	}
+	if a := u.Accounting(); !a.Balanced() || a.Fill != 16 {
+		t.Errorf("after %d reopens: %+v, want balanced with the last socket's 16 frames on its fill ring", reopen, a)
+	}
+}

@@ -179,8 +179,9 @@ func OpenSocket(u *UMEM, ifname string, queue int, cfg SocketConfig) (*Socket, e
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if len(u.sockets) >= 255 {
-		return nil, fmt.Errorf("afxdp: a UMEM serves at most 255 sockets")
+	slot, ok := u.freeSlot()
+	if !ok {
+		return nil, fmt.Errorf("afxdp: a UMEM serves at most %d open sockets", maxSockets)
 	}
 	ifi, err := interfaceIndex(ifname)
 	if err != nil {
@@ -196,14 +197,37 @@ func OpenSocket(u *UMEM, ifname string, queue int, cfg SocketConfig) (*Socket, e
 		}
 		return nil, fmt.Errorf("afxdp: creating AF_XDP socket: %w", err)
 	}
-	s := &Socket{fd: fd, umem: u, ifname: ifname, ifindex: ifi, queue: queue, slot: uint8(len(u.sockets))}
+	s := &Socket{fd: fd, umem: u, ifname: ifname, ifindex: ifi, queue: queue, slot: slot}
 	if err := s.setup(cfg); err != nil {
 		s.unmap()
 		unix.Close(fd)
 		return nil, err
 	}
-	u.sockets = append(u.sockets, s)
+	if int(slot) == len(u.sockets) {
+		u.sockets = append(u.sockets, s)
+	} else {
+		u.sockets[slot] = s
+	}
 	return s, nil
+}
+
+// maxSockets bounds the sockets open at once on one UMEM: a frame's owner
+// is a socket slot in a byte.
+const maxSockets = 255
+
+// freeSlot returns the slot a new socket takes: the first one a closed
+// socket left (Close gave back every frame that slot owned on a ring), or
+// a new one.
+func (u *UMEM) freeSlot() (uint8, bool) {
+	for i, o := range u.sockets {
+		if o == nil {
+			return uint8(i), true
+		}
+	}
+	if len(u.sockets) >= maxSockets {
+		return 0, false
+	}
+	return uint8(len(u.sockets)), true
 }
 
 func setsockopt(fd, opt int, p unsafe.Pointer, size uintptr) error {

@@ -16,7 +16,9 @@
 //
 // Parse understands Ethernet with up to two 802.1Q/802.1ad tags, ARP, IPv4
 // (options, fragments), IPv6 (hop-by-hop, routing, destination options,
-// fragment and AH extension headers; it stops at ESP and no-next-header), TCP,
+// fragment and AH extension headers, up to MaxIPv6ExtHeaders of them within
+// MaxIPv6ExtBytes, recording the first routing header in RoutingOff; it
+// stops at ESP and no-next-header), TCP,
 // UDP, ICMP and ICMPv6. It never panics and never reads past len(Data). A
 // header's flag (FlagIPv4, FlagTCP, ...) means its bytes are inside Data and
 // its length fields are consistent, so its view is safe to use. The packet as

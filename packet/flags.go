@@ -93,7 +93,7 @@ const (
 
 	// Unsupported.
 	ErrVLANDepth          // more than two VLAN tags
-	ErrIPv6ExtHeaderLimit // more than MaxIPv6ExtHeaders extension headers
+	ErrIPv6ExtHeaderLimit // more than MaxIPv6ExtHeaders extension headers, or past MaxIPv6ExtBytes
 	ErrFrameTooLong       // longer than 65535 bytes: offsets are 16-bit
 )
 

@@ -243,3 +243,27 @@ var validFrames = []struct {
 		return padTo(serialize(t, eth(layers.EthernetTypeIPv4), ip, udp(ip), gopacket.Payload("x")), 60)
 	}},
 }
+
+// frameIPv6Chain is n 8-byte extension headers (hop-by-hop, destination
+// options, a routing header of type 253 with no segments left, then
+// destination options) before UDP.
+func frameIPv6Chain(t testing.TB, n int) []byte {
+	ip := ipv6(layers.IPProtocolIPv6HopByHop)
+	var exts []byte
+	for i := 0; i < n; i++ {
+		next := uint8(ProtoDstOpts)
+		switch {
+		case i == 1:
+			next = ProtoRouting
+		case i == n-1:
+			next = ProtoUDP
+		}
+		h := extHeader(next, 8)
+		if i == 2 {
+			h = []byte{next, 0, 253, 0, 0, 0, 0, 0}
+		}
+		exts = append(exts, h...)
+	}
+	udpHeader := []byte{0x13, 0x88, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00}
+	return serialize(t, eth(layers.EthernetTypeIPv6), ip, gopacket.Payload(concat(exts, udpHeader, []byte("data"))))
+}

@@ -133,6 +133,22 @@ func (p *Packet) ToICMPv4Error(typ, code uint8, src [4]byte, dontFragment bool) 
 
 // ToICMPv6Error is ToICMPv4Error for an IPv6 packet and an ICMPv6 error.
 func (p *Packet) ToICMPv6Error(typ, code uint8, src [16]byte) bool {
+	return p.toICMPv6Error(typ, code, 0, src)
+}
+
+// ICMPv6ParamProblem is the ICMPv6 parameter problem type (RFC 4443 3.4).
+const ICMPv6ParamProblem = 4
+
+// ToICMPv6ParamProblem is ToICMPv6Error for a parameter problem of code
+// about p, whose pointer is the offset in p's IPv6 packet (from its fixed
+// header) of the field in error.
+func (p *Packet) ToICMPv6ParamProblem(code uint8, pointer uint32, src [16]byte) bool {
+	return p.toICMPv6Error(ICMPv6ParamProblem, code, pointer, src)
+}
+
+// toICMPv6Error writes the error with rest as its second 32-bit word (the
+// pointer of a parameter problem, the MTU of a packet too big).
+func (p *Packet) toICMPv6Error(typ, code uint8, rest uint32, src [16]byte) bool {
 	if p.Flags&FlagIPv6 == 0 {
 		return false
 	}
@@ -149,6 +165,7 @@ func (p *Packet) ToICMPv6Error(typ, code uint8, src [16]byte) bool {
 	icmp := d[l3+IPv6Len:]
 	clear(icmp[:ICMPLen])
 	icmp[0], icmp[1] = typ, code
+	binary.BigEndian.PutUint32(icmp[4:8], rest)
 	ICMP(icmp).SetChecksum(^Sum(icmp, PseudoHeaderSumIPv6(src, dst, ProtoICMPv6, uint32(body))))
 	p.Data = d
 	p.Parse()

@@ -44,6 +44,7 @@ const (
 	DropOther                         // none of the above
 	DropConsumed                      // a stage absorbed it (an ARP reply learned, a frame for the NF itself)
 	DropNoNeighbor                    // the next hop's link-layer address is not known yet (resolution sent)
+	DropMartian                       // an address no router forwards (RFC 1812 5.3.7), or one used beyond its scope (RFC 4291)
 
 	// DropUserBase is the first reason free for user-defined stages.
 	DropUserBase DropReason = 128
@@ -62,6 +63,7 @@ var dropReasonNames = [...]string{
 	DropOther:       "other",
 	DropConsumed:    "consumed",
 	DropNoNeighbor:  "no-neighbor",
+	DropMartian:     "martian",
 }
 
 func (r DropReason) String() string {
@@ -107,6 +109,7 @@ type Packet struct {
 	L3End      uint16    // end of the L3 packet; for IP, from its length field (bytes after it are padding)
 	L4Off      uint16    // offset of the L4 header (or what stopped the IPv6 walk); 0 when none
 	PayloadOff uint16    // offset of the L4 payload; 0 when no L4 header was parsed
+	RoutingOff uint16    // offset of the first IPv6 routing header; 0 when none
 }
 
 // Reset points p at a new frame and clears everything else, so a Batch slot

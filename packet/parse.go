@@ -2,9 +2,17 @@ package packet
 
 import "encoding/binary"
 
-// MaxIPv6ExtHeaders bounds the IPv6 extension header walk, so a packet made
-// of nothing but empty extension headers costs a bounded time to parse.
-const MaxIPv6ExtHeaders = 8
+// MaxIPv6ExtHeaders and MaxIPv6ExtBytes bound the IPv6 extension header
+// walk, so a packet made of nothing but extension headers costs a bounded
+// time to parse: at most 16 headers, each starting within the first 256
+// bytes after the fixed header, whichever limit comes first. RFC 7045
+// asks forwarding nodes to pass what they can parse; chains this long are
+// already far beyond what real traffic carries (RFC 7112 wants the whole
+// chain in the first fragment). A longer chain is ErrIPv6ExtHeaderLimit.
+const (
+	MaxIPv6ExtHeaders = 16
+	MaxIPv6ExtBytes   = 256
+)
 
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 
@@ -15,7 +23,7 @@ func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 // from scratch (after a rewrite that changes lengths, for instance).
 func (p *Packet) Parse() ErrorKind {
 	p.Flags, p.Err, p.VLANCount, p.L4Proto = 0, ErrNone, 0, 0
-	p.VLANTags = [2]uint16{}
+	p.VLANTags, p.RoutingOff = [2]uint16{}, 0
 	p.EtherType, p.L3Off, p.L3End, p.L4Off, p.PayloadOff = 0, 0, 0, 0, 0
 
 	data := p.Data
@@ -171,7 +179,7 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 		if next == ProtoHopByHop && pos != off+IPv6Len {
 			return p.fail(ErrIPv6HopByHopOrder)
 		}
-		if count == MaxIPv6ExtHeaders {
+		if count == MaxIPv6ExtHeaders || pos-(off+IPv6Len) >= MaxIPv6ExtBytes {
 			return p.fail(ErrIPv6ExtHeaderLimit)
 		}
 		if end-pos < ipv6ExtMinLen {
@@ -190,6 +198,9 @@ func (p *Packet) parseIPv6(off int) ErrorKind {
 			return p.fail(ErrIPv6ExtHeader)
 		}
 		p.Flags |= FlagIPv6ExtHeaders
+		if next == ProtoRouting && p.RoutingOff == 0 {
+			p.RoutingOff = uint16(pos)
+		}
 		if next == ProtoFragment {
 			fragment = true
 			p.Flags |= FlagFragment

@@ -3,8 +3,12 @@ package packet
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"slices"
 	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // parsed is what a test expects Parse to record.
@@ -257,6 +261,9 @@ func checkInvariants(t testing.TB, p *Packet) {
 	if p.L3End < p.L3Off {
 		fail("L3End before L3Off")
 	}
+	if p.RoutingOff != 0 && (p.Flags&FlagIPv6 == 0 || int(p.RoutingOff) < int(p.L3Off)+IPv6Len || int(p.RoutingOff)+ipv6ExtMinLen > int(p.L3End)) {
+		fail("RoutingOff outside the IPv6 packet")
+	}
 	if p.L4Off != 0 && (p.L4Off < p.L3Off || p.L4Off > p.L3End) {
 		fail("L4Off outside the L3 packet")
 	}
@@ -429,8 +436,65 @@ type fields struct {
 	VLANCount, L4Proto                         uint8
 	VLANTags                                   [2]uint16
 	EtherType, L3Off, L3End, L4Off, PayloadOff uint16
+	RoutingOff                                 uint16
 }
 
 func parsedFields(p *Packet) fields {
-	return fields{p.Flags, p.Err, p.VLANCount, p.L4Proto, p.VLANTags, p.EtherType, p.L3Off, p.L3End, p.L4Off, p.PayloadOff}
+	return fields{p.Flags, p.Err, p.VLANCount, p.L4Proto, p.VLANTags, p.EtherType, p.L3Off, p.L3End, p.L4Off, p.PayloadOff, p.RoutingOff}
+}
+
+// RFC 7045: a chain of 9 extension headers (hop-by-hop, destination
+// options, routing type 253 with no segments left, six more destination
+// options) before UDP parses whole; the walk stops at 16 headers or at a
+// header starting 256 bytes into the payload, whichever comes first.
+func TestIPv6ExtensionChainLimits(t *testing.T) {
+	udp := []byte{0x13, 0x88, 0x00, 0x35, 0x00, 0x0c, 0x12, 0x34, 'd', 'a', 't', 'a'}
+	chain := func(t testing.TB, n, size int) []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6HopByHop,
+			SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8:1::2")}
+		var exts []byte
+		for i := 0; i < n; i++ {
+			next := uint8(ProtoDstOpts)
+			switch {
+			case i == 1:
+				next = ProtoRouting
+			case i == n-1:
+				next = ProtoUDP
+			}
+			h := extHeader(next, size)
+			if i == 2 { // the routing header: type 253, segments left 0
+				h = make([]byte, size)
+				h[0], h[1], h[2], h[3] = next, uint8(size/8-1), 253, 0
+			}
+			exts = append(exts, h...)
+		}
+		return serialize(t, eth(layers.EthernetTypeIPv6), ip, gopacket.Payload(append(exts, udp...)))
+	}
+	cases := []struct {
+		name       string
+		n, size    int
+		err        ErrorKind
+		routingOff uint16
+	}{
+		{"9 headers then UDP parse whole", 9, 8, ErrNone, 14 + 40 + 16},
+		{"16 headers then UDP parse whole", 16, 8, ErrNone, 14 + 40 + 16},
+		{"17 headers are past the limit", 17, 8, ErrIPv6ExtHeaderLimit, 14 + 40 + 16},
+		{"headers reaching 256 bytes into the payload are past the limit", 5, 64, ErrIPv6ExtHeaderLimit, 14 + 40 + 128},
+		{"4 headers of 64 bytes end at 256: UDP follows", 4, 64, ErrNone, 14 + 40 + 128},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Packet{Data: chain(t, tc.n, tc.size)}
+			if err := p.Parse(); err != tc.err {
+				t.Fatalf("Parse: %v, want %v", err, tc.err)
+			}
+			checkInvariants(t, &p)
+			if p.RoutingOff != tc.routingOff {
+				t.Errorf("RoutingOff %d, want %d", p.RoutingOff, tc.routingOff)
+			}
+			if tc.err == ErrNone && (p.Flags&FlagUDP == 0 || p.SrcPort() != 5000 || p.DstPort() != 53) {
+				t.Errorf("flags %v ports %d>%d, want UDP 5000>53", p.Flags, p.SrcPort(), p.DstPort())
+			}
+		})
+	}
 }

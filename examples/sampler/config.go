@@ -69,6 +69,11 @@ func build(ctx *config.BuildContext, sc *config.StageConfig) (pipeline.Stage, er
 	if c.File == "" {
 		return nil, sc.Errorf("file", "missing (expected a pcapng file name)")
 	}
+	// Check everything before creating the file, so a bad configuration
+	// leaves no empty file (and no open one) behind.
+	if err := c.compile(); err != nil {
+		return nil, configError(sc, err)
+	}
 	var out io.Writer
 	if !ctx.Check {
 		// Each worker writes its own file: worker 0 file, worker i file.i.
@@ -84,8 +89,18 @@ func build(ctx *config.BuildContext, sc *config.StageConfig) (pipeline.Stage, er
 	}
 	s, err := New(c, out)
 	if err != nil {
-		field, msg, _ := strings.Cut(err.Error(), ": ")
-		return nil, sc.Errorf(field, "%s", msg)
+		if f, ok := out.(*os.File); ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+		return nil, configError(sc, err)
 	}
 	return s, nil
+}
+
+// configError turns "field: message" from compile into an error that
+// names the file, line and field.
+func configError(sc *config.StageConfig, err error) error {
+	field, msg, _ := strings.Cut(err.Error(), ": ")
+	return sc.Errorf(field, "%s", msg)
 }

@@ -52,7 +52,9 @@
 // time_wait or close starts the connection over. Unlike Linux it keeps no
 // sequence-number windows, so it cannot tell an in-window segment from a
 // forged one with the right flags; any RST closes. UDP flows are unreplied
-// until the first reply, then "stream". ICMP and ICMPv6 echo requests start
+// until the first reply, then "stream". TCP and UDP to or from port 0
+// (reserved, RFC 6335 6) and IPv6 UDP with checksum 0 (forbidden, RFC 8200
+// 8.1) are invalid, so "drop state invalid" drops them. ICMP and ICMPv6 echo requests start
 // flows keyed by their identifier, which packet.FlowKey puts in the source
 // port of a request and the destination port of a reply, so a reply's key
 // is its request's reversed while a request from the far side with the same

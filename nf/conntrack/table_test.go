@@ -658,3 +658,44 @@ func TestBatchTracksOrLooksUp(t *testing.T) {
 		t.Fatal("a shared Batch changed the flow or the counters")
 	}
 }
+
+// What the RFCs forbid is invalid, so "drop state invalid" drops it: IPv6
+// UDP without a checksum (RFC 8200 8.1) and TCP or UDP to or from port 0.
+func TestForbiddenByRFCIsInvalid(t *testing.T) {
+	a4, b4 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.19.0.1")
+	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:1::1")
+	noSum := func(f []byte) []byte {
+		f[14+40+6], f[14+40+7] = 0, 0
+		return f
+	}
+	cases := []struct {
+		name  string
+		f     []byte
+		state State
+	}{
+		{"IPv6 UDP with checksum 0 is invalid", noSum(udpFrame(t, ap(a6, 5000), ap(b6, 53))), StateInvalid},
+		{"IPv6 UDP with a checksum is new", udpFrame(t, ap(a6, 5000), ap(b6, 53)), StateNew},
+		{"IPv4 UDP with checksum 0 is new (RFC 768 allows it)", func() []byte {
+			f := udpFrame(t, ap(a4, 5000), ap(b4, 53))
+			f[14+20+6], f[14+20+7] = 0, 0
+			return f
+		}(), StateNew},
+		{"UDP to port 0 is invalid", udpFrame(t, ap(a4, 5001), ap(b4, 0)), StateInvalid},
+		{"UDP from port 0 is invalid", udpFrame(t, ap(a4, 0), ap(b4, 53)), StateInvalid},
+		{"IPv6 UDP to port 0 is invalid", udpFrame(t, ap(a6, 5001), ap(b6, 0)), StateInvalid},
+		{"a TCP SYN to port 0 is invalid", tcpFrame(t, ap(a4, 40000), ap(b4, 0), packet.TCPSyn), StateInvalid},
+		{"a TCP SYN from port 0 is invalid", tcpFrame(t, ap(a6, 0), ap(b6, 80), packet.TCPSyn), StateInvalid},
+		{"a TCP SYN between real ports is new", tcpFrame(t, ap(a4, 40000), ap(b4, 80), packet.TCPSyn), StateNew},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tb := newTable(t, Config{MaxFlows: 64})
+			if r := tb.Track(parsed(t, c.f), sec); r.State != c.state {
+				t.Fatalf("state %v, want %v", r.State, c.state)
+			}
+			if c.state == StateInvalid && (tb.Len() != 0 || tb.Counters().Invalid != 1) {
+				t.Errorf("an invalid packet left %d flows, invalid counted %d", tb.Len(), tb.Counters().Invalid)
+			}
+		})
+	}
+}

@@ -34,11 +34,16 @@ func classify(p *packet.Packet, k *packet.FlowKey) kind {
 	var kd kind
 	switch {
 	case f&packet.FlagTCP != 0:
-		if !validTCPFlags(p.Data[p.L4Off+13]) {
+		if !validTCPFlags(p.Data[p.L4Off+13]) || zeroPort(p) {
 			return kindInvalid
 		}
 		kd = kindTCP
 	case f&packet.FlagUDP != 0:
+		// RFC 8200 8.1: IPv6 UDP must carry a checksum (RFC 6935's
+		// exception for tunnels is not taken here).
+		if zeroPort(p) || f&packet.FlagIPv6 != 0 && p.Data[p.L4Off+6]|p.Data[p.L4Off+7] == 0 {
+			return kindInvalid
+		}
 		kd = kindUDP
 	case f&(packet.FlagICMP|packet.FlagICMPv6) != 0:
 		switch icmpClass(p.Data[p.L4Off], f&packet.FlagICMPv6 != 0) {
@@ -66,6 +71,14 @@ func classify(p *packet.Packet, k *packet.FlowKey) kind {
 	}
 	flowKey(p, k, kd)
 	return kd
+}
+
+// zeroPort reports whether a TCP or UDP packet is to or from port 0,
+// which is reserved (RFC 6335 6): no stack sends from it and nothing
+// listens on it, so such a packet is a scan or a forgery.
+func zeroPort(p *packet.Packet) bool {
+	l4 := p.Data[p.L4Off : p.L4Off+4]
+	return l4[0]|l4[1] == 0 || l4[2]|l4[3] == 0
 }
 
 // flowKey is p.FlowKey() written in place, for a packet classify has

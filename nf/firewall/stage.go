@@ -18,8 +18,9 @@ import (
 // What it does not filter: non-IP frames (ARP, LLDP...) pass untouched, so
 // the router behind it can resolve neighbors; the firewall is about IP.
 // IP packets whose headers failed to parse are dropped as malformed
-// before any rule sees them. Later fragments carry no ports: rules with
-// port conditions never match them, so the default policy decides.
+// before any rule sees them. Ports are read from TCP, UDP, SCTP and
+// UDP-Lite headers. Later fragments carry no ports: rules with port
+// conditions never match them, so the default policy decides.
 //
 // A new flow that the rules drop or reject is removed from the conntrack
 // table again, so denied traffic cannot fill it. A rejected packet is
@@ -251,6 +252,19 @@ func fillKey(k *Key, p *packet.Packet) {
 		k.DstPort = binary.BigEndian.Uint16(l4[2:4])
 	case p.Flags&(packet.FlagICMP|packet.FlagICMPv6) != 0:
 		k.ICMPType, k.ICMPCode = p.Data[p.L4Off], p.Data[p.L4Off+1]
+	case p.L4Proto == ProtoSCTP || p.L4Proto == ProtoUDPLite:
+		// Parse leaves these headers alone, but both start with the
+		// ports, as UDP does; their headers are 12 (SCTP) and 8 bytes.
+		// L4Off is 0 in later fragments, which carry no ports.
+		need := 8
+		if p.L4Proto == ProtoSCTP {
+			need = 12
+		}
+		if p.L4Off != 0 && int(p.L3End)-int(p.L4Off) >= need {
+			l4 := p.Data[p.L4Off:]
+			k.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+			k.DstPort = binary.BigEndian.Uint16(l4[2:4])
+		}
 	}
 }
 

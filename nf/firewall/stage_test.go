@@ -217,3 +217,57 @@ func BenchmarkStage10kRules(b *testing.B) {
 	}
 	pt.Benchmark(b, NewStage(fw, ct, 0), frames...)
 }
+
+// SCTP and UDP-Lite carry their ports where UDP does: sport and dport
+// rules with those protocols match them.
+func TestStageMatchesSCTPAndUDPLitePorts(t *testing.T) {
+	rules, err := ParseRules([]string{"accept proto sctp dport 5000", "accept proto udplite sport 7000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, _ := New(1, rules, Drop)
+	s := NewStage(fw, nil, 0)
+	ser := func(proto layers.IPProtocol, l4 ...gopacket.SerializableLayer) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: clientIP, DstIP: serverIP}
+		buf := gopacket.NewSerializeBuffer()
+		ls := append([]gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}, ip}, l4...)
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	sctp := func(sport, dport uint16) []byte {
+		return ser(layers.IPProtocolSCTP, &layers.SCTP{SrcPort: layers.SCTPPort(sport), DstPort: layers.SCTPPort(dport), VerificationTag: 1})
+	}
+	// gopacket decodes UDP-Lite but cannot write it: its 8-byte header
+	// (ports, checksum coverage, checksum) goes in as the IP payload.
+	udplite := func(sport, dport uint16) []byte {
+		return ser(layers.IPProtocolUDPLite, gopacket.Payload{byte(sport >> 8), byte(sport), byte(dport >> 8), byte(dport), 0, 8, 0, 0, 'x'})
+	}
+	cases := []struct {
+		name string
+		f    []byte
+		want packet.Verdict
+	}{
+		{"SCTP to the allowed port is accepted", sctp(40000, 5000), packet.Forward},
+		{"SCTP to another port falls to the default", sctp(40000, 5001), packet.Drop},
+		{"SCTP cut short of its 12-byte header has no ports", sctp(40000, 5000)[:14+20+8], packet.Drop},
+		{"UDP-Lite from the allowed port is accepted", udplite(7000, 9), packet.Forward},
+		{"UDP-Lite from another port falls to the default", udplite(7001, 9), packet.Drop},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.f
+			if len(f) == 14+20+8 { // keep the IP length true to the cut
+				f = append([]byte(nil), f...)
+				f[16], f[17] = 0, 28
+				h := packet.IPv4(f[14:])
+				h.SetChecksum(0)
+				h.SetChecksum(h.ComputeChecksum())
+			}
+			if p := process(s, frame{0, f})[0]; p.Verdict != tc.want {
+				t.Errorf("verdict %v %v, want %v", p.Verdict, p.Reason, tc.want)
+			}
+		})
+	}
+}

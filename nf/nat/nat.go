@@ -403,7 +403,10 @@ func (s *Stage) decide(p *packet.Packet, f *conntrack.Flow, now int64) {
 	}
 	switch s.portRole(p.InPort) {
 	case roleInside:
-		if len(s.pool) == 0 || s.excepted(orig.Dst) {
+		// A martian keeps its addresses, so the router behind the NAT
+		// still sees what it must drop (Linux decides before SNAT too).
+		if len(s.pool) == 0 || s.excepted(orig.Dst) ||
+			packet.Martian4([4]byte(orig.Src[12:]), [4]byte(orig.Dst[12:])) != packet.MartianNone {
 			f.User = userDecided
 			return
 		}

@@ -280,3 +280,28 @@ func TestBouncedPacketsAreLeftAlone(t *testing.T) {
 		t.Errorf("bounced packet translated to %v", got)
 	}
 }
+
+// Martians from inside are not translated: the router behind the NAT must
+// still see the source it drops (RFC 1812 5.3.7; Linux routes before SNAT).
+func TestMartiansAreNotTranslated(t *testing.T) {
+	rows := []struct {
+		name     string
+		src, dst string
+	}{
+		{"a loopback source keeps its address", "127.0.0.1", "198.19.0.9"},
+		{"a 0/8 source keeps its address", "0.0.0.0", "198.19.0.9"},
+		{"a multicast source keeps its address", "224.0.0.9", "198.19.0.9"},
+		{"the broadcast source keeps its address", "255.255.255.255", "198.19.0.9"},
+		{"a loopback destination is not translated", "10.0.0.1", "127.0.0.1"},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			s := masq(t, nil)
+			src, dst := ap(netip.MustParseAddr(r.src), 4000), ap(netip.MustParseAddr(r.dst), 53)
+			expect(t, s, portIn, udpFrame(t, src, dst, "q"), sec, tuple{src, dst})
+			if st := s.Counters(); st.SNATFlows != 0 {
+				t.Errorf("stats %+v: a martian was given a translation", st)
+			}
+		})
+	}
+}

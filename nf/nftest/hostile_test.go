@@ -204,6 +204,14 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 			&layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeDot1Q},
 			&layers.Dot1Q{VLANIdentifier: 200, Type: layers.EthernetTypeIPv4}, ip, u, gopacket.Payload("double tagged"))
 	}()
+	dot1q := func() []byte {
+		g, d := mac(lab.GenMAC), mac(lab.DUTInMAC)
+		ip := ip4(layers.IPProtocolUDP)
+		u := &layers.UDP{SrcPort: 1234, DstPort: 9}
+		u.SetNetworkLayerForChecksum(ip)
+		return ser(t, &layers.Ethernet{SrcMAC: g[:], DstMAC: d[:], EthernetType: layers.EthernetTypeDot1Q},
+			&layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv4}, ip, u, gopacket.Payload("single tagged"))
+	}()
 	v6ext := func() []byte {
 		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6HopByHop,
 			SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8:1::2")}
@@ -218,35 +226,59 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 		return ser(t, ethTo(layers.EthernetTypeIPv6), ip, hbh, dst, u, gopacket.Payload("extension headers"))
 	}()
 	runt := mod(good[:14], func([]byte) {})
+	from4 := func(src, dst string) []byte {
+		ip := ip4(layers.IPProtocolUDP)
+		ip.SrcIP, ip.DstIP = net.ParseIP(src).To4(), net.ParseIP(dst).To4()
+		u := &layers.UDP{SrcPort: 1234, DstPort: 9}
+		u.SetNetworkLayerForChecksum(ip)
+		return ser(t, ethTo(layers.EthernetTypeIPv4), ip, u, gopacket.Payload("martian"))
+	}
+	from6 := func(src, dst string) []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+		u := &layers.UDP{SrcPort: 1234, DstPort: 9}
+		u.SetNetworkLayerForChecksum(ip)
+		return ser(t, ethTo(layers.EthernetTypeIPv6), ip, u, gopacket.Payload("scoped"))
+	}
 
 	cases := []struct {
 		name   string
 		frame  []byte
-		reason packet.DropReason // DropNone: forwarded
+		reason packet.DropReason // DropNone: forwarded (or bounced)
+		bounce bool              // answered back out of in0
 	}{
-		{"an IPv4 ethertype with no IPv4 header is malformed", runt, packet.DropMalformed},
-		{"IPv4 with IHL < 5 is malformed", ihl4, packet.DropMalformed},
-		{"total length past the frame is malformed", tooLong, packet.DropMalformed},
-		{"total length short of the frame is padding: forwarded", shorter, packet.DropNone},
-		{"a bad header checksum is dropped by the router", badSum, packet.DropMalformed},
-		{"IPv4 options are legal: forwarded", withOpts, packet.DropNone},
-		{"a first fragment is forwarded", frag(0, true, "first fragment payload!!"), packet.DropNone},
+		{"an IPv4 ethertype with no IPv4 header is malformed", runt, packet.DropMalformed, false},
+		{"IPv4 with IHL < 5 is malformed", ihl4, packet.DropMalformed, false},
+		{"total length past the frame is malformed", tooLong, packet.DropMalformed, false},
+		{"total length short of the frame is padding: forwarded", shorter, packet.DropNone, false},
+		{"a bad header checksum is dropped by the router", badSum, packet.DropMalformed, false},
+		{"IPv4 options are legal: forwarded", withOpts, packet.DropNone, false},
+		{"a first fragment is forwarded", frag(0, true, "first fragment payload!!"), packet.DropNone, false},
 		// Later fragments carry no ports and are not tracked (State 0):
 		// rules with a state condition never match them, so with this
 		// rule set the default policy drops them. A stateless rule such
 		// as "accept in 0 proto udp" would let them through.
-		{"a middle fragment is untracked: policy", frag(4, true, "middle fragment!"), packet.DropPolicy},
-		{"a last fragment is untracked: policy", frag(6, false, "last"), packet.DropPolicy},
-		{"an overlapping fragment is untracked: policy", frag(2, true, "overlapping frag"), packet.DropPolicy},
-		{"a fragment whose length is not a multiple of 8 is malformed", frag(2, true, "odd"), packet.DropMalformed},
-		{"TCP data offset past the end is malformed", tcpOff, packet.DropMalformed},
-		{"UDP length 0 is malformed", udpLen0, packet.DropMalformed},
-		{"UDP length past the end is malformed", udpLenLong, packet.DropMalformed},
-		{"an ICMP error about an unknown flow is invalid: policy", icmpErr, packet.DropPolicy},
-		{"an unknown ethertype is unsupported", unknown, packet.DropUnsupported},
-		{"an ICMP error with a truncated quoted header is invalid: policy", icmpTrunc, packet.DropPolicy},
-		{"QinQ double tags around valid UDP are forwarded, tags kept", qinq, packet.DropNone},
-		{"IPv6 with hop-by-hop and destination options before UDP is forwarded", v6ext, packet.DropNone},
+		{"a middle fragment is untracked: policy", frag(4, true, "middle fragment!"), packet.DropPolicy, false},
+		{"a last fragment is untracked: policy", frag(6, false, "last"), packet.DropPolicy, false},
+		{"an overlapping fragment is untracked: policy", frag(2, true, "overlapping frag"), packet.DropPolicy, false},
+		{"a fragment whose length is not a multiple of 8 is malformed", frag(2, true, "odd"), packet.DropMalformed, false},
+		{"TCP data offset past the end is malformed", tcpOff, packet.DropMalformed, false},
+		{"UDP length 0 is malformed", udpLen0, packet.DropMalformed, false},
+		{"UDP length past the end is malformed", udpLenLong, packet.DropMalformed, false},
+		{"an ICMP error about an unknown flow is invalid: policy", icmpErr, packet.DropPolicy, false},
+		{"an unknown ethertype is unsupported", unknown, packet.DropUnsupported, false},
+		{"an ICMP error with a truncated quoted header is invalid: policy", icmpTrunc, packet.DropPolicy, false},
+		{"QinQ double tags on an untagged port are dropped by the router", qinq, packet.DropUnsupported, false},
+		{"an 802.1Q tag on an untagged port is dropped by the router", dot1q, packet.DropUnsupported, false},
+		{"IPv6 with hop-by-hop and destination options before UDP is forwarded", v6ext, packet.DropNone, false},
+		{"a loopback source is a martian, NAT or not", from4("127.0.0.1", lab.SinkAddr), packet.DropMartian, false},
+		{"a 0.0.0.0 source is a martian", from4("0.0.0.0", lab.SinkAddr), packet.DropMartian, false},
+		{"the broadcast source is a martian", from4("255.255.255.255", lab.SinkAddr), packet.DropMartian, false},
+		{"a multicast source is a martian", from4("224.0.0.9", lab.SinkAddr), packet.DropMartian, false},
+		{"a loopback destination is a martian", from4(lab.GenAddr, "127.0.0.1"), packet.DropMartian, false},
+		{"a 0/8 destination is a martian", from4(lab.GenAddr, "0.1.2.3"), packet.DropMartian, false},
+		{"a link-local source is answered beyond scope, not forwarded", from6("fe80::1", "2001:db8:1::2"), packet.DropNone, true},
+		{"a link-local destination that is not the router's is a martian", from6("2001:db8::1", "fe80::99"), packet.DropMartian, false},
+		{"site-scoped multicast is not forwarded", from6("2001:db8::1", "ff05::1:3"), packet.DropConsumed, false},
 	}
 	const k = 5
 	for _, tc := range cases {
@@ -270,6 +302,10 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 		fwd := after[1].TX - before[1].TX
 		dropped := after[0].Dropped[tc.reason] - before[0].Dropped[tc.reason]
 		switch {
+		case tc.bounce:
+			if back := after[0].TX - before[0].TX; back != k || fwd != 0 {
+				t.Errorf("%s: %d answered and %d forwarded, want %d answered", tc.name, back, fwd, k)
+			}
 		case tc.reason == packet.DropNone && fwd != k:
 			t.Errorf("%s: forwarded %d of %d (drops %v)", tc.name, fwd, k, after[0].Dropped)
 		case tc.reason != packet.DropNone && (dropped != k || fwd != 0):

@@ -10,7 +10,12 @@
 // into an ARP request or neighbor solicitation), decrements the TTL or hop
 // limit with an incremental checksum update, and answers what it cannot
 // route with ICMP time exceeded or unreachable, at most Config.ICMPRate a
-// second. Packets an earlier stage dropped or bounced pass untouched. A
+// second. Packets an earlier stage dropped or bounced pass untouched.
+// Martians (packet.Martian4, Martian6) are never routed nor answered, each
+// reason counted; an IPv6 link-local source never leaves its link (an
+// ICMPv6 beyond-scope error answers it), nor does link- or site-scoped
+// multicast. No port is a VLAN port: tagged frames are dropped
+// (Counters.VLANTagged). A
 // Router is one worker's stage; its FIB may be shared with other routers
 // (Config.FIB), and the FIB and the neighbor table may be updated while
 // traffic flows. The package opens no

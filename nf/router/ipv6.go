@@ -9,6 +9,7 @@ import (
 
 const (
 	icmp6DestUnreach  = 1
+	icmp6BeyondScope  = 2 // destination unreachable: beyond scope of source address
 	icmp6TimeExceeded = 3
 	icmp6EchoRequest  = 128
 	icmp6EchoReply    = 129
@@ -34,13 +35,37 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 			return false
 		}
 	}
+	if dst[0] == 0xff {
+		// Multicast is not routed; what is scoped to the link or the
+		// site must never be (RFC 4291 2.7).
+		p.SetDrop(packet.DropConsumed)
+		if dst[1]&0x0f <= 5 {
+			r.ctr.scopedMulticast.Add(1)
+		} else {
+			r.ctr.local.Add(1)
+		}
+		return false
+	}
+	src := h.Src()
+	if m := packet.Martian6(&src, &dst); m != packet.MartianNone {
+		r.ctr.martian[m].Add(1)
+		p.SetDrop(packet.DropMartian)
+		return false
+	}
 	if r.isLocal6(dst) {
 		r.local6Packet(p)
 		return false
 	}
-	if dst[0] == 0xff || (dst[0] == 0xfe && dst[1]&0xc0 == 0x80) {
-		p.SetDrop(packet.DropConsumed) // multicast and link-local are not routed
-		r.ctr.local.Add(1)
+	if linkLocal(&dst) {
+		r.ctr.scopeDstLinkLocal.Add(1)
+		p.SetDrop(packet.DropMartian)
+		return false
+	}
+	if linkLocal(&src) {
+		// RFC 4291 2.5.6: a link-local source must not leave its link;
+		// RFC 4443 3.1 code 2 says why.
+		r.ctr.scopeSrcLinkLocal.Add(1)
+		r.icmp6Error(p, icmp6DestUnreach, icmp6BeyondScope, packet.DropMartian, r.ctr.unreachable)
 		return false
 	}
 	if h.HopLimit() <= 1 {
@@ -48,7 +73,6 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 		r.icmp6Error(p, icmp6TimeExceeded, 0, packet.DropTTL, r.ctr.timeExceeded)
 		return false
 	}
-	src := h.Src()
 	hash := binary.BigEndian.Uint32(src[12:]) ^ uint32(p.SrcPort())<<16 ^ uint32(p.DstPort())
 	id, ok := r.fib.LookupFlow6(dst, hash)
 	if !ok {
@@ -78,6 +102,8 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	return true
 }
 
+func linkLocal(a *[16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
+
 // icmp6Sum computes the ICMPv6 checksum of body between src and dst.
 func icmp6Sum(src, dst [16]byte, body []byte) uint16 {
 	return ^packet.Sum(body, packet.PseudoHeaderSumIPv6(src, dst, packet.ProtoICMPv6, uint32(len(body))))
@@ -103,9 +129,12 @@ func writeND(m []byte, typ, flags uint8, target [16]byte, opt uint8, mac [6]byte
 	binary.BigEndian.PutUint16(m[2:4], icmp6Sum(src, dst, m))
 }
 
-func (r *Router) source6(in *iface) ([16]byte, bool) {
+// source6 picks the address of in to send to peer from: one of the same
+// scope (link-local for a link-local peer, RFC 4291 2.5.6), else any.
+func (r *Router) source6(in *iface, peer [16]byte) ([16]byte, bool) {
+	ll := linkLocal(&peer)
 	for _, a := range in.v6 {
-		if !a.Addr().IsLinkLocalUnicast() {
+		if a.Addr().IsLinkLocalUnicast() == ll {
 			return a.Addr().As16(), true
 		}
 	}
@@ -142,7 +171,7 @@ func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.Dro
 	var from [16]byte
 	ok := in != nil
 	if ok {
-		from, ok = r.source6(in)
+		from, ok = r.source6(in, src)
 	}
 	if !ok || src[0] == 0xff || src == [16]byte{} ||
 		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
@@ -223,7 +252,7 @@ func (r *Router) neighborAdvert(p *packet.Packet, now int64) {
 // resolve6 turns p into a neighbor solicitation for target.
 func (r *Router) resolve6(p *packet.Packet, out *iface, target [16]byte, now int64) {
 	r.ctr.noNeighbor.Add(1)
-	from, ok := r.source6(out)
+	from, ok := r.source6(out, target)
 	n := 14 + 40 + 32
 	if !ok || cap(p.Data) < n || !r.neigh.shouldResolve(out.Port, target, now) {
 		p.SetDrop(packet.DropNoNeighbor)

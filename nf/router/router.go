@@ -58,6 +58,27 @@ type Counters struct {
 	NoRoute         uint64 // packets without a route
 	TTLExpired      uint64 // packets whose TTL / hop limit ran out
 	Local           uint64 // packets for the router itself that it does not serve
+	// Martians (RFC 1812 5.3.7, as Linux's ip_route_input counts them;
+	// the IPv6 equivalents of RFC 4291 in the same counters), dropped
+	// with packet.DropMartian, one counter per reason.
+	MartianSrcZero      uint64 // source in 0.0.0.0/8, or ::
+	MartianSrcLoopback  uint64 // source in 127.0.0.0/8, or ::1
+	MartianSrcMulticast uint64 // source in 224.0.0.0/4, or ff00::/8
+	MartianSrcBroadcast uint64 // source 255.255.255.255
+	MartianDstZero      uint64 // destination in 0.0.0.0/8, or ::
+	MartianDstLoopback  uint64 // destination in 127.0.0.0/8, or ::1
+	// IPv6 scopes (RFC 4291 2.5.6, 2.7): a link-local source is not
+	// forwarded off its link (answered with destination unreachable code
+	// 2, beyond scope of source address, within ICMPRate); a link-local
+	// destination that is not the router's is dropped as a martian;
+	// multicast of interface, link, realm, admin or site scope (ff01::/16
+	// to ff05::/16) is absorbed, never forwarded.
+	ScopeSrcLinkLocal uint64
+	ScopeDstLinkLocal uint64
+	ScopedMulticast   uint64
+	// VLANTagged counts 802.1Q and 802.1ad (QinQ) tagged frames, dropped
+	// with packet.DropUnsupported: no port is a VLAN port.
+	VLANTagged uint64
 }
 
 // counters are the router's counters, registered by name in a
@@ -66,6 +87,15 @@ type counters struct {
 	pipeline.Counters
 	forwarded, echo, arpReplies, ndpAdverts, learned, resolutions, noNeighbor,
 	timeExceeded, unreachable, rateLimited, noRoute, ttl, local *pipeline.Counter
+
+	martian                                                           [packet.NumMartians]*pipeline.Counter // by packet.Martian
+	scopeSrcLinkLocal, scopeDstLinkLocal, scopedMulticast, vlanTagged *pipeline.Counter
+}
+
+var martianNames = [packet.NumMartians]string{
+	packet.MartianSrcZero: "martian_src_zero", packet.MartianSrcLoopback: "martian_src_loopback",
+	packet.MartianSrcMulticast: "martian_src_multicast", packet.MartianSrcBroadcast: "martian_src_broadcast",
+	packet.MartianDstZero: "martian_dst_zero", packet.MartianDstLoopback: "martian_dst_loopback",
 }
 
 func (c *counters) register() {
@@ -82,6 +112,15 @@ func (c *counters) register() {
 	c.noRoute = c.Counter("no_route")
 	c.ttl = c.Counter("ttl_expired")
 	c.local = c.Counter("local")
+	for m, name := range martianNames {
+		if name != "" {
+			c.martian[m] = c.Counter(name)
+		}
+	}
+	c.scopeSrcLinkLocal = c.Counter("scope_src_link_local")
+	c.scopeDstLinkLocal = c.Counter("scope_dst_link_local")
+	c.scopedMulticast = c.Counter("scoped_multicast")
+	c.vlanTagged = c.Counter("vlan_tagged")
 }
 
 type iface struct {
@@ -223,6 +262,11 @@ func (r *Router) Counters() Counters {
 		NDPAdverts: c.ndpAdverts.Load(), Learned: c.learned.Load(), Resolutions: c.resolutions.Load(),
 		NoNeighbor: c.noNeighbor.Load(), TimeExceeded: c.timeExceeded.Load(), Unreachable: c.unreachable.Load(),
 		ICMPRateLimited: c.rateLimited.Load(), NoRoute: c.noRoute.Load(), TTLExpired: c.ttl.Load(), Local: c.local.Load(),
+		MartianSrcZero: c.martian[packet.MartianSrcZero].Load(), MartianSrcLoopback: c.martian[packet.MartianSrcLoopback].Load(),
+		MartianSrcMulticast: c.martian[packet.MartianSrcMulticast].Load(), MartianSrcBroadcast: c.martian[packet.MartianSrcBroadcast].Load(),
+		MartianDstZero: c.martian[packet.MartianDstZero].Load(), MartianDstLoopback: c.martian[packet.MartianDstLoopback].Load(),
+		ScopeSrcLinkLocal: c.scopeSrcLinkLocal.Load(), ScopeDstLinkLocal: c.scopeDstLinkLocal.Load(),
+		ScopedMulticast: c.scopedMulticast.Load(), VLANTagged: c.vlanTagged.Load(),
 	}
 }
 
@@ -235,7 +279,7 @@ func (r *Router) Process(b *packet.Batch) {
 	r.icmpLimit.Refill(now)
 	r.neigh.mu.Lock()
 	defer r.neigh.mu.Unlock()
-	var fwd uint64
+	var fwd, tagged uint64
 	for i := range b.Slice() {
 		p := &b.Packets[i]
 		if p.Verdict != packet.Forward {
@@ -244,6 +288,12 @@ func (r *Router) Process(b *packet.Batch) {
 			continue
 		}
 		switch {
+		case p.Flags&packet.FlagVLAN != 0:
+			// No port is a VLAN port: a tagged frame belongs to a
+			// network the router is not on, and routing it out with its
+			// tags would leak it into another port's VLAN.
+			p.SetDrop(packet.DropUnsupported)
+			tagged++
 		case p.Flags&packet.FlagARP != 0:
 			r.arp(p, now)
 		case p.Flags&packet.FlagIPv4 != 0:
@@ -262,6 +312,9 @@ func (r *Router) Process(b *packet.Batch) {
 	}
 	if fwd > 0 {
 		r.ctr.forwarded.Add(fwd)
+	}
+	if tagged > 0 {
+		r.ctr.vlanTagged.Add(tagged)
 	}
 }
 
@@ -293,14 +346,19 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 		p.SetDrop(packet.DropMalformed)
 		return false
 	}
-	dst := h.Dst()
-	if r.isLocal4(dst) {
-		r.local4Packet(p)
-		return false
-	}
-	if dst[0] >= 224 || dst == [4]byte{255, 255, 255, 255} {
+	dst, src := h.Dst(), h.Src()
+	if dst[0] >= 224 {
 		p.SetDrop(packet.DropConsumed) // multicast and broadcast are not routed
 		r.ctr.local.Add(1)
+		return false
+	}
+	if m := packet.Martian4(src, dst); m != packet.MartianNone {
+		r.ctr.martian[m].Add(1)
+		p.SetDrop(packet.DropMartian)
+		return false
+	}
+	if r.isLocal4(dst) {
+		r.local4Packet(p)
 		return false
 	}
 	if h.TTL() <= 1 {
@@ -308,7 +366,6 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 		r.icmp4Error(p, 11, 0, packet.DropTTL, r.ctr.timeExceeded)
 		return false
 	}
-	src := h.Src()
 	hash := binary.BigEndian.Uint32(src[:]) ^ uint32(p.SrcPort())<<16 ^ uint32(p.DstPort())
 	id, ok := r.fib.LookupFlow4(dst, hash)
 	if !ok {

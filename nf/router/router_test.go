@@ -384,3 +384,169 @@ func TestBouncedPacketsPassTheRouterUntouched(t *testing.T) {
 		t.Fatalf("not bounced: verdict %v TTL %d, want forwarded with TTL 63", p.Verdict, p.IPv4().TTL())
 	}
 }
+
+func echo6(t testing.TB, src, dst string) []byte {
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(128, 0)}
+	ic.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth(macGen, macIn, layers.EthernetTypeIPv6), ip, ic, &layers.ICMPv6Echo{Identifier: 9, SeqNumber: 1}, gopacket.Payload("abcdefgh"))
+}
+
+func echo4(t testing.TB, src, dst string) []byte {
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+	return serialize(t, eth(macGen, macIn, layers.EthernetTypeIPv4), ip,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 1}, gopacket.Payload("abcdefgh"))
+}
+
+// Martians (RFC 1812 5.3.7, Linux's ip_route_input) and IPv6 scopes (RFC
+// 4291): never forwarded, each reason counted on its own.
+func TestMartiansAndScopesAreNeverForwarded(t *testing.T) {
+	cases := []struct {
+		name    string
+		frame   func(testing.TB) []byte
+		verdict packet.Verdict
+		reason  packet.DropReason
+		counter string // grows by one; "" for none
+	}{
+		{"a source of 0.0.0.0 is a martian", func(t testing.TB) []byte { return udp4(t, "0.0.0.0", "198.19.5.5", 64) }, packet.Drop, packet.DropMartian, "martian_src_zero"},
+		{"a source in 0/8 is a martian", func(t testing.TB) []byte { return udp4(t, "0.1.2.3", "198.19.5.5", 64) }, packet.Drop, packet.DropMartian, "martian_src_zero"},
+		{"a source in 127/8 is a martian", func(t testing.TB) []byte { return udp4(t, "127.0.0.1", "198.19.5.5", 64) }, packet.Drop, packet.DropMartian, "martian_src_loopback"},
+		{"a multicast source is a martian", func(t testing.TB) []byte { return udp4(t, "224.0.0.5", "198.19.5.5", 64) }, packet.Drop, packet.DropMartian, "martian_src_multicast"},
+		{"the top of 224/4 is a martian source", func(t testing.TB) []byte { return udp4(t, "239.255.255.255", "198.19.5.5", 64) }, packet.Drop, packet.DropMartian, "martian_src_multicast"},
+		{"the broadcast source is a martian", func(t testing.TB) []byte { return udp4(t, "255.255.255.255", "198.19.5.5", 64) }, packet.Drop, packet.DropMartian, "martian_src_broadcast"},
+		{"a destination in 0/8 is a martian", func(t testing.TB) []byte { return udp4(t, "198.18.0.1", "0.0.0.7", 64) }, packet.Drop, packet.DropMartian, "martian_dst_zero"},
+		{"a destination in 127/8 is a martian", func(t testing.TB) []byte { return udp4(t, "198.18.0.1", "127.0.0.1", 64) }, packet.Drop, packet.DropMartian, "martian_dst_loopback"},
+		{"a ping to the router from loopback is not answered", func(t testing.TB) []byte { return echo4(t, "127.0.0.1", "198.18.0.2") }, packet.Drop, packet.DropMartian, "martian_src_loopback"},
+		{"a class E source is not a martian (as Linux)", func(t testing.TB) []byte { return udp4(t, "240.0.0.1", "198.19.5.5", 64) }, packet.Forward, packet.DropNone, "forwarded"},
+		{"a DHCP discover to broadcast is absorbed, not a martian", func(t testing.TB) []byte { return udp4(t, "0.0.0.0", "255.255.255.255", 64) }, packet.Drop, packet.DropConsumed, "local"},
+		{"a multicast IPv6 source is a martian", func(t testing.TB) []byte { return udp6(t, "ff02::1", "2001:db8:1::2", 64) }, packet.Drop, packet.DropMartian, "martian_src_multicast"},
+		{"the unspecified IPv6 source is a martian", func(t testing.TB) []byte { return udp6(t, "::", "2001:db8:1::2", 64) }, packet.Drop, packet.DropMartian, "martian_src_zero"},
+		{"the IPv6 loopback source is a martian", func(t testing.TB) []byte { return udp6(t, "::1", "2001:db8:1::2", 64) }, packet.Drop, packet.DropMartian, "martian_src_loopback"},
+		{"the IPv6 loopback destination is a martian", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "::1", 64) }, packet.Drop, packet.DropMartian, "martian_dst_loopback"},
+		{"the unspecified IPv6 destination is a martian", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "::", 64) }, packet.Drop, packet.DropMartian, "martian_dst_zero"},
+		{"a link-local destination not the router's stays on its link", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "fe80::99", 64) }, packet.Drop, packet.DropMartian, "scope_dst_link_local"},
+		{"a link-local source is answered beyond scope", func(t testing.TB) []byte { return udp6(t, "fe80::1", "2001:db8:1::2", 64) }, packet.Bounce, packet.DropNone, "scope_src_link_local"},
+		{"a link-local source may ping the router", func(t testing.TB) []byte { return echo6(t, "fe80::1", "2001:db8::2") }, packet.Bounce, packet.DropNone, "echo_replies"},
+		{"link-scope multicast is absorbed", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "ff02::1", 64) }, packet.Drop, packet.DropConsumed, "scoped_multicast"},
+		{"site-scope multicast is absorbed", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "ff05::1:3", 64) }, packet.Drop, packet.DropConsumed, "scoped_multicast"},
+		{"global multicast is not routed either", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "ff0e::1", 64) }, packet.Drop, packet.DropConsumed, "local"},
+		{"a global source to a global destination is forwarded", func(t testing.TB) []byte { return udp6(t, "2001:db8::1", "2001:db8:1::2", 64) }, packet.Forward, packet.DropNone, "forwarded"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := testRouter(t, nil)
+			before := r.StageMetrics()
+			p := run(r, 0, tc.frame(t))[0]
+			if p.Verdict != tc.verdict || p.Reason != tc.reason {
+				t.Errorf("verdict %v %v, want %v %v", p.Verdict, p.Reason, tc.verdict, tc.reason)
+			}
+			after := r.StageMetrics()
+			if d := after[tc.counter] - before[tc.counter]; d != 1 {
+				t.Errorf("%s grew by %d, want 1 (counters %v)", tc.counter, d, after)
+			}
+			if after["forwarded"] != 0 && tc.verdict != packet.Forward {
+				t.Errorf("forwarded a martian")
+			}
+		})
+	}
+}
+
+// The beyond-scope answer is ICMPv6 destination unreachable code 2 to the
+// link-local source, from the router's link-local address on that link,
+// quoting the packet, and rate limited like every other error.
+func TestLinkLocalSourceGetsBeyondScopeWithinTheRateLimit(t *testing.T) {
+	r := testRouter(t, func(c *Config) {
+		c.Interfaces[0].Addrs = append(c.Interfaces[0].Addrs, netip.MustParsePrefix("fe80::2/64"))
+		c.ICMPBurst, c.ICMPRate = 1, 1
+	})
+	orig := udp6(t, "fe80::1", "2001:db8:1::2", 64)
+	ps := run(r, 0, orig, orig)
+	if ps[0].Verdict != packet.Bounce {
+		t.Fatalf("first: %v %v, want an answer", ps[0].Verdict, ps[0].Reason)
+	}
+	pk := decode(t, ps[0].Data)
+	ip := pk.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	ic := pk.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+	if ic.TypeCode != layers.CreateICMPv6TypeCode(1, 2) || ip.SrcIP.String() != "fe80::2" || ip.DstIP.String() != "fe80::1" {
+		t.Errorf("answer %v from %v to %v, want 1/2 from fe80::2 to fe80::1", ic.TypeCode, ip.SrcIP, ip.DstIP)
+	}
+	if q := ic.Payload[4:]; string(q) != string(orig[14:]) {
+		t.Errorf("quote %x, want the packet", q)
+	}
+	if ps[1].Verdict != packet.Drop || ps[1].Reason != packet.DropMartian {
+		t.Errorf("second: %v %v, want a martian drop (rate limited)", ps[1].Verdict, ps[1].Reason)
+	}
+	if c := r.Counters(); c.ScopeSrcLinkLocal != 2 || c.Unreachable != 1 || c.ICMPRateLimited != 1 || c.Forwarded != 0 {
+		t.Errorf("counters %+v", c)
+	}
+}
+
+func TestMartianDropsAllocateNothing(t *testing.T) {
+	r := testRouter(t, nil)
+	frames := [][]byte{udp4(t, "127.0.0.1", "198.19.5.5", 64), udp6(t, "fe80::1", "2001:db8:1::2", 64), udp6(t, "::1", "2001:db8:1::2", 64)}
+	var b packet.Batch
+	bufs := make([][]byte, 63)
+	for i := range bufs {
+		bufs[i] = make([]byte, 0, 2048)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		b.Reset()
+		for i := range bufs {
+			f := frames[i%len(frames)]
+			bufs[i] = append(bufs[i][:0], f...)
+			b.Append(bufs[i], 0, 0).Parse()
+		}
+		r.Process(&b)
+	})
+	if allocs != 0 {
+		t.Errorf("martian drops allocate %.1f times per batch", allocs)
+	}
+}
+
+// With no VLAN configured, tagged frames are not the router's: routed out
+// with their tags on, they would leak into another port's VLAN.
+func TestTaggedFramesAreDroppedOnAnUntaggedPort(t *testing.T) {
+	tagged := func(t testing.TB, outer layers.EthernetType, tags ...uint16) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{198, 18, 0, 1}, DstIP: net.IP{198, 19, 5, 5}}
+		u := &layers.UDP{SrcPort: 5000, DstPort: 9000}
+		u.SetNetworkLayerForChecksum(ip)
+		ls := []gopacket.SerializableLayer{eth(macGen, macIn, outer)}
+		for i, id := range tags {
+			next := layers.EthernetTypeIPv4
+			if i+1 < len(tags) {
+				next = layers.EthernetTypeDot1Q
+			}
+			ls = append(ls, &layers.Dot1Q{VLANIdentifier: id, Type: next})
+		}
+		return serialize(t, append(ls, ip, u, gopacket.Payload("tagged"))...)
+	}
+	arp := func(t testing.TB) []byte {
+		return serialize(t, eth(macGen, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, layers.EthernetTypeDot1Q),
+			&layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeARP}, &layers.ARP{
+				AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+				Operation: layers.ARPRequest, SourceHwAddress: macGen[:], SourceProtAddress: []byte{198, 18, 0, 1},
+				DstHwAddress: make([]byte, 6), DstProtAddress: []byte{198, 18, 0, 2}})
+	}
+	cases := []struct {
+		name  string
+		frame func(testing.TB) []byte
+	}{
+		{"an 802.1Q frame is dropped", func(t testing.TB) []byte { return tagged(t, layers.EthernetTypeDot1Q, 100) }},
+		{"VLAN 0 (priority tagged) is dropped too", func(t testing.TB) []byte { return tagged(t, layers.EthernetTypeDot1Q, 0) }},
+		{"a QinQ frame (0x88a8) is dropped", func(t testing.TB) []byte { return tagged(t, layers.EthernetTypeQinQ, 100, 200) }},
+		{"two 802.1Q tags are dropped", func(t testing.TB) []byte { return tagged(t, layers.EthernetTypeDot1Q, 100, 200) }},
+		{"a tagged ARP request for the router is not answered", arp},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := testRouter(t, nil)
+			p := run(r, 0, tc.frame(t))[0]
+			if p.Verdict != packet.Drop || p.Reason != packet.DropUnsupported {
+				t.Errorf("verdict %v %v, want an unsupported drop", p.Verdict, p.Reason)
+			}
+			if c := r.Counters(); c.VLANTagged != 1 || c.Forwarded != 0 || c.ARPReplies != 0 {
+				t.Errorf("counters %+v, want vlan_tagged 1 and nothing else", c)
+			}
+		})
+	}
+}

@@ -4,7 +4,10 @@
 // that routes added by `ip route` or a routing daemon (FRR, BIRD) take
 // effect in the data path as soon as the kernel announces them, and
 // removals too. Only routes and neighbors on interfaces that map to a
-// pipeline port are mirrored.
+// pipeline port are mirrored. For each prefix the FIB holds the kernel's
+// choice, the route of lowest metric: deleting it falls back to the next
+// one, and when the choice leaves through an interface xnf does not serve
+// the prefix is removed from the FIB (xnf cannot deliver there).
 //
 // It is the router's control plane, kept out of nf/router so that the data
 // path links no socket. A Sync runs one goroutine from Start to Close; the
@@ -35,6 +38,12 @@ type Sync struct {
 	mu      sync.Mutex
 	errs    []error
 	applied atomic.Uint64
+
+	// The kernel's routes by prefix and metric, as announced: the kernel
+	// routes by the lowest metric, and so does the FIB. Only the sync
+	// goroutine touches them.
+	routes    map[netip.Prefix]map[int][]router.NextHop
+	installed map[netip.Prefix]bool // prefixes this Sync put in the FIB
 }
 
 // Start mirrors the namespace ns (the caller's own namespace when ns is
@@ -42,12 +51,19 @@ type Sync struct {
 // exist now first. ports maps interface names in that namespace to
 // pipeline ports.
 func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync, error) {
-	h, err := netlink.NewHandleAt(nsOrCurrent(ns))
+	var h *netlink.Handle
+	var err error
+	if ns != nil {
+		h, err = netlink.NewHandleAt(*ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("router: kernel mode: netlink: %w", err)
 	}
 	defer h.Close()
-	k := &Sync{fib: r.FIB(), neighs: r.Neighbors(), ports: map[int]uint16{}, done: make(chan struct{})}
+	k := &Sync{fib: r.FIB(), neighs: r.Neighbors(), ports: map[int]uint16{}, done: make(chan struct{}),
+		routes: map[netip.Prefix]map[int][]router.NextHop{}, installed: map[netip.Prefix]bool{}}
 	for name, port := range ports {
 		l, err := h.LinkByName(name)
 		if err != nil {
@@ -86,14 +102,6 @@ func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync
 		}
 	}()
 	return k, nil
-}
-
-func nsOrCurrent(ns *netns.NsHandle) netns.NsHandle {
-	if ns != nil {
-		return *ns
-	}
-	h, _ := netns.Get()
-	return h
 }
 
 // Applied counts the kernel updates mirrored so far.
@@ -165,28 +173,56 @@ func (k *Sync) route(u netlink.RouteUpdate) {
 	} else {
 		add(rt.LinkIndex, rt.Gw)
 	}
-	var err error
+	byMetric := k.routes[prefix]
 	switch u.Type {
 	case unix.RTM_NEWROUTE:
-		if len(hops) == 0 {
-			return
+		// A route through no served interface is recorded too: when it
+		// is the kernel's choice, xnf must not keep routing the prefix
+		// through an old next hop.
+		if byMetric == nil {
+			byMetric = map[int][]router.NextHop{}
+			k.routes[prefix] = byMetric
 		}
-		err = k.fib.Replace(prefix, hops...)
+		byMetric[rt.Priority] = hops
 	case unix.RTM_DELROUTE:
-		if len(hops) == 0 {
+		if _, ok := byMetric[rt.Priority]; !ok {
 			return
 		}
-		err = k.fib.Delete(prefix)
+		delete(byMetric, rt.Priority)
+		if len(byMetric) == 0 {
+			delete(k.routes, prefix)
+		}
 	default:
 		return
 	}
-	if err != nil {
+	if err := k.apply(prefix, byMetric); err != nil {
 		k.mu.Lock()
 		k.errs = append(k.errs, fmt.Errorf("router: kernel route %v: %w", prefix, err))
 		k.mu.Unlock()
 		return
 	}
 	k.applied.Add(1)
+}
+
+// apply makes the FIB's route to prefix the kernel's best (lowest metric)
+// one: its next hops when they are on served interfaces, else no route
+// from this Sync.
+func (k *Sync) apply(prefix netip.Prefix, byMetric map[int][]router.NextHop) error {
+	best, found := 0, false
+	for m := range byMetric {
+		if !found || m < best {
+			best, found = m, true
+		}
+	}
+	if found && len(byMetric[best]) > 0 {
+		k.installed[prefix] = true
+		return k.fib.Replace(prefix, byMetric[best]...)
+	}
+	if !k.installed[prefix] {
+		return nil // never ours: leave what configuration put there
+	}
+	delete(k.installed, prefix)
+	return k.fib.Delete(prefix)
 }
 
 func (k *Sync) neigh(u netlink.NeighUpdate) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/internal/dut"
 	"github.com/xnfdev/xnf/internal/lab"
@@ -79,5 +81,73 @@ func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("route removal did not reach the FIB within a second")
 		}
+	}
+}
+
+// The FIB follows the kernel's choice for a prefix: the lowest metric of
+// the routes to it, and no route at all when that choice leaves through an
+// interface xnf does not serve.
+func TestKernelModeFollowsMetricsAndRoutesThatLeave(t *testing.T) {
+	topo, r, _ := routerLab(t, afxdp.ModeAuto)
+	h := topo.DUT.Handle()
+	k, err := kernelsync.Start(r, &h, map[string]uint16{"in0": 0, "out0": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	nl := topo.DUT.Netlink()
+	out, err := topo.DUT.Link("out0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := topo.DUT.Link("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dst, _ := net.ParseCIDR("198.18.9.0/24")
+	addr := netip.MustParseAddr("198.18.9.1")
+	route := func(link netlink.Link, gw string, metric int) *netlink.Route {
+		rt := &netlink.Route{Dst: dst, LinkIndex: link.Attrs().Index, Priority: metric}
+		if gw != "" {
+			rt.Gw = net.ParseIP(gw)
+		}
+		return rt
+	}
+	// waitFor waits (a second at most) until the sync has applied an
+	// update since applied and the FIB's answer for addr is want (false:
+	// no route).
+	waitFor := func(step string, applied uint64, want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, ok := r.FIB().Lookup(addr); ok == want && k.Applied() > applied {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: route present %v after a second, want %v (errors %v)", step, !want, want, k.Errors())
+			}
+		}
+	}
+	steps := []struct {
+		name  string
+		do    func() error
+		route bool
+	}{
+		{"a route at metric 10 is mirrored", func() error { return nl.RouteAdd(route(out, lab.SinkAddr, 10)) }, true},
+		{"a second route at metric 20 changes nothing", func() error { return nl.RouteAdd(route(out, lab.SinkAddr, 20)) }, true},
+		{"deleting the metric 10 route leaves the metric 20 one", func() error { return nl.RouteDel(route(out, lab.SinkAddr, 10)) }, true},
+		{"the route moving to lo (not served) removes it", func() error { return nl.RouteReplace(route(lo, "", 20)) }, false},
+		{"moving back to out0 restores it", func() error { return nl.RouteReplace(route(out, lab.SinkAddr, 20)) }, true},
+		{"deleting the last route removes it", func() error { return nl.RouteDel(route(out, lab.SinkAddr, 20)) }, false},
+	}
+	for _, s := range steps {
+		applied := k.Applied()
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		waitFor(s.name, applied, s.route)
+	}
+	// The connected route of out0's own subnet was never touched.
+	if _, ok := r.FIB().Lookup(netip.MustParseAddr(lab.SinkAddr)); !ok {
+		t.Error("the connected route to the sink's subnet is gone")
 	}
 }
