@@ -167,6 +167,9 @@ type Env struct {
 	// run as processes of their own.
 	Binary    []string
 	BinaryEnv []string
+	// socket is what an xnf contender's teardown read of its in0
+	// socket's XDP_STATISTICS (nil for others).
+	socket *SocketDrops
 }
 
 // Contender is one way of forwarding in0 -> out0 in the DUT namespace.
@@ -252,6 +255,9 @@ type Result struct {
 	// In0 is what in0's receive path did (medians over the repetitions);
 	// nil without ethtool.
 	In0 *Receive `json:"in0,omitempty"`
+	// Socket is xnf's in0 socket's XDP_STATISTICS, medians over the
+	// repetitions of per-process totals (xnf contenders only).
+	Socket *SocketDrops `json:"in0_socket,omitempty"`
 
 	// TCP rows (Kind KindTCP): parallel streams, the receiver's goodput
 	// (Gbit/s, median and every repetition), the sender's retransmits
@@ -334,6 +340,10 @@ type Options struct {
 	// gives p50, p99 and p999 (Result.Latency).
 	Latency     bool
 	LatencyRate float64
+	// Baseline is another xnf binary (a build of an earlier commit): its
+	// empty chain and example chain (native) run as xnf-base rows next to
+	// the others, for side-by-side comparison of a change.
+	Baseline string
 	// TCP adds real clients after the packet cells (nil: none).
 	TCP *TCP
 	// Prefix names the lab's namespaces (Prefix-<random>-gen, ...).
@@ -569,6 +579,7 @@ type sample struct {
 	mode         string    // in0's attach mode seen during the run
 	lat          rigbpf.LatencyHistogram
 	in0          *Receive
+	socket       *SocketDrops
 }
 
 type row struct {
@@ -808,6 +819,15 @@ func (r *row) result(cell Cell) Result {
 	if len(xdp) > 0 {
 		res.In0 = &Receive{XDPPackets: round1(median(xdp)), Redirected: round1(median(redir)), Drops: round1(median(drops))}
 	}
+	var sd, sf, se []float64
+	for _, s := range r.samples {
+		if s.socket != nil {
+			sd, sf, se = append(sd, float64(s.socket.RXDropped)), append(sf, float64(s.socket.RXRingFull)), append(se, float64(s.socket.FillRingEmpty))
+		}
+	}
+	if len(sd) > 0 {
+		res.Socket = &SocketDrops{RXDropped: uint64(median(sd)), RXRingFull: uint64(median(sf)), FillRingEmpty: uint64(median(se))}
+	}
 	res.PPSMedian, res.PPSMin, res.PPSMax = median(pps), slices.Min(pps), slices.Max(pps)
 	res.OfferedPPS = median(off)
 	res.MbpsMedian = res.PPSMedian * float64(cell.Frame) * 8 / 1e6
@@ -864,8 +884,10 @@ func measure(ctx context.Context, env *Env, c Contender, o Options, lat bool) (s
 	if err != nil {
 		return s, err
 	}
+	env.socket = nil
 	defer func() {
 		err = errors.Join(err, teardown())
+		s.socket = env.socket
 		// A socket's queue stays busy for a few ms after close.
 		time.Sleep(20 * time.Millisecond)
 		err = errors.Join(err, checkClean(topo))

@@ -32,6 +32,7 @@ func Command() *cobra.Command {
 		tcpStreams            string
 		tcpDuration           time.Duration
 		jsonFile, outDir      string
+		baseline              string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -182,6 +183,13 @@ nftables, and xnf's empty and example chains, in the same lab after the packet c
 					}
 				}
 			}
+			if baseline != "" {
+				base := []Contender{XNFBinary("xnf-base", baseline, "native", EmptyChain), XNFBinary("xnf-base", baseline, "native", ExampleChain)}
+				o.Contenders = append(o.Contenders, base...)
+				if o.TCP != nil {
+					o.TCP.Contenders = append(o.TCP.Contenders, base...)
+				}
+			}
 			o.Progress = cmd.ErrOrStderr()
 			o.ProgressTTY = isTerminal(os.Stderr)
 			out := cmd.OutOrStdout()
@@ -237,6 +245,7 @@ nftables, and xnf's empty and example chains, in the same lab after the packet c
 	f.BoolVar(&tcp, "tcp", false, "add real TCP rows (default on in --quick and --full): iperf3 through linux, linux+nftables, xnf empty and xnf's example chain, 1 and 4 streams, with ping RTT")
 	f.StringVar(&tcpStreams, "tcp-streams", "1,4", "iperf3 parallel stream counts, comma-separated")
 	f.DurationVar(&tcpDuration, "tcp-duration", 3*time.Second, "one iperf3 run")
+	f.StringVar(&baseline, "baseline", "", "another xnf binary (a build of an earlier commit): adds xnf-base rows (empty and example chain, native) run from it, side by side")
 	f.StringVar(&jsonFile, "json", "", "write the results as JSON to this file")
 	f.StringVar(&outDir, "out", "", "write PNG and SVG plots into this directory")
 	cmd.AddCommand(asavieCmd())

@@ -226,6 +226,19 @@ func XNF(mode string, chain Chain) Contender {
 // ("    prefer_busy_poll: false\n"), named name: the A/B rows of a data-path
 // option.
 func XNFWith(name, port, workers, mode string, chain Chain) Contender {
+	return xnfProcess(name, port, workers, "", mode, chain)
+}
+
+// XNFBinary is XNF run from another xnf binary (a build of an earlier
+// commit, --baseline), named name: the side-by-side rows of a change.
+func XNFBinary(name, binary, mode string, chain Chain) Contender {
+	return xnfProcess(name, "", "", binary, mode, chain)
+}
+
+// xnfProcess runs `xnf run` (binary, or the harness's own xnf when empty)
+// and, when it stops, reads the kernel's counters of its in0 socket from
+// the table it prints (SocketDrops).
+func xnfProcess(name, port, workers, binary, mode string, chain Chain) Contender {
 	return xnfContender(name, port, workers, mode, chain, func(env *Env, yaml string) (func() error, error) {
 		dir, err := os.MkdirTemp("", "xnf-bench-")
 		if err != nil {
@@ -236,14 +249,21 @@ func XNFWith(name, port, workers, mode string, chain Chain) Contender {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		argv := append(slices.Clone(env.Binary), "run", "-c", path)
-		p, err := startProcess(env.Topo.DUT, "xnf run", argv, env.BinaryEnv,
+		argv, penv := append(slices.Clone(env.Binary), "run", "-c", path), env.BinaryEnv
+		if binary != "" {
+			argv, penv = []string{binary, "run", "-c", path}, nil
+		}
+		p, err := startProcess(env.Topo.DUT, "xnf run", argv, penv,
 			func(out string) bool { return strings.Count(out, "XDP attached to") >= 2 }, 20*time.Second)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		return func() error { return errors.Join(p.signal(syscall.SIGTERM, 10*time.Second), os.RemoveAll(dir)) }, nil
+		return func() error {
+			err := p.signal(syscall.SIGTERM, 10*time.Second)
+			env.socket = parseSocketDrops(p.Output(), "in0")
+			return errors.Join(err, os.RemoveAll(dir))
+		}, nil
 	})
 }
 

@@ -69,3 +69,44 @@ func receiveOf(a, b map[string]uint64, sec float64) *Receive {
 	}
 	return &Receive{XDPPackets: sum("xdp_packets"), Redirected: sum("xdp_redirect"), Drops: sum("drops")}
 }
+
+// SocketDrops are the kernel's XDP_STATISTICS of xnf's in0 socket, as
+// `xnf run` prints them when it stops: totals over the process's life
+// (setup, warm-up and window), not rates of the window.
+type SocketDrops struct {
+	// RXDropped: no fill buffer, or a frame too big for a chunk.
+	RXDropped uint64 `json:"rx_dropped"`
+	// RXRingFull: copied into the UMEM, then dropped at a full RX ring.
+	RXRingFull uint64 `json:"rx_ring_full"`
+	// FillRingEmpty: times the kernel found the fill ring empty.
+	FillRingEmpty uint64 `json:"fill_ring_empty"`
+}
+
+// parseSocketDrops finds ifname's row in the kernel-counters table `xnf
+// run` prints on exit ("port interface xdp redirected passed filtered
+// socket rx_dropped rx_ring_full fill_ring_empty tx_invalid"); nil when
+// there is none.
+func parseSocketDrops(out, ifname string) *SocketDrops {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	header := false
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) > 0 && f[0] == "port" && strings.Contains(sc.Text(), "rx_ring_full") {
+			header = true
+			continue
+		}
+		if !header || len(f) < 9 || f[1] != ifname {
+			continue
+		}
+		var v [3]uint64
+		for i := range v {
+			n, err := strconv.ParseUint(f[5+i], 10, 64)
+			if err != nil {
+				return nil
+			}
+			v[i] = n
+		}
+		return &SocketDrops{RXDropped: v[0], RXRingFull: v[1], FillRingEmpty: v[2]}
+	}
+	return nil
+}

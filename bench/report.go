@@ -166,13 +166,16 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 				ncpu = max(ncpu, len(r.CPU))
 			}
 		}
-		lat, nic := false, false
+		lat, nic, sock := false, false, false
 		for _, r := range results {
 			if cellOf(r) == cell && r.Latency != nil {
 				lat = true
 			}
 			if cellOf(r) == cell && r.In0 != nil {
 				nic = true
+			}
+			if cellOf(r) == cell && r.Socket != nil {
+				sock = true
 			}
 		}
 		fmt.Fprintf(&b, "| contender | chain | mode | Mpps median | min | max | offered Mpps | %s |", ratioHead)
@@ -182,6 +185,9 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 		if nic {
 			b.WriteString(" in0 xdp/redirect/drop Mpps |")
 		}
+		if sock {
+			b.WriteString(" socket ring_full/fill_empty |")
+		}
 		if lat {
 			b.WriteString(" p50 us | p99 us | p999 us |")
 		}
@@ -190,6 +196,9 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 			b.WriteString("--:|")
 		}
 		if nic {
+			b.WriteString("--:|")
+		}
+		if sock {
 			b.WriteString("--:|")
 		}
 		if lat {
@@ -223,6 +232,13 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 			if nic {
 				if x := r.In0; x != nil {
 					fmt.Fprintf(&b, " %.2f/%.2f/%.2f |", x.XDPPackets/1e6, x.Redirected/1e6, x.Drops/1e6)
+				} else {
+					b.WriteString(" - |")
+				}
+			}
+			if sock {
+				if x := r.Socket; x != nil {
+					fmt.Fprintf(&b, " %d/%d |", x.RXRingFull, x.FillRingEmpty)
 				} else {
 					b.WriteString(" - |")
 				}

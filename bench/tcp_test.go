@@ -176,3 +176,19 @@ func TestTCPRealRun(t *testing.T) {
 		t.Logf("progress:\n%s\n%s", progress.String(), b.String())
 	}
 }
+
+// The kernel-counters table `xnf run` prints on exit (a recorded one, its
+// in0 socket figures edited to be distinct) gives in0's socket drops.
+func TestParseSocketDrops(t *testing.T) {
+	out := readTestdata(t, "xnf-run-counters.txt")
+	got := parseSocketDrops(out, "in0")
+	if got == nil || *got != (SocketDrops{RXDropped: 4113, RXRingFull: 2961402, FillRingEmpty: 902}) {
+		t.Errorf("in0: %+v", got)
+	}
+	if o := parseSocketDrops(out, "out0"); o == nil || *o != (SocketDrops{}) {
+		t.Errorf("out0: %+v", o)
+	}
+	if parseSocketDrops("in0: XDP attached to in0 in native mode\n", "in0") != nil {
+		t.Error("found a table where there is none")
+	}
+}
