@@ -267,9 +267,14 @@ type Result struct {
 	GbpsMedian  float64   `json:"gbps_median,omitempty"`
 	GbpsSamples []float64 `json:"gbps_samples,omitempty"`
 	Retransmits float64   `json:"retransmits,omitempty"`
-	RTTp50us    float64   `json:"rtt_p50_us,omitempty"`
-	RTTp99us    float64   `json:"rtt_p99_us,omitempty"`
-	RTTProbes   int       `json:"rtt_probes,omitempty"`
+	// RingLost and SocketLost are the frames lost between the client and
+	// the DUT per run (medians): dropped by g0 at in0's full ring, and by
+	// in0 on receive (a redirect into a socket without a fill buffer).
+	RingLost   float64 `json:"ring_lost,omitempty"`
+	SocketLost float64 `json:"socket_lost,omitempty"`
+	RTTp50us   float64 `json:"rtt_p50_us,omitempty"`
+	RTTp99us   float64 `json:"rtt_p99_us,omitempty"`
+	RTTProbes  int     `json:"rtt_probes,omitempty"`
 }
 
 // Latency is a contender's latency measurement on a cell: generator to

@@ -281,17 +281,17 @@ func writeTCP(b *strings.Builder, results []Result) {
 	}
 	b.WriteString("### TCP through the DUT (iperf3, one-core, sink local)\n\n")
 	b.WriteString("Real kernel TCP from the generator's namespace to a server in the sink's, offloads off on both peers; in0's NAPI and the DUT's worker on CPU 1, client and server on CPU 0. RTT is ping's, unloaded. Ratios are to linux with the same stream count (same run).\n\n")
-	b.WriteString("| contender | chain | mode | streams | Gbit/s median | min | max | x linux | retransmits | rtt p50 us | rtt p99 us | note |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| contender | chain | mode | streams | Gbit/s median | min | max | x linux | retransmits | lost at ring/socket | rtt p50 us | rtt p99 us | note |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(b, "| %s | %s | %s | %d |", r.Contender, r.Chain, r.Mode, r.Streams)
 		if len(r.GbpsSamples) == 0 {
-			b.WriteString(" - | - | - | - | - |")
+			b.WriteString(" - | - | - | - | - | - |")
 		} else {
 			ratio := "-"
 			if base, ok := tcpBaseline(rows, r.Streams); ok && base.GbpsMedian > 0 {
 				ratio = fmt.Sprintf("%.2f", r.GbpsMedian/base.GbpsMedian)
 			}
-			fmt.Fprintf(b, " %.2f | %.2f | %.2f | %s | %.0f |", r.GbpsMedian, slices.Min(r.GbpsSamples), slices.Max(r.GbpsSamples), ratio, r.Retransmits)
+			fmt.Fprintf(b, " %.2f | %.2f | %.2f | %s | %.0f | %.0f/%.0f |", r.GbpsMedian, slices.Min(r.GbpsSamples), slices.Max(r.GbpsSamples), ratio, r.Retransmits, r.RingLost, r.SocketLost)
 		}
 		if r.RTTProbes == 0 {
 			b.WriteString(" - | - |")

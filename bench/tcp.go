@@ -89,9 +89,13 @@ type tcpRow struct {
 	c    Contender
 	gbps map[int][]float64 // by streams
 	retr map[int][]float64
-	rtt  []time.Duration // every ping reply of every repetition
-	errs []string
-	skip string
+	// ringLost and sockLost are the frames lost on the way in per run:
+	// the client's veth (g0) dropping them at in0's full ring, and in0
+	// dropping them on receive (a failed redirect into the socket).
+	ringLost, sockLost map[int][]float64
+	rtt                []time.Duration // every ping reply of every repetition
+	errs               []string
+	skip               string
 }
 
 // runTCP measures o.TCP's contenders on topo, whose s0 must be free of
@@ -100,7 +104,7 @@ func runTCP(ctx context.Context, o Options, topo *lab.Topology, p *progress, res
 	t := o.TCP
 	rows := make([]*tcpRow, len(t.Contenders))
 	for i, c := range t.Contenders {
-		rows[i] = &tcpRow{c: c, gbps: map[int][]float64{}, retr: map[int][]float64{}}
+		rows[i] = &tcpRow{c: c, gbps: map[int][]float64{}, retr: map[int][]float64{}, ringLost: map[int][]float64{}, sockLost: map[int][]float64{}}
 	}
 	flush := func() {
 		for _, r := range rows {
@@ -209,6 +213,7 @@ func measureTCP(ctx context.Context, env *Env, r *tcpRow, t *TCP) (err error) {
 		r.rtt = append(r.rtt, rtt...)
 	}
 	for _, n := range t.Streams {
+		ring0, sock0, lerr := ingressLost(topo)
 		out, err := runIn(ctx, topo.Gen, t.Duration+15*time.Second,
 			"iperf3", "-c", lab.SinkAddr, "-p", strconv.Itoa(TCPPort), "-t", strconv.Itoa(int(t.Duration/time.Second)),
 			"-P", strconv.Itoa(n), "-A", "0", "-J")
@@ -218,8 +223,26 @@ func measureTCP(ctx context.Context, env *Env, r *tcpRow, t *TCP) (err error) {
 		}
 		r.gbps[n] = append(r.gbps[n], res.Gbps)
 		r.retr[n] = append(r.retr[n], float64(res.Retransmits))
+		if ring1, sock1, err := ingressLost(topo); err == nil && lerr == nil {
+			r.ringLost[n] = append(r.ringLost[n], float64(ring1-ring0))
+			r.sockLost[n] = append(r.sockLost[n], float64(sock1-sock0))
+		}
 	}
 	return nil
+}
+
+// ingressLost is the frames lost between the client and the DUT so far:
+// g0's TX drops (in0's ring full) and in0's RX drops (failed redirects).
+func ingressLost(topo *lab.Topology) (ring, sock uint64, err error) {
+	g, err := rig.LinkStats(topo.Gen, "g0")
+	if err != nil {
+		return 0, 0, err
+	}
+	i, err := rig.LinkStats(topo.DUT, "in0")
+	if err != nil {
+		return 0, 0, err
+	}
+	return g.TxDropped, i.RxDropped, nil
 }
 
 // runIn runs a command in ns and returns its combined output.
@@ -310,6 +333,9 @@ func (r *tcpRow) results(t *TCP) []Result {
 			res.GbpsSamples = g
 			res.GbpsMedian = round3(median(g))
 			res.Retransmits = median(r.retr[n])
+			if l := r.ringLost[n]; len(l) > 0 {
+				res.RingLost, res.SocketLost = median(l), median(r.sockLost[n])
+			}
 		}
 		if len(r.rtt) > 0 {
 			res.RTTp50us = round3(percentile(r.rtt, 0.5).Seconds() * 1e6)
