@@ -432,13 +432,16 @@ func answer(p *packet.Packet, in *iface, sent *pipeline.Counter) {
 
 // icmp4Error turns p into an ICMP error of type/code about itself, sent
 // back out of its ingress port from the router's address there (RFC 1812
-// 4.3.2). When no error may be sent, p is dropped with reason.
+// 4.3.2). When no error may be sent, p is dropped with reason. p has
+// passed ipv4's martian check (packet.Martian4), so its source is not in
+// 0/8, 127/8 or 224/4 nor the broadcast address; class E, which Martian4
+// lets through, is not answered either.
 func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv4().Src()
 	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
 		(p.Flags&packet.FlagICMP != 0 && p.ICMP().IsError(false)) ||
-		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() ||
+		src[0] >= 240 || !r.allowICMP() ||
 		!p.ToICMPv4Error(typ, code, r.sourceFor(in, src), false) {
 		p.SetDrop(reason)
 		return
