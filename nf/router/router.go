@@ -71,8 +71,9 @@ type Counters struct {
 	// forwarded off its link (answered with destination unreachable code
 	// 2, beyond scope of source address, within ICMPRate); a link-local
 	// destination that is not the router's is dropped as a martian;
-	// multicast of interface, link, realm, admin or site scope (ff01::/16
-	// to ff05::/16) is absorbed, never forwarded.
+	// multicast of interface, link, realm, admin or site scope (scope 5
+	// or below, whatever its flags: ff01::/16 to ff05::/16, ff12::/16 and
+	// so on; RFC 4291 2.7, RFC 7346) is absorbed, never forwarded.
 	ScopeSrcLinkLocal uint64
 	ScopeDstLinkLocal uint64
 	ScopedMulticast   uint64
