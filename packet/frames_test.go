@@ -244,10 +244,10 @@ var validFrames = []struct {
 	}},
 }
 
-// frameIPv6Chain is n 8-byte extension headers (hop-by-hop, destination
-// options, a routing header of type 253 with no segments left, then
-// destination options) before UDP.
-func frameIPv6Chain(t testing.TB, n int) []byte {
+// frameIPv6Chain is n extension headers of size bytes each (hop-by-hop,
+// destination options, a routing header of type 253 with no segments
+// left, then destination options) before UDP.
+func frameIPv6Chain(t testing.TB, n, size int) []byte {
 	ip := ipv6(layers.IPProtocolIPv6HopByHop)
 	var exts []byte
 	for i := 0; i < n; i++ {
@@ -258,9 +258,10 @@ func frameIPv6Chain(t testing.TB, n int) []byte {
 		case i == n-1:
 			next = ProtoUDP
 		}
-		h := extHeader(next, 8)
-		if i == 2 {
-			h = []byte{next, 0, 253, 0, 0, 0, 0, 0}
+		h := extHeader(next, size)
+		if i == 2 { // the routing header: type 253, segments left 0
+			h = make([]byte, size)
+			h[0], h[1], h[2], h[3] = next, uint8(size/8-1), 253, 0
 		}
 		exts = append(exts, h...)
 	}

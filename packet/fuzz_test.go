@@ -18,8 +18,8 @@ func seedFrames(t testing.TB) map[string][]byte {
 	seeds["eth-ipv4-tcp-data-offset-4"] = putByte(34+12, 4<<4)(frameIPv4TCPOptions(t))
 	seeds["eth-ipv6-ext-header-too-long"] = putByte(54+1, 200)(frameIPv6ExtTCP(t))
 	// RFC 7045 chains: 9 headers with a routing header, and 17 (past the limit).
-	seeds["eth-ipv6-9ext-routing-udp"] = frameIPv6Chain(t, 9)
-	seeds["eth-ipv6-17ext-limit"] = frameIPv6Chain(t, 17)
+	seeds["eth-ipv6-9ext-routing-udp"] = frameIPv6Chain(t, 9, 8)
+	seeds["eth-ipv6-17ext-limit"] = frameIPv6Chain(t, 17, 8)
 	return seeds
 }
 

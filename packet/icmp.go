@@ -112,23 +112,38 @@ func (p *Packet) ToICMPv4Error(typ, code uint8, src [4]byte, dontFragment bool) 
 	if p.Flags&FlagIPv4 == 0 {
 		return false
 	}
-	l3, n := int(p.L3Off), p.ICMPErrorLen()
-	if l3+n > cap(p.Data) {
+	dst := p.IPv4().Src()
+	d, icmp, ok := p.makeICMPError(IPv4MinLen, typ, code)
+	if !ok {
 		return false
 	}
-	dst := p.IPv4().Src()
-	d := p.Data[:l3+n]
-	q := n - IPv4MinLen - ICMPLen
-	copy(d[l3+IPv4MinLen+ICMPLen:], d[l3:l3+q]) // copy handles the overlap
-	IPv4(d[l3:]).Encode(&IPv4Fields{TotalLen: uint16(n), DontFragment: dontFragment,
+	l3 := int(p.L3Off)
+	IPv4(d[l3:]).Encode(&IPv4Fields{TotalLen: uint16(len(d) - l3), DontFragment: dontFragment,
 		TTL: 64, Protocol: ProtoICMP, Src: src, Dst: dst})
-	icmp := d[l3+IPv4MinLen:]
-	clear(icmp[:ICMPLen])
-	icmp[0], icmp[1] = typ, code
 	ICMP(icmp).SetChecksum(Checksum(icmp))
 	p.Data = d
 	p.Parse()
 	return true
+}
+
+// makeICMPError lays out the ICMP error about p in p's frame: it moves
+// the quote (icmpErrorQuote) behind room for an IP header of ipLen bytes
+// and an ICMP header, which it writes with typ and code and the rest of
+// its words zero, checksum included. It returns the frame through the
+// error's end and the ICMP message; the IP header is the caller's to
+// write at L3Off. It reports false, changing nothing, when the frame
+// lacks room.
+func (p *Packet) makeICMPError(ipLen int, typ, code uint8) (d, icmp []byte, ok bool) {
+	l3, n := int(p.L3Off), p.ICMPErrorLen()
+	if l3+n > cap(p.Data) {
+		return nil, nil, false
+	}
+	d = p.Data[:l3+n]
+	copy(d[l3+ipLen+ICMPLen:], d[l3:l3+n-ipLen-ICMPLen]) // copy handles the overlap
+	icmp = d[l3+ipLen:]
+	clear(icmp[:ICMPLen])
+	icmp[0], icmp[1] = typ, code
+	return d, icmp, true
 }
 
 // ToICMPv6Error is ToICMPv4Error for an IPv6 packet and an ICMPv6 error.
@@ -152,19 +167,13 @@ func (p *Packet) toICMPv6Error(typ, code uint8, rest uint32, src [16]byte) bool 
 	if p.Flags&FlagIPv6 == 0 {
 		return false
 	}
-	l3, n := int(p.L3Off), p.ICMPErrorLen()
-	if l3+n > cap(p.Data) {
+	dst := p.IPv6().Src()
+	d, icmp, ok := p.makeICMPError(IPv6Len, typ, code)
+	if !ok {
 		return false
 	}
-	dst := p.IPv6().Src()
-	d := p.Data[:l3+n]
-	q := n - IPv6Len - ICMPLen
-	copy(d[l3+IPv6Len+ICMPLen:], d[l3:l3+q])
-	body := uint16(ICMPLen + q)
-	IPv6(d[l3:]).Encode(&IPv6Fields{PayloadLen: body, NextHeader: ProtoICMPv6, HopLimit: 64, Src: src, Dst: dst})
-	icmp := d[l3+IPv6Len:]
-	clear(icmp[:ICMPLen])
-	icmp[0], icmp[1] = typ, code
+	body := uint16(len(icmp))
+	IPv6(d[p.L3Off:]).Encode(&IPv6Fields{PayloadLen: body, NextHeader: ProtoICMPv6, HopLimit: 64, Src: src, Dst: dst})
 	binary.BigEndian.PutUint32(icmp[4:8], rest)
 	ICMP(icmp).SetChecksum(^Sum(icmp, PseudoHeaderSumIPv6(src, dst, ProtoICMPv6, uint32(body))))
 	p.Data = d

@@ -3,12 +3,8 @@ package packet
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
 	"slices"
 	"testing"
-
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 )
 
 // parsed is what a test expects Parse to record.
@@ -448,28 +444,6 @@ func parsedFields(p *Packet) fields {
 // options) before UDP parses whole; the walk stops at 16 headers or at a
 // header starting 256 bytes into the payload, whichever comes first.
 func TestIPv6ExtensionChainLimits(t *testing.T) {
-	udp := []byte{0x13, 0x88, 0x00, 0x35, 0x00, 0x0c, 0x12, 0x34, 'd', 'a', 't', 'a'}
-	chain := func(t testing.TB, n, size int) []byte {
-		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6HopByHop,
-			SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8:1::2")}
-		var exts []byte
-		for i := 0; i < n; i++ {
-			next := uint8(ProtoDstOpts)
-			switch {
-			case i == 1:
-				next = ProtoRouting
-			case i == n-1:
-				next = ProtoUDP
-			}
-			h := extHeader(next, size)
-			if i == 2 { // the routing header: type 253, segments left 0
-				h = make([]byte, size)
-				h[0], h[1], h[2], h[3] = next, uint8(size/8-1), 253, 0
-			}
-			exts = append(exts, h...)
-		}
-		return serialize(t, eth(layers.EthernetTypeIPv6), ip, gopacket.Payload(append(exts, udp...)))
-	}
 	cases := []struct {
 		name       string
 		n, size    int
@@ -484,7 +458,7 @@ func TestIPv6ExtensionChainLimits(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Packet{Data: chain(t, tc.n, tc.size)}
+			p := Packet{Data: frameIPv6Chain(t, tc.n, tc.size)}
 			if err := p.Parse(); err != tc.err {
 				t.Fatalf("Parse: %v, want %v", err, tc.err)
 			}

@@ -287,12 +287,15 @@ func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano())
 // one table must pass the same clock.
 func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 	s.takePending()
-	// Shared, the NAT looks packets up as Track would have said them: their
-	// direction, New for an original packet of a flow not yet replied
-	// (what decide needs), Related for an ICMP error.
-	fullBefore := s.ct.Counters().Full
-	res := s.ct.Batch(b, now, s.shared, s.results[:0])
-	full := s.ct.Counters().Full != fullBefore
+	var res []conntrack.Result
+	full := false
+	if s.shared {
+		res = s.lookupIPv4(b, now)
+	} else {
+		fullBefore := s.ct.Counters().Full
+		res = s.ct.TrackBatch(b, now, s.results[:0])
+		full = s.ct.Counters().Full != fullBefore
+	}
 	for i := range res {
 		p := &b.Packets[i]
 		if p.Verdict != packet.Forward {
@@ -312,6 +315,23 @@ func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 	}
 	s.forget = s.forget[:0]
 	s.publish()
+}
+
+// lookupIPv4 gives a shared stage its results: the flows of the batch's
+// forwarded IPv4 packets looked up as Track would have said them (their
+// direction, New for an original packet of a flow not yet replied, what
+// decide needs; Related for an ICMP error). Only those packets are
+// looked up, as only they are translated: conntrack's LookupBatch would
+// also hash and probe for every IPv6 packet of a dual-stack chain. The
+// other results are left as they are and never read.
+func (s *Stage) lookupIPv4(b *packet.Batch, now int64) []conntrack.Result {
+	res := s.results[:b.Len]
+	for i := range res {
+		if p := &b.Packets[i]; p.Verdict == packet.Forward && p.Flags&packet.FlagIPv4 != 0 {
+			res[i] = s.ct.LookupPacket(p, now)
+		}
+	}
+	return res
 }
 
 func (s *Stage) portRole(port uint16) uint8 {

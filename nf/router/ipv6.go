@@ -164,7 +164,9 @@ func (r *Router) local6Packet(p *packet.Packet) {
 }
 
 // icmp6Error turns p into an ICMPv6 error about itself (RFC 4443), quoting
-// as much of it as fits in the minimum MTU.
+// as much of it as fits in the minimum MTU. p has passed ipv6's martian
+// check (packet.Martian6): its source is neither multicast nor
+// unspecified, so it can be answered.
 func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv6().Src()
@@ -173,8 +175,7 @@ func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.Dro
 	if ok {
 		from, ok = r.source6(in, src)
 	}
-	if !ok || src[0] == 0xff || src == [16]byte{} ||
-		(p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
+	if !ok || (p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
 		!p.ToICMPv6Error(typ, code, from) {
 		p.SetDrop(reason)
 		return

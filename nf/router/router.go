@@ -71,8 +71,9 @@ type Counters struct {
 	// forwarded off its link (answered with destination unreachable code
 	// 2, beyond scope of source address, within ICMPRate); a link-local
 	// destination that is not the router's is dropped as a martian;
-	// multicast of interface, link, realm, admin or site scope (ff01::/16
-	// to ff05::/16) is absorbed, never forwarded.
+	// multicast of interface, link, realm, admin or site scope (scope 5
+	// or below, whatever its flags: ff01::/16 to ff05::/16, ff12::/16 and
+	// so on; RFC 4291 2.7, RFC 7346) is absorbed, never forwarded.
 	ScopeSrcLinkLocal uint64
 	ScopeDstLinkLocal uint64
 	ScopedMulticast   uint64
@@ -432,13 +433,16 @@ func answer(p *packet.Packet, in *iface, sent *pipeline.Counter) {
 
 // icmp4Error turns p into an ICMP error of type/code about itself, sent
 // back out of its ingress port from the router's address there (RFC 1812
-// 4.3.2). When no error may be sent, p is dropped with reason.
+// 4.3.2). When no error may be sent, p is dropped with reason. p has
+// passed ipv4's martian check (packet.Martian4), so its source is not in
+// 0/8, 127/8 or 224/4 nor the broadcast address; class E, which Martian4
+// lets through, is not answered either.
 func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv4().Src()
 	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
 		(p.Flags&packet.FlagICMP != 0 && p.ICMP().IsError(false)) ||
-		src[0] >= 224 || src == [4]byte{} || !r.allowICMP() ||
+		src[0] >= 240 || !r.allowICMP() ||
 		!p.ToICMPv4Error(typ, code, r.sourceFor(in, src), false) {
 		p.SetDrop(reason)
 		return
