@@ -395,7 +395,8 @@ func (s *Sink) WaitCount(want uint64, settle, timeout time.Duration) (uint64, er
 
 // Measurement is one MeasurePPS result.
 type Measurement struct {
-	// Window is the measured window (between the two counter reads).
+	// Window is the sink's measured window (between its two counter
+	// reads); the generator's window encloses it.
 	Window time.Duration
 	// Sent and Delivered are the frames the generator sent and the sink
 	// counted during the window.
@@ -422,12 +423,34 @@ func MeasurePPS(src *Source, sink *Sink, warmup, window time.Duration) (Measurem
 		_, err := src.Run(ctx, warmup+window+time.Second, 0)
 		done <- err
 	}()
-	read := func() (g, s uint64, t time.Time, err error) {
-		if g, err = src.Sent(); err != nil {
-			return
+	// The sink's window nests inside the generator's: the source is read
+	// first at the start and last at the end. Every frame counted in the
+	// sink's window was then sent in the generator's or was in flight when
+	// it opened, however long this goroutine is preempted between reads on
+	// a CPU the generator saturates.
+	type reading struct {
+		g, s   uint64
+		tg, ts time.Time
+	}
+	read := func(sinkFirst bool) (r reading, err error) {
+		readSrc := func() error {
+			r.g, err = src.Sent()
+			r.tg = time.Now()
+			return err
 		}
-		s, err = sink.Count()
-		return g, s, time.Now(), err
+		readSink := func() error {
+			r.s, err = sink.Count()
+			r.ts = time.Now()
+			return err
+		}
+		if sinkFirst {
+			if readSink() == nil {
+				readSrc()
+			}
+		} else if readSrc() == nil {
+			readSink()
+		}
+		return r, err
 	}
 	early := func() error {
 		select {
@@ -441,7 +464,7 @@ func MeasurePPS(src *Source, sink *Sink, warmup, window time.Duration) (Measurem
 		}
 	}
 	time.Sleep(warmup)
-	g0, s0, t0, err := read()
+	r0, err := read(false)
 	if err == nil {
 		err = early()
 	}
@@ -451,7 +474,7 @@ func MeasurePPS(src *Source, sink *Sink, warmup, window time.Duration) (Measurem
 		return Measurement{}, err
 	}
 	time.Sleep(window)
-	g1, s1, t1, err := read()
+	r1, err := read(true)
 	if err == nil {
 		err = early()
 	}
@@ -462,8 +485,8 @@ func MeasurePPS(src *Source, sink *Sink, warmup, window time.Duration) (Measurem
 	if err != nil {
 		return Measurement{}, err
 	}
-	m := Measurement{Window: t1.Sub(t0), Sent: g1 - g0, Delivered: s1 - s0}
-	m.OfferedPPS = float64(m.Sent) / m.Window.Seconds()
+	m := Measurement{Window: r1.ts.Sub(r0.ts), Sent: r1.g - r0.g, Delivered: r1.s - r0.s}
+	m.OfferedPPS = float64(m.Sent) / r1.tg.Sub(r0.tg).Seconds()
 	m.DeliveredPPS = float64(m.Delivered) / m.Window.Seconds()
 	return m, nil
 }
