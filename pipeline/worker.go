@@ -42,11 +42,14 @@ type Config struct {
 	// receive work for its queues (a NAPI thread, or a softirq deferred to
 	// ksoftirqd), a normal-class worker takes turns with that work by the
 	// scheduler's slices, and the kernel spends its turn receiving more
-	// than the worker can take: the RX ring fills and every further frame
-	// is copied only to be dropped. A realtime worker runs the moment the
+	// than the worker can take: once the fill ring is empty every further
+	// frame still runs through XDP and a failed redirect before it is
+	// dropped. A realtime worker runs the moment the
 	// kernel's receive work hands it a batch, so the kernel receives no
 	// faster than the worker forwards. It must block when idle (Idle.Spin
-	// small, never Idle.Busy), or nothing else runs on its core. Needs
+	// small, never Idle.Busy), or nothing else runs on its core. The cost:
+	// while it forwards, the kernel cannot drain the device's receive
+	// ring, so bursty traffic (TCP) loses more at that ring. Needs
 	// CAP_SYS_NICE; without it Start reports the error and the worker
 	// runs in the normal class at Nice.
 	RealTime int
