@@ -189,3 +189,37 @@ func TestRouterReloadFollowsStaticRoutes(t *testing.T) {
 		t.Error("the connected route went away on reload")
 	}
 }
+
+// Per-worker flow state on more than one worker would drop or mistranslate
+// replies that land on the other worker: the file is refused where the
+// stage is, with why and what to do, and a stateless firewall still runs.
+func TestFlowStateOnManyWorkersIsRefused(t *testing.T) {
+	twoQueues := func(s string) string {
+		return strings.NewReplacer("interface: in0", "interface: in0\n    queues: [0, 1]",
+			"interface: out0", "interface: out0\n    queues: [0, 1]").Replace(s)
+	}
+	for _, tc := range []struct{ name, file, want string }{
+		{"firewall", twoQueues(withFirewall), `fw.yaml:9: chain[0].type: a firewall keeps flow state per worker and this file runs 2 workers (ports[].queues lists 2): ` +
+			`the two directions of a flow can land on different workers, and the one that did not see its first packet would drop or mistranslate the replies; ` +
+			`run one queue per port (one worker), or set conntrack.stateless: true if no rule matches a state`},
+		{"nat", twoQueues(withNAT), `fw.yaml:9: chain[0].type: a nat keeps flow state per worker and this file runs 2 workers`},
+	} {
+		_, err := Parse("fw.yaml", []byte(tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n got  %v\n want %q", tc.name, err, tc.want)
+		}
+	}
+	stateless := strings.NewReplacer("      - accept state established,related\n", "",
+		" state new", "", "    conntrack:\n      max_flows: 4096\n      when_full: evict\n      timeouts:\n        udp: 20s\n",
+		"    conntrack: {stateless: true}\n").Replace(twoQueues(withFirewall))
+	f, err := Parse("fw.yaml", []byte(stateless))
+	if err != nil {
+		t.Fatalf("a stateless firewall on 2 workers: %v", err)
+	}
+	if n := f.WorkerCount(); n != 2 {
+		t.Errorf("%d workers, want 2", n)
+	}
+	if _, err := Parse("one.yaml", []byte(withFirewall)); err != nil {
+		t.Errorf("one worker: %v", err)
+	}
+}

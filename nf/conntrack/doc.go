@@ -127,19 +127,16 @@
 // reach the same worker. Within one worker that holds: a worker reads the
 // queue of every port of its chain (one UMEM shared by its sockets on each
 // port), so A->B arriving on port 0 and B->A arriving on port 1 both meet
-// that worker's table. Across workers, the NICs must steer a flow's two
-// directions to queues served by the same worker: a symmetric RSS hash (a
-// Toeplitz key of 0x6d5a repeated, or the symmetric-xor input transform,
-// ethtool -X <dev> xfrm symmetric-xor, where kernel and driver have it),
-// and queue i of every port given to worker i. Two cases stay out of reach
-// of any hash. With NAT the tuples differ between directions; run NAT
-// chains on one queue per port. An ICMP error is hashed on its own
-// addresses (a router's, say), not on the flow it quotes, so with several
-// workers it may reach one that does not hold the flow and be invalid
-// rather than related; Linux, with one shared table, does not have this
-// limit. When steering is not symmetric at all, a reply lands on a worker
-// that never saw its flow: a UDP reply looks new, a TCP SYN-ACK is
-// invalid.
+// that worker's table. Across workers nothing makes it hold: a NIC's RSS
+// hash is symmetric only if someone configures it so, veth picks the queue
+// from the sending CPU, a NAT's reply tuple hashes differently from its
+// request whatever the hash, and an ICMP error is hashed on its own
+// addresses, not on the flow it quotes. A reply that lands on a worker that
+// never saw its flow looks new (UDP) or invalid (a TCP SYN-ACK). So the
+// config package refuses a chain whose stages keep flow state when its
+// file runs more than one worker, until flow state is shared across
+// workers; a program that builds its own workers must keep to one per
+// table the same way.
 //
 // # Memory
 //

@@ -158,9 +158,9 @@
 // # Steering
 //
 // With NAT the two directions of a flow have different tuples and no RSS
-// hash is symmetric across them: run a NAT chain with one queue per port
-// (or steer by the inside address with ntuple rules), so that both
-// directions reach the worker holding the flow (see conntrack's doc).
+// hash is symmetric across them: a NAT chain runs with one queue per port,
+// and the config package refuses it on more than one worker (see
+// conntrack's doc).
 //
 // # Cost
 //
