@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -464,14 +463,9 @@ func LinuxNFT() Contender {
 
 // nft runs the nft binary in ns with stdin.
 func nft(ns *lab.NS, stdin string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, "nft"}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns.Name, err, strings.TrimSpace(out.String()))
+	out, err := runIn(context.Background(), ns, 10*time.Second, stdin, append([]string{"nft"}, args...)...)
+	if err != nil {
+		return fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns.Name, err, strings.TrimSpace(out))
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -24,19 +23,17 @@ type Receive struct {
 	// Redirected: frames redirected (into an AF_XDP socket or a DEVMAP).
 	Redirected float64 `json:"redirect_pps"`
 	// Drops: frames dropped on receive (for a veth: failed redirects, such
-	// as into a socket whose RX ring was full).
+	// as into a socket with no fill buffer).
 	Drops float64 `json:"drop_pps"`
 }
 
 // vethStats reads ns's device ifname's ethtool statistics (needs ethtool).
 func vethStats(ns *lab.NS, ifname string) (map[string]uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, "ethtool", "-S", ifname).Output()
+	out, err := runIn(context.Background(), ns, 5*time.Second, "", "ethtool", "-S", ifname)
 	if err != nil {
-		return nil, fmt.Errorf("ethtool -S %s in %s: %w", ifname, ns.Name, err)
+		return nil, fmt.Errorf("ethtool -S %s in %s: %w: %s", ifname, ns.Name, err, strings.TrimSpace(out))
 	}
-	return parseEthtoolStats(string(out)), nil
+	return parseEthtoolStats(out), nil
 }
 
 // parseEthtoolStats reads `ethtool -S` output ("     name: 123" lines).

@@ -199,12 +199,12 @@ func measureTCP(ctx context.Context, env *Env, r *tcpRow, t *TCP) (err error) {
 	}
 	defer func() { err = errors.Join(err, rig.Unthread(topo.DUT, "in0")) }()
 	if t.Pings > 0 {
-		out, err := runIn(ctx, topo.Gen, 5*time.Second+time.Duration(t.Pings)*t.PingInterval,
+		out, err := runIn(ctx, topo.Gen, 5*time.Second+time.Duration(t.Pings)*t.PingInterval, "",
 			"ping", "-n", "-q", "-c", "3", "-i", "0.01", "-W", "1", lab.SinkAddr)
 		if err != nil {
 			return fmt.Errorf("no path through %s (ping): %w: %s", r.c.Label(), err, tail(out, 3))
 		}
-		out, err = runIn(ctx, topo.Gen, 5*time.Second+2*time.Duration(t.Pings)*t.PingInterval,
+		out, err = runIn(ctx, topo.Gen, 5*time.Second+2*time.Duration(t.Pings)*t.PingInterval, "",
 			"ping", "-n", "-c", strconv.Itoa(t.Pings), "-i", fmt.Sprintf("%.3f", t.PingInterval.Seconds()), "-W", "1", lab.SinkAddr)
 		rtt, perr := ParsePing(out)
 		if perr != nil {
@@ -214,7 +214,7 @@ func measureTCP(ctx context.Context, env *Env, r *tcpRow, t *TCP) (err error) {
 	}
 	for _, n := range t.Streams {
 		ring0, sock0, lerr := ingressLost(topo)
-		out, err := runIn(ctx, topo.Gen, t.Duration+15*time.Second,
+		out, err := runIn(ctx, topo.Gen, t.Duration+15*time.Second, "",
 			"iperf3", "-c", lab.SinkAddr, "-p", strconv.Itoa(TCPPort), "-t", strconv.Itoa(int(t.Duration/time.Second)),
 			"-P", strconv.Itoa(n), "-A", "0", "-J")
 		res, perr := ParseIperf3(out)
@@ -246,10 +246,14 @@ func ingressLost(topo *lab.Topology) (ring, sock uint64, err error) {
 }
 
 // runIn runs a command in ns and returns its combined output.
-func runIn(ctx context.Context, ns *lab.NS, timeout time.Duration, argv ...string) (string, error) {
+func runIn(ctx context.Context, ns *lab.NS, timeout time.Duration, stdin string, argv ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name}, argv...)...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
