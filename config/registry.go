@@ -21,8 +21,13 @@ type BuildContext struct {
 	// Worker is the index of the worker the stage instance is for: stages
 	// are built once per worker, so per-worker state needs no locks.
 	Worker int
-	// Check is set by `xnf run --check`: validate, touch no system state.
+	// Check is set by `xnf run --check`: validate, touch no system state,
+	// reserve small tables.
 	Check bool
+	// Offline is set by `xnf replay`: touch no system state (interface
+	// MACs come from the file, no kernel route sync) but size every table
+	// as `xnf run` does, so a capture replays as it would run live.
+	Offline bool
 
 	conntrack *conntrack.Table
 }
@@ -88,7 +93,7 @@ func (c *BuildContext) Port(name string) (uint16, error) {
 }
 
 // MAC returns the hardware address of a named port's interface (zero in
-// check mode or when the interface is missing there).
+// check or offline mode when the interface is missing there).
 func (c *BuildContext) MAC(port string) ([6]byte, error) {
 	i, err := c.Port(port)
 	if err != nil {
@@ -97,7 +102,7 @@ func (c *BuildContext) MAC(port string) ([6]byte, error) {
 	ifname := c.File.Ports[i].Interface
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
-		if c.Check {
+		if c.Check || c.Offline {
 			return [6]byte{}, nil
 		}
 		return [6]byte{}, fmt.Errorf("port %q: interface %s: %w", port, ifname, err)

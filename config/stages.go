@@ -102,7 +102,7 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		return nil, err
 	}
 	rr := &reloadableRouter{Router: r, routes: rc.Routes, neighbors: rc.Neighbors}
-	if c.FIB == "kernel" && !ctx.Check {
+	if c.FIB == "kernel" && !ctx.Check && !ctx.Offline {
 		ports := map[string]uint16{}
 		for i, p := range ctx.File.Ports {
 			ports[p.Interface] = uint16(i)

@@ -51,6 +51,16 @@ type Port struct {
 	src  pcapSource // nil for an output port
 	done bool
 
+	// A split input (Split): where each packet goes, and the packet read
+	// ahead that belongs to another port than the one receiving.
+	route func(Packet) (int, error)
+	ahead struct {
+		ok    bool
+		to    int
+		addr  uint64
+		frame []byte
+	}
+
 	w       *pcapgo.Writer // nil for an input port
 	bw      *bufio.Writer
 	snaplen int
@@ -200,33 +210,62 @@ func (p *Port) Name() string { return p.name }
 // that do not fit a pool frame (or packet.MaxFrameLen) are skipped and
 // counted by Oversize. At the end of the capture it returns io.EOF, and at
 // the first read error that error (also kept for Err); either way the port
-// is Done and receives nothing more. A writer receives nothing.
+// is Done and receives nothing more. A writer receives nothing; a split
+// input receives through the ports Split made.
 func (p *Port) Receive(b *packet.Batch, max int) (int, error) {
-	if p.src == nil {
+	if p.src == nil || p.route != nil {
 		return 0, nil
 	}
+	return p.receive(b, max, -1)
+}
+
+// receive is Receive for the packets routed to port want (any when -1):
+// it stops at the first packet for another port and keeps it for that
+// port's next call, so the split ports together receive in capture order.
+func (p *Port) receive(b *packet.Batch, max int, want int) (int, error) {
+	n := 0
+	if p.ahead.ok {
+		if p.ahead.to != want || b.Free() == 0 || max <= 0 {
+			return 0, nil
+		}
+		b.Append(p.ahead.frame, p.ahead.addr, 0)
+		p.ahead.ok = false
+		p.received++
+		n++
+	}
 	if p.done {
-		return 0, p.endErr()
+		return n, p.endErr()
 	}
 	limit := min(p.pool.FrameSize(), packet.MaxFrameLen)
 	// Take the frames before reading, so a packet is never read without a
 	// frame to put it in; the ones left over go back in one call.
-	have := p.pool.Alloc(p.addrs[:min(max, b.Free())])
+	take := min(max, b.Free()) - n
+	if take < 0 {
+		take = 0
+	}
+	have := p.pool.Alloc(p.addrs[:take])
 	used := 0
-	n := 0
 	for used < have {
 		a := p.addrs[used]
 		data, ci, err := p.src.ZeroCopyReadPacketData()
 		if err != nil {
 			p.done = true
 			if err != io.EOF {
-				p.fail(fmt.Errorf("pcap %s: reading packet %d: %w", p.name, p.received+p.oversize+1, err))
+				p.fail(fmt.Errorf("pcap %s: reading packet %d: %w", p.name, p.read()+1, err))
 			}
 			break
 		}
 		if len(data) > limit {
 			p.oversize++
 			continue
+		}
+		to := -1
+		if p.route != nil {
+			if to, err = p.route(Packet{N: p.read() + 1, Interface: ci.InterfaceIndex, Name: p.interfaceName(ci.InterfaceIndex), Data: data}); err != nil {
+				p.done = true
+				p.fail(fmt.Errorf("pcap %s: packet %d: %w", p.name, p.read()+1, err))
+				break
+			}
 		}
 		used++
 		f := p.pool.Frame(a, uint32(len(data)))
@@ -238,6 +277,10 @@ func (p *Port) Receive(b *packet.Batch, max int) (int, error) {
 			}
 			*p.stamps.Stamp(a) = st
 		}
+		if to != want {
+			p.ahead.ok, p.ahead.to, p.ahead.addr, p.ahead.frame = true, to, a, f
+			break
+		}
 		b.Append(f, a, 0)
 		n++
 		p.received++
@@ -248,11 +291,75 @@ func (p *Port) Receive(b *packet.Batch, max int) (int, error) {
 		slices.Reverse(p.addrs[used:have])
 		p.pool.Free(p.addrs[used:have])
 	}
-	if p.done {
+	if p.done && !p.ahead.ok {
 		return n, p.endErr()
 	}
 	return n, nil
 }
+
+// read is the number of packets read from the capture so far.
+func (p *Port) read() uint64 {
+	n := p.received + p.oversize
+	if p.ahead.ok {
+		n++
+	}
+	return n
+}
+
+// Packet is what a split's route sees of a captured packet.
+type Packet struct {
+	N         uint64 // its number in the capture, from 1
+	Interface int    // its pcapng interface (0 in a classic pcap)
+	Name      string // that interface's name, if the capture gives one
+	Data      []byte // the frame, valid during the call
+}
+
+// interfaceName is the name a pcapng capture gives interface i ("" for
+// none, and in a classic pcap).
+func (p *Port) interfaceName(i int) string {
+	if ng, ok := p.src.(*pcapgo.NgReader); ok {
+		if ifc, err := ng.Interface(i); err == nil {
+			return ifc.Name
+		}
+	}
+	return ""
+}
+
+// Split makes n input ports over p's capture: each packet is received by
+// port route(packet) of them, in capture order across them, as a chain
+// with several ports would have received it live. A route error stops
+// the input with that error, naming the packet. p itself receives
+// nothing after Split; close it (not the split ports) when done.
+func (p *Port) Split(n int, route func(Packet) (int, error)) []pipeline.Port {
+	p.route = func(pk Packet) (int, error) {
+		i, err := route(pk)
+		if err == nil && (i < 0 || i >= n) {
+			err = fmt.Errorf("routed to port %d of %d", i, n)
+		}
+		return i, err
+	}
+	ports := make([]pipeline.Port, n)
+	for i := range ports {
+		ports[i] = &splitPort{p: p, i: i}
+	}
+	return ports
+}
+
+// splitPort is one port of a Split: it receives its packets and
+// transmits nothing.
+type splitPort struct {
+	p *Port
+	i int
+}
+
+func (s *splitPort) Name() string { return fmt.Sprintf("%s#%d", s.p.name, s.i) }
+func (s *splitPort) Receive(b *packet.Batch, max int) (int, error) {
+	return s.p.receive(b, max, s.i)
+}
+func (s *splitPort) Transmit([]*packet.Packet) (int, error) { return 0, nil }
+func (s *splitPort) Release(pkts []*packet.Packet)          { s.p.freeFrames(pkts) }
+func (s *splitPort) Flush() error                           { return nil }
+func (s *splitPort) Close() error                           { return nil }
 
 // endErr is what Receive returns once the input is done.
 func (p *Port) endErr() error {
@@ -333,6 +440,10 @@ func (p *Port) Flush() error {
 func (p *Port) Close() error {
 	p.Flush()
 	p.done = true
+	if p.ahead.ok {
+		p.ahead.ok = false
+		p.pool.Free([]uint64{p.ahead.addr})
+	}
 	if p.closer != nil {
 		if err := p.closer.Close(); err != nil {
 			p.fail(fmt.Errorf("pcap %s: %w", p.name, err))
@@ -345,7 +456,7 @@ func (p *Port) Close() error {
 // Done reports whether an input port has nothing more to receive: its
 // capture ended or could not be read further (see Err). An output port is
 // always done.
-func (p *Port) Done() bool { return p.done }
+func (p *Port) Done() bool { return p.done && !p.ahead.ok }
 
 // Err is the first error reading or writing the capture, as the call that
 // met it returned; the end of an input capture is not an error.

@@ -565,3 +565,112 @@ func udpFrame(t testing.TB, dport uint16, payload string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// A two-interface pcapng split by interface: each port receives exactly its
+// interface's packets, the ports together in capture order, with short
+// batches where the interfaces alternate; a bad route stops the input with
+// an error naming the packet; no frame is leaked, read-ahead included.
+func TestPcapSplitByInterface(t *testing.T) {
+	var ng bytes.Buffer
+	nw, err := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{Name: "in0", LinkType: layers.LinkTypeEthernet}, pcapgo.NgWriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nw.AddInterface(pcapgo.NgInterface{Name: "out0", LinkType: layers.LinkTypeEthernet}); err != nil {
+		t.Fatal(err)
+	}
+	// Interfaces of packets 1..9: runs of 2, 1, 3, 1, 2.
+	ifaces := []int{0, 0, 1, 0, 0, 0, 1, 0, 0}
+	for i, ifc := range ifaces {
+		f := udpFrame(t, uint16(1000+i), "x")
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1, int64(i)), CaptureLength: len(f), Length: len(f), InterfaceIndex: ifc}
+		if err := nw.WritePacket(ci, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	raw := ng.Bytes()
+
+	pool := pipeline.NewMemPool(16, 2048)
+	in, err := OpenReader("two.pcapng", bytes.NewReader(raw), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := in.Split(2, func(p Packet) (int, error) {
+		if want := []string{"in0", "out0"}[p.Interface]; p.Name != want {
+			t.Errorf("packet %d: interface %d named %q, want %q", p.N, p.Interface, p.Name, want)
+		}
+		return p.Interface, nil
+	})
+	var order []int // the destination port of each packet, by arrival
+	var b packet.Batch
+	for loops := 0; !in.Done() && loops < 100; loops++ {
+		for i, p := range ports {
+			b.Reset()
+			n, err := p.Receive(&b, 64)
+			if err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			for _, pk := range b.Slice()[:n] {
+				dport := binary.BigEndian.Uint16(pk.Data[14+20+2:])
+				if want := ifaces[dport-1000]; want != i {
+					t.Errorf("packet %d (interface %d) received by port %d", dport-1000+1, want, i)
+				}
+				order = append(order, int(dport-1000))
+			}
+			ports[i].Release(ptrs(b.Slice()[:n]))
+		}
+	}
+	if len(order) != len(ifaces) {
+		t.Fatalf("received %d of %d packets", len(order), len(ifaces))
+	}
+	for i, o := range order {
+		if o != i {
+			t.Fatalf("arrival order %v, want capture order", order)
+		}
+	}
+	if in.Close() != nil || pool.Available() != pool.Total() {
+		t.Errorf("close %v, %d of %d frames back", in.Err(), pool.Available(), pool.Total())
+	}
+
+	// A route to no port stops the input at that packet, and Close frees
+	// the frame read ahead for the other port.
+	in, err = OpenReader("two.pcapng", bytes.NewReader(raw), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports = in.Split(2, func(p Packet) (int, error) {
+		if p.N == 4 {
+			return 0, errors.New("no port for interface 7")
+		}
+		return p.Interface, nil
+	})
+	b.Reset()
+	n, _ := ports[0].Receive(&b, 64) // packets 1 and 2, then 3 (port 1) read ahead
+	ports[0].Release(ptrs(b.Slice()[:n]))
+	if n != 2 {
+		t.Fatalf("port 0 received %d, want 2", n)
+	}
+	b.Reset()
+	n, _ = ports[1].Receive(&b, 64) // packet 3, then packet 4 fails
+	ports[1].Release(ptrs(b.Slice()[:n]))
+	b.Reset()
+	_, err = ports[0].Receive(&b, 64)
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "pcap two.pcapng: packet 4: no port for interface 7") {
+		t.Errorf("port 1 got %d, then %v", n, err)
+	}
+	in.Close()
+	if pool.Available() != pool.Total() {
+		t.Errorf("%d of %d frames back", pool.Available(), pool.Total())
+	}
+}
+
+func ptrs(pkts []packet.Packet) []*packet.Packet {
+	out := make([]*packet.Packet, len(pkts))
+	for i := range pkts {
+		out[i] = &pkts[i]
+	}
+	return out
+}
