@@ -107,7 +107,7 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		for i, p := range ctx.File.Ports {
 			ports[p.Interface] = uint16(i)
 		}
-		if _, err := kernelsync.Start(r, nil, ports); err != nil {
+		if _, err := kernelsync.Start(r.Tables(), nil, ports); err != nil {
 			return nil, sc.Errorf("fib", "%v", err)
 		}
 	}

@@ -28,7 +28,7 @@ import (
 	"github.com/xnfdev/xnf/nf/router"
 )
 
-// Sync mirrors one namespace's routes and neighbors into a router.
+// Sync mirrors one namespace's routes and neighbors into one router.Tables.
 type Sync struct {
 	fib     *router.FIB
 	neighs  *router.Neighbors
@@ -47,10 +47,11 @@ type Sync struct {
 }
 
 // Start mirrors the namespace ns (the caller's own namespace when ns is
-// nil) into r's FIB and neighbor table, the routes and neighbors that
+// nil) into t's FIB and neighbor table, the routes and neighbors that
 // exist now first. ports maps interface names in that namespace to
-// pipeline ports.
-func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync, error) {
+// pipeline ports. One Sync feeds one Tables, however many workers' routers
+// share it (router.Config.Tables).
+func Start(t *router.Tables, ns *netns.NsHandle, ports map[string]uint16) (*Sync, error) {
 	var h *netlink.Handle
 	var err error
 	if ns != nil {
@@ -62,7 +63,7 @@ func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync
 		return nil, fmt.Errorf("router: kernel mode: netlink: %w", err)
 	}
 	defer h.Close()
-	k := &Sync{fib: r.FIB(), neighs: r.Neighbors(), ports: map[int]uint16{}, done: make(chan struct{}),
+	k := &Sync{fib: t.FIB, neighs: t.Neighbors, ports: map[int]uint16{}, done: make(chan struct{}),
 		routes: map[netip.Prefix]map[int][]router.NextHop{}, installed: map[netip.Prefix]bool{}}
 	for name, port := range ports {
 		l, err := h.LinkByName(name)

@@ -47,7 +47,7 @@ func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := topo.DUT.Handle()
-	k, err := kernelsync.Start(r, &h, map[string]uint16{"in0": 0, "out0": 1})
+	k, err := kernelsync.Start(r.Tables(), &h, map[string]uint16{"in0": 0, "out0": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
 func TestKernelModeFollowsMetricsAndRoutesThatLeave(t *testing.T) {
 	topo, r, _ := routerLab(t, afxdp.ModeAuto)
 	h := topo.DUT.Handle()
-	k, err := kernelsync.Start(r, &h, map[string]uint16{"in0": 0, "out0": 1})
+	k, err := kernelsync.Start(r.Tables(), &h, map[string]uint16{"in0": 0, "out0": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
