@@ -23,6 +23,10 @@ type BuildContext struct {
 	Worker int
 	// Check is set by `xnf run --check`: validate, touch no system state.
 	Check bool
+	// Shared is what the workers of one service share (see SharedValue):
+	// set it to one Shared for every worker's build, and close it once
+	// the workers have stopped. Nil shares nothing.
+	Shared *Shared
 
 	conntrack *conntrack.Table
 }
