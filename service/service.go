@@ -248,6 +248,11 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	}
 	w.Worker = pw
 	if err := pw.Start(); err != nil {
+		if _, ok := errors.AsType[*pipeline.PinError](err); ok {
+			// The worker is not running: its sockets would sit in the
+			// XSKMAP with nobody reading them.
+			return nil, fmt.Errorf("worker %d: %w", wi, err)
+		}
 		s.log.Warn("worker setup", "worker", wi, "err", err)
 	}
 	s.log.Info("worker started", "worker", wi, "cpu", cpu, "realtime", sp.RealTime, "nice", sp.Nice, "spin", sp.Idle.Spin, "stages", len(w.Stages))
