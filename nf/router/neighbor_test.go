@@ -220,3 +220,52 @@ func TestNeighborTableChurn(t *testing.T) {
 		t.Errorf("%d entries in the chains, %d counted, at most 32 allowed", count, n.n)
 	}
 }
+
+// Forwarding through shared tables to neighbors another worker learned,
+// and dropping packets whose resolution is pending, allocate nothing.
+func TestSharedTableForwardingAllocatesNothing(t *testing.T) {
+	cfg := Config{Interfaces: []Interface{
+		{Port: 0, MAC: macIn, Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24")}},
+		{Port: 1, MAC: macOut, Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.1.1/24")}},
+	}}
+	var err error
+	if cfg.Tables, err = NewTables(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r0, err := NewRouter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, err := NewRouter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for h := range 48 {
+		ip := [4]byte{198, 18, 1, byte(10 + h)}
+		run(r0, 1, arpReply(t, ip, [6]byte{2, 0, 0, 0, 1, byte(h)}))
+		frames = append(frames, udp4(t, "198.18.0.1", net.IP(ip[:]).String(), 64))
+	}
+	for h := range 16 { // never answer
+		frames = append(frames, udp4(t, "198.18.0.1", net.IP{198, 18, 1, byte(100 + h)}.String(), 64))
+	}
+	bufs := make([][]byte, len(frames))
+	for i := range bufs {
+		bufs[i] = make([]byte, 0, 2048)
+	}
+	var b packet.Batch
+	allocs := testing.AllocsPerRun(100, func() {
+		b.Reset()
+		for i, f := range frames {
+			bufs[i] = append(bufs[i][:0], f...)
+			b.Append(bufs[i], 0, 0).Parse()
+		}
+		r1.Process(&b)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per batch", allocs)
+	}
+	if c := r1.Counters(); c.Forwarded == 0 || c.NoNeighbor == 0 {
+		t.Errorf("counters %+v: want packets forwarded and some without a neighbor", c)
+	}
+}
