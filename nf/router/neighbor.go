@@ -149,12 +149,19 @@ func newEntry(k neighKey, mac [6]byte, state uint8, expires int64) *neighEntry {
 	return e
 }
 
-// SetStatic installs a permanent entry.
+// SetStatic installs a permanent entry. Setting one that exists with the
+// same MAC changes nothing (the kernel sync repeats entries on every state
+// change of the kernel's, a reload repeats them all), so routers keep their
+// cached answers.
 func (n *Neighbors) SetStatic(nb Neighbor) {
 	k := key(nb.Port, nb.Addr.Unmap())
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.put(n.find(k), newEntry(k, nb.MAC, neighStatic, 0))
+	e := n.find(k)
+	if e != nil && e.state == neighStatic && e.mac == nb.MAC {
+		return
+	}
+	n.put(e, newEntry(k, nb.MAC, neighStatic, 0))
 }
 
 // Delete removes an entry.

@@ -269,3 +269,21 @@ func TestSharedTableForwardingAllocatesNothing(t *testing.T) {
 		t.Errorf("counters %+v: want packets forwarded and some without a neighbor", c)
 	}
 }
+
+// Repeating a static entry, as the kernel sync and reloads do, leaves the
+// table and the routers' cached answers alone; a new MAC replaces it.
+func TestSetStaticRepeatedChangesNothing(t *testing.T) {
+	n := newNeighbors(16, 50, 10)
+	nb := Neighbor{Port: 1, Addr: netip.MustParseAddr("198.18.1.2"), MAC: macSink}
+	n.SetStatic(nb)
+	gen, e := n.gen.Load(), n.lookup(1, mapped([4]byte{198, 18, 1, 2}), 0)
+	n.SetStatic(nb)
+	if n.gen.Load() != gen || n.lookup(1, mapped([4]byte{198, 18, 1, 2}), 0) != e {
+		t.Error("repeating a static entry replaced it")
+	}
+	nb.MAC = macGen
+	n.SetStatic(nb)
+	if got := n.lookup(1, mapped([4]byte{198, 18, 1, 2}), 0); n.gen.Load() == gen || got == nil || got.mac != macGen || n.n != 1 {
+		t.Errorf("a new MAC: gen %d (was %d), entry %+v, %d entries", n.gen.Load(), gen, got, n.n)
+	}
+}
