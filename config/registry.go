@@ -28,6 +28,10 @@ type BuildContext struct {
 	// MACs come from the file, no kernel route sync) but size every table
 	// as `xnf run` does, so a capture replays as it would run live.
 	Offline bool
+	// Shared is what the workers of one service share (see SharedValue):
+	// set it to one Shared for every worker's build, and close it once
+	// the workers have stopped. Nil shares nothing.
+	Shared *Shared
 
 	conntrack *conntrack.Table
 }

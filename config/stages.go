@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/xnfdev/xnf/nf/router"
@@ -97,21 +98,59 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		}
 		rc.NeighborReachable = d
 	}
+	kernel := c.FIB == "kernel" && !ctx.Check && !ctx.Offline
+	if kernel && ctx.Shared == nil {
+		return nil, sc.Errorf("fib", "kernel: the kernel sync must be closed by whoever runs the stages: build them with a BuildContext.Shared (service.FileSpec does) and close it")
+	}
+	// One FIB, neighbor table and kernel sync for every worker's router.
+	sh, err := SharedValue(ctx, sc, func() (*routerShared, error) {
+		t, err := router.NewTables(rc)
+		if err != nil {
+			return nil, err
+		}
+		s := &routerShared{tables: t, routes: rc.Routes, neighbors: rc.Neighbors}
+		if kernel {
+			ports := map[string]uint16{}
+			for i, p := range ctx.File.Ports {
+				ports[p.Interface] = uint16(i)
+			}
+			if s.sync, err = kernelsync.Start(t, nil, ports); err != nil {
+				return nil, sc.Errorf("fib", "%v", err)
+			}
+		}
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rc.Tables = sh.tables
 	r, err := router.NewRouter(rc)
 	if err != nil {
 		return nil, err
 	}
-	rr := &reloadableRouter{Router: r, routes: rc.Routes, neighbors: rc.Neighbors}
-	if c.FIB == "kernel" && !ctx.Check && !ctx.Offline {
-		ports := map[string]uint16{}
-		for i, p := range ctx.File.Ports {
-			ports[p.Interface] = uint16(i)
-		}
-		if _, err := kernelsync.Start(r, nil, ports); err != nil {
-			return nil, sc.Errorf("fib", "%v", err)
-		}
+	return &reloadableRouter{Router: r, shared: sh}, nil
+}
+
+// routerShared is what the router stages built from one chain entry share
+// across a service's workers: the tables, the kernel sync feeding them, and
+// the static routes and neighbors last applied to them.
+type routerShared struct {
+	tables *router.Tables
+	sync   *kernelsync.Sync // fib: kernel
+
+	mu        sync.Mutex // serializes reloads
+	routes    []router.StaticRoute
+	neighbors []router.Neighbor
+	reloaded  *File // the file the last reload applied
+}
+
+// Close stops the kernel sync (Shared.Close calls it when the service
+// stops).
+func (s *routerShared) Close() error {
+	if s.sync != nil {
+		s.sync.Close()
 	}
-	return rr, nil
+	return nil
 }
 
 // routerRoutes reads a router stage's static routes and neighbors.
@@ -167,14 +206,15 @@ func routerRoutes(ctx *BuildContext, sc *StageConfig, c *RouterConfig) (routes [
 // apply on restart.
 type reloadableRouter struct {
 	*router.Router
-	routes    []router.StaticRoute
-	neighbors []router.Neighbor
+	shared *routerShared
 }
 
-// Reload applies the new static routes and neighbors: routes added or
-// changed are replaced, routes gone are deleted, each in one atomic FIB
-// update, so a packet sees a prefix's old or new next hops, never none.
-// Everything is parsed and checked before the first change.
+// Reload applies the new static routes and neighbors to the tables the
+// workers' routers share, once per file: the service reloads every
+// worker's stage with the same file, and the first one applies it. Routes
+// added or changed are replaced, routes gone are deleted, each in one
+// atomic FIB update, so a packet sees a prefix's old or new next hops,
+// never none. Everything is parsed and checked before the first change.
 func (r *reloadableRouter) Reload(ctx *BuildContext, sc *StageConfig) error {
 	var c RouterConfig
 	if err := sc.Decode(&c); err != nil {
@@ -184,7 +224,13 @@ func (r *reloadableRouter) Reload(ctx *BuildContext, sc *StageConfig) error {
 	if err != nil {
 		return err
 	}
-	fib := r.FIB()
+	s := r.shared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reloaded == sc.file {
+		return nil // another worker's router applied this file
+	}
+	fib := s.tables.FIB
 	keep := map[netip.Prefix]bool{}
 	for _, rt := range routes {
 		keep[rt.Prefix] = true
@@ -192,23 +238,23 @@ func (r *reloadableRouter) Reload(ctx *BuildContext, sc *StageConfig) error {
 			return sc.Errorf("routes", "%v: %v", rt.Prefix, err)
 		}
 	}
-	for _, rt := range r.routes {
+	for _, rt := range s.routes {
 		if !keep[rt.Prefix] {
 			fib.Delete(rt.Prefix)
 		}
 	}
-	nb := r.Neighbors()
+	nb := s.tables.Neighbors
 	keepN := map[[2]any]bool{}
 	for _, n := range neighbors {
 		keepN[[2]any{n.Port, n.Addr}] = true
 		nb.SetStatic(n)
 	}
-	for _, n := range r.neighbors {
+	for _, n := range s.neighbors {
 		if !keepN[[2]any{n.Port, n.Addr}] {
 			nb.Delete(n.Port, n.Addr)
 		}
 	}
-	r.routes, r.neighbors = routes, neighbors
+	s.routes, s.neighbors, s.reloaded = routes, neighbors, sc.file
 	return nil
 }
 

@@ -143,11 +143,26 @@ func NewWorker(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
+// PinError is Start's error when the worker's thread cannot be pinned to
+// its CPU (a CPU the machine or the process's affinity does not have): the
+// worker does not run, and whoever started it must not leave its ports to
+// nobody.
+type PinError struct {
+	CPU int
+	Err error
+}
+
+func (e *PinError) Error() string {
+	return fmt.Sprintf("pipeline: pinning worker to CPU %d: %v", e.CPU, e.Err)
+}
+
+func (e *PinError) Unwrap() error { return e.Err }
+
 // Start runs the loop on a new goroutine, pinned when Config.CPU >= 0 and
 // with Config.RealTime or Config.Nice applied, and returns once the thread
-// is set up. A pinning failure stops the worker (Stop returns it too); a
-// priority that cannot be set is returned while the worker runs on in the
-// normal class.
+// is set up. A pinning failure is a *PinError and the loop never runs (Stop
+// returns the error too); a priority that cannot be set is returned while
+// the worker runs on in the normal class.
 func (w *Worker) Start() error {
 	ready := make(chan error, 1)
 	go func() {
@@ -166,7 +181,7 @@ func (w *Worker) Start() error {
 			var set unix.CPUSet
 			set.Set(w.cfg.CPU)
 			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				w.err = fmt.Errorf("pipeline: pinning worker to CPU %d: %w", w.cfg.CPU, err)
+				w.err = &PinError{CPU: w.cfg.CPU, Err: err}
 				ready <- w.err
 				return
 			}

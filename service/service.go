@@ -34,8 +34,14 @@ type Spec struct {
 	Ports []Port
 	// Stages builds worker w's chain. It is called once per worker, so
 	// each worker gets stage values of its own (per-worker state needs no
-	// locks). Nil runs an empty chain.
+	// locks); what they share across workers (a router's tables) is the
+	// builder's to share. Nil runs an empty chain.
 	Stages func(w int) ([]pipeline.Stage, error)
+	// Shared, when set, is closed once by Stop after every worker has
+	// stopped and every stage is closed, and on a failed start: what the
+	// workers' stages share and that holds resources (FileSpec's
+	// config.Shared, with each router's kernel sync).
+	Shared io.Closer
 	// DefaultOut is each port's output when no stage decides (nil: ports
 	// pair up, see pipeline.PairedOutputs).
 	DefaultOut []uint16
@@ -123,14 +129,21 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (*Service, error) {
 }
 
 // FileSpec turns a chain file into the Spec it describes: the YAML front
-// end of the service.
+// end of the service. The workers' stages share one config.Shared (Spec.Shared):
+// a router's FIB, neighbor table and kernel sync are made once, by the
+// first worker's build, and closed when the service stops. Run the Spec
+// once: a second service from it would share the first one's.
 func FileSpec(f *config.File) (Spec, error) {
 	pcs, err := f.PortConfigs()
 	if err != nil {
 		return Spec{}, err
 	}
+	shared := config.NewShared()
 	sp := Spec{
-		Stages:     func(w int) ([]pipeline.Stage, error) { return f.Stages(&config.BuildContext{File: f, Worker: w}) },
+		Stages: func(w int) ([]pipeline.Stage, error) {
+			return f.Stages(&config.BuildContext{File: f, Worker: w, Shared: shared})
+		},
+		Shared:     shared,
 		DefaultOut: f.DefaultOut(),
 		Workers:    f.WorkerCount(),
 		UMEM:       afxdp.UMEMConfig{FrameSize: f.UMEM.FrameSize, FrameCount: f.UMEM.Frames},
@@ -235,6 +248,11 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	}
 	w.Worker = pw
 	if err := pw.Start(); err != nil {
+		if _, ok := errors.AsType[*pipeline.PinError](err); ok {
+			// The worker is not running: its sockets would sit in the
+			// XSKMAP with nobody reading them.
+			return nil, fmt.Errorf("worker %d: %w", wi, err)
+		}
 		s.log.Warn("worker setup", "worker", wi, "err", err)
 	}
 	s.log.Info("worker started", "worker", wi, "cpu", cpu, "realtime", sp.RealTime, "nice", sp.Nice, "spin", sp.Idle.Spin, "stages", len(w.Stages))
@@ -269,6 +287,9 @@ func (s *Service) Stop() error {
 				errs = append(errs, c.Close())
 			}
 		}
+	}
+	if s.Spec.Shared != nil {
+		errs = append(errs, s.Spec.Shared.Close())
 	}
 	for _, w := range s.Workers {
 		for _, p := range w.Ports {

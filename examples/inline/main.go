@@ -90,22 +90,29 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// One FIB and neighbor table for every worker's router: a neighbor
+	// one worker learns, the others use.
+	rcfg := router.Config{Interfaces: []router.Interface{
+		{Port: in, MAC: inMAC, Addrs: []netip.Prefix{o.InAddr}},
+		{Port: out, MAC: outMAC, Addrs: []netip.Prefix{o.OutAddr}},
+	}}
+	if rcfg.Tables, err = router.NewTables(rcfg); err != nil {
+		return err
+	}
 	spec := service.Spec{
 		Ports: []service.Port{
 			{Name: "in", Config: xdp.Interface{Interface: o.In, Mode: o.Mode}},
 			{Name: "out", Config: xdp.Interface{Interface: o.Out, Mode: o.Mode}},
 		},
 		// Called once per worker: each gets its own conntrack table and
-		// router state, so nothing here needs a lock.
+		// router stage (counters, ICMP budget), so nothing here needs a
+		// lock; the router's tables are safe to share.
 		Stages: func(w int) ([]pipeline.Stage, error) {
 			ct, err := conntrack.New(conntrack.Config{MaxFlows: 65536})
 			if err != nil {
 				return nil, err
 			}
-			r, err := router.NewRouter(router.Config{Interfaces: []router.Interface{
-				{Port: in, MAC: inMAC, Addrs: []netip.Prefix{o.InAddr}},
-				{Port: out, MAC: outMAC, Addrs: []netip.Prefix{o.OutAddr}},
-			}})
+			r, err := router.NewRouter(rcfg)
 			if err != nil {
 				return nil, err
 			}

@@ -15,12 +15,34 @@
 // reason counted; an IPv6 link-local source never leaves its link (an
 // ICMPv6 beyond-scope error answers it), nor does link- or site-scoped
 // multicast. No port is a VLAN port: tagged frames are dropped
-// (Counters.VLANTagged). A
-// Router is one worker's stage; its FIB may be shared with other routers
-// (Config.FIB), and the FIB and the neighbor table may be updated while
-// traffic flows. The package opens no
-// socket: following the kernel's routes and neighbors is
-// nf/router/kernelsync's job.
+// (Counters.VLANTagged). The package opens no socket: following the
+// kernel's routes and neighbors is nf/router/kernelsync's job.
+//
+// # Workers and tables
+//
+// A Router is one worker's stage: its counters, its ICMP error budget
+// (Config.ICMPRate is per router, so N workers send up to N times the
+// rate: each refills its bucket once per batch, with no atomic shared
+// between cores) and its one-entry neighbor cache are its own. Its
+// Tables, the FIB and the neighbor table, may be shared by the routers of
+// every worker (Config.Tables; NewTables makes them), and the config
+// package does so for the workers of one service: one FIB (the tbl24's
+// 64 MiB once, not once per worker), one neighbor table (a neighbor
+// learned by any worker from ARP or NDP resolves every worker's packets,
+// and one resolution request goes out per address and retry interval,
+// whichever worker misses first), and one kernel sync feeding both.
+//
+// Lookups in both tables take no lock and never allocate, however many
+// workers run them while the control plane and other workers write. The
+// neighbor table is an array of buckets of entries linked by atomic
+// pointers; an entry's MAC and state never change once published (a
+// change links in a new entry with one atomic store) and only its expiry
+// moves, atomically. A lookup is a hash and a few atomic loads; with the
+// router's cache, a stream to one next hop costs one atomic load of the
+// table's generation per packet. Learning a new neighbor or MAC, static
+// entries, deletions, resolution requests and evictions take the table's
+// mutex; refreshing a neighbor that repeats its MAC and the check that a
+// request is already pending do not.
 //
 // # FIB
 //

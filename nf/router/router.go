@@ -39,8 +39,110 @@ type Config struct {
 	NeighborReachable, ResolveRetry time.Duration
 	// MaxNeighbors bounds the neighbor table (default 4096).
 	MaxNeighbors int
-	// FIB, when set, is used instead of a new one (kernel mode shares it).
-	FIB *FIB
+	// Tables, when set, are the FIB and neighbor table this router uses
+	// instead of making its own: the routers of several workers share one
+	// Tables, made once by NewTables from the same Config. NewRouter then
+	// installs nothing in them (Routes, Neighbors, MaxNeighbors,
+	// NeighborReachable and ResolveRetry were NewTables's business), so a
+	// route the control plane changed meanwhile stays changed.
+	Tables *Tables
+}
+
+// Tables are a router's forwarding state: the FIB and the neighbor table.
+// One Tables may serve the routers of every worker of a service: a route
+// installed once, a neighbor configured once or learned by any worker from
+// ARP or NDP, is seen by all of them. Both are safe for any number of
+// workers looking up while the control plane (nf/router/kernelsync) or a
+// worker updates them, and lookups take no lock (see FIB and Neighbors).
+type Tables struct {
+	FIB       *FIB
+	Neighbors *Neighbors
+}
+
+// NewTables makes the tables cfg describes: a FIB with the connected
+// routes of cfg's interfaces and its static routes, and a neighbor table
+// (MaxNeighbors, NeighborReachable, ResolveRetry) with its static
+// neighbors. cfg.Tables is ignored.
+func NewTables(cfg Config) (*Tables, error) {
+	cfg.defaults()
+	if _, err := cfg.interfaces(); err != nil {
+		return nil, err
+	}
+	return cfg.newTables()
+}
+
+func (cfg *Config) defaults() {
+	if cfg.ICMPRate == 0 {
+		cfg.ICMPRate = 100
+	}
+	if cfg.ICMPBurst == 0 {
+		cfg.ICMPBurst = 50
+	}
+	if cfg.NeighborReachable == 0 {
+		cfg.NeighborReachable = 30 * time.Second
+	}
+	if cfg.ResolveRetry == 0 {
+		cfg.ResolveRetry = time.Second
+	}
+	if cfg.MaxNeighbors == 0 {
+		cfg.MaxNeighbors = 4096
+	}
+}
+
+// interfaces checks the interfaces and the routes' next-hop ports and
+// returns the interfaces indexed by port.
+func (cfg *Config) interfaces() ([]*iface, error) {
+	var ifaces []*iface
+	for i, ic := range cfg.Interfaces {
+		for int(ic.Port) >= len(ifaces) {
+			ifaces = append(ifaces, nil)
+		}
+		if ifaces[ic.Port] != nil {
+			return nil, fmt.Errorf("router: interfaces[%d]: port %d is configured twice", i, ic.Port)
+		}
+		f := &iface{Interface: ic}
+		for _, a := range ic.Addrs {
+			if !a.IsValid() {
+				return nil, fmt.Errorf("router: interfaces[%d]: invalid address", i)
+			}
+			if ad := a.Addr().Unmap(); ad.Is4() {
+				f.v4 = append(f.v4, netip.PrefixFrom(ad, a.Bits()))
+			} else {
+				f.v6 = append(f.v6, a)
+			}
+		}
+		ifaces[ic.Port] = f
+	}
+	for i, rt := range cfg.Routes {
+		for _, nh := range rt.NextHops {
+			if int(nh.Port) >= len(ifaces) || ifaces[nh.Port] == nil {
+				return nil, fmt.Errorf("router: routes[%d] %v: next hop port %d has no interface", i, rt.Prefix, nh.Port)
+			}
+		}
+	}
+	return ifaces, nil
+}
+
+// newTables makes and fills the tables of a checked cfg.
+func (cfg *Config) newTables() (*Tables, error) {
+	t := &Tables{FIB: NewFIB(), Neighbors: newNeighbors(cfg.MaxNeighbors, int64(cfg.NeighborReachable), int64(cfg.ResolveRetry))}
+	for i, ic := range cfg.Interfaces {
+		for _, a := range ic.Addrs {
+			ad := a.Addr().Unmap()
+			if err := t.FIB.Replace(netip.PrefixFrom(ad, a.Bits()).Masked(), NextHop{Port: ic.Port}); err != nil {
+				return nil, fmt.Errorf("router: interfaces[%d]: connected route for %v: %w", i, a, err)
+			}
+		}
+	}
+	for i, rt := range cfg.Routes {
+		if err := t.FIB.Replace(rt.Prefix, rt.NextHops...); err != nil {
+			return nil, fmt.Errorf("router: routes[%d]: %w", i, err)
+		}
+	}
+	for _, nb := range cfg.Neighbors {
+		t.Neighbors.SetStatic(nb)
+	}
+	return t, nil
 }
 
 // Counters are the router's totals.
@@ -135,6 +237,7 @@ type iface struct {
 // prefix match, rewrites MACs from the neighbor table, decrements TTL / hop
 // limit, and sends rate-limited ICMP errors.
 type Router struct {
+	tables *Tables
 	fib    *FIB
 	neigh  *Neighbors
 	ifaces []*iface  // by port
@@ -155,86 +258,56 @@ type Router struct {
 	}
 }
 
-// neighbor resolves (port, addr) through the one-entry cache. Caller holds
-// the neighbor lock.
+// neighbor resolves (port, addr) through the one-entry cache: one atomic
+// load when the table has not changed since the cached answer. The
+// generation is read before the lookup, so an answer older than a change
+// is never cached under the changed generation.
 func (r *Router) neighbor(port uint16, addr [16]byte, now int64) ([6]byte, bool) {
 	c := &r.cache
-	if c.ok && c.gen == r.neigh.gen && c.port == port && c.addr == addr && now <= c.expires {
+	gen := r.neigh.gen.Load()
+	if c.ok && c.gen == gen && c.port == port && c.addr == addr && now <= c.expires {
 		return c.mac, true
 	}
 	e := r.neigh.lookup(port, addr, now)
 	if e == nil {
 		return [6]byte{}, false
 	}
-	c.gen, c.port, c.addr, c.mac, c.ok = r.neigh.gen, port, addr, e.mac, true
-	c.expires = e.expires
+	c.gen, c.port, c.addr, c.mac, c.ok = gen, port, addr, e.mac, true
+	c.expires = e.expires.Load()
 	if e.state == neighStatic {
 		c.expires = 1<<63 - 1
 	}
 	return e.mac, true
 }
 
-// NewRouter builds a router from its configuration.
+// NewRouter builds a router from its configuration: with tables of its
+// own (NewTables), or over cfg.Tables shared with other routers. The
+// router itself (its counters, its ICMP error budget, its neighbor cache)
+// belongs to one worker.
 func NewRouter(cfg Config) (*Router, error) {
-	if cfg.ICMPRate == 0 {
-		cfg.ICMPRate = 100
+	cfg.defaults()
+	ifaces, err := cfg.interfaces()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.ICMPBurst == 0 {
-		cfg.ICMPBurst = 50
+	t := cfg.Tables
+	if t == nil {
+		if t, err = cfg.newTables(); err != nil {
+			return nil, err
+		}
 	}
-	if cfg.NeighborReachable == 0 {
-		cfg.NeighborReachable = 30 * time.Second
-	}
-	if cfg.ResolveRetry == 0 {
-		cfg.ResolveRetry = time.Second
-	}
-	if cfg.MaxNeighbors == 0 {
-		cfg.MaxNeighbors = 4096
-	}
-	r := &Router{fib: cfg.FIB, neigh: newNeighbors(cfg.MaxNeighbors, int64(cfg.NeighborReachable), int64(cfg.ResolveRetry)),
-		icmpLimit: ratelimit.New(cfg.ICMPRate, cfg.ICMPBurst)}
+	r := &Router{tables: t, fib: t.FIB, neigh: t.Neighbors, ifaces: ifaces, icmpLimit: ratelimit.New(cfg.ICMPRate, cfg.ICMPBurst)}
 	r.ctr.register()
-	if r.fib == nil {
-		r.fib = NewFIB()
-	}
-	for i, ic := range cfg.Interfaces {
-		for int(ic.Port) >= len(r.ifaces) {
-			r.ifaces = append(r.ifaces, nil)
+	for _, f := range ifaces {
+		if f == nil {
+			continue
 		}
-		if r.ifaces[ic.Port] != nil {
-			return nil, fmt.Errorf("router: interfaces[%d]: port %d is configured twice", i, ic.Port)
+		for _, a := range f.v4 {
+			r.local4 = append(r.local4, a.Addr().As4())
 		}
-		f := &iface{Interface: ic}
-		for _, a := range ic.Addrs {
-			if !a.IsValid() {
-				return nil, fmt.Errorf("router: interfaces[%d]: invalid address", i)
-			}
-			ad := a.Addr().Unmap()
-			if ad.Is4() {
-				f.v4 = append(f.v4, netip.PrefixFrom(ad, a.Bits()))
-				r.local4 = append(r.local4, ad.As4())
-			} else {
-				f.v6 = append(f.v6, a)
-				r.local6 = append(r.local6, ad.As16())
-			}
-			if err := r.fib.Replace(netip.PrefixFrom(ad, a.Bits()).Masked(), NextHop{Port: ic.Port}); err != nil {
-				return nil, fmt.Errorf("router: interfaces[%d]: connected route for %v: %w", i, a, err)
-			}
+		for _, a := range f.v6 {
+			r.local6 = append(r.local6, a.Addr().As16())
 		}
-		r.ifaces[ic.Port] = f
-	}
-	for i, rt := range cfg.Routes {
-		for _, nh := range rt.NextHops {
-			if r.iface(nh.Port) == nil {
-				return nil, fmt.Errorf("router: routes[%d] %v: next hop port %d has no interface", i, rt.Prefix, nh.Port)
-			}
-		}
-		if err := r.fib.Replace(rt.Prefix, rt.NextHops...); err != nil {
-			return nil, fmt.Errorf("router: routes[%d]: %w", i, err)
-		}
-	}
-	for _, nb := range cfg.Neighbors {
-		r.neigh.SetStatic(nb)
 	}
 	return r, nil
 }
@@ -254,6 +327,10 @@ func (r *Router) FIB() *FIB { return r.fib }
 
 // Neighbors is the router's neighbor table.
 func (r *Router) Neighbors() *Neighbors { return r.neigh }
+
+// Tables are the router's FIB and neighbor table, perhaps shared with
+// other routers (Config.Tables).
+func (r *Router) Tables() *Tables { return r.tables }
 
 // Counters reads the router's counters; safe from any goroutine.
 func (r *Router) Counters() Counters {
@@ -278,8 +355,6 @@ func (r *Router) StageMetrics() map[string]uint64 { return r.ctr.StageMetrics() 
 func (r *Router) Process(b *packet.Batch) {
 	now := time.Now().UnixNano()
 	r.icmpLimit.Refill(now)
-	r.neigh.mu.Lock()
-	defer r.neigh.mu.Unlock()
 	var fwd, tagged uint64
 	for i := range b.Slice() {
 		p := &b.Packets[i]

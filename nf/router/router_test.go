@@ -550,3 +550,40 @@ func TestTaggedFramesAreDroppedOnAnUntaggedPort(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRouterStageManyNeighbors forwards a burst to 64 directly
+// connected hosts, each learned from its ARP reply: every packet misses
+// the one-entry neighbor cache and looks its neighbor up in the table.
+func BenchmarkRouterStageManyNeighbors(b *testing.B) {
+	r := testRouter(b, nil)
+	bufs := make([][]byte, 64)
+	frames := make([][]byte, 64)
+	for i := range frames {
+		host := []byte{198, 18, 1, byte(10 + i)}
+		mac := [6]byte{2, 0, 0, 0, 2, byte(i)}
+		reply := serialize(b, eth(mac, macOut, layers.EthernetTypeARP), &layers.ARP{
+			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPReply, SourceHwAddress: mac[:], SourceProtAddress: host,
+			DstHwAddress: macOut[:], DstProtAddress: []byte{198, 18, 1, 1}})
+		if p := run(r, 1, reply)[0]; p.Verdict != packet.Drop || p.Reason != packet.DropConsumed {
+			b.Fatalf("ARP reply from %v: %v %v", host, p.Verdict, p.Reason)
+		}
+		frames[i] = udp4(b, "198.18.0.1", net.IP(host).String(), 64)
+		bufs[i] = make([]byte, len(frames[i]), 2048)
+	}
+	var batch packet.Batch
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		batch.Reset()
+		for j := range bufs {
+			copy(bufs[j], frames[j])
+			batch.Append(bufs[j], 0, 0).Parse()
+		}
+		r.Process(&batch)
+		if p := &batch.Packets[63]; p.Verdict != packet.Forward {
+			b.Fatalf("benchmark packets are not forwarded: %v %v", p.Verdict, p.Reason)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
+}

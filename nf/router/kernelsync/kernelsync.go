@@ -1,16 +1,18 @@
 // Package kernelsync makes a router follow the kernel: it mirrors the main
 // routing table and the neighbor table of a network namespace into a
-// router.Router's FIB and neighbor table through netlink subscriptions, so
-// that routes added by `ip route` or a routing daemon (FRR, BIRD) take
-// effect in the data path as soon as the kernel announces them, and
-// removals too. Only routes and neighbors on interfaces that map to a
-// pipeline port are mirrored. For each prefix the FIB holds the kernel's
-// choice, the route of lowest metric: deleting it falls back to the next
-// one, and when the choice leaves through an interface xnf does not serve
-// the prefix is removed from the FIB (xnf cannot deliver there).
+// router.Tables (the FIB and neighbor table of one router, or of every
+// worker's) through netlink subscriptions, so that routes added by `ip
+// route` or a routing daemon (FRR, BIRD) take effect in the data path as
+// soon as the kernel announces them, and removals too. Only routes and
+// neighbors on interfaces that map to a pipeline port are mirrored. For
+// each prefix the FIB holds the kernel's choice, the route of lowest
+// metric: deleting it falls back to the next one, and when the choice
+// leaves through an interface xnf does not serve the prefix is removed
+// from the FIB (xnf cannot deliver there).
 //
 // It is the router's control plane, kept out of nf/router so that the data
-// path links no socket. A Sync runs one goroutine from Start to Close; the
+// path links no socket. A Sync owns two netlink sockets and goroutines
+// (its own, and netlink's for each subscription) from Start to Close; the
 // FIB and the neighbor table are safe to update while workers route.
 package kernelsync
 
@@ -28,16 +30,17 @@ import (
 	"github.com/xnfdev/xnf/nf/router"
 )
 
-// Sync mirrors one namespace's routes and neighbors into a router.
+// Sync mirrors one namespace's routes and neighbors into one router.Tables.
 type Sync struct {
-	fib     *router.FIB
-	neighs  *router.Neighbors
-	ports   map[int]uint16 // ifindex -> port
-	done    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	errs    []error
-	applied atomic.Uint64
+	fib       *router.FIB
+	neighs    *router.Neighbors
+	ports     map[int]uint16 // ifindex -> port
+	done      chan struct{}  // closed by Close: netlink closes the sockets
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	errs      []error
+	applied   atomic.Uint64
 
 	// The kernel's routes by prefix and metric, as announced: the kernel
 	// routes by the lowest metric, and so does the FIB. Only the sync
@@ -47,10 +50,11 @@ type Sync struct {
 }
 
 // Start mirrors the namespace ns (the caller's own namespace when ns is
-// nil) into r's FIB and neighbor table, the routes and neighbors that
+// nil) into t's FIB and neighbor table, the routes and neighbors that
 // exist now first. ports maps interface names in that namespace to
-// pipeline ports.
-func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync, error) {
+// pipeline ports. One Sync feeds one Tables, however many workers' routers
+// share it (router.Config.Tables); Close it when the routers are done.
+func Start(t *router.Tables, ns *netns.NsHandle, ports map[string]uint16) (*Sync, error) {
 	var h *netlink.Handle
 	var err error
 	if ns != nil {
@@ -62,7 +66,7 @@ func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync
 		return nil, fmt.Errorf("router: kernel mode: netlink: %w", err)
 	}
 	defer h.Close()
-	k := &Sync{fib: r.FIB(), neighs: r.Neighbors(), ports: map[int]uint16{}, done: make(chan struct{}),
+	k := &Sync{fib: t.FIB, neighs: t.Neighbors, ports: map[int]uint16{}, done: make(chan struct{}),
 		routes: map[netip.Prefix]map[int][]router.NextHop{}, installed: map[netip.Prefix]bool{}}
 	for name, port := range ports {
 		l, err := h.LinkByName(name)
@@ -73,35 +77,62 @@ func Start(r *router.Router, ns *netns.NsHandle, ports map[string]uint16) (*Sync
 	}
 	routes := make(chan netlink.RouteUpdate, 256)
 	neighs := make(chan netlink.NeighUpdate, 256)
-	onErr := func(err error) { k.mu.Lock(); k.errs = append(k.errs, err); k.mu.Unlock() }
+	onErr := func(err error) {
+		if k.stopping() {
+			return // the sockets closing under their readers on Close
+		}
+		k.mu.Lock()
+		k.errs = append(k.errs, err)
+		k.mu.Unlock()
+	}
 	if err := netlink.RouteSubscribeWithOptions(routes, k.done, netlink.RouteSubscribeOptions{Namespace: ns, ListExisting: true, ErrorCallback: onErr}); err != nil {
+		close(k.done) // closes the socket, if the subscription got that far
 		return nil, fmt.Errorf("router: kernel mode: route subscription: %w", err)
 	}
 	if err := netlink.NeighSubscribeWithOptions(neighs, k.done, netlink.NeighSubscribeOptions{Namespace: ns, ListExisting: true, ErrorCallback: onErr}); err != nil {
-		close(k.done)
+		// The route subscription runs: drain it until it has closed.
+		k.wg.Add(1)
+		go k.run(routes, nil)
+		k.Close()
 		return nil, fmt.Errorf("router: kernel mode: neighbor subscription: %w", err)
 	}
 	k.wg.Add(1)
-	go func() {
-		defer k.wg.Done()
-		for {
-			select {
-			case u, ok := <-routes:
-				if !ok {
-					return
-				}
+	go k.run(routes, neighs)
+	return k, nil
+}
+
+// run applies the kernel's updates until both subscriptions have ended:
+// netlink closes a subscription's channel once its socket is closed (on
+// Close) or has failed (the error is in Errors). After Close it only
+// drains, so that netlink's readers, which may be blocked sending, see
+// their sockets closed and end.
+func (k *Sync) run(routes <-chan netlink.RouteUpdate, neighs <-chan netlink.NeighUpdate) {
+	defer k.wg.Done()
+	for routes != nil || neighs != nil {
+		select {
+		case u, ok := <-routes:
+			if !ok {
+				routes = nil
+			} else if !k.stopping() {
 				k.route(u)
-			case u, ok := <-neighs:
-				if !ok {
-					return
-				}
+			}
+		case u, ok := <-neighs:
+			if !ok {
+				neighs = nil
+			} else if !k.stopping() {
 				k.neigh(u)
-			case <-k.done:
-				return
 			}
 		}
-	}()
-	return k, nil
+	}
+}
+
+func (k *Sync) stopping() bool {
+	select {
+	case <-k.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Applied counts the kernel updates mirrored so far.
@@ -114,13 +145,11 @@ func (k *Sync) Errors() []error {
 	return append([]error(nil), k.errs...)
 }
 
-// Close stops mirroring; what was mirrored stays in the FIB.
+// Close stops mirroring and returns once the netlink sockets are closed
+// and every goroutine of the Sync has ended; what was mirrored stays in
+// the tables. Calling it again does nothing.
 func (k *Sync) Close() {
-	select {
-	case <-k.done:
-	default:
-		close(k.done)
-	}
+	k.closeOnce.Do(func() { close(k.done) })
 	k.wg.Wait()
 }
 

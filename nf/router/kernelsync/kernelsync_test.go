@@ -1,8 +1,12 @@
 package kernelsync_test
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,7 +51,7 @@ func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := topo.DUT.Handle()
-	k, err := kernelsync.Start(r, &h, map[string]uint16{"in0": 0, "out0": 1})
+	k, err := kernelsync.Start(r.Tables(), &h, map[string]uint16{"in0": 0, "out0": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +94,7 @@ func TestKernelModeFollowsRoutesAddedWithNetlink(t *testing.T) {
 func TestKernelModeFollowsMetricsAndRoutesThatLeave(t *testing.T) {
 	topo, r, _ := routerLab(t, afxdp.ModeAuto)
 	h := topo.DUT.Handle()
-	k, err := kernelsync.Start(r, &h, map[string]uint16{"in0": 0, "out0": 1})
+	k, err := kernelsync.Start(r.Tables(), &h, map[string]uint16{"in0": 0, "out0": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +153,85 @@ func TestKernelModeFollowsMetricsAndRoutesThatLeave(t *testing.T) {
 	// The connected route of out0's own subnet was never touched.
 	if _, ok := r.FIB().Lookup(netip.MustParseAddr(lab.SinkAddr)); !ok {
 		t.Error("the connected route to the sink's subnet is gone")
+	}
+}
+
+// syncGoroutines counts the goroutines of kernel syncs and of the netlink
+// subscriptions they opened.
+func syncGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "nf/router/kernelsync.") || strings.Contains(g, "netlink.routeSubscribeAt") || strings.Contains(g, "netlink.neighSubscribeAt") {
+			n++
+		}
+	}
+	return n
+}
+
+// sockets counts the process's open sockets.
+func sockets(t *testing.T) int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// Close ends every goroutine the Sync and its netlink subscriptions
+// started and closes their sockets, even while the kernel's dump of a
+// table larger than the Sync's queues is still arriving; a second Close
+// does nothing.
+func TestCloseEndsGoroutinesAndSockets(t *testing.T) {
+	topo := lab.TopologyForTest(t, "ksclose", lab.TopologyOptions{})
+	tables, err := router.NewTables(router.Config{Interfaces: []router.Interface{
+		{Port: 0, Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24")}},
+		{Port: 1, Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTOutAddr + "/24")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2000 routes: the dump Start asks for is several netlink reads of
+	// hundreds of routes, more than the Sync queues.
+	for i := range 2000 {
+		if err := topo.DUT.AddRoute(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), lab.SinkAddr, "out0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := syncGoroutines(); n != 0 {
+		t.Fatalf("%d kernel-sync goroutines before any Start", n)
+	}
+	socks := sockets(t)
+	h := topo.DUT.Handle()
+	for round := range 3 {
+		k, err := kernelsync.Start(tables, &h, map[string]uint16{"in0": 0, "out0": 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := syncGoroutines(); n == 0 {
+			t.Fatal("no kernel-sync goroutine after Start: the test cannot see them")
+		}
+		if s := sockets(t); s < socks+2 {
+			t.Fatalf("%d sockets after Start, %d before: want the two subscriptions' sockets", s, socks)
+		}
+		k.Close() // the dump is still arriving
+		k.Close()
+		deadline := time.Now().Add(2 * time.Second)
+		for syncGoroutines() != 0 || sockets(t) != socks {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d, after Close: %d kernel-sync goroutines, %d sockets (%d before Start)", round, syncGoroutines(), sockets(t), socks)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if errs := k.Errors(); len(errs) != 0 {
+			t.Errorf("closing reported errors: %v", errs)
+		}
 	}
 }
