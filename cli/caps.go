@@ -22,14 +22,22 @@ type capData struct{ effective, permitted, inheritable uint32 }
 
 const linuxCapabilityVersion3 = 0x20080522
 
+// capNetAdmin is CAP_NET_ADMIN's number (linux/capability.h).
+const capNetAdmin = 12
+
 // dropCapabilities empties the effective, permitted and inheritable sets
-// of every thread of the process. Capabilities are per thread in Linux, so
+// of every thread of the process, but for the capabilities in keep (kept
+// effective and permitted). Capabilities are per thread in Linux, so
 // this needs AllThreadsSyscall, which Go supports only without cgo
 // (CGO_ENABLED=0 builds, as the Makefile makes); elsewhere it reports
 // errCapsWithCgo and the process keeps them.
-func dropCapabilities() error {
+func dropCapabilities(keep ...uint) error {
 	hdr := capHeader{version: linuxCapabilityVersion3}
 	var data [2]capData
+	for _, c := range keep {
+		data[c/32].effective |= 1 << (c % 32)
+		data[c/32].permitted |= 1 << (c % 32)
+	}
 	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
 	if e == syscall.ENOTSUP {
 		return errCapsWithCgo

@@ -54,10 +54,21 @@ func run(ctx context.Context, f *config.File, out io.Writer, o service.Options, 
 	return s.Run(ctx, service.RunOptions{
 		Metrics: f.Metrics.Listen,
 		Out:     out,
-		Started: func(*service.Service) error {
+		Started: func(s *service.Service) error {
 			if dropCaps {
-				if err := dropCapabilities(); err != nil {
+				// Putting back the NAPI settings preferred busy polling
+				// changed (at exit, over netdev netlink) needs
+				// CAP_NET_ADMIN: keep it, and only it, when there are any.
+				var keep []uint
+				for _, d := range s.Devices {
+					if len(d.BusyPolled()) > 0 {
+						keep = []uint{capNetAdmin}
+					}
+				}
+				if err := dropCapabilities(keep...); err != nil {
 					log.Warn("capabilities kept", "err", err)
+				} else if len(keep) > 0 {
+					fmt.Fprintln(out, "capabilities: all dropped after setup but CAP_NET_ADMIN, to restore the NAPI settings of preferred busy polling at exit")
 				} else {
 					fmt.Fprintln(out, "capabilities: all dropped after setup")
 				}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -318,5 +319,35 @@ func TestDemoCleansUpOnCtrlC(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "interrupted") {
 		t.Errorf("no word of the interruption:\n%s", out.String())
+	}
+}
+
+// dropCapabilities(keep) leaves exactly the kept capability, on every
+// thread: run in a child process, since it cannot be undone.
+func TestDropCapabilitiesKeepsWhatItIsAsked(t *testing.T) {
+	if os.Getenv("XNF_TEST_DROP_CAPS") == "1" {
+		if err := dropCapabilities(capNetAdmin); err != nil {
+			fmt.Println("error:", err)
+		}
+		status, _ := os.ReadFile("/proc/self/status")
+		fmt.Print(string(status))
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root (capabilities to keep)")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestDropCapabilitiesKeepsWhatItIsAsked$")
+	cmd.Env = append(os.Environ(), "XNF_TEST_DROP_CAPS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "error: "+errCapsWithCgo.Error()) {
+		t.Skip("skipped: a cgo build keeps its capabilities")
+	}
+	for _, want := range []string{"CapEff:\t0000000000001000", "CapPrm:\t0000000000001000", "CapInh:\t0000000000000000"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("want %q after keeping CAP_NET_ADMIN:\n%s", want, out)
+		}
 	}
 }
