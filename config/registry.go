@@ -96,6 +96,21 @@ func (c *BuildContext) Port(name string) (uint16, error) {
 	return 0, fmt.Errorf("unknown port %q (expected one of %s)", name, strings.Join(names, ", "))
 }
 
+// MTU returns the MTU of a named port's interface, or 0 (no limit) when
+// the interface is missing here (check and offline mode, tests; a service
+// fails earlier, opening the port).
+func (c *BuildContext) MTU(port string) (int, error) {
+	i, err := c.Port(port)
+	if err != nil {
+		return 0, err
+	}
+	ifi, err := net.InterfaceByName(c.File.Ports[i].Interface)
+	if err != nil {
+		return 0, nil
+	}
+	return ifi.MTU, nil
+}
+
 // MAC returns the hardware address of a named port's interface (zero in
 // check or offline mode when the interface is missing there).
 func (c *BuildContext) MAC(port string) ([6]byte, error) {

@@ -22,6 +22,7 @@ type RouterConfig struct {
 		Port  string   `yaml:"port"`
 		Addrs []string `yaml:"addrs"`
 		MAC   string   `yaml:"mac"` // default: the port's interface MAC
+		MTU   int      `yaml:"mtu"` // default: the port's interface MTU
 	} `yaml:"interfaces"`
 	Routes []struct {
 		To   string   `yaml:"to"`
@@ -72,12 +73,26 @@ func buildRouter(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		} else if ri.MAC, err = ctx.MAC(ic.Port); err != nil {
 			return nil, sc.Errorf(at+".port", "%v", err)
 		}
+		v6 := false
 		for k, a := range ic.Addrs {
 			p, err := netip.ParsePrefix(a)
 			if err != nil {
 				return nil, sc.Errorf(fmt.Sprintf("%s.addrs[%d]", at, k), "%q is not an address with prefix length (expected e.g. 198.18.0.1/24)", a)
 			}
+			v6 = v6 || !p.Addr().Unmap().Is4()
 			ri.Addrs = append(ri.Addrs, p)
+		}
+		switch {
+		case ic.MTU == 0:
+			if ri.MTU, err = ctx.MTU(ic.Port); err != nil {
+				return nil, sc.Errorf(at+".port", "%v", err)
+			}
+		case ic.MTU < 68 || ic.MTU > 65535:
+			return nil, sc.Errorf(at+".mtu", "%d: expected 68 to 65535 (IPv4's minimum to the largest IP packet)", ic.MTU)
+		case v6 && ic.MTU < 1280:
+			return nil, sc.Errorf(at+".mtu", "%d: an interface with IPv6 addresses needs at least 1280 (RFC 8200 5)", ic.MTU)
+		default:
+			ri.MTU = ic.MTU
 		}
 		rc.Interfaces = append(rc.Interfaces, ri)
 	}

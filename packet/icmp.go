@@ -109,6 +109,19 @@ func (p *Packet) ICMPErrorLen() int {
 // ICMPErrorLen). Whether p may be answered at all (IsICMPError, addresses,
 // fragments) is the caller's to decide.
 func (p *Packet) ToICMPv4Error(typ, code uint8, src [4]byte, dontFragment bool) bool {
+	return p.toICMPv4Error(typ, code, 0, src, dontFragment)
+}
+
+// ToICMPv4FragNeeded is ToICMPv4Error for a destination unreachable,
+// fragmentation needed and DF set (type 3 code 4), carrying the next-hop
+// MTU (RFC 1191 4).
+func (p *Packet) ToICMPv4FragNeeded(mtu uint16, src [4]byte) bool {
+	return p.toICMPv4Error(3, 4, uint32(mtu), src, false)
+}
+
+// toICMPv4Error writes the error with rest as its second 32-bit word (the
+// next-hop MTU of fragmentation needed in its low half).
+func (p *Packet) toICMPv4Error(typ, code uint8, rest uint32, src [4]byte, dontFragment bool) bool {
 	if p.Flags&FlagIPv4 == 0 {
 		return false
 	}
@@ -120,6 +133,7 @@ func (p *Packet) ToICMPv4Error(typ, code uint8, src [4]byte, dontFragment bool) 
 	l3 := int(p.L3Off)
 	IPv4(d[l3:]).Encode(&IPv4Fields{TotalLen: uint16(len(d) - l3), DontFragment: dontFragment,
 		TTL: 64, Protocol: ProtoICMP, Src: src, Dst: dst})
+	binary.BigEndian.PutUint32(icmp[4:8], rest)
 	ICMP(icmp).SetChecksum(Checksum(icmp))
 	p.Data = d
 	p.Parse()
@@ -153,6 +167,15 @@ func (p *Packet) ToICMPv6Error(typ, code uint8, src [16]byte) bool {
 
 // ICMPv6ParamProblem is the ICMPv6 parameter problem type (RFC 4443 3.4).
 const ICMPv6ParamProblem = 4
+
+// ICMPv6PacketTooBig is the ICMPv6 packet too big type (RFC 4443 3.2).
+const ICMPv6PacketTooBig = 2
+
+// ToICMPv6PacketTooBig is ToICMPv6Error for a packet too big carrying the
+// MTU of the next-hop link (RFC 4443 3.2, RFC 8201).
+func (p *Packet) ToICMPv6PacketTooBig(mtu uint32, src [16]byte) bool {
+	return p.toICMPv6Error(ICMPv6PacketTooBig, 0, mtu, src)
+}
 
 // ToICMPv6ParamProblem is ToICMPv6Error for a parameter problem of code
 // about p, whose pointer is the offset in p's IPv6 packet (from its fixed

@@ -45,6 +45,7 @@ const (
 	DropConsumed                      // a stage absorbed it (an ARP reply learned, a frame for the NF itself)
 	DropNoNeighbor                    // the next hop's link-layer address is not known yet (resolution sent)
 	DropMartian                       // an address no router forwards (RFC 1812 5.3.7), or one used beyond its scope (RFC 4291)
+	DropTooBig                        // larger than the egress MTU (answered with fragmentation needed / packet too big where the RFCs say)
 
 	// DropUserBase is the first reason free for user-defined stages.
 	DropUserBase DropReason = 128
@@ -64,6 +65,7 @@ var dropReasonNames = [...]string{
 	DropConsumed:    "consumed",
 	DropNoNeighbor:  "no-neighbor",
 	DropMartian:     "martian",
+	DropTooBig:      "too-big",
 }
 
 func (r DropReason) String() string {

@@ -15,7 +15,10 @@
 // reason counted; an IPv6 link-local source never leaves its link (an
 // ICMPv6 beyond-scope error answers it), nor does link- or site-scoped
 // multicast. No port is a VLAN port: tagged frames are dropped
-// (Counters.VLANTagged). The package opens no socket: following the
+// (Counters.VLANTagged). A packet larger than its egress Interface.MTU is
+// dropped (Counters.TooBig) and answered, IPv4 with DF with fragmentation
+// needed and IPv6 with packet too big, both carrying the MTU; IPv4
+// without DF is not fragmented (a stage makes no frames). The package opens no socket: following the
 // kernel's routes and neighbors is nf/router/kernelsync's job.
 //
 // # Workers and tables

@@ -86,6 +86,12 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 		p.SetDrop(packet.DropNoPort)
 		return false
 	}
+	if out.MTU > 0 && packet.IPv6Len+int(h.PayloadLen()) > out.MTU {
+		// RFC 8200 5: routers never fragment; the source learns the MTU.
+		r.ctr.tooBig.Add(1)
+		r.icmp6ErrorMTU(p, packet.ICMPv6PacketTooBig, 0, uint32(max(out.MTU, 1280)), packet.DropTooBig, r.ctr.fragNeeded)
+		return false
+	}
 	target := dst
 	if nh.Gateway.IsValid() {
 		target = nh.Gateway.As16()
@@ -168,6 +174,12 @@ func (r *Router) local6Packet(p *packet.Packet) {
 // check (packet.Martian6): its source is neither multicast nor
 // unspecified, so it can be answered.
 func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
+	r.icmp6ErrorMTU(p, typ, code, 0, reason, sent)
+}
+
+// icmp6ErrorMTU is icmp6Error for a packet too big carrying mtu when mtu
+// is not 0.
+func (r *Router) icmp6ErrorMTU(p *packet.Packet, typ, code uint8, mtu uint32, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv6().Src()
 	var from [16]byte
@@ -176,7 +188,7 @@ func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.Dro
 		from, ok = r.source6(in, src)
 	}
 	if !ok || (p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
-		!p.ToICMPv6Error(typ, code, from) {
+		mtu != 0 && !p.ToICMPv6PacketTooBig(mtu, from) || mtu == 0 && !p.ToICMPv6Error(typ, code, from) {
 		p.SetDrop(reason)
 		return
 	}

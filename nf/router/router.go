@@ -17,6 +17,12 @@ type Interface struct {
 	Port  uint16
 	MAC   [6]byte
 	Addrs []netip.Prefix
+	// MTU is the largest IP packet the interface sends (0: no limit). A
+	// packet routed out of it that is larger is dropped: IPv4 with DF set
+	// and IPv6 are answered with fragmentation needed (RFC 1191) or packet
+	// too big (RFC 8201) carrying the MTU; IPv4 without DF is not
+	// fragmented (a stage makes no frames) and only counted.
+	MTU int
 }
 
 // StaticRoute is a route from configuration.
@@ -160,6 +166,11 @@ type Counters struct {
 	NoRoute         uint64 // packets without a route
 	TTLExpired      uint64 // packets whose TTL / hop limit ran out
 	Local           uint64 // packets for the router itself that it does not serve
+	// TooBig counts packets larger than their egress interface's MTU,
+	// dropped with packet.DropTooBig; FragNeeded the fragmentation needed
+	// (IPv4, DF set) and packet too big (IPv6) errors sent for them, within
+	// ICMPRate. IPv4 without DF is counted in TooBig only.
+	TooBig, FragNeeded uint64
 	// Martians (RFC 1812 5.3.7, as Linux's ip_route_input counts them;
 	// the IPv6 equivalents of RFC 4291 in the same counters), dropped
 	// with packet.DropMartian, one counter per reason.
@@ -189,7 +200,7 @@ type Counters struct {
 type counters struct {
 	pipeline.Counters
 	forwarded, echo, arpReplies, ndpAdverts, learned, resolutions, noNeighbor,
-	timeExceeded, unreachable, rateLimited, noRoute, ttl, local *pipeline.Counter
+	timeExceeded, unreachable, rateLimited, noRoute, ttl, local, tooBig, fragNeeded *pipeline.Counter
 
 	martian                                                           [packet.NumMartians]*pipeline.Counter // by packet.Martian
 	scopeSrcLinkLocal, scopeDstLinkLocal, scopedMulticast, vlanTagged *pipeline.Counter
@@ -215,6 +226,8 @@ func (c *counters) register() {
 	c.noRoute = c.Counter("no_route")
 	c.ttl = c.Counter("ttl_expired")
 	c.local = c.Counter("local")
+	c.tooBig = c.Counter("too_big")
+	c.fragNeeded = c.Counter("frag_needed_sent")
 	for m, name := range martianNames {
 		if name != "" {
 			c.martian[m] = c.Counter(name)
@@ -340,6 +353,7 @@ func (r *Router) Counters() Counters {
 		NDPAdverts: c.ndpAdverts.Load(), Learned: c.learned.Load(), Resolutions: c.resolutions.Load(),
 		NoNeighbor: c.noNeighbor.Load(), TimeExceeded: c.timeExceeded.Load(), Unreachable: c.unreachable.Load(),
 		ICMPRateLimited: c.rateLimited.Load(), NoRoute: c.noRoute.Load(), TTLExpired: c.ttl.Load(), Local: c.local.Load(),
+		TooBig: c.tooBig.Load(), FragNeeded: c.fragNeeded.Load(),
 		MartianSrcZero: c.martian[packet.MartianSrcZero].Load(), MartianSrcLoopback: c.martian[packet.MartianSrcLoopback].Load(),
 		MartianSrcMulticast: c.martian[packet.MartianSrcMulticast].Load(), MartianSrcBroadcast: c.martian[packet.MartianSrcBroadcast].Load(),
 		MartianDstZero: c.martian[packet.MartianDstZero].Load(), MartianDstLoopback: c.martian[packet.MartianDstLoopback].Load(),
@@ -455,6 +469,17 @@ func (r *Router) ipv4(p *packet.Packet, now int64) bool {
 		p.SetDrop(packet.DropNoPort)
 		return false
 	}
+	if out.MTU > 0 && int(h.TotalLen()) > out.MTU {
+		// RFC 1812 5.2.6 / RFC 1191: too big with DF is answered with the
+		// next hop's MTU; without DF Linux fragments, a stage cannot.
+		r.ctr.tooBig.Add(1)
+		if !h.DontFragment() {
+			p.SetDrop(packet.DropTooBig)
+			return false
+		}
+		r.icmp4ErrorMTU(p, 3, 4, uint16(min(out.MTU, 0xffff)), packet.DropTooBig, r.ctr.fragNeeded)
+		return false
+	}
 	target := mapped(dst)
 	if nh.Gateway.IsValid() {
 		target = nh.Gateway.As16()
@@ -513,12 +538,22 @@ func answer(p *packet.Packet, in *iface, sent *pipeline.Counter) {
 // 0/8, 127/8 or 224/4 nor the broadcast address; class E, which Martian4
 // lets through, is not answered either.
 func (r *Router) icmp4Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
+	r.icmp4ErrorMTU(p, typ, code, 0, reason, sent)
+}
+
+// icmp4ErrorMTU is icmp4Error carrying a next-hop MTU (fragmentation
+// needed) when mtu is not 0.
+func (r *Router) icmp4ErrorMTU(p *packet.Packet, typ, code uint8, mtu uint16, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv4().Src()
 	if in == nil || len(in.v4) == 0 || p.Flags&packet.FlagLaterFragment != 0 ||
 		(p.Flags&packet.FlagICMP != 0 && p.ICMP().IsError(false)) ||
-		src[0] >= 240 || !r.allowICMP() ||
-		!p.ToICMPv4Error(typ, code, r.sourceFor(in, src), false) {
+		src[0] >= 240 || !r.allowICMP() {
+		p.SetDrop(reason)
+		return
+	}
+	from := r.sourceFor(in, src)
+	if ok := mtu != 0 && p.ToICMPv4FragNeeded(mtu, from) || mtu == 0 && p.ToICMPv4Error(typ, code, from, false); !ok {
 		p.SetDrop(reason)
 		return
 	}

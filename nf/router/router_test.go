@@ -1,6 +1,7 @@
 package router
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -586,4 +587,77 @@ func BenchmarkRouterStageManyNeighbors(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
+}
+
+// sized builds a UDP packet of ipLen bytes on the wire's IP layer, DF as
+// asked (IPv4) or IPv6.
+func sized(t *testing.T, v6, df bool, ipLen int) []byte {
+	payload := make([]byte, ipLen-8-20)
+	if v6 {
+		payload = payload[:ipLen-8-40]
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8:1::2")}
+		u := &layers.UDP{SrcPort: 5000, DstPort: 9000}
+		u.SetNetworkLayerForChecksum(ip)
+		return serialize(t, eth(macGen, macIn, layers.EthernetTypeIPv6), ip, u, gopacket.Payload(payload))
+	}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{198, 18, 0, 1}, DstIP: net.IP{198, 19, 5, 5}}
+	if df {
+		ip.Flags = layers.IPv4DontFragment
+	}
+	u := &layers.UDP{SrcPort: 5000, DstPort: 9000}
+	u.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth(macGen, macIn, layers.EthernetTypeIPv4), ip, u, gopacket.Payload(payload))
+}
+
+// A packet larger than the egress MTU is not forwarded: IPv4 with DF and
+// IPv6 are answered with the MTU (RFC 1191, RFC 8201) from the ingress
+// address, IPv4 without DF is dropped and counted; a packet of exactly the
+// MTU passes.
+func TestPacketsOverTheEgressMTU(t *testing.T) {
+	r := testRouter(t, func(c *Config) { c.Interfaces[1].MTU = 1280 })
+	if p := run(r, 0, sized(t, false, true, 1280))[0]; p.Verdict != packet.Forward {
+		t.Errorf("IPv4 of exactly the MTU: %v %v", p.Verdict, p.Reason)
+	}
+	if p := run(r, 0, sized(t, true, false, 1280))[0]; p.Verdict != packet.Forward {
+		t.Errorf("IPv6 of exactly the MTU: %v %v", p.Verdict, p.Reason)
+	}
+
+	orig := sized(t, false, true, 1281)
+	p := run(r, 0, orig)[0]
+	if p.Verdict != packet.Bounce {
+		t.Fatalf("IPv4 DF over the MTU: %v %v", p.Verdict, p.Reason)
+	}
+	pk := decode(t, p.Data)
+	ip := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	ic := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip.SrcIP.String() != "198.18.0.2" || ip.DstIP.String() != "198.18.0.1" || ic.TypeCode != layers.CreateICMPv4TypeCode(3, 4) ||
+		ic.Seq != 1280 || ic.Id != 0 {
+		t.Errorf("got %v -> %v %v, unused %d, next-hop MTU %d", ip.SrcIP, ip.DstIP, ic.TypeCode, ic.Id, ic.Seq)
+	}
+	if q := ic.Payload; string(q) != string(orig[14:14+28]) {
+		t.Errorf("quote %x, want %x", q, orig[14:42])
+	}
+
+	if p := run(r, 0, sized(t, false, false, 1281))[0]; p.Verdict != packet.Drop || p.Reason != packet.DropTooBig {
+		t.Errorf("IPv4 without DF over the MTU: %v %v", p.Verdict, p.Reason)
+	}
+
+	o6 := sized(t, true, false, 1300)
+	p = run(r, 0, o6)[0]
+	if p.Verdict != packet.Bounce {
+		t.Fatalf("IPv6 over the MTU: %v %v", p.Verdict, p.Reason)
+	}
+	pk = decode(t, p.Data)
+	ic6 := pk.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+	ip6 := pk.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	if ic6.TypeCode != layers.CreateICMPv6TypeCode(2, 0) || binary.BigEndian.Uint32(ic6.Payload[:4]) != 1280 ||
+		ip6.SrcIP.String() != "2001:db8::2" || ip6.DstIP.String() != "2001:db8::1" || ip6.Length > 1280-40 {
+		t.Errorf("got %v -> %v %v, MTU %d, length %d", ip6.SrcIP, ip6.DstIP, ic6.TypeCode, binary.BigEndian.Uint32(ic6.Payload[:4]), ip6.Length)
+	}
+	if q := ic6.Payload[4:]; string(q) != string(o6[14:14+len(q)]) || len(q) != 1280-40-8 {
+		t.Errorf("IPv6 quote of %d bytes, want the first %d of the packet", len(q), 1280-40-8)
+	}
+	if c := r.Counters(); c.TooBig != 3 || c.FragNeeded != 2 || c.Forwarded != 2 {
+		t.Errorf("counters too big %d, sent %d, forwarded %d: want 3, 2, 2", c.TooBig, c.FragNeeded, c.Forwarded)
+	}
 }
