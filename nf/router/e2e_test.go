@@ -21,11 +21,13 @@ import (
 func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
 
 // routerLab runs xnf as the only router between gen and sink.
-func routerLab(t *testing.T, mode afxdp.AttachMode) (*lab.Topology, *router.Router, *pipeline.Worker) {
+// outMTU, when not 0, is the router's MTU toward the sink: a step in the
+// middle of the path that neither end's MSS knows of.
+func routerLab(t *testing.T, mode afxdp.AttachMode, outMTU int) (*lab.Topology, *router.Router, *pipeline.Worker) {
 	topo := lab.TopologyForTest(t, "router", lab.TopologyOptions{})
 	r, err := router.NewRouter(router.Config{Interfaces: []router.Interface{
 		{Port: 0, MAC: mac(lab.DUTInMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTInAddr + "/24")}},
-		{Port: 1, MAC: mac(lab.DUTOutMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTOutAddr + "/24")}},
+		{Port: 1, MAC: mac(lab.DUTOutMAC), Addrs: []netip.Prefix{netip.MustParsePrefix(lab.DUTOutAddr + "/24")}, MTU: outMTU},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +41,7 @@ func ping(ns *lab.NS, dst string, id uint16) error { return ns.Ping(dst, id, 3) 
 func TestRoutesBetweenTwoSubnets(t *testing.T) {
 	for _, mode := range []afxdp.AttachMode{afxdp.ModeNative, afxdp.ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
-			topo, r, _ := routerLab(t, mode)
+			topo, r, _ := routerLab(t, mode, 0)
 
 			t.Run("ARP for the router's address is answered by xnf", func(t *testing.T) {
 				if err := ping(topo.Gen, lab.DUTInAddr, 1); err != nil {
@@ -59,39 +61,7 @@ func TestRoutesBetweenTwoSubnets(t *testing.T) {
 				}
 			})
 			t.Run("a TCP transfer crosses the router", func(t *testing.T) {
-				var ln net.Listener
-				if err := topo.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", lab.SinkAddr+":8080"); return err }); err != nil {
-					t.Fatal(err)
-				}
-				defer ln.Close()
-				got := make(chan []byte, 1)
-				go func() {
-					c, err := ln.Accept()
-					if err != nil {
-						got <- nil
-						return
-					}
-					defer c.Close()
-					c.SetReadDeadline(time.Now().Add(10 * time.Second))
-					b, _ := io.ReadAll(c)
-					got <- b
-				}()
-				data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-				if err := topo.Gen.Do(func() error {
-					c, err := net.DialTimeout("tcp4", lab.SinkAddr+":8080", 3*time.Second)
-					if err != nil {
-						return err
-					}
-					c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-					_, err = c.Write(data)
-					c.Close()
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
-				if b := <-got; !bytes.Equal(b, data) {
-					t.Fatalf("sink got %d bytes, want %d identical", len(b), len(data))
-				}
+				transfer(t, topo, 1<<20)
 			})
 			t.Run("TTL-limited UDP gets time exceeded from the router", func(t *testing.T) {
 				err := topo.Gen.Do(func() error {
@@ -127,6 +97,62 @@ func TestRoutesBetweenTwoSubnets(t *testing.T) {
 					t.Errorf("counters %+v", c)
 				}
 			})
+		})
+	}
+}
+
+// transfer sends size bytes over TCP from gen to the sink through the
+// router and checks they all arrive, in order.
+func transfer(t *testing.T, topo *lab.Topology, size int) {
+	t.Helper()
+	var ln net.Listener
+	if err := topo.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", lab.SinkAddr+":8080"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	if err := topo.Gen.Do(func() error {
+		c, err := net.DialTimeout("tcp4", lab.SinkAddr+":8080", 3*time.Second)
+		if err != nil {
+			return err
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Write(data)
+		c.Close()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatalf("sink got %d bytes, want %d identical", len(b), len(data))
+	}
+}
+
+// Path-MTU discovery through the router: a 1280-byte step toward the sink
+// that neither end's MSS knows of. The sender's full-size segments (DF
+// set, as Linux sends them) are answered with fragmentation needed
+// carrying 1280, its kernel lowers the path MTU, and a 4 MiB transfer
+// completes.
+func TestPathMTUDiscoveryAcrossAStep(t *testing.T) {
+	for _, mode := range []afxdp.AttachMode{afxdp.ModeNative, afxdp.ModeGeneric} {
+		t.Run(mode.String(), func(t *testing.T) {
+			topo, r, _ := routerLab(t, mode, 1280)
+			transfer(t, topo, 4<<20)
+			if c := r.Counters(); c.FragNeeded == 0 || c.TooBig < c.FragNeeded {
+				t.Errorf("counters %+v: want fragmentation needed sent for the first full-size segments", c)
+			}
 		})
 	}
 }
