@@ -56,6 +56,48 @@ func TestRunCheckValidatesTheDemoChain(t *testing.T) {
 	}
 }
 
+// --check prints the firewall's offload plan: each rule, and why it would
+// or would not be dropped in XDP, saying that only the plan exists.
+func TestRunCheckPrintsTheOffloadPlan(t *testing.T) {
+	chain := bytes.Replace(demoChain, []byte("    rules:\n      - accept state established,related\n"),
+		[]byte("    rules:\n      - drop src 203.0.113.0/24\n      - accept state established,related\n      - drop proto udp dport 1900\n"), 1)
+	if bytes.Equal(chain, demoChain) {
+		t.Fatal("test bug: the demo chain's rules moved")
+	}
+	p := filepath.Join(t.TempDir(), "chain.yaml")
+	os.WriteFile(p, chain, 0o644)
+	var out bytes.Buffer
+	cmd := Root()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"run", "--check", "-c", p})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	want := `chain[0] firewall: offload auto: 1 of 8 rules would be dropped in XDP (planned only: the XDP side has not landed, every packet is still decided in Go)
+  rule 0 "drop src 203.0.113.0/24": offloaded
+  rule 1 "accept state established,related": accept stays in Go (XDP only drops)
+  rule 2 "drop proto udp dport 1900": shadowed by rule 1 "accept state established,related"
+  rule 3 "accept in in proto icmp type 8 state new": accept stays in Go (XDP only drops)
+  rule 4 "accept in in proto tcp dport 8080 state new": accept stays in Go (XDP only drops)
+  rule 5 "accept in in proto udp dport 5353 state new": accept stays in Go (XDP only drops)
+  rule 6 "accept in in proto udp dport 7777 state new": accept stays in Go (XDP only drops)
+  rule 7 "reject in in proto tcp dport 8081": reject needs an answer
+`
+	if got := out.String(); !strings.HasSuffix(got, want) {
+		t.Errorf("output\n%s\nwant it to end with\n%s", got, want)
+	}
+
+	off := bytes.Replace(chain, []byte("    default: drop\n"), []byte("    default: drop\n    offload: off\n"), 1)
+	os.WriteFile(p, off, 0o644)
+	out.Reset()
+	cmd = Root()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"run", "--check", "-c", p})
+	if err := cmd.Execute(); err != nil || !strings.HasSuffix(out.String(), "chain[0] firewall: offload off\n") {
+		t.Errorf("offload: off: %v, output %q", err, out.String())
+	}
+}
+
 func TestStatsTableFromMetricsText(t *testing.T) {
 	in := `# HELP xnf_port_rx_packets_total Packets received.
 xnf_port_rx_packets_total{port="in",queue="0",worker="0"} 42

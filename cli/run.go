@@ -33,16 +33,49 @@ that support it (firewall rules) from the same file; a broken file keeps the old
 			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d ports, %d workers, %d stages)\n", path, len(f.Ports), f.WorkerCount(), len(f.Chain))
-				return nil
+				return printOffload(cmd.OutOrStdout(), f)
 			}
 			return run(cmd.Context(), f, cmd.OutOrStdout(), service.Options{Force: force}, !keepCaps)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "chain file (YAML)")
-	cmd.Flags().BoolVar(&check, "check", false, "validate the file and exit")
+	cmd.Flags().BoolVar(&check, "check", false, "validate the file, print the firewall offload plan and exit")
 	cmd.Flags().BoolVar(&force, "force", false, "detach XDP programs other tools left on the interfaces")
 	cmd.Flags().BoolVar(&keepCaps, "keep-caps", false, "keep capabilities after setup (by default xnf drops them all once running)")
 	return cmd
+}
+
+// printOffload says, for each firewall stage, which rules would be dropped
+// in XDP and why the others would not (firewall.PlanOffload).
+func printOffload(out io.Writer, f *config.File) error {
+	fos, err := f.FirewallOffloads()
+	if err != nil {
+		return err
+	}
+	for _, fo := range fos {
+		at := fmt.Sprintf("chain[%d] firewall", fo.Stage)
+		if n := f.Chain[fo.Stage].Name; n != "" {
+			at += " (" + n + ")"
+		}
+		switch {
+		case fo.Off:
+			fmt.Fprintf(out, "%s: offload off\n", at)
+			continue
+		case fo.Blocked != "":
+			fmt.Fprintf(out, "%s: offload auto: no rule would run in XDP: %s\n", at, fo.Blocked)
+			continue
+		}
+		fmt.Fprintf(out, "%s: offload auto: %d of %d rules would be dropped in XDP (planned only: the XDP side has not landed, every packet is still decided in Go)\n",
+			at, len(fo.Plan.Entries), len(fo.Rules))
+		for i, text := range fo.Rules {
+			why := fo.Plan.Decisions[i].String()
+			if by := fo.Plan.Decisions[i].By; by >= 0 {
+				why += fmt.Sprintf(" %q", fo.Rules[by])
+			}
+			fmt.Fprintf(out, "  rule %d %q: %s\n", i, text, why)
+		}
+	}
+	return nil
 }
 
 func run(ctx context.Context, f *config.File, out io.Writer, o service.Options, dropCaps bool) error {

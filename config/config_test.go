@@ -145,11 +145,59 @@ func TestFirewallStageFromYAML(t *testing.T) {
 		{"when_full: evict", "when_full: panic", `fw.yaml:15: chain[0].conntrack.when_full: "panic": expected refuse or evict`},
 		{"udp: 20s", "udp: soon", `fw.yaml:17: chain[0].conntrack.timeouts.udp: "soon": expected a duration`},
 		{"max_flows: 4096", "max_flow: 4096", `fw.yaml:14: chain[0].conntrack.max_flow: unknown field (expected one of stateless, max_flows, when_full, timeouts, tcp_pickup)`},
+		{"    default: drop", "    default: drop\n    offload: xdp", `fw.yaml:9: chain[0].offload: "xdp": expected auto or off`},
 	} {
 		_, err := Parse("fw.yaml", []byte(strings.Replace(withFirewall, tc.old, tc.new, 1)))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s -> %s:\n got  %v\n want %q", tc.old, tc.new, err, tc.want)
 		}
+	}
+}
+
+// Offload planning reads the stage's rules as the builder does (port
+// names included), plans only a first stage, and is skipped when off.
+func TestFirewallOffloadPlans(t *testing.T) {
+	file := strings.Replace(withFirewall, "    rules:\n", "    rules:\n      - drop in out src 203.0.113.0/24\n", 1) + `  - type: firewall
+    name: second
+    conntrack: {stateless: true}
+    rules:
+      - drop proto udp dport 1900
+  - type: firewall
+    offload: off
+    conntrack: {stateless: true}
+    rules:
+      - drop proto udp dport 1900
+`
+	f, err := Parse("fw.yaml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fos, err := f.FirewallOffloads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fos) != 3 {
+		t.Fatalf("%d plans, want one per firewall stage (3)", len(fos))
+	}
+	first := fos[0]
+	if first.Stage != 0 || first.Off || first.Blocked != "" || len(first.Rules) != 4 || first.Rules[0] != "drop in out src 203.0.113.0/24" {
+		t.Fatalf("first stage: %+v", first)
+	}
+	want := []string{"offloaded", "accept stays in Go (XDP only drops)", "accept stays in Go (XDP only drops)",
+		"shadowed by rule 1 (accept state established,related)"}
+	for i, w := range want {
+		if got := first.Plan.Why(i); got != w {
+			t.Errorf("rule %d: %q, want %q", i, got, w)
+		}
+	}
+	if e := first.Plan.Entries; len(e) != 1 || e[0].InPort != 1 || e[0].Rule != 0 {
+		t.Errorf("entries %+v, want rule 0 on port 1 (out)", e)
+	}
+	if fos[1].Stage != 1 || fos[1].Blocked != "chain[0] (firewall) sees packets before it" || fos[1].Plan == nil {
+		t.Errorf("second stage: %+v", fos[1])
+	}
+	if !fos[2].Off || fos[2].Plan != nil {
+		t.Errorf("offload: off: %+v", fos[2])
 	}
 }
 

@@ -28,6 +28,11 @@ type FirewallConfig struct {
 		Rate  int `yaml:"rate"`  // answers a second
 		Burst int `yaml:"burst"` // answers at once
 	} `yaml:"reject_limit"`
+	// Offload is auto (default) or off: whether the stateless drop rules
+	// that firewall.PlanOffload finds safe are to run in the XDP program.
+	// Only the plan exists so far (xnf run --check prints it); the stage
+	// decides every packet in Go either way.
+	Offload string `yaml:"offload"`
 }
 
 // ConntrackConfig is the YAML of a conntrack table.
@@ -120,9 +125,74 @@ func firewallRules(ctx *BuildContext, sc *StageConfig, c *FirewallConfig) ([]fir
 	return rules, def, nil
 }
 
+// offloadOff reads the offload field: false for auto (the default), true
+// for off.
+func offloadOff(sc *StageConfig, c *FirewallConfig) (bool, error) {
+	switch c.Offload {
+	case "", "auto":
+		return false, nil
+	case "off":
+		return true, nil
+	}
+	return false, sc.Errorf("offload", "%q: expected auto or off", c.Offload)
+}
+
+// FirewallOffload is what offload planning decided for one firewall stage
+// of a file (see firewall.PlanOffload). Nothing runs in XDP yet: the plan
+// is what `xnf run --check` reports.
+type FirewallOffload struct {
+	Stage int  // index in the chain
+	Off   bool // offload: off; Plan is nil
+	// Blocked says why no rule of the stage could run in XDP, whatever
+	// the plan: "" unless the firewall is not the chain's first stage (a
+	// stage before it sees, and may rewrite, answer or drop, packets
+	// first).
+	Blocked string
+	Rules   []string // the rules as written
+	Plan    *firewall.OffloadPlan
+}
+
+// FirewallOffloads plans the offload of every firewall stage, in chain
+// order.
+func (f *File) FirewallOffloads() ([]FirewallOffload, error) {
+	var out []FirewallOffload
+	for i, st := range f.Chain {
+		if st.Type != "firewall" {
+			continue
+		}
+		sc := f.StageConfig(i)
+		var c FirewallConfig
+		if err := sc.Decode(&c); err != nil {
+			return nil, err
+		}
+		off, err := offloadOff(sc, &c)
+		if err != nil {
+			return nil, err
+		}
+		fo := FirewallOffload{Stage: i, Off: off, Rules: c.Rules}
+		if !off {
+			rules, _, err := firewallRules(&BuildContext{File: f, Check: true}, sc, &c)
+			if err != nil {
+				return nil, err
+			}
+			if fo.Plan, err = firewall.PlanOffload(rules); err != nil {
+				return nil, sc.Errorf("rules", "%v", err)
+			}
+			if i > 0 {
+				fo.Blocked = fmt.Sprintf("chain[0] (%s) sees packets before it", f.Chain[0].Type)
+			}
+		}
+		out = append(out, fo)
+	}
+	return out, nil
+}
+
 func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	var c FirewallConfig
 	if err := sc.Decode(&c); err != nil {
+		return nil, err
+	}
+	if _, err := offloadOff(sc, &c); err != nil {
 		return nil, err
 	}
 	rules, def, err := firewallRules(ctx, sc, &c)
@@ -174,6 +244,9 @@ type reloadableFirewall struct{ *firewall.Stage }
 func (r *reloadableFirewall) Reload(ctx *BuildContext, sc *StageConfig) error {
 	var c FirewallConfig
 	if err := sc.Decode(&c); err != nil {
+		return err
+	}
+	if _, err := offloadOff(sc, &c); err != nil {
 		return err
 	}
 	rules, def, err := firewallRules(ctx, sc, &c)

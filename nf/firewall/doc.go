@@ -145,4 +145,20 @@
 // Build: O(rules x spans) plus the tries. docs/benchmarks.md (Package
 // benchmarks) has the build and classification figures at 10 to 10,000
 // rules and the commands that measure them.
+//
+// # Offload
+//
+// PlanOffload decides which rules an XDP pre-filter could decide before
+// packets reach the stage: stateless drops on ingress port, prefixes,
+// protocol and ports that no earlier rule kept in Go can match first. Its
+// OffloadPlan lists them as entries (the fields an XDP program matches,
+// and the rule whose hit counter each feeds) and gives every other rule
+// its OffloadReason: an accept, a reject (it needs an answer), a state or
+// ICMP condition, shadowed by an earlier rule (named), or beyond
+// MaxOffloadRules. For every packet, dropping it when an entry matches and
+// classifying the rest against the whole rule set gives the verdict, and
+// credits the rule, that the whole rule set gives alone. OffloadPlan's
+// documentation has the planned XDP map layout and what offload changes
+// for conntrack. Only the planning has landed: no rule runs in XDP yet,
+// and the stage decides every packet in Go.
 package firewall
