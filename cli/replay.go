@@ -159,7 +159,9 @@ func Replay(f *config.File, inPath, outPath string, out io.Writer, o ReplayOptio
 	for i, in := range in.Split(len(f.Ports), replayRoute(f, o)) {
 		ports = append(ports, &replayPort{name: f.Ports[i].Name, in: in, out: w})
 	}
-	wk, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: stages, DefaultOut: f.DefaultOut(), CPU: -1})
+	// The stages run on the capture's clock, so timeouts expire as they
+	// did when it was taken.
+	wk, err := pipeline.NewWorker(pipeline.Config{Ports: ports, Stages: stages, DefaultOut: f.DefaultOut(), CPU: -1, Clock: in.Now})
 	if err != nil {
 		w.Close()
 		return err

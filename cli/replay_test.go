@@ -88,6 +88,11 @@ metrics:
 // them): flows requests on in0, each answered on out0, then strays
 // unsolicited packets on out0.
 func twoSided(t *testing.T, flows, strays int) string {
+	return twoSidedGap(t, flows, strays, time.Microsecond)
+}
+
+// twoSidedGap is twoSided with each reply gap after its request.
+func twoSidedGap(t *testing.T, flows, strays int, gap time.Duration) string {
 	t.Helper()
 	var buf bytes.Buffer
 	nw, err := pcapgo.NewNgWriterInterface(&buf, pcapgo.NgInterface{Name: "in0", LinkType: layers.LinkTypeEthernet}, pcapgo.NgWriterOptions{})
@@ -100,7 +105,7 @@ func twoSided(t *testing.T, flows, strays int) string {
 	inMAC, _ := net.ParseMAC("02:00:00:00:00:01")
 	outMAC, _ := net.ParseMAC("02:00:00:00:01:02")
 	ts := time.Unix(1700000000, 0)
-	write := func(iface int, src, dst net.IP, sport, dport uint16) {
+	write := func(iface int, src, dst net.IP, sport, dport uint16, after time.Duration) {
 		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src, DstIP: dst}
 		u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
 		u.SetNetworkLayerForChecksum(ip)
@@ -112,7 +117,7 @@ func twoSided(t *testing.T, flows, strays int) string {
 		if err := gopacket.SerializeLayers(b, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, u, gopacket.Payload("q")); err != nil {
 			t.Fatal(err)
 		}
-		ts = ts.Add(time.Microsecond)
+		ts = ts.Add(after)
 		ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(b.Bytes()), Length: len(b.Bytes()), InterfaceIndex: iface}
 		if err := nw.WritePacket(ci, b.Bytes()); err != nil {
 			t.Fatal(err)
@@ -121,11 +126,11 @@ func twoSided(t *testing.T, flows, strays int) string {
 	client, server := net.IP{198, 18, 0, 1}, net.IP{198, 19, 0, 1}
 	for i := range flows {
 		sport := uint16(10000 + i)
-		write(0, client, server, sport, 53)
-		write(1, server, client, 53, sport)
+		write(0, client, server, sport, 53, time.Microsecond)
+		write(1, server, client, 53, sport, gap)
 	}
 	for i := range strays {
-		write(1, server, client, 53, uint16(60000+i))
+		write(1, server, client, 53, uint16(60000+i), time.Microsecond)
 	}
 	if err := nw.Flush(); err != nil {
 		t.Fatal(err)
@@ -192,5 +197,33 @@ func TestReplayTwoSidedCapture(t *testing.T) {
 	}
 	if err := Replay(g, in, out, &log, ReplayOptions{}); err == nil || !strings.Contains(err.Error(), "packet 2: capture interface 1 (out0) is no port of other.yaml (ports: in, out)") {
 		t.Errorf("unknown interface: %v", err)
+	}
+}
+
+// Timeouts run on the capture's clock: a reply 40 s after its request
+// (conntrack's UDP timeout is 30 s) finds its flow expired and is dropped
+// by policy, though the replay itself takes milliseconds; 20 s later it
+// passes.
+func TestReplayRunsOnTheCapturesClock(t *testing.T) {
+	f, err := config.Parse("fw.yaml", []byte(strings.Replace(replayFirewall, "      - accept in in state new\n",
+		"      - accept in in state new\n    conntrack:\n      timeouts: {udp: 30s}\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	for _, tc := range []struct {
+		gap  time.Duration
+		want string
+	}{
+		{20 * time.Second, "2 packets in, 2 out"},
+		{40 * time.Second, "2 packets in, 1 out"},
+	} {
+		var log bytes.Buffer
+		if err := Replay(f, twoSidedGap(t, 1, 0, tc.gap), out, &log, ReplayOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(log.String(), tc.want) {
+			t.Errorf("reply %v after its request: %s, want %q", tc.gap, log.String(), tc.want)
+		}
 	}
 }

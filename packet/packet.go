@@ -1,6 +1,9 @@
 package packet
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // Verdict is what the pipeline does with a packet once the chain has run.
 //
@@ -147,6 +150,20 @@ func (p *Packet) Has(f Flags) bool { return p.Flags&f == f }
 type Batch struct {
 	Packets [MaxBurst]Packet
 	Len     int
+	// Now is when the batch was received, in nanoseconds on the worker's
+	// clock (Unix time unless pipeline.Config.Clock says otherwise: a
+	// replay runs on its capture's clock); 0 when nobody set it. Stages
+	// take their time from Time, once per batch.
+	Now int64
+}
+
+// Time is the batch's clock: Now, or the wall clock when it is 0 (a
+// batch built by hand).
+func (b *Batch) Time() int64 {
+	if b.Now != 0 {
+		return b.Now
+	}
+	return time.Now().UnixNano()
 }
 
 // Reset empties the batch. The slots keep their old contents until reused.

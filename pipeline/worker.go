@@ -54,6 +54,9 @@ type Config struct {
 	// runs in the normal class at Nice.
 	RealTime int
 	Idle     Idle
+	// Clock stamps each received batch (packet.Batch.Now), the time the
+	// stages run on; nil is the wall clock. A replay passes the capture's.
+	Clock func() int64
 }
 
 // Worker runs a chain over its ports on one goroutine, run to completion.
@@ -331,6 +334,11 @@ func (w *Worker) Poll() int {
 // process parses, runs the chain and dispatches one batch from port in.
 func (w *Worker) process(b *packet.Batch, in uint16) {
 	w.wc.batches.Add(1)
+	if w.cfg.Clock != nil {
+		b.Now = w.cfg.Clock()
+	} else {
+		b.Now = time.Now().UnixNano()
+	}
 	def := w.cfg.DefaultOut[in]
 	pkts := b.Slice()
 	for i := range pkts {

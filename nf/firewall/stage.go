@@ -3,7 +3,6 @@ package firewall
 import (
 	"encoding/binary"
 	"fmt"
-	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/ratelimit"
@@ -110,7 +109,7 @@ func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 func (s *Stage) Process(b *packet.Batch) {
 	var res []conntrack.Result
 	if s.ct != nil {
-		res = s.ct.Batch(b, time.Now().UnixNano(), s.shared, s.results[:0])
+		res = s.ct.Batch(b, b.Time(), s.shared, s.results[:0])
 	}
 	var accepted, dropped, rejected, malformed uint64
 	var rejectSent, rejectLimited, rejectUnanswerable uint64
@@ -149,7 +148,7 @@ func (s *Stage) Process(b *packet.Batch) {
 		}
 		if act == Reject {
 			rejected++
-			switch s.reject(p, &refilled) {
+			switch s.reject(p, b, &refilled) {
 			case answerSent:
 				rejectSent++
 			case answerLimited:
@@ -197,12 +196,12 @@ func (s *Stage) Process(b *packet.Batch) {
 // reject answers p when it may be answered, its frame has room for the
 // answer and the rate limit has a token (refilled once per batch;
 // refilled says whether this batch did).
-func (s *Stage) reject(p *packet.Packet, refilled *bool) answer {
+func (s *Stage) reject(p *packet.Packet, b *packet.Batch, refilled *bool) answer {
 	if !rejectAnswerable(p) || !rejectFits(p) {
 		return answerNone
 	}
 	if !*refilled {
-		s.limit.Refill(time.Now().UnixNano())
+		s.limit.Refill(b.Time())
 		*refilled = true
 	}
 	if !s.limit.Take() {

@@ -277,10 +277,10 @@ func (s *Stage) Name() string { return "nat" }
 // it.
 func (s *Stage) Conntrack() *conntrack.Table { return s.ct }
 
-// Process implements pipeline.Stage. Its clock is time.Now().UnixNano(),
-// read once per batch: the clock firewall.Stage uses, as it must be for a
+// Process implements pipeline.Stage. Its clock is the batch's
+// (packet.Batch.Time): the clock firewall.Stage uses, as it must be for a
 // table the two share (NewStageShared).
-func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, time.Now().UnixNano()) }
+func (s *Stage) Process(b *packet.Batch) { s.ProcessAt(b, b.Time()) }
 
 // ProcessAt is Process with the clock given: now is nanoseconds, as
 // conntrack takes it (tests and benchmarks choose it). Every stage using

@@ -367,7 +367,7 @@ func (r *Router) StageMetrics() map[string]uint64 { return r.ctr.StageMetrics() 
 
 // Process implements pipeline.Stage.
 func (r *Router) Process(b *packet.Batch) {
-	now := time.Now().UnixNano()
+	now := b.Time()
 	r.icmpLimit.Refill(now)
 	var fwd, tagged uint64
 	for i := range b.Slice() {

@@ -59,6 +59,7 @@ type Port struct {
 		to    int
 		addr  uint64
 		frame []byte
+		now   int64
 	}
 
 	w       *pcapgo.Writer // nil for an input port
@@ -68,6 +69,7 @@ type Port struct {
 
 	err                      error
 	received, sent, oversize uint64
+	now                      int64 // capture time of the last packet received, Unix ns
 }
 
 // pcapSource is what pcapgo's Reader and NgReader have in common.
@@ -230,6 +232,7 @@ func (p *Port) receive(b *packet.Batch, max int, want int) (int, error) {
 		}
 		b.Append(p.ahead.frame, p.ahead.addr, 0)
 		p.ahead.ok = false
+		p.now = p.ahead.now
 		p.received++
 		n++
 	}
@@ -278,12 +281,13 @@ func (p *Port) receive(b *packet.Batch, max int, want int) (int, error) {
 			*p.stamps.Stamp(a) = st
 		}
 		if to != want {
-			p.ahead.ok, p.ahead.to, p.ahead.addr, p.ahead.frame = true, to, a, f
+			p.ahead.ok, p.ahead.to, p.ahead.addr, p.ahead.frame, p.ahead.now = true, to, a, f, ci.Timestamp.UnixNano()
 			break
 		}
 		b.Append(f, a, 0)
 		n++
 		p.received++
+		p.now = ci.Timestamp.UnixNano()
 	}
 	if used < have {
 		// In reverse, so the pool's free stack is as if they had never
@@ -467,6 +471,11 @@ func (p *Port) Received() uint64 { return p.received }
 
 // Sent is the number of packets written.
 func (p *Port) Sent() uint64 { return p.sent }
+
+// Now is the capture time of the last packet received (Unix nanoseconds;
+// 0 before the first): the clock a replay's stages run on
+// (pipeline.Config.Clock).
+func (p *Port) Now() int64 { return p.now }
 
 // Oversize is the number of captured packets skipped because they do not
 // fit a pool frame.
