@@ -3,6 +3,7 @@ package xdp
 import (
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/xnfdev/xnf/afxdp"
 	"github.com/xnfdev/xnf/bpf"
@@ -82,6 +83,9 @@ func (d *Device) Port(w int, pool pipeline.FramePool) (pipeline.Port, error) {
 	if !ok {
 		return nil, fmt.Errorf("port %s: AF_XDP needs a UMEM as the worker's frame pool, not %T", d.name, pool)
 	}
+	if err := d.fits(u); err != nil {
+		return nil, err
+	}
 	q := d.queues[w]
 	ring := d.cfg.RingSize
 	sock, err := d.OpenQueue(q, u, afxdp.SocketConfig{RXSize: ring, TXSize: ring, FillSize: ring, CompletionSize: ring, ZeroCopy: d.cfg.ZeroCopy})
@@ -136,6 +140,23 @@ func (d *Device) busyPoll(sock *afxdp.Socket) error {
 		if err := d.PreferBusyPoll(afxdp.BusyPollDefer, afxdp.BusyPollTimeout); err != nil {
 			return fmt.Errorf("prefer_busy_poll: %w", err)
 		}
+	}
+	return nil
+}
+
+// fits refuses an interface whose MTU allows frames larger than a UMEM
+// frame holds: the kernel would drop every such frame (an AF_XDP socket
+// without XDP_USE_SG takes single-buffer frames only), silently but for
+// a socket counter. Multi-buffer receive is not supported yet.
+func (d *Device) fits(u *afxdp.UMEM) error {
+	ifi, err := net.InterfaceByName(d.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("port %s: %w", d.name, err)
+	}
+	if frame := ifi.MTU + 14; frame > u.MaxFrameLen() {
+		return fmt.Errorf("port %s: interface %s has MTU %d: its frames of up to %d bytes do not fit the UMEM's %d-byte frames (%d bytes after the headroom), "+
+			"and xnf does not receive multi-buffer frames (XDP_USE_SG) yet: set the MTU to at most %d (ip link set %s mtu %d) or umem.frame_size to 4096",
+			d.name, d.cfg.Interface, ifi.MTU, frame, u.FrameSize(), u.MaxFrameLen(), u.MaxFrameLen()-14, d.cfg.Interface, u.MaxFrameLen()-14)
 	}
 	return nil
 }
