@@ -62,8 +62,18 @@ type WorkerCounters struct {
 	Batches, Packets uint64
 	// PortErrors counts errors ports returned (the first stops the worker).
 	PortErrors uint64
+	// Hand-off (see Handoff). HandedOff counts packets this worker
+	// received and put on another worker's ring, ReceivedHandoff those it
+	// took off its own rings and ran. HandoffDropped counts packets lost
+	// on the way: HandoffFull here because the owner's ring was full
+	// (also a DropFull of their port), HandoffNoFrame here because this
+	// worker's pool had no frame to take them into. Summed over workers,
+	// HandedOff = ReceivedHandoff + HandoffNoFrame + packets in the rings.
+	HandedOff, ReceivedHandoff, HandoffDropped uint64
+	HandoffFull, HandoffNoFrame                uint64
 }
 
 type workerCounters struct {
-	loops, idle, polls, batches, packets, portErrors atomic.Uint64
+	loops, idle, polls, batches, packets, portErrors        atomic.Uint64
+	handedOff, receivedHandoff, handoffFull, handoffNoFrame atomic.Uint64
 }

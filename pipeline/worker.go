@@ -57,6 +57,17 @@ type Config struct {
 	// Clock stamps each received batch (packet.Batch.Now), the time the
 	// stages run on; nil is the wall clock. A replay passes the capture's.
 	Clock func() int64
+
+	// Steering and Handoff run each packet on the worker that owns it
+	// (see Handoff): chains whose stages keep flow state per worker need
+	// them when more than one worker serves the same ports. Both or
+	// neither; Index is this worker's place in Handoff, Pool the
+	// FramePool its ports share (frames for the packets handed to it, of
+	// Handoff's frame size).
+	Steering Steering
+	Handoff  *Handoff
+	Index    int
+	Pool     FramePool
 }
 
 // Worker runs a chain over its ports on one goroutine, run to completion.
@@ -76,6 +87,15 @@ type Worker struct {
 	eof []bool
 	// portErr is the first port error; it stops the loop.
 	portErr error
+	// Hand-off (nil Handoff: none): this worker's index, each packet's
+	// owner, the packets handed off in a batch, frames for those handed
+	// in, and whether every port can be polled.
+	self      uint8
+	owners    []uint8
+	handed    []*packet.Packet
+	allocs    []uint64
+	freeOne   [1]uint64
+	portPolls int
 }
 
 // PairedOutputs is the default output of each of n ports when nothing
@@ -143,6 +163,10 @@ func NewWorker(cfg Config) (*Worker, error) {
 			w.pfds = append(w.pfds, unix.PollFd{Fd: int32(pl.PollFD()), Events: unix.POLLIN})
 		}
 	}
+	w.portPolls = len(w.pfds)
+	if err := w.joinHandoff(); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -160,6 +184,33 @@ func (e *PinError) Error() string {
 }
 
 func (e *PinError) Unwrap() error { return e.Err }
+
+// joinHandoff checks the hand-off settings and prepares their buffers.
+func (w *Worker) joinHandoff() error {
+	cfg := &w.cfg
+	if (cfg.Steering == nil) != (cfg.Handoff == nil) {
+		return errors.New("pipeline: Steering and Handoff go together: a steering needs rings to hand packets off on, rings need a steering to pick owners")
+	}
+	h := cfg.Handoff
+	if h == nil {
+		return nil
+	}
+	if cfg.Index < 0 || cfg.Index >= h.n {
+		return fmt.Errorf("pipeline: worker index %d, but the hand-off joins %d workers", cfg.Index, h.n)
+	}
+	if cfg.Pool == nil {
+		return errors.New("pipeline: a worker with hand-off needs Config.Pool, the FramePool its ports share")
+	}
+	if cfg.Pool.FrameSize() != h.frameSize {
+		return fmt.Errorf("pipeline: the worker's pool has %d-byte frames, the hand-off's rings %d-byte slots", cfg.Pool.FrameSize(), h.frameSize)
+	}
+	w.self = uint8(cfg.Index)
+	w.owners = make([]uint8, packet.MaxBurst)
+	w.handed = make([]*packet.Packet, 0, packet.MaxBurst)
+	w.allocs = make([]uint64, packet.MaxBurst)
+	w.pfds = append(w.pfds, unix.PollFd{Fd: int32(h.wake[cfg.Index].fd), Events: unix.POLLIN})
+	return nil
+}
 
 // Start runs the loop on a new goroutine, pinned when Config.CPU >= 0 and
 // with Config.RealTime or Config.Nice applied, and returns once the thread
@@ -216,6 +267,11 @@ func (w *Worker) Start() error {
 // error (see Port), which ends the loop by itself.
 func (w *Worker) Stop() error {
 	w.stop.Store(true)
+	if h := w.cfg.Handoff; h != nil {
+		// Wake the loop if it sleeps in poll(2).
+		var one = [8]byte{1}
+		unix.Write(h.wake[w.cfg.Index].fd, one[:])
+	}
 	<-w.done
 	return errors.Join(w.err, w.portErr)
 }
@@ -257,17 +313,45 @@ func (w *Worker) Run() {
 	w.drain()
 }
 
-// block sleeps in poll(2) on every pollable port until one has packets.
+// block sleeps in poll(2) on every pollable port until one has packets,
+// or until another worker hands this one packets. Without a pollable port
+// it sleeps 50us.
 func (w *Worker) block() {
 	w.wc.polls.Add(1)
-	if len(w.pfds) == 0 {
+	h := w.cfg.Handoff
+	if h == nil && len(w.pfds) == 0 {
 		time.Sleep(50 * time.Microsecond)
 		return
+	}
+	if h != nil {
+		// Announce the sleep, then look once more: a producer that
+		// published before the announcement was seen is found here, one
+		// that publishes after it sees the announcement and writes the
+		// eventfd.
+		wk := &h.wake[w.self]
+		wk.sleeping.Store(1)
+		if w.handoffWaiting() {
+			wk.sleeping.Store(0)
+			return
+		}
 	}
 	for i := range w.pfds {
 		w.pfds[i].Revents = 0
 	}
-	unix.Poll(w.pfds, int(w.cfg.Idle.PollTimeout/time.Millisecond))
+	if w.portPolls > 0 {
+		unix.Poll(w.pfds, int(w.cfg.Idle.PollTimeout/time.Millisecond))
+	} else {
+		ts := unix.NsecToTimespec(int64(50 * time.Microsecond))
+		unix.Ppoll(w.pfds, &ts, nil)
+	}
+	if h != nil {
+		wk := &h.wake[w.self]
+		wk.sleeping.Store(0)
+		if w.pfds[len(w.pfds)-1].Revents&unix.POLLIN != 0 {
+			var buf [8]byte
+			unix.Read(wk.fd, buf[:])
+		}
+	}
 }
 
 // drain processes what is still in the RX rings (bounded), then waits a
@@ -320,6 +404,7 @@ func (w *Worker) Poll() int {
 		w.ports[i].rx.Add(uint64(n))
 		w.process(b, uint16(i))
 	}
+	total += w.takeHandoffs()
 	for i, p := range w.cfg.Ports {
 		if err := p.Flush(); err != nil {
 			w.fail(i, "flush", err)
@@ -334,11 +419,7 @@ func (w *Worker) Poll() int {
 // process parses, runs the chain and dispatches one batch from port in.
 func (w *Worker) process(b *packet.Batch, in uint16) {
 	w.wc.batches.Add(1)
-	if w.cfg.Clock != nil {
-		b.Now = w.cfg.Clock()
-	} else {
-		b.Now = time.Now().UnixNano()
-	}
+	b.Now = w.now()
 	def := w.cfg.DefaultOut[in]
 	pkts := b.Slice()
 	for i := range pkts {
@@ -351,7 +432,25 @@ func (w *Worker) process(b *packet.Batch, in uint16) {
 			p.SetDrop(packet.DropMalformed)
 		}
 	}
-	w.compact(b, in, nil)
+	w.compact(b, nil)
+	if w.cfg.Steering != nil && b.Len > 0 {
+		w.handOff(b)
+	}
+	w.chain(b)
+}
+
+// now is the worker's clock: Config.Clock, or the wall clock.
+func (w *Worker) now() int64 {
+	if w.cfg.Clock != nil {
+		return w.cfg.Clock()
+	}
+	return time.Now().UnixNano()
+}
+
+// chain runs the stages over a parsed batch and dispatches what is left.
+// Packets may come from different ports (a batch handed in by other
+// workers): each is counted and released by its own InPort.
+func (w *Worker) chain(b *packet.Batch) {
 	for si := range w.stages {
 		s := &w.stages[si]
 		if b.Len == 0 {
@@ -359,16 +458,16 @@ func (w *Worker) process(b *packet.Batch, in uint16) {
 		}
 		s.ctr.in.Add(uint64(b.Len))
 		s.stage.Process(b)
-		w.compact(b, in, &s.ctr)
+		w.compact(b, &s.ctr)
 		s.ctr.out.Add(uint64(b.Len))
 	}
-	w.dispatch(b, in)
+	w.dispatch(b)
 }
 
 // compact removes dropped packets from the batch, keeping order, counts
 // them against the stage (if any) and the ingress port, and releases their
 // frames at once.
-func (w *Worker) compact(b *packet.Batch, in uint16, ctr *counterSet) {
+func (w *Worker) compact(b *packet.Batch, ctr *counterSet) {
 	pkts := b.Packets[:b.Len]
 	drops := w.drops[:0]
 	for i := range pkts {
@@ -379,8 +478,8 @@ func (w *Worker) compact(b *packet.Batch, in uint16, ctr *counterSet) {
 	if len(drops) == 0 {
 		return
 	}
-	w.countDrops(drops, in, ctr)
-	w.cfg.Ports[in].Release(drops)
+	w.countDrops(drops, ctr)
+	w.release(drops)
 	j := 0
 	for i := range pkts {
 		if pkts[i].Verdict == packet.Drop {
@@ -397,7 +496,7 @@ func (w *Worker) compact(b *packet.Batch, in uint16, ctr *counterSet) {
 // dispatch groups the surviving packets by output port and transmits each
 // group with one call. Packets for a port that does not exist, and those a
 // full TX ring refused, are dropped and counted.
-func (w *Worker) dispatch(b *packet.Batch, in uint16) {
+func (w *Worker) dispatch(b *packet.Batch) {
 	pkts := b.Packets[:b.Len]
 	nports := uint16(len(w.cfg.Ports))
 	drops := w.drops[:0]
@@ -405,7 +504,7 @@ func (w *Worker) dispatch(b *packet.Batch, in uint16) {
 		p := &pkts[i]
 		out := p.OutPort
 		if p.Verdict == packet.Bounce {
-			out = in
+			out = p.InPort
 		}
 		if out >= nports {
 			p.SetDrop(packet.DropNoPort)
@@ -434,24 +533,38 @@ func (w *Worker) dispatch(b *packet.Batch, in uint16) {
 		w.outs[o] = list[:0]
 	}
 	if len(drops) > 0 {
-		w.countDrops(drops, in, nil)
-		w.cfg.Ports[in].Release(drops)
+		w.countDrops(drops, nil)
+		w.release(drops)
 	}
 	b.Reset()
 }
 
-// countDrops counts dropped packets against the ingress port and, when ctr
-// is not nil, the stage that dropped them, with one atomic add per run of
-// packets dropped for the same reason rather than one per packet.
-func (w *Worker) countDrops(drops []*packet.Packet, in uint16, ctr *counterSet) {
-	port := &w.ports[in].drops
-	for i := 0; i < len(drops); {
-		r := drops[i].Reason
+// release returns the frames of packets that will not be sent through
+// their ingress ports, one call per run of packets from the same port.
+func (w *Worker) release(pkts []*packet.Packet) {
+	for i := 0; i < len(pkts); {
+		in := pkts[i].InPort
 		j := i + 1
-		for j < len(drops) && drops[j].Reason == r {
+		for j < len(pkts) && pkts[j].InPort == in {
 			j++
 		}
-		port[r].Add(uint64(j - i))
+		w.cfg.Ports[in].Release(pkts[i:j])
+		i = j
+	}
+}
+
+// countDrops counts dropped packets against their ingress ports and, when
+// ctr is not nil, the stage that dropped them, with one atomic add per run
+// of packets from one port dropped for the same reason rather than one per
+// packet.
+func (w *Worker) countDrops(drops []*packet.Packet, ctr *counterSet) {
+	for i := 0; i < len(drops); {
+		r, in := drops[i].Reason, drops[i].InPort
+		j := i + 1
+		for j < len(drops) && drops[j].Reason == r && drops[j].InPort == in {
+			j++
+		}
+		w.ports[in].drops[r].Add(uint64(j - i))
 		if ctr != nil {
 			ctr.drops[r].Add(uint64(j - i))
 		}
@@ -461,8 +574,12 @@ func (w *Worker) countDrops(drops []*packet.Packet, in uint16, ctr *counterSet) 
 
 // Counters reads the worker's own counters.
 func (w *Worker) Counters() WorkerCounters {
-	return WorkerCounters{Loops: w.wc.loops.Load(), Idle: w.wc.idle.Load(), Polls: w.wc.polls.Load(),
-		Batches: w.wc.batches.Load(), Packets: w.wc.packets.Load(), PortErrors: w.wc.portErrors.Load()}
+	c := WorkerCounters{Loops: w.wc.loops.Load(), Idle: w.wc.idle.Load(), Polls: w.wc.polls.Load(),
+		Batches: w.wc.batches.Load(), Packets: w.wc.packets.Load(), PortErrors: w.wc.portErrors.Load(),
+		HandedOff: w.wc.handedOff.Load(), ReceivedHandoff: w.wc.receivedHandoff.Load(),
+		HandoffFull: w.wc.handoffFull.Load(), HandoffNoFrame: w.wc.handoffNoFrame.Load()}
+	c.HandoffDropped = c.HandoffFull + c.HandoffNoFrame
+	return c
 }
 
 // PortCounters reads every port's counters, indexed like Config.Ports.

@@ -29,12 +29,15 @@ var (
 	dLoops       = prometheus.NewDesc("xnf_worker_loops_total", "Worker loop iterations.", []string{"worker"}, nil)
 	dIdle        = prometheus.NewDesc("xnf_worker_idle_loops_total", "Worker loops that found no packets.", []string{"worker"}, nil)
 	dPolls       = prometheus.NewDesc("xnf_worker_polls_total", "Times a worker blocked in poll(2).", []string{"worker"}, nil)
+	dHandedOff   = prometheus.NewDesc("xnf_worker_handed_off_packets_total", "Packets a worker received and handed to the worker that owns their flow.", []string{"worker"}, nil)
+	dHandedIn    = prometheus.NewDesc("xnf_worker_received_handoff_packets_total", "Packets other workers handed to this one, run through its chain.", []string{"worker"}, nil)
+	dHandoffDrop = prometheus.NewDesc("xnf_worker_handoff_dropped_packets_total", "Packets lost in hand-off: the owner's ring was full (ring_full, at the sender) or the owner had no free frame (no_frame).", []string{"worker", "reason"}, nil)
 	dSock        = prometheus.NewDesc("xnf_socket_events_total", "AF_XDP socket statistics (XDP_STATISTICS and our own).", []string{"port", "queue", "event"}, nil)
 	dXDP         = prometheus.NewDesc("xnf_xdp_packets_total", "What the XDP program did with frames: redirected, passed, filtered.", []string{"port", "interface", "action"}, nil)
 )
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dPortRX, dPortTX, dPortTXFull, dPortDrop, dStageIn, dStageOut, dStageDrop, dStageEvents, dLoops, dIdle, dPolls, dSock, dXDP} {
+	for _, d := range []*prometheus.Desc{dPortRX, dPortTX, dPortTXFull, dPortDrop, dStageIn, dStageOut, dStageDrop, dStageEvents, dLoops, dIdle, dPolls, dHandedOff, dHandedIn, dHandoffDrop, dSock, dXDP} {
 		ch <- d
 	}
 }
@@ -87,6 +90,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		cnt(dLoops, wc.Loops, ws)
 		cnt(dIdle, wc.Idle, ws)
 		cnt(dPolls, wc.Polls, ws)
+		cnt(dHandedOff, wc.HandedOff, ws)
+		cnt(dHandedIn, wc.ReceivedHandoff, ws)
+		cnt(dHandoffDrop, wc.HandoffFull, ws, "ring_full")
+		cnt(dHandoffDrop, wc.HandoffNoFrame, ws, "no_frame")
 	}
 	for _, d := range c.s.Devices {
 		if pc, err := d.Counters(); err == nil {
