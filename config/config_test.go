@@ -2,11 +2,14 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/firewall"
 	"github.com/xnfdev/xnf/nf/router"
+	"github.com/xnfdev/xnf/packet"
 )
 
 const valid = `# the demo chain, minus what has not landed
@@ -238,36 +241,94 @@ func TestRouterReloadFollowsStaticRoutes(t *testing.T) {
 	}
 }
 
-// Per-worker flow state on more than one worker would drop or mistranslate
-// replies that land on the other worker: the file is refused where the
-// stage is, with why and what to do, and a stateless firewall still runs.
-func TestFlowStateOnManyWorkersIsRefused(t *testing.T) {
+// Per-worker flow state on more than one worker is right only if both
+// directions of a flow meet one worker: such a file gets a steering for
+// its workers' hand-off (symmetric without a NAT, by the outside endpoint
+// with one), and what hand-off cannot make correct is refused where the
+// stage is, with why and what to do. A stateless chain needs no steering.
+func TestFlowStateOnManyWorkersIsSteered(t *testing.T) {
 	twoQueues := func(s string) string {
 		return strings.NewReplacer("interface: in0", "interface: in0\n    queues: [0, 1]",
 			"interface: out0", "interface: out0\n    queues: [0, 1]").Replace(s)
 	}
-	for _, tc := range []struct{ name, file, want string }{
-		{"firewall", twoQueues(withFirewall), `fw.yaml:9: chain[0].type: a firewall keeps flow state per worker and this file runs 2 workers (ports[].queues lists 2): ` +
-			`the two directions of a flow can land on different workers, and the one that did not see its first packet would drop or mistranslate the replies; ` +
-			`run one queue per port (one worker), or set conntrack.stateless: true if no rule matches a state`},
-		{"nat", twoQueues(withNAT), `fw.yaml:9: chain[0].type: a nat keeps flow state per worker and this file runs 2 workers`},
+	for _, tc := range []struct {
+		name, file string
+		nat        bool
+	}{{"firewall", twoQueues(withFirewall), false}, {"nat", twoQueues(withNAT), true}} {
+		f, err := Parse("fw.yaml", []byte(tc.file))
+		if err != nil {
+			t.Fatalf("%s on 2 workers: %v", tc.name, err)
+		}
+		c, err := f.steeringConfig()
+		if err != nil || c == nil || c.Workers != 2 || c.NAT != tc.nat {
+			t.Fatalf("%s on 2 workers: steering %+v, %v", tc.name, c, err)
+		}
+		if s, err := f.Steering(); err != nil || s == nil || s.Workers() != 2 {
+			t.Errorf("%s: Steering() = %v, %v", tc.name, s, err)
+		}
+	}
+	f, err := Parse("nat.yaml", []byte(twoQueues(withNAT)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := f.steeringConfig()
+	if !slices.Equal(c.Outside, []uint16{1}) || !slices.Contains(c.Except, netip.MustParsePrefix("198.18.0.0/24")) ||
+		!slices.Contains(c.Forwarded, conntrack.PortRange{Proto: packet.ProtoTCP, Addr: netip.MustParseAddr("198.18.0.1"), Min: 80, Max: 80}) ||
+		!slices.Contains(c.Forwarded, conntrack.PortRange{Proto: packet.ProtoUDP, Addr: netip.MustParseAddr("198.18.0.1"), Min: 5000, Max: 5009}) {
+		t.Errorf("the NAT's steering: %+v", c)
+	}
+	twoNATs := twoQueues(withNAT) + withNAT[strings.Index(withNAT, "  - type: nat"):]
+	if _, err := Parse("nat.yaml", []byte(twoNATs)); err == nil || !strings.Contains(err.Error(), "chain[1].type: a second nat stage on 2 workers") {
+		t.Errorf("two nat stages on 2 workers: %v", err)
+	}
+	// A reload that would move flows between workers is refused there,
+	// and not on one worker.
+	for _, tc := range []struct {
+		file, old, new string
+		refused        bool
+	}{
+		{twoQueues(withNAT), "except: [198.18.0.0/24", "except: [198.18.0.0/25", true},
+		{twoQueues(withNAT), `to: "198.18.0.1:80"`, `to: "198.18.0.2:80"`, true},
+		{twoQueues(withNAT), "ports: 20000-29999", "ports: 20000-29990", false},
+		{withNAT, "except: [198.18.0.0/24", "except: [198.18.0.0/25", false},
 	} {
-		_, err := Parse("fw.yaml", []byte(tc.file))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s:\n got  %v\n want %q", tc.name, err, tc.want)
+		f, err := Parse("nat.yaml", []byte(tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := f.Stages(&BuildContext{File: f, Check: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nf, err := Parse("nat.yaml", []byte(strings.Replace(tc.file, tc.old, tc.new, 1)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.new, err)
+		}
+		err = st[0].(interface {
+			Reload(*BuildContext, *StageConfig) error
+		}).Reload(&BuildContext{File: nf, Check: true}, nf.StageConfig(0))
+		if tc.refused != (err != nil) || err != nil && !strings.Contains(err.Error(), "restart to change them") {
+			t.Errorf("%d workers, reload to %s: %v", f.WorkerCount(), tc.new, err)
 		}
 	}
 	stateless := strings.NewReplacer("      - accept state established,related\n", "",
 		" state new", "", "    conntrack:\n      max_flows: 4096\n      when_full: evict\n      timeouts:\n        udp: 20s\n",
 		"    conntrack: {stateless: true}\n").Replace(twoQueues(withFirewall))
-	f, err := Parse("fw.yaml", []byte(stateless))
+	f, err = Parse("fw.yaml", []byte(stateless))
 	if err != nil {
 		t.Fatalf("a stateless firewall on 2 workers: %v", err)
 	}
 	if n := f.WorkerCount(); n != 2 {
 		t.Errorf("%d workers, want 2", n)
 	}
-	if _, err := Parse("one.yaml", []byte(withFirewall)); err != nil {
+	if s, err := f.Steering(); s != nil || err != nil {
+		t.Errorf("a stateless chain on 2 workers: steering %v, %v", s, err)
+	}
+	one, err := Parse("one.yaml", []byte(withFirewall))
+	if err != nil {
 		t.Errorf("one worker: %v", err)
+	}
+	if s, err := one.Steering(); s != nil || err != nil {
+		t.Errorf("one worker: steering %v, %v", s, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/nat"
 	"github.com/xnfdev/xnf/packet"
 	"github.com/xnfdev/xnf/pipeline"
@@ -218,7 +219,7 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, sc.Errorf("", "%v", err)
 	}
-	return reloadableNAT{s}, nil
+	return reloadableNAT{s, natSteering(ctx.File.WorkerCount(), cfg)}, nil
 }
 
 // routerAddrs lists the addresses of every router stage's interfaces in
@@ -246,7 +247,14 @@ func routerAddrs(f *File) []netip.Prefix {
 
 // reloadableNAT adds Reload to the NAT stage: new rules apply to new flows
 // from the worker's next batch; translated flows keep their translation.
-type reloadableNAT struct{ *nat.Stage }
+//
+// On more than one worker, the outside ports, exceptions and forwards also
+// decide which worker owns a flow (File.Steering): a reload that changes
+// them is refused (restart to change them).
+type reloadableNAT struct {
+	*nat.Stage
+	steer conntrack.SteeringConfig
+}
 
 // Reload checks the new rules and hands them to the stage.
 func (r reloadableNAT) Reload(ctx *BuildContext, sc *StageConfig) error {
@@ -257,6 +265,11 @@ func (r reloadableNAT) Reload(ctx *BuildContext, sc *StageConfig) error {
 	cfg, err := natConfig(ctx, sc, &c)
 	if err != nil {
 		return err
+	}
+	if n := ctx.File.WorkerCount(); n > 1 {
+		if err := sameSteering(r.steer, natSteering(n, cfg)); err != nil {
+			return sc.Errorf("", "%v changed: on %d workers they decide which worker owns each flow, and live flows would move to workers that never saw them; restart to change them", err, n)
+		}
 	}
 	if err := r.Replace(cfg); err != nil {
 		return sc.Errorf("", "%v", err)

@@ -50,26 +50,16 @@ func (c *BuildContext) SetSharedConntrack(t *conntrack.Table) { c.conntrack = t 
 // stage made one; otherwise a new table of cc (a small one in check mode,
 // which reserves no full table), offered to the stages after this one.
 //
-// A table belongs to one worker, so with more than one worker it is
-// refused: the two directions of a flow can reach different workers (a NIC's
-// RSS hash is not symmetric unless configured so, veth picks the queue from
-// the sending CPU, and a NAT's reply tuple hashes differently from its
-// request whatever the hash), and a worker that never saw a flow's first
-// packet drops or mistranslates its replies. Refusing is what a user can
-// rely on until flow state is shared across workers (issue 15).
+// A table belongs to one worker. With more than one worker the service
+// hands every packet to the worker that owns its flow (File.Steering), so
+// each table sees both directions of its flows; a chain that hand-off
+// cannot make correct is refused here, with File.Steering's error.
 func (c *BuildContext) conntrackFor(sc *StageConfig, cc conntrack.Config) (*conntrack.Table, bool, error) {
 	if ct := c.SharedConntrack(); ct != nil {
 		return ct, true, nil
 	}
-	if n := c.File.WorkerCount(); n > 1 {
-		typ := c.File.Chain[sc.index].Type
-		hint := "run one queue per port (one worker)"
-		if typ == "firewall" {
-			hint += ", or set conntrack.stateless: true if no rule matches a state"
-		}
-		return nil, false, sc.Errorf("type", "a %s keeps flow state per worker and this file runs %d workers (ports[].queues lists %d): "+
-			"the two directions of a flow can land on different workers, and the one that did not see its first packet would drop or mistranslate the replies; %s",
-			typ, n, n, hint)
+	if _, err := c.File.steeringConfig(); err != nil {
+		return nil, false, err
 	}
 	if c.Check {
 		cc.MaxFlows = 1024 // validated by the caller

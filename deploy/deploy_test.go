@@ -575,9 +575,9 @@ func bytesOf(q string) (int64, error) {
 
 // TestChainFile: workers.cpus is unset (a CPU outside the pod's
 // kubelet-chosen set would stop the worker), the chain has stages, a
-// broken copy of it fails to load, and so does a copy on two queues
-// (configmap.yaml and docs/deployment.md say the stateful firewall runs
-// on one worker only).
+// broken copy of it fails to load, and a copy on two queues loads with a
+// steering for the hand-off (configmap.yaml and docs/deployment.md say
+// the stateful firewall runs on more queues, each flow on its owner).
 func TestChainFile(t *testing.T) {
 	d := load(t)
 	if len(d.chain.Workers.CPUs) != 0 {
@@ -601,10 +601,12 @@ func TestChainFile(t *testing.T) {
 			twoQueues = append(twoQueues, l[:len(l)-len(s)]+"queues: [0, 1]\n")
 		}
 	}
-	if f, err := config.Parse(d.chainName, []byte(strings.Join(twoQueues, ""))); err == nil {
-		t.Errorf("the chain on two queues loads (%d workers): configmap.yaml and docs/deployment.md say a stateful chain is refused there", f.WorkerCount())
-	} else {
-		t.Logf("on two queues: %v", err)
+	f, err := config.Parse(d.chainName, []byte(strings.Join(twoQueues, "")))
+	if err != nil {
+		t.Fatalf("the chain on two queues: %v", err)
+	}
+	if st, err := f.Steering(); err != nil || st == nil || f.WorkerCount() != 2 {
+		t.Errorf("the chain on two queues (%d workers): steering %v, %v; configmap.yaml and docs/deployment.md say its workers hand flows to their owners", f.WorkerCount(), st, err)
 	}
 }
 

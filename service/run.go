@@ -145,7 +145,8 @@ func (s *Service) ServeMetrics(listen string) (stop func(), addr string, err err
 	}, ln.Addr().String(), nil
 }
 
-// PrintCounters prints every port's and stage's counters as tables.
+// PrintCounters prints every port's and stage's counters as tables, and
+// the workers' hand-off counters when they hand packets to each other.
 func (s *Service) PrintCounters(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "worker\tport\tqueue\trx\ttx\tdropped\tdrop reasons\t")
@@ -168,6 +169,20 @@ func (s *Service) PrintCounters(out io.Writer) {
 		for _, sc := range w.StageCounters() {
 			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t\n", w.Index, sc.Name, sc.In, sc.Out, sc.DroppedTotal(), Reasons(sc.Dropped))
 		}
+	}
+	tw.Flush()
+	if s.handoff == nil {
+		return
+	}
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "worker\thanded off\treceived\tdropped (ring full)\tdropped (no frame)\t")
+	for _, w := range s.Workers {
+		if w.Worker == nil {
+			continue
+		}
+		c := w.Counters()
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t\n", w.Index, c.HandedOff, c.ReceivedHandoff, c.HandoffFull, c.HandoffNoFrame)
 	}
 	tw.Flush()
 }

@@ -59,6 +59,11 @@ type Spec struct {
 	Nice     int
 	RealTime int
 	Idle     pipeline.Idle
+	// Steering, with more than one worker, runs every packet on the
+	// worker that owns its flow: the workers hand each other packets
+	// (pipeline.Handoff). Chains whose stages keep flow state per worker
+	// need it (FileSpec sets config.File.Steering's).
+	Steering pipeline.Steering
 }
 
 // Port is one named port of a Spec.
@@ -82,6 +87,7 @@ type Service struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	stopped bool
+	handoff *pipeline.Handoff
 }
 
 // Device is an interface attached for an AF_XDP port.
@@ -132,7 +138,9 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (*Service, error) {
 // end of the service. The workers' stages share one config.Shared (Spec.Shared):
 // a router's FIB, neighbor table and kernel sync are made once, by the
 // first worker's build, and closed when the service stops. Run the Spec
-// once: a second service from it would share the first one's.
+// once: a second service from it would share the first one's. On more
+// than one worker, a chain that keeps flow state gets the file's
+// Steering (Spec.Steering).
 func FileSpec(f *config.File) (Spec, error) {
 	pcs, err := f.PortConfigs()
 	if err != nil {
@@ -155,6 +163,12 @@ func FileSpec(f *config.File) (Spec, error) {
 	}
 	if f.UMEM.HugePages {
 		sp.UMEM.HugePages = afxdp.HugePagesTry
+	}
+	// Stages that keep flow state per worker need each flow on one worker.
+	if st, err := f.Steering(); err != nil {
+		return Spec{}, err
+	} else if st != nil {
+		sp.Steering = st
 	}
 	for i, p := range f.Ports {
 		sp.Ports = append(sp.Ports, Port{Name: p.Name, Config: pcs[i]})
@@ -239,10 +253,19 @@ func (s *Service) startWorker(wi int) (*Worker, error) {
 	if wi < len(sp.CPUs) {
 		cpu = sp.CPUs[wi]
 	}
-	pw, err := pipeline.NewWorker(pipeline.Config{
+	pc := pipeline.Config{
 		Ports: w.Ports, Stages: w.Stages, DefaultOut: sp.DefaultOut, Burst: sp.Burst, CPU: cpu,
 		Nice: sp.Nice, RealTime: sp.RealTime, Idle: sp.Idle,
-	})
+	}
+	if sp.Steering != nil && sp.Workers > 1 {
+		if s.handoff == nil {
+			if s.handoff, err = pipeline.NewHandoff(sp.Workers, u.FrameSize(), 0); err != nil {
+				return nil, err
+			}
+		}
+		pc.Steering, pc.Handoff, pc.Index, pc.Pool = sp.Steering, s.handoff, wi, u
+	}
+	pw, err := pipeline.NewWorker(pc)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +313,9 @@ func (s *Service) Stop() error {
 	}
 	if s.Spec.Shared != nil {
 		errs = append(errs, s.Spec.Shared.Close())
+	}
+	if s.handoff != nil {
+		errs = append(errs, s.handoff.Close())
 	}
 	for _, w := range s.Workers {
 		for _, p := range w.Ports {
