@@ -159,7 +159,7 @@ func (s *Steering) Owner(p *packet.Packet, self uint8) uint8 {
 		return self
 	}
 	var h uint64
-	if s.nat && k.IsIPv4() && !s.excepted(&k, p.InPort) {
+	if s.nat && p.Flags&packet.FlagIPv4 != 0 && !s.excepted(&k, p.InPort) {
 		if s.isOutside(p.InPort) {
 			h = s.endpoint(&k.Src, k.SrcPort, k.Proto)
 		} else {
