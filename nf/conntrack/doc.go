@@ -127,16 +127,25 @@
 // reach the same worker. Within one worker that holds: a worker reads the
 // queue of every port of its chain (one UMEM shared by its sockets on each
 // port), so A->B arriving on port 0 and B->A arriving on port 1 both meet
-// that worker's table. Across workers nothing makes it hold: a NIC's RSS
-// hash is symmetric only if someone configures it so, veth picks the queue
-// from the sending CPU, a NAT's reply tuple hashes differently from its
-// request whatever the hash, and an ICMP error is hashed on its own
-// addresses, not on the flow it quotes. A reply that lands on a worker that
-// never saw its flow looks new (UDP) or invalid (a TCP SYN-ACK). So the
-// config package refuses a chain whose stages keep flow state when its
-// file runs more than one worker, until flow state is shared across
-// workers; a program that builds its own workers must keep to one per
-// table the same way.
+// that worker's table. Across workers nothing in front makes it hold: a
+// NIC's RSS hash is symmetric only if someone configures it so, veth picks
+// the queue from the sending CPU, a NAT's reply tuple hashes differently
+// from its request whatever the hash, and an ICMP error is hashed on its
+// own addresses, not on the flow it quotes. A reply that lands on a worker
+// that never saw its flow looks new (UDP) or invalid (a TCP SYN-ACK).
+//
+// So the workers move packets, not state: Steering names, for each packet,
+// the worker that owns its flow (a hash of a key that both directions of
+// the flow share, before and after NAT, and that ICMP errors share through
+// their quote), and the pipeline hands every packet to its owner before
+// the chain runs (pipeline.Handoff, VPP's worker hand-off). The tables
+// stay single-writer; the cost is a copy of each packet that arrives on a
+// worker other than its owner. The config package builds the Steering of
+// a chain file (config.File.Steering) and the service wires it; a program
+// that builds its own workers over tables of this package must give them
+// a Steering and a Handoff the same way, or keep to one worker. Steering's
+// doc lists the keys and the known limits (later fragments stay where they
+// arrive; with NAT, all flows to one outside endpoint share an owner).
 //
 // # Memory
 //

@@ -158,9 +158,13 @@
 // # Steering
 //
 // With NAT the two directions of a flow have different tuples and no RSS
-// hash is symmetric across them: a NAT chain runs with one queue per port,
-// and the config package refuses it on more than one worker (see
-// conntrack's doc).
+// hash is symmetric across them. On more than one worker the pipeline
+// hands each packet to the worker that owns its flow, keyed by the flow's
+// outside endpoint, which the NAT never rewrites (conntrack.Steering with
+// NAT set, built from the stage's outside ports, exceptions and forwards
+// by config.File.Steering). The NAT's table and fragment cache stay per
+// worker: a later fragment that lands on a worker other than its first
+// fragment's is dropped (FragmentsDropped).
 //
 // # Cost
 //
