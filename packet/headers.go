@@ -59,6 +59,12 @@ const (
 	ICMPv6EchoReply   = 129
 )
 
+// ICMPv6 neighbor discovery messages (RFC 4861 4.3, 4.4).
+const (
+	ICMPv6NeighborSolicit = 135
+	ICMPv6NeighborAdvert  = 136
+)
+
 // ARP operations.
 const (
 	ARPRequest = 1

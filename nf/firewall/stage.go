@@ -16,6 +16,10 @@ import (
 //
 // What it does not filter: non-IP frames (ARP, LLDP...) pass untouched, so
 // the router behind it can resolve neighbors; the firewall is about IP.
+// IPv6's ARP passes too: neighbor solicitations and advertisements sent
+// on the link (hop limit 255, RFC 4861 7.1; see neighborDiscovery) are
+// not classified, whatever the rules say, and are counted as
+// neighbor_discovery.
 // IP packets whose headers failed to parse are dropped as malformed
 // before any rule sees them. Ports are read from TCP, UDP, SCTP and
 // UDP-Lite headers. Later fragments carry no ports: rules with port
@@ -41,6 +45,7 @@ type Stage struct {
 	ctrs    pipeline.Counters // the verdict counters by name, for StageMetrics
 	ctr     struct {
 		accepted, dropped, rejected, malformed *pipeline.Counter
+		nd                                     *pipeline.Counter // neighbor discovery passed unclassified
 		// rejected = rejectSent + rejectLimited + rejectUnanswerable
 		rejectSent, rejectLimited, rejectUnanswerable *pipeline.Counter
 	}
@@ -65,6 +70,7 @@ func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 	c.rejected, c.malformed = s.ctrs.Counter("rejected"), s.ctrs.Counter("malformed")
 	c.rejectSent, c.rejectLimited = s.ctrs.Counter("reject_sent"), s.ctrs.Counter("reject_limited")
 	c.rejectUnanswerable = s.ctrs.Counter("reject_unanswerable")
+	c.nd = s.ctrs.Counter("neighbor_discovery")
 	if ct != nil {
 		for i, name := range conntrackMetrics {
 			s.ctPub.ctrs[i] = s.ctrs.Counter(name)
@@ -111,7 +117,7 @@ func (s *Stage) Process(b *packet.Batch) {
 	if s.ct != nil {
 		res = s.ct.Batch(b, b.Time(), s.shared, s.results[:0])
 	}
-	var accepted, dropped, rejected, malformed uint64
+	var accepted, dropped, rejected, malformed, nd uint64
 	var rejectSent, rejectLimited, rejectUnanswerable uint64
 	refilled := false
 	forget := s.forget[:0]
@@ -134,6 +140,10 @@ func (s *Stage) Process(b *packet.Batch) {
 		if p.Flags&packet.FlagBad != 0 || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 {
 			p.SetDrop(packet.DropMalformed)
 			malformed++
+			continue
+		}
+		if neighborDiscovery(p) {
+			nd++
 			continue
 		}
 		fillKey(&k, p)
@@ -186,6 +196,9 @@ func (s *Stage) Process(b *packet.Batch) {
 	if malformed != 0 {
 		s.ctr.malformed.Add(malformed)
 	}
+	if nd != 0 {
+		s.ctr.nd.Add(nd)
+	}
 	if rejected != 0 {
 		s.ctr.rejectSent.Add(rejectSent)
 		s.ctr.rejectLimited.Add(rejectLimited)
@@ -230,6 +243,27 @@ func (s *Stage) publishConntrack() {
 			p.last[i] = v
 		}
 	}
+}
+
+// neighborDiscovery reports whether p is an IPv6 neighbor solicitation or
+// advertisement sent on the link: ICMPv6 type 135 or 136, code 0, hop
+// limit 255 (RFC 4861 7.1.1, 7.1.2: a router on the way would have
+// lowered it). They are IPv6's ARP, and the stage passes them as it passes
+// ARP. Rules could not sensibly decide them anyway: conntrack does not
+// track them (nor does Linux's), so with state-only rules, such as
+// "accept state established,related" and "accept in 0 state new", the
+// default policy would drop every one, and the router behind could
+// neither answer for its addresses nor resolve a neighbor: no IPv6 at
+// all. A router never forwards them (it answers or absorbs each), so
+// passing them opens no path through it. Anything else, router and
+// multicast listener messages included, meets the rules.
+func neighborDiscovery(p *packet.Packet) bool {
+	if p.Flags&packet.FlagICMPv6 == 0 {
+		return false
+	}
+	ic := p.ICMP()
+	return (ic[0] == packet.ICMPv6NeighborSolicit || ic[0] == packet.ICMPv6NeighborAdvert) && ic[1] == 0 &&
+		p.IPv6().HopLimit() == 255
 }
 
 // fillKey reads the classifier's key from a parsed packet.

@@ -271,3 +271,69 @@ func TestStageMatchesSCTPAndUDPLitePorts(t *testing.T) {
 		})
 	}
 }
+
+// icmp6Frame is an ICMPv6 message of typ and code with hop limit hop and
+// body after the first 4 bytes (for NDP: reserved/flags, target, options).
+func icmp6Frame(t testing.TB, src, dst string, hop, typ, code uint8, body []byte) []byte {
+	t.Helper()
+	ip := &layers.IPv6{Version: 6, HopLimit: hop, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
+	ic.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv6}, ip, ic, gopacket.Payload(body)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// Neighbor solicitations and advertisements sent on the link pass the
+// firewall as ARP does, from either side and whatever the rules: with the
+// usual state-only rules they would all hit the default policy (conntrack
+// does not track them), and the router behind could not do IPv6 at all.
+// Other ICMPv6 messages, and NDP that a hop limit below 255 shows came from
+// off the link, meet the rules.
+func TestStagePassesNeighborDiscoveryLikeARP(t *testing.T) {
+	rules, err := ParseRules([]string{"accept state established,related", "accept in 0 state new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, _ := New(1, rules, Drop)
+	ct, _ := conntrack.New(conntrack.Config{MaxFlows: 64})
+	s := NewStage(fw, ct, 0)
+	target := net.ParseIP("2001:db8::2")
+	nsBody := append(append(make([]byte, 4), target...), 1, 1, 2, 0, 0, 0, 0, 1)    // reserved, target, source link-layer address
+	naBody := append(append([]byte{0x60, 0, 0, 0}, target...), 2, 1, 2, 0, 0, 0, 0, 2) // solicited, override; target link-layer address
+	cases := []struct {
+		name string
+		in   uint16
+		f    []byte
+		pass bool
+	}{
+		{"a solicitation from inside passes", 0, icmp6Frame(t, "2001:db8::1", "ff02::1:ff00:2", 255, 135, 0, nsBody), true},
+		{"a solicitation from outside, where no rule accepts new, passes", 1, icmp6Frame(t, "2001:db8:1::2", "ff02::1:ff00:1", 255, 135, 0, nsBody), true},
+		{"duplicate address detection (unspecified source) passes", 1, icmp6Frame(t, "::", "ff02::1:ff00:2", 255, 135, 0, nsBody[:20]), true},
+		{"an advertisement from outside passes", 1, icmp6Frame(t, "2001:db8:1::2", "2001:db8:1::1", 255, 136, 0, naBody), true},
+		{"a solicitation with hop limit 64 came from off the link: policy", 1, icmp6Frame(t, "2001:db8:1::2", "2001:db8::2", 64, 135, 0, nsBody), false},
+		{"an advertisement with hop limit 254: policy", 1, icmp6Frame(t, "2001:db8:1::2", "2001:db8::2", 254, 136, 0, naBody), false},
+		{"a solicitation with code 1 is not NDP: policy", 1, icmp6Frame(t, "2001:db8:1::2", "ff02::1:ff00:1", 255, 135, 1, nsBody), false},
+		{"a router solicitation meets the rules: policy", 1, icmp6Frame(t, "fe80::1", "ff02::2", 255, 133, 0, make([]byte, 4)), false},
+		{"a redirect meets the rules: policy", 1, icmp6Frame(t, "fe80::1", "2001:db8:1::1", 255, 137, 0, make([]byte, 36)), false},
+	}
+	for _, tc := range cases {
+		p := process(s, frame{tc.in, tc.f})[0]
+		switch {
+		case tc.pass && (p.Verdict != packet.Forward || string(p.Data) != string(tc.f)):
+			t.Errorf("%s: %v %v, want it forwarded untouched", tc.name, p.Verdict, p.Reason)
+		case !tc.pass && (p.Verdict != packet.Drop || p.Reason != packet.DropPolicy):
+			t.Errorf("%s: %v %v, want the default policy to drop it", tc.name, p.Verdict, p.Reason)
+		}
+	}
+	m := s.StageMetrics()
+	if m["neighbor_discovery"] != 4 || m["default_hits"] != 5 || m["accepted"] != 0 || m["rule_1_hits"] != 0 {
+		t.Errorf("metrics %v: want 4 neighbor_discovery, 5 default_hits, nothing accepted by a rule", m)
+	}
+	if n := s.Conntrack().Len(); n != 0 {
+		t.Errorf("conntrack holds %d flows, want none", n)
+	}
+}
