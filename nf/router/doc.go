@@ -11,6 +11,12 @@
 // limit with an incremental checksum update, and answers what it cannot
 // route with ICMP time exceeded or unreachable, at most Config.ICMPRate a
 // second. Packets an earlier stage dropped or bounced pass untouched.
+// NDP is taken as RFC 4861 7.1 says: only solicitations and advertisements
+// sent on the link (hop limit 255) with a valid checksum, code and options
+// are acted on, the rest dropped as malformed; duplicate address detection
+// for one of the router's addresses is answered with an advertisement to
+// all nodes that defends it (7.2.4), and a node claiming one of them is
+// counted (Counters.NDPConflicts), never learned as a neighbor.
 // Martians (packet.Martian4, Martian6) are never routed nor answered, each
 // reason counted; an IPv6 link-local source never leaves its link (an
 // ICMPv6 beyond-scope error answers it), nor does link- or site-scoped

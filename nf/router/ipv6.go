@@ -195,55 +195,119 @@ func (r *Router) icmp6ErrorMTU(p *packet.Packet, typ, code uint8, mtu uint32, re
 	answer(p, in, sent)
 }
 
+// ndValid reports whether the neighbor solicitation or advertisement p
+// may be acted on (RFC 4861 7.1.1, 7.1.2): hop limit 255, so it was sent
+// on the link (a router on the way would have lowered it, and one from
+// off the link could teach the table any MAC); code 0; at least 24 bytes;
+// a valid checksum; a target and a source that are not multicast; and
+// options that each have a length and fit. Anything else is discarded.
+func ndValid(p *packet.Packet) bool {
+	ic := p.ICMP()
+	h := p.IPv6()
+	if len(ic) < 24 || ic[1] != 0 || h.HopLimit() != 255 || ic[8] == 0xff || h[8] == 0xff || !p.L4ChecksumValid() {
+		return false
+	}
+	for opts := ic[24:]; len(opts) > 0; {
+		if len(opts) < 2 || opts[1] == 0 || int(opts[1])*8 > len(opts) {
+			return false
+		}
+		opts = opts[int(opts[1])*8:]
+	}
+	return true
+}
+
 // ndOption finds the link-layer address option (type 1 source, 2 target)
-// in an NDP message's options.
+// in the options of an NDP message ndValid accepted.
 func ndOption(opts []byte, typ uint8) ([6]byte, bool) {
 	for len(opts) >= 8 {
-		l := int(opts[1]) * 8
-		if l == 0 || l > len(opts) {
-			break
-		}
-		if opts[0] == typ && l >= 8 {
+		if opts[0] == typ {
 			return [6]byte(opts[2:8]), true
 		}
-		opts = opts[l:]
+		opts = opts[int(opts[1])*8:]
 	}
 	return [6]byte{}, false
 }
 
-// neighborSolicit learns the solicitor and answers for our addresses.
+// solicitedNode reports whether a is a solicited-node multicast address,
+// ff02::1:ffXX:XXXX (RFC 4291 2.7.1).
+func solicitedNode(a *[16]byte) bool {
+	return a[0] == 0xff && a[1] == 0x02 && [9]byte(a[2:11]) == [9]byte{} && a[11] == 1 && a[12] == 0xff
+}
+
+// owns6 reports whether a is one of in's addresses.
+func owns6(in *iface, a [16]byte) bool {
+	for _, p := range in.v6 {
+		if p.Addr().As16() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// learn6 records what an NDP message says about addr's MAC, unless addr
+// is the router's own: a node claiming it is a conflict, never a
+// neighbor.
+func (r *Router) learn6(port uint16, addr [16]byte, mac [6]byte, now int64) {
+	if r.isLocal6(addr) {
+		r.ctr.ndpConflicts.Add(1)
+		return
+	}
+	r.neigh.learn(port, addr, mac, now)
+	r.ctr.learned.Add(1)
+}
+
+// neighborSolicit learns the solicitor and answers for our addresses:
+// with a solicited advertisement to the solicitor, or, for a node doing
+// duplicate address detection on one of them (the unspecified source),
+// with an advertisement to all nodes that defends it (RFC 4861 7.2.4,
+// RFC 4862 5.4.3).
 func (r *Router) neighborSolicit(p *packet.Packet, now int64) {
 	in := r.iface(p.InPort)
-	ic := p.ICMP()
-	if in == nil || len(ic) < 24 || p.IPv6().HopLimit() != 255 {
+	if in == nil || !ndValid(p) {
 		p.SetDrop(packet.DropMalformed)
 		return
 	}
+	ic := p.ICMP()
+	h := p.IPv6()
 	target := [16]byte(ic[8:24])
-	src := p.IPv6().Src()
-	if mac, ok := ndOption(ic[24:], 1); ok && src != [16]byte{} {
-		r.neigh.learn(p.InPort, src, mac, now)
-		r.ctr.learned.Add(1)
+	src, dst := h.Src(), h.Dst()
+	mac, sll := ndOption(ic[24:], 1)
+	dad := src == [16]byte{}
+	if dad && (sll || !solicitedNode(&dst)) {
+		// RFC 4861 7.1.1: a probe goes to the solicited-node address
+		// and has no link-layer address to tell.
+		p.SetDrop(packet.DropMalformed)
+		return
 	}
-	owned := false
-	for _, a := range in.v6 {
-		if a.Addr().As16() == target {
-			owned = true
-		}
+	if r.isLocal6(src) {
+		// Another node using our address: never answered nor learned.
+		r.ctr.ndpConflicts.Add(1)
+		p.SetDrop(packet.DropConsumed)
+		return
+	}
+	if sll {
+		r.learn6(p.InPort, src, mac, now)
 	}
 	l3 := int(p.L3Off)
 	n := l3 + 40 + 32
-	if !owned || src == [16]byte{} || cap(p.Data) < n {
-		p.SetDrop(packet.DropConsumed) // not ours, or duplicate address detection
+	if !owns6(in, target) || cap(p.Data) < n {
+		p.SetDrop(packet.DropConsumed) // not ours
 		return
+	}
+	// Router, solicited, override; the target link-layer address. A
+	// defence is not solicited and goes to all nodes (ff02::1).
+	to, toMAC, flags := src, packet.Ethernet(p.Data).Src(), uint8(0xe0)
+	if dad {
+		r.ctr.ndpConflicts.Add(1)
+		to = [16]byte{0: 0xff, 1: 0x02, 15: 1}
+		toMAC, flags = [6]byte{0x33, 0x33, 0, 0, 0, 1}, 0xa0
 	}
 	d := p.Data[:n]
 	e := packet.Ethernet(d)
-	e.SetDst(e.Src())
+	e.SetDst(toMAC)
 	e.SetSrc(in.MAC)
-	writeIPv6(d[l3:], 32, 255, target, src)
-	// Router, solicited, override; the target link-layer address.
-	writeND(d[l3+40:], icmp6NA, 0xe0, target, 2, in.MAC, target, src)
+	writeIPv6(d[l3:], 32, 255, target, to)
+	writeND(d[l3+40:], icmp6NA, flags, target, 2, in.MAC, target, to)
 	p.Data = d
 	p.Parse()
 	p.SetBounce()
@@ -252,12 +316,19 @@ func (r *Router) neighborSolicit(p *packet.Packet, now int64) {
 
 // neighborAdvert learns the advertised address.
 func (r *Router) neighborAdvert(p *packet.Packet, now int64) {
+	if !ndValid(p) {
+		p.SetDrop(packet.DropMalformed)
+		return
+	}
 	ic := p.ICMP()
-	if len(ic) >= 24 {
-		if mac, ok := ndOption(ic[24:], 2); ok {
-			r.neigh.learn(p.InPort, [16]byte(ic[8:24]), mac, now)
-			r.ctr.learned.Add(1)
-		}
+	if dst := p.IPv6().Dst(); dst[0] == 0xff && ic[4]&0x40 != 0 {
+		// RFC 4861 7.1.2: an advertisement to a multicast address is
+		// never a solicited one.
+		p.SetDrop(packet.DropMalformed)
+		return
+	}
+	if mac, ok := ndOption(ic[24:], 2); ok {
+		r.learn6(p.InPort, [16]byte(ic[8:24]), mac, now)
 	}
 	p.SetDrop(packet.DropConsumed)
 }

@@ -193,6 +193,11 @@ type Counters struct {
 	// VLANTagged counts 802.1Q and 802.1ad (QinQ) tagged frames, dropped
 	// with packet.DropUnsupported: no port is a VLAN port.
 	VLANTagged uint64
+	// NDPConflicts counts NDP messages of another node claiming one of
+	// the router's IPv6 addresses: duplicate address detection for it
+	// (answered with an advertisement to all nodes that defends it) and
+	// advertisements or solicitations giving it a MAC (not learned).
+	NDPConflicts uint64
 }
 
 // counters are the router's counters, registered by name in a
@@ -204,6 +209,7 @@ type counters struct {
 
 	martian                                                           [packet.NumMartians]*pipeline.Counter // by packet.Martian
 	scopeSrcLinkLocal, scopeDstLinkLocal, scopedMulticast, vlanTagged *pipeline.Counter
+	ndpConflicts                                                      *pipeline.Counter
 }
 
 var martianNames = [packet.NumMartians]string{
@@ -237,6 +243,7 @@ func (c *counters) register() {
 	c.scopeDstLinkLocal = c.Counter("scope_dst_link_local")
 	c.scopedMulticast = c.Counter("scoped_multicast")
 	c.vlanTagged = c.Counter("vlan_tagged")
+	c.ndpConflicts = c.Counter("ndp_conflicts")
 }
 
 type iface struct {
@@ -359,6 +366,7 @@ func (r *Router) Counters() Counters {
 		MartianDstZero: c.martian[packet.MartianDstZero].Load(), MartianDstLoopback: c.martian[packet.MartianDstLoopback].Load(),
 		ScopeSrcLinkLocal: c.scopeSrcLinkLocal.Load(), ScopeDstLinkLocal: c.scopeDstLinkLocal.Load(),
 		ScopedMulticast: c.scopedMulticast.Load(), VLANTagged: c.vlanTagged.Load(),
+		NDPConflicts: c.ndpConflicts.Load(),
 	}
 }
 
