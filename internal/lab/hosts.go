@@ -13,14 +13,15 @@ import (
 	"github.com/xnfdev/xnf/packet"
 )
 
-// ListenUDP opens a kernel UDP socket on addr:port inside the namespace,
-// with a 16 MiB receive buffer (SO_RCVBUFFORCE, root only), so a test that
-// counts datagrams exactly is not undone by the default buffer overflowing
-// while it reads.
+// ListenUDP opens a kernel UDP socket on addr:port (IPv4 or IPv6) inside
+// the namespace, with a 16 MiB receive buffer (SO_RCVBUFFORCE, root
+// only), so a test that counts datagrams exactly is not undone by the
+// default buffer overflowing while it reads.
 func (n *NS) ListenUDP(addr string, port int) (*net.UDPConn, error) {
 	var c *net.UDPConn
+	ip := net.ParseIP(addr)
 	err := n.Do(func() (err error) {
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(addr), Port: port})
+		c, err = net.ListenUDP(family("udp", ip), &net.UDPAddr{IP: ip, Port: port})
 		return err
 	})
 	if err != nil {
@@ -33,14 +34,27 @@ func (n *NS) ListenUDP(addr string, port int) (*net.UDPConn, error) {
 	return c, nil
 }
 
-// SendUDP sends n datagrams from the namespace to dst ("addr:port") over
-// one connected socket, the i-th carrying fmt.Sprintf(format, i), and
-// sleeps pause after every every datagrams (every 0: never), so that a
+// family is network ("udp", "tcp", "ip") for ip's family: network+"4"
+// or network+"6".
+func family(network string, ip net.IP) string {
+	if ip.To4() == nil {
+		return network + "6"
+	}
+	return network + "4"
+}
+
+// SendUDP sends n datagrams from the namespace to dst ("addr:port", or
+// "[addr]:port" for IPv6) over one connected socket, the i-th carrying
+// fmt.Sprintf(format, i), and sleeps pause after every every datagrams (every 0: never), so that a
 // copy-mode forwarder's rings keep up and a test can count exactly.
 // Write errors are ignored: the receiving side's count is the check.
 func (n *NS) SendUDP(dst string, count int, format string, every int, pause time.Duration) error {
+	to, err := net.ResolveUDPAddr("udp", dst)
+	if err != nil {
+		return err
+	}
 	return n.Do(func() error {
-		c, err := net.Dial("udp4", dst)
+		c, err := net.DialUDP(family("udp", to.IP), nil, to)
 		if err != nil {
 			return err
 		}
@@ -55,21 +69,33 @@ func (n *NS) SendUDP(dst string, count int, format string, every int, pause time
 	})
 }
 
-// Ping sends ICMP echo requests with identifier id from the namespace to
-// dst, up to tries times a second apart (the first may be spent on
-// neighbor resolution), and returns nil at the first reply from dst.
+// Ping sends ICMP (or, to an IPv6 dst, ICMPv6) echo requests with
+// identifier id from the namespace to dst, up to tries times a second
+// apart (the first may be spent on neighbor resolution), and returns nil
+// at the first reply from dst.
 func (n *NS) Ping(dst string, id uint16, tries int) error {
+	ip := net.ParseIP(dst)
+	if ip == nil {
+		return errors.New("lab: ping: " + dst + " is not an IP address")
+	}
+	network, wildcard, request, reply := "ip4:icmp", "0.0.0.0", byte(8), byte(0)
+	if ip.To4() == nil {
+		network, wildcard, request, reply = "ip6:ipv6-icmp", "::", 128, 129
+	}
 	return n.Do(func() error {
-		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+		c, err := net.ListenPacket(network, wildcard)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f', '!'}
-		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
+		msg := []byte{request, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'x', 'n', 'f', '!'}
+		if request == 8 {
+			// The kernel computes ICMPv6 checksums itself (RFC 3542 3.1).
+			binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg))
+		}
 		buf := make([]byte, 1500)
 		for try := 0; try < tries; try++ {
-			if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
+			if _, err := c.WriteTo(msg, &net.IPAddr{IP: ip}); err != nil {
 				return err
 			}
 			c.SetReadDeadline(time.Now().Add(time.Second))
@@ -78,7 +104,7 @@ func (n *NS) Ping(dst string, id uint16, tries int) error {
 				if err != nil {
 					break
 				}
-				if k >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && from.String() == dst {
+				if k >= 8 && buf[0] == reply && binary.BigEndian.Uint16(buf[4:]) == id && from.(*net.IPAddr).IP.Equal(ip) {
 					return nil
 				}
 			}

@@ -2,8 +2,11 @@ package lab
 
 import (
 	"net"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 func TestLabPingsAcrossVethAndCleansUp(t *testing.T) {
@@ -61,5 +64,41 @@ func TestLabPingsAcrossVethAndCleansUp(t *testing.T) {
 		if Exists(n) {
 			t.Errorf("namespace %s still exists after Close", n)
 		}
+	}
+}
+
+// With IPv6, gen and sink get their 2001:db8::/32 addresses and routes to
+// each other's /64 through the DUT's addresses, which the DUT's kernel
+// does not hold (its IPv6 is off); Ping speaks ICMPv6 to IPv6 addresses.
+func TestIPv6TopologyLeavesTheDUTsAddressesToXNF(t *testing.T) {
+	topo := TopologyForTest(t, "labv6", TopologyOptions{IPv6: true})
+	for _, c := range []struct {
+		ns         *NS
+		link, addr string
+		route, via string
+	}{
+		{topo.Gen, "g0", GenAddr6, SinkNet6, DUTInAddr6},
+		{topo.Sink, "s0", SinkAddr6, GenNet6, DUTOutAddr6},
+	} {
+		if err := c.ns.Ping(c.addr, 7, 1); err != nil {
+			t.Errorf("%s: ping6 to its own %s: %v", c.ns.Short, c.addr, err)
+		}
+		l, _ := c.ns.Link(c.link)
+		routes, err := c.ns.Netlink().RouteList(l, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range routes {
+			found = found || r.Dst != nil && r.Dst.String() == c.route && r.Gw.String() == c.via
+		}
+		if !found {
+			t.Errorf("%s: no route to %s via %s in %v", c.ns.Short, c.route, c.via, routes)
+		}
+	}
+	var v []byte
+	topo.DUT.Do(func() (err error) { v, err = os.ReadFile("/proc/sys/net/ipv6/conf/in0/disable_ipv6"); return err })
+	if string(v) != "1\n" {
+		t.Errorf("DUT in0 disable_ipv6 = %q, want 1", v)
 	}
 }
