@@ -16,7 +16,14 @@
 // are acted on, the rest dropped as malformed; duplicate address detection
 // for one of the router's addresses is answered with an advertisement to
 // all nodes that defends it (7.2.4), and a node claiming one of them is
-// counted (Counters.NDPConflicts), never learned as a neighbor.
+// counted (Counters.NDPConflicts), never learned as a neighbor. The router
+// processes no IPv6 routing header: a packet for one of its addresses
+// whose routing header has segments left, type 0 included (RFC 5095 3),
+// gets an ICMPv6 parameter problem, code 0, pointing at the routing type
+// (RFC 8200 4.4), within Config.ICMPRate (Counters.RoutingHeader,
+// ParamProblemSent); one with no segments left is served as if the header
+// were not there, and routing headers in transit are not the router's to
+// read: it forwards them.
 // Martians (packet.Martian4, Martian6) are never routed nor answered, each
 // reason counted; an IPv6 link-local source never leaves its link (an
 // ICMPv6 beyond-scope error answers it), nor does link- or site-scoped

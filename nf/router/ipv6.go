@@ -89,7 +89,7 @@ func (r *Router) ipv6(p *packet.Packet, now int64) bool {
 	if out.MTU > 0 && packet.IPv6Len+int(h.PayloadLen()) > out.MTU {
 		// RFC 8200 5: routers never fragment; the source learns the MTU.
 		r.ctr.tooBig.Add(1)
-		r.icmp6ErrorMTU(p, packet.ICMPv6PacketTooBig, 0, uint32(max(out.MTU, 1280)), packet.DropTooBig, r.ctr.fragNeeded)
+		r.icmp6Answer(p, packet.ICMPv6PacketTooBig, 0, uint32(max(out.MTU, 1280)), packet.DropTooBig, r.ctr.fragNeeded)
 		return false
 	}
 	target := dst
@@ -150,7 +150,21 @@ func (r *Router) source6(in *iface, peer [16]byte) ([16]byte, bool) {
 	return [16]byte{}, false
 }
 
+// local6Packet serves IPv6 packets addressed to the router: it refuses
+// routing headers with segments left, answers echo requests and absorbs
+// the rest.
 func (r *Router) local6Packet(p *packet.Packet) {
+	if p.RoutingOff != 0 && p.Data[p.RoutingOff+3] != 0 {
+		// The router is the routing header's current destination, with
+		// segments left to visit, and processes no routing type: type 0
+		// is deprecated and must be treated as unrecognized (RFC 5095
+		// 3), and an unrecognized type with segments left is answered
+		// with parameter problem code 0 pointing at the routing type
+		// field (RFC 8200 4.4), never forwarded to the next segment.
+		r.ctr.routingHeader.Add(1)
+		r.icmp6Answer(p, packet.ICMPv6ParamProblem, 0, uint32(int(p.RoutingOff)-int(p.L3Off)+2), packet.DropUnsupported, r.ctr.paramProblem)
+		return
+	}
 	in := r.iface(p.InPort)
 	if in == nil || p.Flags&packet.FlagICMPv6 == 0 || p.ICMP().Type() != icmp6EchoRequest {
 		r.ctr.local.Add(1)
@@ -174,12 +188,13 @@ func (r *Router) local6Packet(p *packet.Packet) {
 // check (packet.Martian6): its source is neither multicast nor
 // unspecified, so it can be answered.
 func (r *Router) icmp6Error(p *packet.Packet, typ, code uint8, reason packet.DropReason, sent *pipeline.Counter) {
-	r.icmp6ErrorMTU(p, typ, code, 0, reason, sent)
+	r.icmp6Answer(p, typ, code, 0, reason, sent)
 }
 
-// icmp6ErrorMTU is icmp6Error for a packet too big carrying mtu when mtu
-// is not 0.
-func (r *Router) icmp6ErrorMTU(p *packet.Packet, typ, code uint8, mtu uint32, reason packet.DropReason, sent *pipeline.Counter) {
+// icmp6Answer is icmp6Error for any type, with rest as the error's second
+// word when it has one: a packet too big's MTU, a parameter problem's
+// pointer.
+func (r *Router) icmp6Answer(p *packet.Packet, typ, code uint8, rest uint32, reason packet.DropReason, sent *pipeline.Counter) {
 	in := r.iface(p.InPort)
 	src := p.IPv6().Src()
 	var from [16]byte
@@ -187,8 +202,19 @@ func (r *Router) icmp6ErrorMTU(p *packet.Packet, typ, code uint8, mtu uint32, re
 	if ok {
 		from, ok = r.source6(in, src)
 	}
-	if !ok || (p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() ||
-		mtu != 0 && !p.ToICMPv6PacketTooBig(mtu, from) || mtu == 0 && !p.ToICMPv6Error(typ, code, from) {
+	if !ok || (p.Flags&packet.FlagICMPv6 != 0 && p.ICMP().IsError(true)) || !r.allowICMP() {
+		p.SetDrop(reason)
+		return
+	}
+	switch typ {
+	case packet.ICMPv6PacketTooBig:
+		ok = p.ToICMPv6PacketTooBig(rest, from)
+	case packet.ICMPv6ParamProblem:
+		ok = p.ToICMPv6ParamProblem(code, rest, from)
+	default:
+		ok = p.ToICMPv6Error(typ, code, from)
+	}
+	if !ok {
 		p.SetDrop(reason)
 		return
 	}

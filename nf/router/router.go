@@ -198,6 +198,14 @@ type Counters struct {
 	// (answered with an advertisement to all nodes that defends it) and
 	// advertisements or solicitations giving it a MAC (not learned).
 	NDPConflicts uint64
+	// RoutingHeader counts packets for the router whose routing header
+	// has segments left (RFC 8200 4.4). The router processes no routing
+	// type (type 0 is deprecated, RFC 5095), so each is dropped with
+	// packet.DropUnsupported and answered, within ICMPRate, with a
+	// parameter problem, code 0, pointing at the routing type
+	// (ParamProblemSent).
+	RoutingHeader    uint64
+	ParamProblemSent uint64
 }
 
 // counters are the router's counters, registered by name in a
@@ -209,7 +217,7 @@ type counters struct {
 
 	martian                                                           [packet.NumMartians]*pipeline.Counter // by packet.Martian
 	scopeSrcLinkLocal, scopeDstLinkLocal, scopedMulticast, vlanTagged *pipeline.Counter
-	ndpConflicts                                                      *pipeline.Counter
+	ndpConflicts, routingHeader, paramProblem                         *pipeline.Counter
 }
 
 var martianNames = [packet.NumMartians]string{
@@ -244,6 +252,8 @@ func (c *counters) register() {
 	c.scopedMulticast = c.Counter("scoped_multicast")
 	c.vlanTagged = c.Counter("vlan_tagged")
 	c.ndpConflicts = c.Counter("ndp_conflicts")
+	c.routingHeader = c.Counter("routing_header")
+	c.paramProblem = c.Counter("param_problem_sent")
 }
 
 type iface struct {
@@ -366,7 +376,7 @@ func (r *Router) Counters() Counters {
 		MartianDstZero: c.martian[packet.MartianDstZero].Load(), MartianDstLoopback: c.martian[packet.MartianDstLoopback].Load(),
 		ScopeSrcLinkLocal: c.scopeSrcLinkLocal.Load(), ScopeDstLinkLocal: c.scopeDstLinkLocal.Load(),
 		ScopedMulticast: c.scopedMulticast.Load(), VLANTagged: c.vlanTagged.Load(),
-		NDPConflicts: c.ndpConflicts.Load(),
+		NDPConflicts: c.ndpConflicts.Load(), RoutingHeader: c.routingHeader.Load(), ParamProblemSent: c.paramProblem.Load(),
 	}
 }
 
