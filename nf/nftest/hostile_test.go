@@ -28,12 +28,12 @@ func mac(s string) [6]byte { m, _ := net.ParseMAC(s); return [6]byte(m) }
 
 // liveChain runs firewall -> NAT -> router between gen and sink over AF_XDP.
 func liveChain(t *testing.T) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*xdp.Port) {
-	return liveChainWith(t, conntrack.Config{MaxFlows: 4096}, nil)
+	return liveChainWith(t, conntrack.Config{MaxFlows: 4096}, nil, nil)
 }
 
-// liveChainWith is liveChain with a conntrack configuration; stage, when
-// set, receives the firewall stage.
-func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*xdp.Port) {
+// liveChainWith is liveChain with a conntrack configuration; stage and
+// rt, when set, receive the firewall stage and the router.
+func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage, rt **router.Router) (*lab.Topology, *pipeline.Worker, *afxdp.UMEM, []*afxdp.Device, []*xdp.Port) {
 	topo := lab.TopologyForTest(t, "hostile", lab.TopologyOptions{})
 	rules, _ := firewall.ParseRules([]string{"accept state established,related", "accept in 0 state new"})
 	fw, _ := firewall.New(1, rules, firewall.Drop)
@@ -59,6 +59,9 @@ func liveChainWith(t *testing.T, cc conntrack.Config, stage **firewall.Stage) (*
 	fs := firewall.NewStage(fw, ct, 0)
 	if stage != nil {
 		*stage = fs
+	}
+	if rt != nil {
+		*rt = r
 	}
 	// The NAT shares the firewall's table, as the YAML chain does.
 	ns, err := nat.NewStageShared(nat.Config{Inside: []uint16{0}, Outside: []uint16{1}, Pool: []netip.Addr{netip.MustParseAddr(lab.DUTOutAddr)},
@@ -133,7 +136,8 @@ func fixIPChecksum(f []byte) []byte {
 // or forwarded when it is legal; and that no frame leaks (UMEM accounting
 // at cleanup).
 func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
-	topo, w, _, _, _ := liveChain(t)
+	var rt *router.Router
+	topo, w, _, _, _ := liveChainWith(t, conntrack.Config{MaxFlows: 4096}, nil, &rt)
 	// No ARP and no ICMP from the sink's kernel: only our frames move.
 	if err := topo.Sink.AddNeigh("s0", lab.DUTOutAddr, lab.DUTOutMAC); err != nil {
 		t.Fatal(err)
@@ -239,50 +243,89 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 		u.SetNetworkLayerForChecksum(ip)
 		return ser(t, ethTo(layers.EthernetTypeIPv6), ip, u, gopacket.Payload("scoped"))
 	}
+	// A type 0 routing header (RFC 5095) with a segment left, for the
+	// router's own address: UDP from the client, new from in 0, which
+	// the firewall accepts.
+	rh0 := func() []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Routing,
+			SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
+		final := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, SrcIP: ip.SrcIP, DstIP: net.ParseIP("2001:db8:1::2")}
+		u := &layers.UDP{SrcPort: 1234, DstPort: 9}
+		u.SetNetworkLayerForChecksum(final)
+		rh := append([]byte{byte(layers.IPProtocolUDP), 2, 0, 1, 0, 0, 0, 0}, final.DstIP...)
+		return ser(t, ethTo(layers.EthernetTypeIPv6), ip, gopacket.Payload(append(rh, ser(t, u, gopacket.Payload("source routed"))...)))
+	}()
+	nd := func(hop uint8, src, dst string, body gopacket.SerializableLayer, corrupt bool) []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: hop, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+		typ := uint8(layers.ICMPv6TypeNeighborSolicitation)
+		if _, ok := body.(*layers.ICMPv6NeighborAdvertisement); ok {
+			typ = layers.ICMPv6TypeNeighborAdvertisement
+		}
+		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+		ic.SetNetworkLayerForChecksum(ip)
+		f := ser(t, ethTo(layers.EthernetTypeIPv6), ip, ic, body)
+		if corrupt {
+			f[14+40+2] ^= 0x55
+		}
+		return f
+	}
+	evil := []byte{0x02, 0xee, 0xee, 0xee, 0xee, 0xee}
+	offLinkNA := nd(64, "2001:db8::1", "2001:db8::2", &layers.ICMPv6NeighborAdvertisement{Flags: 0x20, TargetAddress: net.ParseIP("2001:db8:1::2"),
+		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: evil}}}, false)
+	badSumNS := nd(255, "2001:db8::1", "ff02::1:ff00:2", &layers.ICMPv6NeighborSolicitation{TargetAddress: net.ParseIP("2001:db8::2"),
+		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: evil}}}, true)
+	claimNA := nd(255, "2001:db8::1", "ff02::1", &layers.ICMPv6NeighborAdvertisement{Flags: 0x20, TargetAddress: net.ParseIP("2001:db8::2"),
+		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: evil}}}, false)
 
 	cases := []struct {
-		name   string
-		frame  []byte
-		reason packet.DropReason // DropNone: forwarded (or bounced)
-		bounce bool              // answered back out of in0
+		name    string
+		frame   []byte
+		reason  packet.DropReason // DropNone: forwarded (or bounced)
+		bounce  bool              // answered back out of in0
+		counter string            // a router counter that counts each
 	}{
-		{"an IPv4 ethertype with no IPv4 header is malformed", runt, packet.DropMalformed, false},
-		{"IPv4 with IHL < 5 is malformed", ihl4, packet.DropMalformed, false},
-		{"total length past the frame is malformed", tooLong, packet.DropMalformed, false},
-		{"total length short of the frame is padding: forwarded", shorter, packet.DropNone, false},
-		{"a bad header checksum is dropped by the router", badSum, packet.DropMalformed, false},
-		{"IPv4 options are legal: forwarded", withOpts, packet.DropNone, false},
-		{"a first fragment is forwarded", frag(0, true, "first fragment payload!!"), packet.DropNone, false},
+		{"an IPv4 ethertype with no IPv4 header is malformed", runt, packet.DropMalformed, false, ""},
+		{"IPv4 with IHL < 5 is malformed", ihl4, packet.DropMalformed, false, ""},
+		{"total length past the frame is malformed", tooLong, packet.DropMalformed, false, ""},
+		{"total length short of the frame is padding: forwarded", shorter, packet.DropNone, false, ""},
+		{"a bad header checksum is dropped by the router", badSum, packet.DropMalformed, false, ""},
+		{"IPv4 options are legal: forwarded", withOpts, packet.DropNone, false, ""},
+		{"a first fragment is forwarded", frag(0, true, "first fragment payload!!"), packet.DropNone, false, ""},
 		// Later fragments carry no ports and are not tracked (State 0):
 		// rules with a state condition never match them, so with this
 		// rule set the default policy drops them. A stateless rule such
 		// as "accept in 0 proto udp" would let them through.
-		{"a middle fragment is untracked: policy", frag(4, true, "middle fragment!"), packet.DropPolicy, false},
-		{"a last fragment is untracked: policy", frag(6, false, "last"), packet.DropPolicy, false},
-		{"an overlapping fragment is untracked: policy", frag(2, true, "overlapping frag"), packet.DropPolicy, false},
-		{"a fragment whose length is not a multiple of 8 is malformed", frag(2, true, "odd"), packet.DropMalformed, false},
-		{"TCP data offset past the end is malformed", tcpOff, packet.DropMalformed, false},
-		{"UDP length 0 is malformed", udpLen0, packet.DropMalformed, false},
-		{"UDP length past the end is malformed", udpLenLong, packet.DropMalformed, false},
-		{"an ICMP error about an unknown flow is invalid: policy", icmpErr, packet.DropPolicy, false},
-		{"an unknown ethertype is unsupported", unknown, packet.DropUnsupported, false},
-		{"an ICMP error with a truncated quoted header is invalid: policy", icmpTrunc, packet.DropPolicy, false},
-		{"QinQ double tags on an untagged port are dropped by the router", qinq, packet.DropUnsupported, false},
-		{"an 802.1Q tag on an untagged port is dropped by the router", dot1q, packet.DropUnsupported, false},
-		{"IPv6 with hop-by-hop and destination options before UDP is forwarded", v6ext, packet.DropNone, false},
-		{"a loopback source is a martian, NAT or not", from4("127.0.0.1", lab.SinkAddr), packet.DropMartian, false},
-		{"a 0.0.0.0 source is a martian", from4("0.0.0.0", lab.SinkAddr), packet.DropMartian, false},
-		{"the broadcast source is a martian", from4("255.255.255.255", lab.SinkAddr), packet.DropMartian, false},
-		{"a multicast source is a martian", from4("224.0.0.9", lab.SinkAddr), packet.DropMartian, false},
-		{"a loopback destination is a martian", from4(lab.GenAddr, "127.0.0.1"), packet.DropMartian, false},
-		{"a 0/8 destination is a martian", from4(lab.GenAddr, "0.1.2.3"), packet.DropMartian, false},
-		{"a link-local source is answered beyond scope, not forwarded", from6("fe80::1", "2001:db8:1::2"), packet.DropNone, true},
-		{"a link-local destination that is not the router's is a martian", from6("2001:db8::1", "fe80::99"), packet.DropMartian, false},
-		{"site-scoped multicast is not forwarded", from6("2001:db8::1", "ff05::1:3"), packet.DropConsumed, false},
+		{"a middle fragment is untracked: policy", frag(4, true, "middle fragment!"), packet.DropPolicy, false, ""},
+		{"a last fragment is untracked: policy", frag(6, false, "last"), packet.DropPolicy, false, ""},
+		{"an overlapping fragment is untracked: policy", frag(2, true, "overlapping frag"), packet.DropPolicy, false, ""},
+		{"a fragment whose length is not a multiple of 8 is malformed", frag(2, true, "odd"), packet.DropMalformed, false, ""},
+		{"TCP data offset past the end is malformed", tcpOff, packet.DropMalformed, false, ""},
+		{"UDP length 0 is malformed", udpLen0, packet.DropMalformed, false, ""},
+		{"UDP length past the end is malformed", udpLenLong, packet.DropMalformed, false, ""},
+		{"an ICMP error about an unknown flow is invalid: policy", icmpErr, packet.DropPolicy, false, ""},
+		{"an unknown ethertype is unsupported", unknown, packet.DropUnsupported, false, ""},
+		{"an ICMP error with a truncated quoted header is invalid: policy", icmpTrunc, packet.DropPolicy, false, ""},
+		{"QinQ double tags on an untagged port are dropped by the router", qinq, packet.DropUnsupported, false, ""},
+		{"an 802.1Q tag on an untagged port is dropped by the router", dot1q, packet.DropUnsupported, false, ""},
+		{"IPv6 with hop-by-hop and destination options before UDP is forwarded", v6ext, packet.DropNone, false, ""},
+		{"a loopback source is a martian, NAT or not", from4("127.0.0.1", lab.SinkAddr), packet.DropMartian, false, ""},
+		{"a 0.0.0.0 source is a martian", from4("0.0.0.0", lab.SinkAddr), packet.DropMartian, false, ""},
+		{"the broadcast source is a martian", from4("255.255.255.255", lab.SinkAddr), packet.DropMartian, false, ""},
+		{"a multicast source is a martian", from4("224.0.0.9", lab.SinkAddr), packet.DropMartian, false, ""},
+		{"a loopback destination is a martian", from4(lab.GenAddr, "127.0.0.1"), packet.DropMartian, false, ""},
+		{"a 0/8 destination is a martian", from4(lab.GenAddr, "0.1.2.3"), packet.DropMartian, false, ""},
+		{"a link-local source is answered beyond scope, not forwarded", from6("fe80::1", "2001:db8:1::2"), packet.DropNone, true, ""},
+		{"a link-local destination that is not the router's is a martian", from6("2001:db8::1", "fe80::99"), packet.DropMartian, false, ""},
+		{"site-scoped multicast is not forwarded", from6("2001:db8::1", "ff05::1:3"), packet.DropConsumed, false, ""},
+		{"a type 0 routing header with segments left, to the router, gets parameter problem", rh0, packet.DropNone, true, "param_problem_sent"},
+		{"a neighbor advertisement from off the link (hop limit 64) meets the firewall's rules", offLinkNA, packet.DropPolicy, false, ""},
+		{"a neighbor solicitation with a bad checksum is malformed", badSumNS, packet.DropMalformed, false, ""},
+		{"a neighbor advertisement claiming the router's address is a conflict, never learned", claimNA, packet.DropConsumed, false, "ndp_conflicts"},
 	}
 	const k = 5
 	for _, tc := range cases {
 		before := w.PortCounters()
+		beforeRouter := rt.StageMetrics()
 		for i := 0; i < k; i++ {
 			send(tc.frame)
 		}
@@ -310,6 +353,15 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 			t.Errorf("%s: forwarded %d of %d (drops %v)", tc.name, fwd, k, after[0].Dropped)
 		case tc.reason != packet.DropNone && (dropped != k || fwd != 0):
 			t.Errorf("%s: %d dropped as %v and %d forwarded, want %d dropped (drops now %v)", tc.name, dropped, tc.reason, fwd, k, after[0].Dropped)
+		}
+		if n := rt.StageMetrics()[tc.counter] - beforeRouter[tc.counter]; tc.counter != "" && n != k {
+			t.Errorf("%s: router %s grew by %d, want %d", tc.name, tc.counter, n, k)
+		}
+	}
+
+	for _, nb := range rt.Neighbors().List() {
+		if nb.MAC == [6]byte(evil) {
+			t.Errorf("the router learned %v from a frame it must not believe", nb)
 		}
 	}
 

@@ -31,7 +31,7 @@ func TestChurnSoak(t *testing.T) {
 	var fs *firewall.Stage
 	const maxFlows = 2048
 	topo, w, _, _, _ := liveChainWith(t, conntrack.Config{MaxFlows: maxFlows, Full: conntrack.EvictOldest,
-		Timeouts: conntrack.Timeouts{UDP: time.Second, UDPStream: time.Second}}, &fs)
+		Timeouts: conntrack.Timeouts{UDP: time.Second, UDPStream: time.Second}}, &fs, nil)
 	cfg := rig.ForwardConfig(60, 60000) // source ports 1024-61023
 	src, err := rig.NewSource(topo.Gen, "g0", cfg)
 	if err != nil {
