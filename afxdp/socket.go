@@ -583,6 +583,10 @@ func (s *Socket) TXOutstanding() int { return int(s.transmitted - s.completed) }
 // TXPending is how many frames on the TX ring the kernel has not taken.
 func (s *Socket) TXPending() int { return int(s.tx.pending()) }
 
+// TXFree is how many descriptors Transmit would take now: the room on the
+// TX ring.
+func (s *Socket) TXFree() int { return int(s.tx.producerFree(s.tx.size)) }
+
 // Complete takes up to len(addrs) transmitted frames off the completion
 // ring; the application holds them again.
 func (s *Socket) Complete(addrs []uint64) int {

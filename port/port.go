@@ -34,6 +34,11 @@ type Env struct {
 	// left on an interface).
 	Force bool
 	Log   *slog.Logger
+	// Opened returns the Device of a port opened before this one (the
+	// service opens its ports in order), by name: for port types layered
+	// on another port's device, such as a VLAN on its AF_XDP parent
+	// (xdp.VLAN). Nil when the opener has no such ports to offer.
+	Opened func(name string) (Device, bool)
 }
 
 // Config is one port's settings as a Go value.

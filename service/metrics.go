@@ -72,6 +72,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 					cnt(dSock, v, port, q, ev)
 				}
 			}
+			if vc, ok := xp.VLANCounters(); ok {
+				cnt(dSock, vc.Unknown, port, q, "vlan_unknown")
+				cnt(dSock, vc.NoRoom, port, q, "vlan_no_room")
+			}
 		}
 		for i, sc := range w.StageCounters() {
 			idx := strconv.Itoa(i)

@@ -201,11 +201,19 @@ func New(sp Spec, log *slog.Logger, o Options) (s *Service, err error) {
 			s = nil
 		}
 	}()
+	opened := func(name string) (port.Device, bool) {
+		for i, d := range s.opened {
+			if sp.Ports[i].Name == name {
+				return d, true
+			}
+		}
+		return nil, false
+	}
 	for _, p := range sp.Ports {
 		if p.Config == nil {
 			return nil, fmt.Errorf("port %s: no configuration", p.Name)
 		}
-		d, err := p.Config.Open(port.Env{Name: p.Name, Workers: sp.Workers, Ports: len(sp.Ports), Force: o.Force, Log: log})
+		d, err := p.Config.Open(port.Env{Name: p.Name, Workers: sp.Workers, Ports: len(sp.Ports), Force: o.Force, Log: log, Opened: opened})
 		if err != nil {
 			return nil, err
 		}

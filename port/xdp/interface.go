@@ -37,12 +37,23 @@ type Interface struct {
 	PreferBusyPoll *bool
 	// BusyPollBudget is the most frames one busy poll receives (0: 64).
 	BusyPollBudget int
+	// VLAN, when not 0, makes the port an access port of that 802.1Q
+	// VLAN (1-4094) on a tagged wire: it receives the frames tagged VLAN,
+	// without their tag, drops the others (untagged ones too) and tags
+	// what it transmits. 0: the port is untagged; with VLAN ports over it
+	// it keeps the untagged frames and they the tagged ones (see VLAN).
+	// Without either, tags are left alone: frames reach the chain as they
+	// came.
+	VLAN uint16
 }
 
 // Open attaches the XDP program to the interface.
 func (c Interface) Open(env port.Env) (port.Device, error) {
 	if c.Interface == "" {
 		return nil, fmt.Errorf("port %s: no interface", env.Name)
+	}
+	if c.VLAN > 4094 {
+		return nil, fmt.Errorf("port %s: VLAN ID %d: expected 1-4094", env.Name, c.VLAN)
 	}
 	queues := c.Queues
 	if len(queues) == 0 {
@@ -74,6 +85,10 @@ type Device struct {
 	name   string
 	ports  int
 	log    *slog.Logger
+	// vlans are the VLAN ports over this one, in the order they opened;
+	// trunks each worker's socket with them (nil without VLANs).
+	vlans  []vlanMember
+	trunks []*trunk
 }
 
 // Port opens worker w's queue over pool, which must be an *afxdp.UMEM (the
@@ -105,7 +120,15 @@ func (d *Device) Port(w int, pool pipeline.FramePool) (pipeline.Port, error) {
 		return nil, fmt.Errorf("port %s queue %d: %w", d.name, q, err)
 	}
 	d.log.Info("opened queue", "worker", w, "port", d.name, "queue", q, "zero_copy", sock.ZeroCopy(), "need_wakeup", sock.NeedWakeup(), "tx_budget", sock.TXBudget(), "busy_poll", sock.BusyPolling())
-	return NewPort(sock, fill), nil
+	p := NewPort(sock, fill)
+	if d.cfg.VLAN != 0 || len(d.vlans) > 0 {
+		for len(d.trunks) <= w {
+			d.trunks = append(d.trunks, nil)
+		}
+		p.tr = newTrunk(sock, d.cfg.VLAN, d.vlans)
+		d.trunks[w] = p.tr
+	}
+	return p, nil
 }
 
 // busyPoll turns preferred busy polling on for sock when the port asks
@@ -153,10 +176,14 @@ func (d *Device) fits(u *afxdp.UMEM) error {
 	if err != nil {
 		return fmt.Errorf("port %s: %w", d.name, err)
 	}
-	if frame := ifi.MTU + 14; frame > u.MaxFrameLen() {
+	frame := ifi.MTU + 14
+	if d.cfg.VLAN != 0 || len(d.vlans) > 0 {
+		frame += 4 // tagged frames of a full MTU
+	}
+	if frame > u.MaxFrameLen() {
 		return fmt.Errorf("port %s: interface %s has MTU %d: its frames of up to %d bytes do not fit the UMEM's %d-byte frames (%d bytes after the headroom), "+
 			"and xnf does not receive multi-buffer frames (XDP_USE_SG) yet: set the MTU to at most %d (ip link set %s mtu %d) or umem.frame_size to 4096",
-			d.name, d.cfg.Interface, ifi.MTU, frame, u.FrameSize(), u.MaxFrameLen(), u.MaxFrameLen()-14, d.cfg.Interface, u.MaxFrameLen()-14)
+			d.name, d.cfg.Interface, ifi.MTU, frame, u.FrameSize(), u.MaxFrameLen(), u.MaxFrameLen()-(frame-ifi.MTU), d.cfg.Interface, u.MaxFrameLen()-(frame-ifi.MTU))
 	}
 	return nil
 }

@@ -18,6 +18,9 @@ type Port struct {
 	addrs  []uint64
 	target int
 	closed bool
+	// tr, for an interface with VLANs (an access VLAN or VLAN ports):
+	// the socket's trunk, this port its member 0.
+	tr *trunk
 }
 
 // NewPort wraps an open socket and fills its fill ring. fill is how many
@@ -41,6 +44,9 @@ func (x *Port) Receive(b *packet.Batch, max int) (int, error) {
 	if x.closed {
 		return 0, pipeline.ErrClosed
 	}
+	if x.tr != nil {
+		return x.tr.receive(b, max), nil
+	}
 	// With busy polling the kernel delivers only when asked: ask when
 	// less than a burst waits. One poll delivers up to twice its budget
 	// (the kernel polls once more as it stops), and asking while frames
@@ -60,6 +66,9 @@ func (x *Port) Receive(b *packet.Batch, max int) (int, error) {
 func (x *Port) Transmit(pkts []*packet.Packet) (int, error) {
 	if x.closed {
 		return 0, pipeline.ErrClosed
+	}
+	if x.tr != nil {
+		return x.tr.transmit(&x.tr.members[0], pkts), nil
 	}
 	d := x.descs[:len(pkts)]
 	for i, p := range pkts {
@@ -88,6 +97,15 @@ func (x *Port) Flush() error {
 		x.sock.Kick()
 	}
 	return nil
+}
+
+// VLANCounters reads what the socket's VLAN demultiplexing dropped; ok is
+// false for a port without VLANs.
+func (x *Port) VLANCounters() (c VLANCounters, ok bool) {
+	if x.tr == nil {
+		return VLANCounters{}, false
+	}
+	return x.tr.counters(), true
 }
 
 func (x *Port) PollFD() int { return x.sock.FD() }
