@@ -57,6 +57,9 @@ func (f *File) check() error {
 		if b := p.BusyPollBudget; b != 0 && (b < 1 || b > 1024) {
 			return f.errField(at+".busy_poll_budget", "%d: expected between 1 and 1024 frames", b)
 		}
+		if v := p.VLAN; v < 0 || v > 4094 {
+			return f.errField(at+".vlan", "%d: expected a VLAN ID 1-4094 (or 0 for untagged)", v)
+		}
 	}
 	// Build every port once: the builders check their own fields.
 	if _, err := f.PortConfigs(); err != nil {

@@ -79,6 +79,10 @@ type Port struct {
 	// Frags loads the multi-buffer program (jumbo frames).
 	Frags  bool   `yaml:"frags"`
 	Filter Filter `yaml:"filter"`
+	// VLAN makes an afxdp port an access port of that 802.1Q VLAN
+	// (1-4094): the wire carries the VLAN's frames tagged, the chain sees
+	// them untagged. 0 (the default): untagged.
+	VLAN int `yaml:"vlan"`
 
 	node *yaml.Node
 }

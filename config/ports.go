@@ -59,6 +59,7 @@ type PortBuilder func(cfg *PortConfig) (port.Config, error)
 var portRegistry = map[string]PortBuilder{
 	"afxdp": buildXDPPort,
 	"pcap":  buildPcapPort,
+	"vlan":  buildVLANPort,
 }
 
 // RegisterPort makes a port type usable from YAML as `type: name`, as
@@ -130,7 +131,85 @@ func buildXDPPort(c *PortConfig) (port.Config, error) {
 	p := c.Port()
 	return xdp.Interface{Interface: p.Interface, Queues: p.Queues, Mode: p.Mode, ZeroCopy: p.ZeroCopy,
 		RingSize: p.RingSize, Frags: p.Frags, Filter: p.Filter.BPF(),
-		PreferBusyPoll: p.PreferBusyPoll, BusyPollBudget: p.BusyPollBudget}, nil
+		PreferBusyPoll: p.PreferBusyPoll, BusyPollBudget: p.BusyPollBudget, VLAN: uint16(p.VLAN)}, nil
+}
+
+// vlanFields are a vlan port's own fields.
+type vlanFields struct {
+	Parent string `yaml:"parent"`
+	VID    int    `yaml:"vid"`
+}
+
+// vlanOf returns the fields of port i when it is a vlan port.
+func (f *File) vlanOf(i int) (vlanFields, bool) {
+	var y vlanFields
+	if f.Ports[i].PortType() != "vlan" {
+		return y, false
+	}
+	err := (&PortConfig{file: f, index: i}).Decode(&y)
+	return y, err == nil
+}
+
+// PortInterface is the kernel's interface under port i: an afxdp port's
+// own, a vlan port's parent's; "" for other types.
+func (f *File) PortInterface(i int) string {
+	if v, ok := f.vlanOf(i); ok {
+		for j := range f.Ports {
+			if f.Ports[j].Name == v.Parent && f.Ports[j].PortType() == "afxdp" {
+				return f.Ports[j].Interface
+			}
+		}
+		return ""
+	}
+	return f.Ports[i].Interface
+}
+
+// buildVLANPort checks a vlan port against its parent and the parent's
+// other VLANs. A parent stays a port of its own: it keeps the frames of
+// its own VLAN (untagged ones, or those of its vlan:), so a parent and
+// its VLANs can all be used; what matters is that no VLAN ID is claimed
+// twice on one wire.
+func buildVLANPort(c *PortConfig) (port.Config, error) {
+	var y vlanFields
+	if err := c.Decode(&y); err != nil {
+		return nil, err
+	}
+	f := c.file
+	if y.Parent == "" {
+		return nil, c.Errorf("", "a vlan port needs parent: (the afxdp port whose wire carries the VLAN) and vid: (its VLAN ID, 1-4094)")
+	}
+	j := -1
+	for k := range f.Ports {
+		if f.Ports[k].Name == y.Parent {
+			j = k
+		}
+	}
+	switch {
+	case j < 0:
+		var names []string
+		for k := range f.Ports {
+			if f.Ports[k].PortType() == "afxdp" {
+				names = append(names, f.Ports[k].Name)
+			}
+		}
+		return nil, c.Errorf("parent", "unknown port %q (expected an afxdp port: one of %s)", y.Parent, strings.Join(names, ", "))
+	case f.Ports[j].PortType() != "afxdp":
+		return nil, c.Errorf("parent", "port %q is a %s port: VLANs ride on afxdp ports", y.Parent, f.Ports[j].PortType())
+	case j > c.index:
+		return nil, c.Errorf("parent", "port %q comes after its VLAN port (ports[%d]): list the parent first", y.Parent, j)
+	}
+	if y.VID < 1 || y.VID > 4094 {
+		return nil, c.Errorf("vid", "%d: expected a VLAN ID 1-4094", y.VID)
+	}
+	if f.Ports[j].VLAN == y.VID {
+		return nil, c.Errorf("vid", "VLAN %d is port %q's own (its vlan: %d): a VLAN is one port", y.VID, y.Parent, y.VID)
+	}
+	for k := range c.index {
+		if o, ok := f.vlanOf(k); ok && o.Parent == y.Parent && o.VID == y.VID {
+			return nil, c.Errorf("vid", "VLAN %d of %q is port %q already (ports[%d])", y.VID, y.Parent, f.Ports[k].Name, k)
+		}
+	}
+	return xdp.VLAN{Parent: y.Parent, VID: uint16(y.VID)}, nil
 }
 
 func buildPcapPort(c *PortConfig) (port.Config, error) {

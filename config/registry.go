@@ -94,7 +94,7 @@ func (c *BuildContext) MTU(port string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ifi, err := net.InterfaceByName(c.File.Ports[i].Interface)
+	ifi, err := net.InterfaceByName(c.File.PortInterface(int(i)))
 	if err != nil {
 		return 0, nil
 	}
@@ -108,7 +108,7 @@ func (c *BuildContext) MAC(port string) ([6]byte, error) {
 	if err != nil {
 		return [6]byte{}, err
 	}
-	ifname := c.File.Ports[i].Interface
+	ifname := c.File.PortInterface(int(i))
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		if c.Check || c.Offline {
