@@ -27,8 +27,9 @@
 // Martians (packet.Martian4, Martian6) are never routed nor answered, each
 // reason counted; an IPv6 link-local source never leaves its link (an
 // ICMPv6 beyond-scope error answers it), nor does link- or site-scoped
-// multicast. No port is a VLAN port: tagged frames are dropped
-// (Counters.VLANTagged). A packet larger than its egress Interface.MTU is
+// multicast. VLANs are ports' (port/xdp's access and VLAN ports hand
+// the chain untagged frames): a tagged frame that reaches the router is
+// dropped (Counters.VLANTagged). A packet larger than its egress Interface.MTU is
 // dropped (Counters.TooBig) and answered, IPv4 with DF with fragmentation
 // needed and IPv6 with packet too big, both carrying the MTU; IPv4
 // without DF is not fragmented (a stage makes no frames). The package opens no socket: following the

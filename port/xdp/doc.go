@@ -8,6 +8,11 @@
 // over its own UMEM. Ports are closed after their workers stop; closing
 // the Device detaches the program, also when ports are still open.
 //
+// VLANs: an Interface with a VLAN is an 802.1Q access port, and VLAN
+// ports (the Go value VLAN, `type: vlan`) are further ports over an
+// Interface's sockets, one per VLAN; the chain sees untagged frames
+// either way (vlan.go has the model, docs/architecture.md the picture).
+//
 // A Port belongs to its worker's goroutine. Socket conditions the kernel
 // recovers from (a full ring, a refused wakeup) are counted on the socket
 // (afxdp.Socket.Counters) and never stop the worker; a closed port returns
