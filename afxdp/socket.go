@@ -381,10 +381,13 @@ func (s *Socket) bind(cfg SocketConfig, shared bool) error {
 	return fmt.Errorf("afxdp: unknown zero-copy policy %d", cfg.ZeroCopy)
 }
 
-// bindRetry binds, retrying EBUSY for a short while: a queue stays busy for
-// some milliseconds after its previous socket closed.
+// bindRetry binds, retrying EBUSY for a while: a queue stays busy after
+// its previous socket closed until the kernel's deferred pool release has
+// run (a workqueue item: milliseconds when idle, over 200 ms seen on a
+// loaded 2-CPU machine). A queue another socket really holds costs its
+// caller this second before the error.
 func bindRetry(fd int, sa *unix.SockaddrXDP) error {
-	deadline := time.Now().Add(200 * time.Millisecond)
+	deadline := time.Now().Add(time.Second)
 	for {
 		err := unix.Bind(fd, sa)
 		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
