@@ -106,7 +106,8 @@
 // the quote contains it (UDP unless zero, TCP when at least 18 bytes of
 // its header are quoted, ICMP echo always; as Linux does), and the outer
 // ICMP checksum, which covers the quote, all incrementally. An error that
-// arrived with a wrong checksum leaves with a wrong checksum.
+// arrived with a wrong checksum leaves with a wrong checksum. The
+// translation is conntrack.TranslateError, which nf/lb uses too.
 //
 // # Fragments
 //

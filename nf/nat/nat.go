@@ -399,7 +399,7 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 			return
 		}
 		if r.State == conntrack.StateRelated {
-			if s.translateError(p, f, r.Dir) {
+			if conntrack.TranslateError(p, f, r.Dir) {
 				s.local[cICMPErrors]++
 				s.local[cTranslated]++
 			}

@@ -1,28 +1,33 @@
-package nat
+package conntrack
 
 import (
 	"encoding/binary"
 
-	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/packet"
 )
 
-// translateError translates an ICMP error related to translated flow f,
-// travelling in direction d (conntrack's Result.Dir for an error): the
-// outer IPv4 header as a packet of direction d would be translated (only
-// the addresses the flow's translation changes in that direction, as
-// Linux's nf_nat_icmp_reply_translation does, so an error from a router
-// on the path keeps its source), and the quoted packet, which travelled
-// the other way, back to the form it had before the NAT translated it:
-// quoted addresses, ports or echo identifier, the quoted IPv4 header
-// checksum, the quoted L4 checksum when the quote holds it (UDP: always,
-// unless zero; TCP: when at least 18 bytes of its header are quoted; ICMP
-// echo: always), and the outer ICMP checksum, which covers all of it. All
+// TranslateError translates an ICMP error related to flow f (Track's or
+// LookupPacket's StateRelated result), travelling in direction d (the
+// Result's Dir for an error), for a stage that rewrites f's packets into
+// the other direction's tuple reversed (NAT, a load balancer): the outer
+// IPv4 header as a packet of direction d would be translated (only the
+// addresses the flow's translation changes in that direction, as Linux's
+// nf_nat_icmp_reply_translation does, so an error from a router on the
+// path keeps its source), and the quoted packet, which travelled the
+// other way, back to the form it had before it was translated: quoted
+// addresses, ports or echo identifier, the quoted IPv4 header checksum,
+// the quoted L4 checksum when the quote holds it (UDP: always, unless
+// zero; TCP: when at least 18 bytes of its header are quoted; ICMP echo:
+// always), and the outer ICMP checksum, which covers all of it. All
 // updates are incremental (RFC 1624), so an error that arrived with a bad
-// checksum leaves with one.
-func (s *Stage) translateError(p *packet.Packet, f *conntrack.Flow, d conntrack.Dir) bool {
-	_, off, ok := conntrack.QuotedKey(p)
-	if !ok || p.Flags&packet.FlagICMP == 0 {
+// checksum leaves with one. It reports false, changing nothing, when p is
+// not an IPv4 ICMP error with a quote it can read. It does not allocate.
+func TranslateError(p *packet.Packet, f *Flow, d Dir) bool {
+	if p.Flags&packet.FlagIPv4 == 0 || p.Flags&packet.FlagICMP == 0 {
+		return false
+	}
+	_, off, ok := QuotedKey(p)
+	if !ok {
 		return false
 	}
 	cur, tgt := f.Key(d), f.Key(1-d).Reverse()
