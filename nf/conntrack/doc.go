@@ -64,7 +64,9 @@
 // header without allocating (QuotedKey); the quoted tuple, reversed, is
 // looked up, which finds the flow even when the quoted packet was
 // translated by NAT on its way out. The error is related if that flow
-// exists, else invalid; it never creates or refreshes a flow. Every other
+// exists, else invalid; it never creates or refreshes a flow. A stage that
+// translates (NAT, a load balancer) rewrites a related error, outer and
+// quoted headers, with TranslateError. Every other
 // IP protocol (GRE, ESP, SCTP, ...) is tracked by addresses and protocol
 // alone with the Generic timeout. Not tracked: non-IP frames, IP fragments
 // other than the first (they carry no ports; tracking them needs

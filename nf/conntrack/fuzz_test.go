@@ -7,7 +7,8 @@ import (
 )
 
 // FuzzTrack feeds arbitrary frames, as pairs, to a small table that evicts:
-// nothing may panic, and the index must stay sound.
+// nothing may panic (TranslateError of the related ones included), and the
+// index must stay sound.
 func FuzzTrack(f *testing.F) {
 	q := udpFrame(f, ap(a4, 1), ap(b4, 2))
 	q6 := udpFrame(f, ap(a6, 1), ap(b6, 2))
@@ -35,6 +36,9 @@ func FuzzTrack(f *testing.F) {
 			r := tb.Track(&p, int64(i)*sec)
 			if r.Flow != nil && r.Flow.status&stLive == 0 {
 				t.Fatal("result points at a free entry")
+			}
+			if r.State == StateRelated {
+				TranslateError(&p, r.Flow, r.Dir)
 			}
 			tb.check(t)
 		}

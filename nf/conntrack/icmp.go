@@ -41,12 +41,19 @@ var v4Mapped = [12]byte{10: 0xff, 11: 0xff}
 // The quoted packet travelled the other way: its tuple reversed is the
 // tuple of the error's own direction in the flow. It does not allocate.
 func QuotedKey(p *packet.Packet) (k packet.FlowKey, off int, ok bool) {
+	k, off, _, ok = quotedKey(p)
+	return k, off, ok
+}
+
+// quotedKey is QuotedKey that also returns the offset in p.Data of the
+// quoted L4 header.
+func quotedKey(p *packet.Packet) (k packet.FlowKey, off, l4off int, ok bool) {
 	v6 := p.Flags&packet.FlagICMPv6 != 0
 	if p.Flags&(packet.FlagICMP|packet.FlagICMPv6) == 0 || p.Flags&packet.FlagBad != 0 {
-		return k, 0, false
+		return k, 0, 0, false
 	}
 	if icmpClass(p.Data[p.L4Off], v6) != icmpError {
-		return k, 0, false
+		return k, 0, 0, false
 	}
 	start := int(p.L4Off) + packet.ICMPLen
 	in := p.Data[start:p.L3End]
@@ -57,7 +64,7 @@ func QuotedKey(p *packet.Packet) (k packet.FlowKey, off int, ok bool) {
 		l4, ok = quotedIPv4(in, &k)
 	}
 	if !ok {
-		return k, 0, false
+		return k, 0, 0, false
 	}
 	switch k.Proto {
 	case packet.ProtoTCP, packet.ProtoUDP:
@@ -65,7 +72,7 @@ func QuotedKey(p *packet.Packet) (k packet.FlowKey, off int, ok bool) {
 		k.DstPort = binary.BigEndian.Uint16(l4[2:4])
 	case packet.ProtoICMP, packet.ProtoICMPv6:
 		if (k.Proto == packet.ProtoICMPv6) != v6 {
-			return k, 0, false
+			return k, 0, 0, false
 		}
 		switch icmpClass(l4[0], v6) {
 		case icmpEchoRequest: // keys as Track builds them: (id, 0)
@@ -73,10 +80,10 @@ func QuotedKey(p *packet.Packet) (k packet.FlowKey, off int, ok bool) {
 		case icmpEchoReply: // and (0, id)
 			k.SrcPort, k.DstPort = 0, binary.BigEndian.Uint16(l4[4:6])
 		default:
-			return k, 0, false
+			return k, 0, 0, false
 		}
 	}
-	return k, start, true
+	return k, start, int(p.L3End) - len(l4), true
 }
 
 // quotedIPv4 fills the addresses and protocol of k from the IPv4 header at
