@@ -15,7 +15,8 @@
 // packet's destination to the original tuple's source, and it finds a free
 // port by asking Lookup whether a candidate reply tuple is taken (Linux's
 // nf_nat_used_tuple), so it keeps no port map of its own. Flow.User is a
-// spare 8 bytes for its bookkeeping.
+// spare 8 bytes for its bookkeeping, and OnRelease tells the stage when a
+// flow it marked there is freed.
 //
 // Both tuples are in the index, so a packet of either direction finds the
 // flow and learns its direction (Original or Reply). Track does it for one

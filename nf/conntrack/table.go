@@ -46,6 +46,8 @@ type Table struct {
 
 	ctr Counters
 
+	onRelease func(*Flow) // see OnRelease
+
 	// Scratch of TrackBatch, so a batch is tracked without allocating.
 	keys   [packet.MaxBurst]packet.FlowKey
 	hashes [packet.MaxBurst]uint32
@@ -200,6 +202,9 @@ func (t *Table) unlink(i uint32, d Dir) {
 
 // release frees entry i: out of the index, onto the free list.
 func (t *Table) release(i uint32) {
+	if t.onRelease != nil && t.slab[i].User != 0 {
+		t.onRelease(&t.slab[i])
+	}
 	t.unlink(i, Original)
 	t.unlink(i, Reply)
 	e := &t.slab[i]
