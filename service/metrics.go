@@ -26,6 +26,7 @@ var (
 	dStageOut    = prometheus.NewDesc("xnf_stage_packets_out_total", "Packets a stage passed on.", []string{"stage", "index", "worker"}, nil)
 	dStageDrop   = prometheus.NewDesc("xnf_stage_dropped_packets_total", "Packets a stage dropped, by reason.", []string{"stage", "index", "worker", "reason"}, nil)
 	dStageEvents = prometheus.NewDesc("xnf_stage_events_total", "Stage-specific counters.", []string{"stage", "index", "worker", "event"}, nil)
+	dStageGauges = prometheus.NewDesc("xnf_stage_gauges", "Stage-specific values that go up and down (flows in progress, table entries).", []string{"stage", "index", "worker", "gauge"}, nil)
 	dLoops       = prometheus.NewDesc("xnf_worker_loops_total", "Worker loop iterations.", []string{"worker"}, nil)
 	dIdle        = prometheus.NewDesc("xnf_worker_idle_loops_total", "Worker loops that found no packets.", []string{"worker"}, nil)
 	dPolls       = prometheus.NewDesc("xnf_worker_polls_total", "Times a worker blocked in poll(2).", []string{"worker"}, nil)
@@ -37,7 +38,7 @@ var (
 )
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dPortRX, dPortTX, dPortTXFull, dPortDrop, dStageIn, dStageOut, dStageDrop, dStageEvents, dLoops, dIdle, dPolls, dHandedOff, dHandedIn, dHandoffDrop, dSock, dXDP} {
+	for _, d := range []*prometheus.Desc{dPortRX, dPortTX, dPortTXFull, dPortDrop, dStageIn, dStageOut, dStageDrop, dStageEvents, dStageGauges, dLoops, dIdle, dPolls, dHandedOff, dHandedIn, dHandoffDrop, dSock, dXDP} {
 		ch <- d
 	}
 }
@@ -87,6 +88,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			if m, ok := find[pipeline.StageMetrics](w.Stages[i]); ok {
 				for ev, v := range m.StageMetrics() {
 					cnt(dStageEvents, v, sc.Name, idx, ws, ev)
+				}
+			}
+			if g, ok := find[pipeline.StageGauges](w.Stages[i]); ok {
+				for name, v := range g.StageGauges() {
+					ch <- prometheus.MustNewConstMetric(dStageGauges, prometheus.GaugeValue, float64(v), sc.Name, idx, ws, name)
 				}
 			}
 		}
