@@ -53,7 +53,8 @@
 //
 // Nor does it hash packets or check health. The caller passes the flow
 // hash, which must be well mixed and the same on every instance, so not
-// a per-process seeded hash such as conntrack's; and it leaves unhealthy
+// a per-process seeded hash such as conntrack's: FlowHash is one, of a
+// flow's 5-tuple with fixed keys; and the caller leaves unhealthy
 // backends out of the pool (or gives them weight 0) when it builds the
 // next table. When no backend is left, Build fails with ErrNoBackends.
 package lb
