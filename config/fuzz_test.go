@@ -14,6 +14,7 @@ var withLine = regexp.MustCompile(`^chain\.yaml:[0-9]+: `)
 func FuzzParse(f *testing.F) {
 	f.Add(valid)
 	f.Add(withFirewall)
+	f.Add(withLB)
 	f.Add("ports:\n  - name: a\n    interface: x0\nchain: []\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		_, err := Parse("chain.yaml", []byte(text))

@@ -17,8 +17,9 @@ import (
 // one, by its sorted 5-tuple (see conntrack.Steering).
 //
 // A chain the hand-off cannot make correct is an error naming the stage:
-// more than one nat stage (a flow has one outside endpoint per NAT), or
-// more workers than conntrack.MaxWorkers.
+// more than one nat stage (a flow has one outside endpoint per NAT), an
+// lb stage (no endpoint is common to a balanced flow's two directions
+// that the steering knows of), or more workers than conntrack.MaxWorkers.
 func (f *File) Steering() (*conntrack.Steering, error) {
 	c, err := f.steeringConfig()
 	if err != nil || c == nil {
@@ -37,6 +38,12 @@ func (f *File) steeringConfig() (*conntrack.SteeringConfig, error) {
 	for i, st := range f.Chain {
 		sc := f.StageConfig(i)
 		switch st.Type {
+		case "lb":
+			// DNAT's request C:c > V:v and reply B:b > C:c share the
+			// client's endpoint, which the steering does not know to
+			// key by; with snat_to they share no endpoint at all.
+			return nil, sc.Errorf("type", "an lb on %d workers (ports[].queues lists %d): hand-off steers each flow to its owner by its 5-tuple (or a nat's outside endpoint), "+
+				"and a balanced flow's reply, from the backend, shares neither with the client's request, so the two would meet different workers; run one queue per port (one worker)", n, n)
 		case "nat":
 			natAt = append(natAt, i)
 		case "firewall":

@@ -185,23 +185,27 @@ func (b *Balancer) Update(cfg Config) error {
 	for i := range cfg.Services {
 		sv := &cfg.Services[i]
 		vip := netip.AddrPortFrom(sv.VIP.Addr().Unmap(), sv.VIP.Port())
-		at := fmt.Sprintf("lb: service %d", i)
+		fail := func(be int, format string, args ...any) error {
+			return &ServiceError{Index: i, Backend: be, Err: fmt.Errorf(format, args...)}
+		}
 		switch {
 		case sv.Proto != packet.ProtoTCP && sv.Proto != packet.ProtoUDP:
-			return fmt.Errorf("%s: protocol %d: expected tcp (%d) or udp (%d)", at, sv.Proto, packet.ProtoTCP, packet.ProtoUDP)
+			return fail(-1, "protocol %d: expected tcp (%d) or udp (%d)", sv.Proto, packet.ProtoTCP, packet.ProtoUDP)
 		case !vip.Addr().IsValid():
-			return fmt.Errorf("%s: no VIP address", at)
+			return fail(-1, "no VIP address")
 		case vip.Port() == 0:
-			return fmt.Errorf("%s: %s port 0: expected a port from 1 to 65535", at, vip)
+			return fail(-1, "%s port 0: expected a port from 1 to 65535", vip)
 		}
 		name := ProtoName(sv.Proto) + "/" + vip.String()
-		at += " (" + name + ")"
+		fail = func(be int, format string, args ...any) error {
+			return &ServiceError{Index: i, Name: name, Backend: be, Err: fmt.Errorf(format, args...)}
+		}
 		k := svcKey{addr: vip.Addr().As16(), port: vip.Port(), proto: sv.Proto}
 		if _, dup := st.services[k]; dup {
-			return fmt.Errorf("%s: the same service twice (expected each protocol, address and port once)", at)
+			return fail(-1, "the same service twice (expected each protocol, address and port once)")
 		}
 		if len(sv.Backends) == 0 {
-			return fmt.Errorf("%s: no backends (expected at least one; weight 0 drains a backend)", at)
+			return fail(-1, "no backends (expected at least one; weight 0 drains a backend)")
 		}
 		p := pending{key: k, name: name, svc: &service{}, size: sv.TableSize}
 		seen := map[netip.AddrPort]int{}
@@ -214,12 +218,12 @@ func (b *Balancer) Update(cfg Config) error {
 			}
 			switch {
 			case !a.Addr().IsValid():
-				return fmt.Errorf("%s: backend %d: no address", at, j)
+				return fail(j, "no address")
 			case a.Addr().Is4() != vip.Addr().Is4():
-				return fmt.Errorf("%s: backend %d: %s is not an %s address like the VIP (no translation between families)", at, j, a.Addr(), family(vip.Addr()))
+				return fail(j, "%s is not an %s address like the VIP (no translation between families)", a.Addr(), family(vip.Addr()))
 			}
 			if o, dup := seen[a]; dup {
-				return fmt.Errorf("%s: backend %d: %s is also backend %d (expected each address and port once)", at, j, a, o)
+				return fail(j, "%s is also backend %d (expected each address and port once)", a, o)
 			}
 			seen[a] = j
 			id := a.String()
@@ -239,7 +243,7 @@ func (b *Balancer) Update(cfg Config) error {
 				// Every backend drained: new flows are refused until
 				// one has a weight again.
 			case err != nil:
-				return fmt.Errorf("%s: %w", at, err)
+				return &ServiceError{Index: i, Name: name, Backend: -1, Err: err}
 			}
 			p.svc.table = t
 		}
@@ -272,6 +276,28 @@ func (b *Balancer) Update(cfg Config) error {
 	b.cur.Store(st)
 	return nil
 }
+
+// ServiceError is Update's (and New's) error about one service of a
+// Config: the table's, or one of its backends'.
+type ServiceError struct {
+	Index   int    // in Config.Services
+	Name    string // "tcp/198.18.1.100:80", once known
+	Backend int    // the backend's index in the service's Backends; -1: the service itself
+	Err     error  // what is wrong (Build's error for the table)
+}
+
+func (e *ServiceError) Error() string {
+	s := fmt.Sprintf("lb: service %d", e.Index)
+	if e.Name != "" {
+		s += " (" + e.Name + ")"
+	}
+	if e.Backend >= 0 {
+		s += fmt.Sprintf(": backend %d", e.Backend)
+	}
+	return s + ": " + e.Err.Error()
+}
+
+func (e *ServiceError) Unwrap() error { return e.Err }
 
 func family(a netip.Addr) string {
 	if a.Is4() {

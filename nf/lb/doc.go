@@ -138,8 +138,9 @@
 // would look up packets already translated, which conntrack cannot find
 // (their tuples are the flow's tuples reversed): no nat or stateful
 // firewall after the balancer, no nat before it (it would claim every new
-// flow first), and one balancer per table. In DNAT mode the backends must
-// route their replies through the balancer.
+// flow first), and one balancer per table; the config package refuses
+// such chains. In DNAT mode the backends must route their replies through
+// the balancer.
 //
 // # Not yet
 //
@@ -155,8 +156,14 @@
 // # Steering
 //
 // A balanced flow's two directions have different tuples, so per-worker
-// tables need both to reach one worker, which no RSS hash guarantees:
-// run one worker per table (see conntrack's doc on steering).
+// tables need both to reach one worker, which no RSS hash guarantees.
+// Hand-off (conntrack.Steering) keys a flow by its sorted 5-tuple or a
+// NAT's outside endpoint, and a balanced flow's two directions share
+// neither: C:c > V:v and B:b > C:c share only the client's endpoint (a
+// key the steering could learn, given the services), and with SNAT,
+// C:c > V:v and B:b > S:s share nothing (the SNAT port would have to name
+// the worker, as VPP's per-worker port slices do). Until then the config
+// package refuses an lb on more than one worker.
 //
 // # Cost
 //
