@@ -123,10 +123,12 @@
 // backend/tcp/198.18.1.100:80/198.18.2.10:80/packets ...), and the flows
 // active in its conntrack table (StageGauges: .../active_flows): up when
 // a flow is balanced, down when conntrack frees it (conntrack.OnRelease).
-// Packet and byte counts are kept per batch and published once per batch;
-// a backend or service keeps its counters, under its name, across
-// updates that remove and add it back, and a removed backend's stay (its
-// flows may go on). Counters are per stage, hence per worker.
+// Packet, byte and flow counts are kept per batch and published once per
+// batch. Active flows include closing ones (a TCP connection in
+// time_wait) until conntrack frees them. A backend or service keeps its
+// counters, under its name, across updates that remove and add it back,
+// and a removed backend's stay (its flows may go on). Counters are per
+// stage, hence per worker.
 //
 // # In a chain
 //

@@ -74,8 +74,8 @@ type flowCounters struct {
 
 // pending are a backend's counts in the current batch.
 type pending struct {
-	packets, bytes uint64
-	dirty          bool
+	packets, bytes, flows uint64
+	dirty                 bool
 }
 
 // Stage is a load balancer as a pipeline stage, for one worker: it
@@ -253,14 +253,19 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 		rewrite(p, f, r.Dir)
 	}
 	s.local[cTranslated]++
-	slot := int32(u >> slotShift)
-	pd := &s.pend[slot]
+	pd := s.pending(int32(u >> slotShift))
 	pd.packets++
 	pd.bytes += uint64(p.L3End - p.L3Off)
+}
+
+// pending returns a backend's counts of the current batch.
+func (s *Stage) pending(slot int32) *pending {
+	pd := &s.pend[slot]
 	if !pd.dirty {
 		pd.dirty = true
 		s.dirty = append(s.dirty, slot)
 	}
+	return pd
 }
 
 // flowless handles an IP packet without a flow: a later fragment, a packet
@@ -321,11 +326,7 @@ func (s *Stage) balance(svc *service, f *conntrack.Flow, orig *packet.FlowKey, n
 	}
 	u := userLB | uint64(be.slot)<<slotShift
 	f.User = u
-	c := (*s.be.Load())[be.slot]
-	c.flows.Add(1)
-	c.svc.flows.Add(1)
-	c.active.Add(1)
-	c.svc.active.Add(1)
+	s.pending(be.slot).flows++
 	s.local[cFlows]++
 	return u
 }
@@ -463,6 +464,15 @@ func (s *Stage) publish() {
 		c.bytes.Add(pd.bytes)
 		c.svc.packets.Add(pd.packets)
 		c.svc.bytes.Add(pd.bytes)
+		if pd.flows != 0 {
+			// New flows are active until conntrack frees them (released
+			// subtracts them one by one, at once: a flow balanced in a
+			// batch is never freed before the batch's end).
+			c.flows.Add(pd.flows)
+			c.svc.flows.Add(pd.flows)
+			c.active.Add(int64(pd.flows))
+			c.svc.active.Add(int64(pd.flows))
+		}
 		*pd = pending{}
 	}
 	s.dirty = s.dirty[:0]
