@@ -23,7 +23,8 @@
 // ARPReply build Ethernet frames with right lengths and checksums, from the
 // lab's MAC addresses, TTL 64; options (SrcMAC, DstMAC, VLAN, QinQ, TTL,
 // TOS, TCPFlags, ...) change the rest. Frame serializes any gopacket
-// layers. Summary, Dump and Diff describe frames.
+// layers; Fragments cuts a frame's datagram into IP fragments. Summary,
+// Dump and Diff describe frames.
 //
 // # The harness
 //

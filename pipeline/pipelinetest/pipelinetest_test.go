@@ -225,3 +225,44 @@ func BenchmarkEmptyStage(b *testing.B) {
 	pipelinetest.Benchmark(b, pipeline.StageFunc{StageName: "empty", Fn: func(*packet.Batch) {}},
 		pipelinetest.UDP4("198.18.0.1:1000", "198.18.1.2:9", "0123456789012345"))
 }
+
+// Fragments cut a datagram as a host does: the pieces parse as fragments
+// of one datagram and together carry its bytes.
+func TestFragments(t *testing.T) {
+	payload := make([]byte, 3000)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	for _, f := range [][]byte{
+		pipelinetest.UDP4("198.18.0.1:1000", "198.18.1.2:53", payload),
+		pipelinetest.UDP6("[2001:db8::1]:1000", "[2001:db8:1::2]:53", payload),
+	} {
+		var whole packet.Packet
+		whole.Reset(f, 0, 0)
+		whole.Parse()
+		want := whole.L4()
+		frs := pipelinetest.Fragments(f, 1232, 0x10203)
+		if len(frs) != 3 {
+			t.Fatalf("%d fragments", len(frs))
+		}
+		var got []byte
+		for i, fr := range frs {
+			var p packet.Packet
+			p.Reset(fr, 0, 0)
+			if p.Parse() != packet.ErrNone {
+				t.Fatalf("fragment %d: %v", i, p.Err)
+			}
+			d, ok := p.Fragment()
+			if !ok || d.Offset != len(got) || d.More != (i < 2) || d.Next != packet.ProtoUDP {
+				t.Fatalf("fragment %d: %+v %v", i, d, ok)
+			}
+			if p.Flags&packet.FlagIPv4 != 0 && (!p.IPv4().ChecksumValid() || d.ID != 0x0203) || p.Flags&packet.FlagIPv6 != 0 && d.ID != 0x10203 {
+				t.Fatalf("fragment %d: header checksum or identification", i)
+			}
+			got = append(got, fr[len(fr)-d.Len:]...)
+		}
+		if string(got) != string(want) {
+			t.Error("the fragments do not carry the datagram")
+		}
+	}
+}
