@@ -44,7 +44,7 @@ bench:
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run);
 # CI runs fuzz-short. Failing inputs land in testdata/fuzz and become
 # regression seeds once committed.
-FUZZ_TARGETS := ./packet:FuzzParse ./packet:FuzzRewrite ./config:FuzzParse ./nf/nftest:FuzzChain ./nf/nat:FuzzProcess ./nf/conntrack:FuzzTrack
+FUZZ_TARGETS := ./packet:FuzzParse ./packet:FuzzRewrite ./config:FuzzParse ./nf/nftest:FuzzChain ./nf/nat:FuzzProcess ./nf/conntrack:FuzzTrack ./nf/conntrack:FuzzFragments
 
 # Go 1.26's fuzz coordinator can fail a target with a bare "context
 # deadline exceeded" when -fuzztime ends while a worker is mid-input

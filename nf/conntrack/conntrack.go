@@ -18,8 +18,9 @@ type State uint8
 
 const (
 	// StateUntracked: the table did not look at the packet (not IP, a
-	// later fragment, an ICMP message that is neither echo nor error) or it
-	// was dropped before the table saw it. No entry.
+	// later fragment whose datagram has no flow, an ICMP message that is
+	// neither echo nor error) or it was dropped before the table saw it.
+	// No entry.
 	StateUntracked State = 0
 	// StateNew: the packet travels in the original direction of a flow
 	// that has not yet seen a reply, the first packet included.
@@ -187,6 +188,9 @@ type Config struct {
 	TCPPickup bool
 	// Timeouts; zero fields take DefaultTimeouts.
 	Timeouts Timeouts
+	// Fragments sizes the table's fragment tracker (see the package doc,
+	// "Fragments"); Datagrams -1 turns it off.
+	Fragments FragmentConfig
 }
 
 // Counters are a table's totals since New.
@@ -219,6 +223,12 @@ type Result struct {
 	// direction of the ICMP error itself: Reply for an error sent back to
 	// the flow's originator about its own packet.
 	Dir Dir
+	// Fragment is what the table's fragment tracker made of the packet
+	// (FragmentNone for a packet that is not a fragment); a stage drops
+	// the packet when Fragment.Drop() (packet.DropFragment). A later
+	// fragment that followed its first has that fragment's flow, if it
+	// made one. LookupPacket sets it for later fragments only.
+	Fragment FragmentVerdict
 }
 
 // Errors of Create and SetReply.

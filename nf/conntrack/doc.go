@@ -69,11 +69,65 @@
 // translates (NAT, a load balancer) rewrites a related error, outer and
 // quoted headers, with TranslateError. Every other
 // IP protocol (GRE, ESP, SCTP, ...) is tracked by addresses and protocol
-// alone with the Generic timeout. Not tracked: non-IP frames, IP fragments
-// other than the first (they carry no ports; tracking them needs
-// reassembly or a fragment-id cache, which this package does not have), and
-// ICMP messages that are neither echo nor error (neighbour discovery,
-// router advertisements, timestamps): a firewall names those by type.
+// alone with the Generic timeout. IP fragments other than the first carry
+// no ports: the fragment tracker gives them their first fragment's (see
+// Fragments). Not tracked: non-IP frames, and ICMP messages that are
+// neither echo nor error (neighbour discovery, router advertisements,
+// timestamps): a firewall names those by type.
+//
+// # Fragments
+//
+// A Table follows fragmented datagrams with a fragment tracker
+// (Fragments, sized by Config.Fragments), VPP's virtual reassembly rather
+// than Linux's real one: no bytes are gathered, no frame is copied or
+// kept, and each fragment goes on as soon as it is judged. The tracker is
+// a fixed table (1024 datagrams by default, 96 bytes each, set-associative
+// by 4) keyed by source, destination, identification (IPv4's 16 bits,
+// IPv6's 32), the protocol of the fragmentable part and the ingress port.
+// A first fragment (offset 0, more to come) is tracked as any packet and
+// leaves its protocol, ports and first 4 bytes of upper-layer header in
+// the tracker (FragmentInfo); a later fragment of a datagram whose first
+// fragment was seen inherits them, so it finds its flow by the first
+// fragment's key and has its state: a firewall gives it the first
+// fragment's verdict and a NAT translates it as the first. Later
+// fragments are looked up, never create or move a flow, and are counted
+// by the tracker, not as Found. What the tracker decided is in
+// Result.Fragment; Drop() says which packets a stage must drop
+// (packet.DropFragment):
+//
+//   - Out of order (FragmentOutOfOrder): a later fragment whose first
+//     fragment the tracker does not know. Within one TrackBatch order does
+//     not matter (later fragments meet the tracker after the batch's first
+//     fragments, and their flow after it exists); across batches the
+//     fragment is dropped, since a stage cannot keep a frame past its
+//     batch. Linux, which reassembles, takes fragments in any order; this
+//     is the difference, counted (FragmentCounters.OutOfOrder).
+//   - Overlaps (FragmentOverlap): each datagram keeps the byte ranges its
+//     fragments covered (up to MaxFragmentHoles disjoint ones:
+//     FragmentHoles past that). A fragment that covers a byte again,
+//     reaches past the last fragment's end or is a second last or first
+//     fragment is dropped, and so is every later fragment of that
+//     datagram, as RFC 5722 says for IPv6 and Linux does for IPv4 too; an
+//     IPv4 TCP fragment at offset 8, which can only rewrite the flags, is
+//     dropped outright (RFC 1858). Exact duplicates count as overlaps. A
+//     first fragment too short for its TCP or UDP header is malformed
+//     (packet.Parse), RFC 1858's tiny fragment.
+//   - RFC 7112 (FragmentIncomplete): the first fragment of an IPv6
+//     datagram must hold the whole header chain, the upper-layer header
+//     included; one that does not is dropped and counted.
+//
+// Bounds: a datagram leaves the tracker once every byte was seen; an
+// unfinished one is forgotten (FragmentCounters.Expired)
+// FragmentConfig.Timeout after its first fragment (2 s; see there why
+// not Linux's 30 s), or earlier when a new first fragment needs its
+// entry and none is free (the unfinished datagram seen first among its 4
+// candidates goes: Overflow). A reused identification after the datagram
+// finished starts a new datagram; one reused while it is unfinished
+// overlaps and is dropped, as in Linux. Stages after the tracking one
+// (LookupPacket) find a later fragment's flow through the tracker
+// without changing it (Fragments.Lookup). IPv6 atomic fragments (RFC
+// 6946) are packets of their own. The tracker costs 0 allocations; its
+// cost per fragment is in docs/benchmarks.md (BenchmarkTrackBatchFragments).
 //
 // # Time and timeouts
 //

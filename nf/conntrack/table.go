@@ -48,10 +48,13 @@ type Table struct {
 
 	onRelease func(*Flow) // see OnRelease
 
+	frags *Fragments // nil: fragments are not followed
+
 	// Scratch of TrackBatch, so a batch is tracked without allocating.
 	keys   [packet.MaxBurst]packet.FlowKey
 	hashes [packet.MaxBurst]uint32
 	kinds  [packet.MaxBurst]kind
+	fragv  [packet.MaxBurst]FragmentVerdict // valid in batches with fragments
 	sink   uint32
 }
 
@@ -80,6 +83,10 @@ func New(cfg Config) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	frags, err := NewFragments(cfg.Fragments)
+	if err != nil {
+		return nil, err
+	}
 	nb := uint32(16)
 	for int(nb) < 2*cfg.MaxFlows {
 		nb <<= 1
@@ -97,6 +104,7 @@ func New(cfg Config) (*Table, error) {
 		streamTO:   int64(to.UDPStream),
 		icmpTO:     int64(to.ICMP),
 		genericTO:  int64(to.Generic),
+		frags:      frags,
 	}
 	adviseHuge(unsafe.Pointer(&t.slab[0]), uintptr(len(t.slab))*unsafe.Sizeof(Flow{}))
 	adviseHuge(unsafe.Pointer(&t.buckets[0]), uintptr(len(t.buckets))*4)
@@ -144,6 +152,10 @@ func (to Timeouts) withDefaults() (Timeouts, error) {
 	return to, nil
 }
 
+// Fragments returns the table's fragment tracker, nil when it is off
+// (Config.Fragments.Datagrams -1).
+func (t *Table) Fragments() *Fragments { return t.frags }
+
 // Len returns the number of entries holding a flow, including expired ones
 // the clock hand has not freed yet.
 func (t *Table) Len() int { return t.live }
@@ -162,7 +174,11 @@ const EntrySize = int(unsafe.Sizeof(Flow{}))
 // MemoryBytes returns the memory reserved for the slab and the index: what
 // the table costs once every entry has been used.
 func (t *Table) MemoryBytes() int {
-	return len(t.slab)*EntrySize + len(t.buckets)*4
+	n := len(t.slab)*EntrySize + len(t.buckets)*4
+	if t.frags != nil {
+		n += t.frags.MemoryBytes()
+	}
+	return n
 }
 
 // lookup finds the entry holding tuple k, whose hash is h, expired or not.

@@ -12,6 +12,8 @@ type kind uint8
 const (
 	kindSkip      kind = iota // dropped by an earlier stage: not looked at, not counted
 	kindUntracked             // not for the table
+	kindFragDrop              // a fragment the tracker condemned (fragv says why)
+	kindLater                 // a later fragment, for TrackBatch to show the tracker after the first fragments
 	kindInvalid               // unsound, or a TCP flag combination no stack sends
 	// Kinds from here on are looked up.
 	kindTCP
@@ -19,7 +21,8 @@ const (
 	kindEchoRequest
 	kindEchoReply
 	kindGeneric
-	kindError // an ICMP error: the key is its quote's, reversed
+	kindError  // an ICMP error: the key is its quote's, reversed
+	kindFollow // a later fragment with its first fragment's key: looked up, never created or moved
 )
 
 // classify sorts p and writes the tuple to look up into k.
@@ -136,11 +139,29 @@ func (t *Table) Track(p *packet.Packet, now int64) Result {
 	t.gen++
 	t.expire(now, t.expireScan)
 	var k packet.FlowKey
-	kd := classify(p, &k)
-	if kd <= kindInvalid {
-		return t.untracked(kd)
+	var v FragmentVerdict
+	if p.Flags&packet.FlagFragment != 0 && t.frags != nil {
+		var info FragmentInfo
+		v, info = t.frags.Observe(p, now)
+		switch {
+		case v.Drop():
+			return t.fragDrop(v)
+		case v == FragmentFollowed:
+			k = info.Key(p)
+			r := t.follow(&k, t.h.sum(&k), now)
+			r.Fragment = v
+			return r
+		}
 	}
-	return t.track(p, &k, t.h.sum(&k), kd, now)
+	kd := classify(p, &k)
+	var r Result
+	if kd <= kindInvalid {
+		r = t.untracked(kd)
+	} else {
+		r = t.track(p, &k, t.h.sum(&k), kd, now)
+	}
+	r.Fragment = v
+	return r
 }
 
 // TrackBatch tracks every packet of b, as Track would one after the other
@@ -161,11 +182,28 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 	// Pass 1: classify, hash, and load each chain head; the loads do not
 	// depend on one another, so their misses are served in parallel.
 	sink := uint32(0)
+	frags := false
 	for i := range pk {
 		p := &pk[i]
 		if p.Verdict != packet.Forward {
 			t.kinds[i] = kindSkip
 			continue
+		}
+		if p.Flags&packet.FlagFragment != 0 && t.frags != nil {
+			if !frags {
+				clear(t.fragv[:n])
+				frags = true
+			}
+			if p.Flags&packet.FlagLaterFragment != 0 {
+				t.kinds[i] = kindLater
+				continue
+			}
+			v, _ := t.frags.Observe(p, now)
+			t.fragv[i] = v
+			if v.Drop() {
+				t.kinds[i] = kindFragDrop
+				continue
+			}
 		}
 		kd := classify(p, &t.keys[i])
 		t.kinds[i] = kd
@@ -175,6 +213,12 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 			sink += t.buckets[h&t.mask]
 		}
 	}
+	if frags {
+		// Later fragments meet the tracker after every first fragment of
+		// the batch, so a datagram whose fragments the batch holds out
+		// of order is followed all the same.
+		sink += t.observeLater(pk, now)
+	}
 	// Passes 2 and 3 only pay where entries miss the caches: in a table of
 	// more than prefetchMin entries (4 MiB of slab).
 	if t.used > prefetchMin {
@@ -183,15 +227,28 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 	// Pass 4: track, with the lines now (mostly) in cache.
 	for i := range pk {
 		kd := t.kinds[i]
-		if kd <= kindInvalid {
-			if kd == kindSkip {
-				out[i] = Result{}
-				continue
-			}
+		switch {
+		case kd == kindSkip:
+			out[i] = Result{}
+		case kd == kindFragDrop:
+			out[i] = t.fragDrop(t.fragv[i])
+		case kd <= kindInvalid:
 			out[i] = t.untracked(kd)
-			continue
+		case kd == kindFollow:
+			// Below, once the flows of the batch's first fragments exist.
+		default:
+			out[i] = t.track(&pk[i], &t.keys[i], t.hashes[i], kd, now)
 		}
-		out[i] = t.track(&pk[i], &t.keys[i], t.hashes[i], kd, now)
+	}
+	if frags {
+		for i := range pk {
+			if t.kinds[i] == kindFollow {
+				out[i] = t.follow(&t.keys[i], t.hashes[i], now)
+			}
+			if t.kinds[i] != kindSkip {
+				out[i].Fragment = t.fragv[i]
+			}
+		}
 	}
 	return out
 }
@@ -206,6 +263,16 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 // allocate.
 func (t *Table) LookupPacket(p *packet.Packet, now int64) Result {
 	var k packet.FlowKey
+	if p.Flags&(packet.FlagLaterFragment|packet.FlagBad) == packet.FlagLaterFragment && t.frags != nil {
+		info, ok := t.frags.Lookup(p, now)
+		if !ok {
+			return Result{Fragment: FragmentOutOfOrder}
+		}
+		k = info.Key(p)
+		r := t.lookupOnly(&k, now)
+		r.Fragment = FragmentFollowed
+		return r
+	}
 	kd := classify(p, &k)
 	switch {
 	case kd == kindInvalid:

@@ -22,8 +22,19 @@ import (
 // neighbor_discovery.
 // IP packets whose headers failed to parse are dropped as malformed
 // before any rule sees them. Ports are read from TCP, UDP, SCTP and
-// UDP-Lite headers. Later fragments carry no ports: rules with port
-// conditions never match them, so the default policy decides.
+// UDP-Lite headers.
+//
+// Later fragments carry no ports. With conntrack, the table's fragment
+// tracker gives a later fragment its datagram's first fragment's
+// protocol, ports (or ICMP type and code) and flow, so the rules decide
+// it as they decided the first fragment; fragments the tracker condemns
+// (out of order across batches, overlapping, a first IPv6 fragment
+// without its header chain) are dropped as packet.DropFragment before
+// any rule sees them, and counted in the fragment_* metrics (conntrack's
+// doc, "Fragments", has the rules). A stateless firewall has no tracker:
+// rules with port conditions never match later fragments there, so the
+// default policy or a rule without ports decides them, as in Linux
+// without conntrack.
 //
 // A new flow that the rules drop or reject is removed from the conntrack
 // table again, so denied traffic cannot fill it. A rejected packet is
@@ -56,13 +67,22 @@ type Stage struct {
 		last [len(conntrackMetrics)]uint64
 		ctrs [len(conntrackMetrics)]*pipeline.Counter
 	}
+	// The fragment tracker's, likewise, when the stage tracks.
+	fragPub struct {
+		last [len(conntrack.FragmentMetrics)]uint64
+		ctrs [len(conntrack.FragmentMetrics)]*pipeline.Counter
+	}
 }
 
 // NewStage makes a firewall stage for one worker; ct may be nil for a
 // stateless firewall (packets then have State 0 and match only rules
 // without a state condition).
 func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
-	s := &Stage{fw: fw, ct: ct, worker: worker,
+	return newStage(fw, ct, worker, false)
+}
+
+func newStage(fw *Firewall, ct *conntrack.Table, worker int, shared bool) *Stage {
+	s := &Stage{fw: fw, ct: ct, worker: worker, shared: shared,
 		limit:   ratelimit.New(DefaultRejectRate, DefaultRejectBurst),
 		results: make([]conntrack.Result, 0, packet.MaxBurst), forget: make([]packet.FlowKey, 0, packet.MaxBurst)}
 	c := &s.ctr
@@ -76,15 +96,20 @@ func NewStage(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
 			s.ctPub.ctrs[i] = s.ctrs.Counter(name)
 		}
 	}
+	if ct != nil && ct.Fragments() != nil && !shared {
+		for i, name := range conntrack.FragmentMetrics {
+			s.fragPub.ctrs[i] = s.ctrs.Counter(name)
+		}
+	}
 	return s
 }
 
 // NewStageShared makes a firewall stage that reads the states an earlier
 // stage tracked in ct (the NAT, when it comes first): it looks packets up
-// and changes nothing in the table.
+// and changes nothing in the table. The stage that tracks publishes the
+// fragment tracker's counters.
 func NewStageShared(fw *Firewall, ct *conntrack.Table, worker int) *Stage {
-	s := NewStage(fw, ct, worker)
-	s.shared = true
+	s := newStage(fw, ct, worker, true)
 	return s
 }
 
@@ -137,6 +162,12 @@ func (s *Stage) Process(b *packet.Batch) {
 		if !isIP {
 			continue
 		}
+		if res != nil && res[i].Fragment.Drop() {
+			// Out of order, overlapping, or a first IPv6 fragment
+			// without its header chain: see conntrack's doc.
+			p.SetDrop(packet.DropFragment)
+			continue
+		}
 		if p.Flags&packet.FlagBad != 0 || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 {
 			p.SetDrop(packet.DropMalformed)
 			malformed++
@@ -147,8 +178,12 @@ func (s *Stage) Process(b *packet.Batch) {
 			continue
 		}
 		fillKey(&k, p)
+		followed := false
 		if res != nil {
 			k.State = State(res[i].State)
+			if followed = res[i].Fragment == conntrack.FragmentFollowed; followed {
+				s.followKey(&k, p, b.Time())
+			}
 		}
 		act, rule := rs.Classify(&k)
 		s.hits.add(rule)
@@ -172,7 +207,7 @@ func (s *Stage) Process(b *packet.Batch) {
 			dropped++
 			p.SetDrop(packet.DropPolicy)
 		}
-		if res != nil && !s.shared && res[i].State == conntrack.StateNew && res[i].Flow != nil {
+		if res != nil && !s.shared && res[i].State == conntrack.StateNew && res[i].Flow != nil && !followed {
 			forget = append(forget, res[i].Flow.Orig())
 		}
 	}
@@ -183,6 +218,9 @@ func (s *Stage) Process(b *packet.Batch) {
 	s.forget = forget[:0]
 	if s.ct != nil {
 		s.publishConntrack()
+		if !s.shared && s.ct.Fragments() != nil {
+			s.publishFragments()
+		}
 	}
 	if accepted != 0 {
 		s.ctr.accepted.Add(accepted)
@@ -264,6 +302,43 @@ func neighborDiscovery(p *packet.Packet) bool {
 	ic := p.ICMP()
 	return (ic[0] == packet.ICMPv6NeighborSolicit || ic[0] == packet.ICMPv6NeighborAdvert) && ic[1] == 0 &&
 		p.IPv6().HopLimit() == 255
+}
+
+// publishFragments is publishConntrack for the fragment tracker.
+func (s *Stage) publishFragments() {
+	p := &s.fragPub
+	for i, v := range s.ct.Fragments().Metrics() {
+		if v != p.last[i] {
+			p.ctrs[i].Add(v - p.last[i])
+			p.last[i] = v
+		}
+	}
+}
+
+// followKey completes the key of a later fragment that followed its
+// datagram's first fragment with what that fragment carried: its
+// upper-layer protocol, ports, or ICMP type and code. So rules see the
+// datagram as they saw its first fragment and decide alike. (A new first
+// fragment of the same identification in the same batch may have taken
+// the datagram's entry since: the key then stays without ports.)
+func (s *Stage) followKey(k *Key, p *packet.Packet, now int64) {
+	info, ok := s.ct.Fragments().Lookup(p, now)
+	if !ok {
+		return
+	}
+	k.Proto = info.Proto
+	if !info.HasL4 {
+		return
+	}
+	switch info.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP, ProtoSCTP, ProtoUDPLite:
+		k.SrcPort = binary.BigEndian.Uint16(info.L4[0:2])
+		k.DstPort = binary.BigEndian.Uint16(info.L4[2:4])
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		if (info.Proto == packet.ProtoICMPv6) == k.IPv6 {
+			k.ICMPType, k.ICMPCode = info.L4[0], info.L4[1]
+		}
+	}
 }
 
 // fillKey reads the classifier's key from a parsed packet.

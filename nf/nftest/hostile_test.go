@@ -290,14 +290,14 @@ func TestHostileFramesGetDefinedVerdicts(t *testing.T) {
 		{"total length short of the frame is padding: forwarded", shorter, packet.DropNone, false, ""},
 		{"a bad header checksum is dropped by the router", badSum, packet.DropMalformed, false, ""},
 		{"IPv4 options are legal: forwarded", withOpts, packet.DropNone, false, ""},
-		{"a first fragment is forwarded", frag(0, true, "first fragment payload!!"), packet.DropNone, false, ""},
-		// Later fragments carry no ports and are not tracked (State 0):
-		// rules with a state condition never match them, so with this
-		// rule set the default policy drops them. A stateless rule such
-		// as "accept in 0 proto udp" would let them through.
-		{"a middle fragment is untracked: policy", frag(4, true, "middle fragment!"), packet.DropPolicy, false, ""},
-		{"a last fragment is untracked: policy", frag(6, false, "last"), packet.DropPolicy, false, ""},
-		{"an overlapping fragment is untracked: policy", frag(2, true, "overlapping frag"), packet.DropPolicy, false, ""},
+		// Later fragments carry no ports: they follow their datagram's
+		// first fragment (TestFragmentSequencesGetDefinedVerdicts), and
+		// one whose first fragment was never seen is dropped. (A first
+		// fragment sent again and again would be an overlap after the
+		// first time: it is not a frame of this catalogue.)
+		{"a middle fragment whose first was never seen is dropped", frag(4, true, "middle fragment!"), packet.DropFragment, false, ""},
+		{"a last fragment whose first was never seen is dropped", frag(6, false, "last"), packet.DropFragment, false, ""},
+		{"a fragment at offset 16 whose first was never seen is dropped", frag(2, true, "overlapping frag"), packet.DropFragment, false, ""},
 		{"a fragment whose length is not a multiple of 8 is malformed", frag(2, true, "odd"), packet.DropMalformed, false, ""},
 		{"TCP data offset past the end is malformed", tcpOff, packet.DropMalformed, false, ""},
 		{"UDP length 0 is malformed", udpLen0, packet.DropMalformed, false, ""},
