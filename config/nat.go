@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/nat"
@@ -50,10 +49,9 @@ type NATConfig struct {
 		// (ports unchanged).
 		To string `yaml:"to"`
 	} `yaml:"dnat"`
-	Fragments struct {
-		Cache   int    `yaml:"cache"`   // slots (default 1024; -1: drop every later fragment)
-		Timeout string `yaml:"timeout"` // default 30s
-	} `yaml:"fragments"`
+	// Fragments sets the fragment tracking of the stage's conntrack
+	// table (refused when the table is an earlier stage's).
+	Fragments FragmentsConfig `yaml:"fragments"`
 	// Conntrack sizes the stage's own flow table (one per worker).
 	Conntrack ConntrackConfig `yaml:"conntrack"`
 }
@@ -175,16 +173,8 @@ func natConfig(ctx *BuildContext, sc *StageConfig, c *NATConfig) (nat.Config, er
 	if len(out.Forwards) > 0 && len(out.Outside) == 0 {
 		return out, sc.Errorf("outside", "dnat rules need at least one outside port")
 	}
-	out.FragmentCache = c.Fragments.Cache
-	if c.Fragments.Cache < -1 {
-		return out, sc.Errorf("fragments.cache", "%d: expected a number of slots, 0 for the default or -1 for none", c.Fragments.Cache)
-	}
-	if c.Fragments.Timeout != "" {
-		v, err := time.ParseDuration(c.Fragments.Timeout)
-		if err != nil || v <= 0 {
-			return out, sc.Errorf("fragments.timeout", "%q: expected a duration such as 30s", c.Fragments.Timeout)
-		}
-		out.FragmentTimeout = v
+	if _, err := c.Fragments.tracker(sc, "fragments"); err != nil {
+		return out, err // checked on reload too
 	}
 	return out, nil
 }
@@ -203,6 +193,9 @@ func buildNAT(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	}
 	cc, err := c.Conntrack.Table(sc, "conntrack")
 	if err != nil {
+		return nil, err
+	}
+	if err := c.Fragments.fragmentsFor(ctx, sc, &cc); err != nil {
 		return nil, err
 	}
 	ct, shared, err := ctx.conntrackFor(sc, cc)

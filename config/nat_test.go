@@ -38,8 +38,12 @@ func TestNATStageFromYAML(t *testing.T) {
 	if err != nil || st[0].Name() != "nat" {
 		t.Fatalf("stages %v %v", st, err)
 	}
-	if _, ok := Unwrap(st[0]).(*nat.Stage); !ok {
-		t.Errorf("stage is a %T", st[0])
+	ns, ok := Unwrap(st[0]).(*nat.Stage)
+	if !ok {
+		t.Fatalf("stage is a %T", st[0])
+	}
+	if fr := ns.Conntrack().Fragments(); fr == nil || fr.Cap() != 256 || fr.Timeout().Seconds() != 10 {
+		t.Errorf("fragment tracker %+v", fr)
 	}
 	var c NATConfig
 	f.StageConfig(0).Decode(&c)
@@ -48,7 +52,7 @@ func TestNATStageFromYAML(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(cfg.Pool) != 2 || cfg.PortMin != 20000 || cfg.PortMax != 29999 || len(cfg.Except) != 2 || cfg.Except[1].Bits() != 32 ||
-		cfg.Inside[0] != 0 || cfg.Outside[0] != 1 || cfg.FragmentCache != 256 || cfg.FragmentTimeout.Seconds() != 10 {
+		cfg.Inside[0] != 0 || cfg.Outside[0] != 1 {
 		t.Errorf("config %+v", cfg)
 	}
 	if len(cfg.Forwards) != 2 || cfg.Forwards[0].String() != "tcp 198.18.1.1:8080 -> 198.18.0.1:80" ||
@@ -75,8 +79,8 @@ func TestNATMistakesNameLineAndField(t *testing.T) {
 		{`to: "198.18.0.1:80"`, `to: "198.18.0.1:http"`, `nat.yaml:15: chain[0].dnat[0].to: "198.18.0.1:http": port "http": expected 1 to 65535`},
 		{`to: "198.18.0.1"}`, `to: "198.18.0.1:65530"}`, `nat.yaml:16: chain[0].dnat[1].to: "198.18.0.1:65530": the range of 10 ports starting at 65530 runs past 65535`},
 		{`to: "198.18.0.1"}`, `to: "inside"}`, `nat.yaml:16: chain[0].dnat[1].to: "inside": expected an IPv4 address`},
-		{"timeout: 10s", "timeout: soon", `nat.yaml:17: chain[0].fragments.timeout: "soon": expected a duration such as 30s`},
-		{"cache: 256", "cache: -5", `nat.yaml:17: chain[0].fragments.cache: -5: expected a number of slots`},
+		{"timeout: 10s", "timeout: soon", `nat.yaml:17: chain[0].fragments.timeout: "soon": expected a duration such as 2s`},
+		{"cache: 256", "cache: -5", `nat.yaml:17: chain[0].fragments.cache: -5: expected datagrams followed at once`},
 		{"max_flows: 4096", "max_flows: -1", `nat.yaml:19: chain[0].conntrack.max_flows: -1: expected between 1 and 1073741824`},
 		{"    conntrack:", "    conntrak:", `nat.yaml:18: chain[0].conntrak: unknown field (expected one of inside, outside, snat, dnat, fragments, conntrack)`},
 		{"      ports: 20000", "      port: 20000", `nat.yaml:12: chain[0].snat.port: unknown field (expected one of to, ports, except)`},
@@ -94,6 +98,23 @@ func TestNATMistakesNameLineAndField(t *testing.T) {
 	noWork = noWork[:strings.Index(noWork, "    dnat:")] + noWork[strings.Index(noWork, "    fragments:"):]
 	if _, err := Parse("nat.yaml", []byte(noWork)); err == nil || !strings.Contains(err.Error(), "chain[0].snat: a nat needs snat.to addresses or dnat rules") {
 		t.Errorf("no pool, no rules: %v", err)
+	}
+}
+
+// A stage that shares an earlier stage's table shares its fragment
+// tracker too, and may not set one of its own.
+func TestFragmentsOnASharingStageAreRefused(t *testing.T) {
+	file := "ports:\n  - {name: in, interface: in0}\n  - {name: out, interface: out0}\nchain:\n" +
+		"  - type: firewall\n    rules: [accept]\n" +
+		"  - type: nat\n    inside: [in]\n    outside: [out]\n    snat: {to: [198.18.1.1]}\n    fragments: {cache: 64}\n"
+	f, err := Parse("share.yaml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Stages(&BuildContext{File: f, Check: true})
+	want := "share.yaml:11: chain[1].fragments: this stage shares the conntrack table of an earlier stage, whose fragment tracking applies: set fragments there"
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
 	}
 }
 

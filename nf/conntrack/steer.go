@@ -73,9 +73,9 @@ type PortRange struct {
 //
 // Known limits: later IPv4 and IPv6 fragments carry no ports and stay on
 // the worker that received them, while their first fragment goes to its
-// flow's owner; the NAT's fragment cache is per worker, so a later
-// fragment translates only when both happened to land on one worker (it
-// is dropped and counted otherwise: nat's FragmentsDropped). With NAT, a
+// flow's owner; the fragment tracker is its table's, per worker, so a
+// later fragment follows its first only when both are run by one worker
+// (it is dropped and counted otherwise: fragment_out_of_order). With NAT, a
 // flow that is neither translated nor excepted and whose two directions
 // both enter on outside ports (routed from outside to outside), or both on
 // inside ports with a destination outside Except, has two keys.

@@ -1,7 +1,10 @@
 package nat
 
 import (
+	"encoding/binary"
 	"testing"
+
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/xnfdev/xnf/packet"
 )
@@ -73,5 +76,31 @@ func TestZeroAllocations(t *testing.T) {
 	}
 	if s.Counters().Exhausted != 0 {
 		t.Errorf("exhausted %d", s.Counters().Exhausted)
+	}
+	// Fragments: a datagram of the established flow in two, with a new
+	// identification every run.
+	dgram := udpFrame(t, ap(inA, 4000), ap(srvB, 53), "0123456789abcdefghijklmn")[14+20:]
+	frag := [][]byte{
+		frame(t, inA, srvB, layers.IPProtocolUDP, ipOpts{id: 1, mf: true}, payload(string(dgram[:24]))),
+		frame(t, inA, srvB, layers.IPProtocolUDP, ipOpts{id: 1, fragOff: 3}, payload(string(dgram[24:]))),
+	}
+	fbufs := [][]byte{make([]byte, len(frag[0])), make([]byte, len(frag[1]))}
+	id := uint16(1)
+	kept := s.Counters().FragmentsKept
+	if a := testing.AllocsPerRun(100, func() {
+		b.Reset()
+		id++
+		for i := range frag {
+			copy(fbufs[i], frag[i])
+			binary.BigEndian.PutUint16(fbufs[i][14+4:], id)
+			b.Append(fbufs[i], 0, portIn).Parse()
+		}
+		now++
+		s.ProcessAt(&b, now)
+	}); a != 0 {
+		t.Errorf("fragments: %v allocations per batch", a)
+	}
+	if s.Counters().FragmentsKept < kept+100 {
+		t.Errorf("fragments kept: %+v", s.Counters())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/packet"
 )
 
@@ -127,9 +128,10 @@ func TestChecksumsEqualFullRecomputeRandomised(t *testing.T) {
 	t.Logf("%d flows: %d kept their port, %d were given another", n, kept, moved)
 }
 
-// Fragments: the first is translated with its flow and remembered; later
-// ones get the same addresses; a later fragment whose first was not seen
-// is dropped and counted.
+// Fragments: the first is translated with its flow; the later ones follow
+// it through the conntrack table's fragment tracker and get the same
+// addresses, in either direction; a later fragment whose first was not
+// seen, or came after the tracker's timeout, is dropped and counted.
 func TestFragments(t *testing.T) {
 	s := masq(t, nil)
 	run(t, s, portIn, udpFrame(t, ap(inA, 4000), ap(srvB, 53), "x"), sec) // holds natX:4000
@@ -153,17 +155,67 @@ func TestFragments(t *testing.T) {
 	if packet.Sum(whole, ps) != 0xffff {
 		t.Errorf("reassembled datagram's UDP checksum is wrong")
 	}
+	// A fragmented answer, in one batch and reversed, gets the inside
+	// address back.
+	answer := udpFrame(t, ap(srvB, 53), ap(natX, 1024), "0123456789abcdefghijklmn")[14+20:]
+	var b packet.Batch
+	b.Append(frame(t, srvB, natX, layers.IPProtocolUDP, ipOpts{id: 7, fragOff: 3}, payload(string(answer[24:]))), 0, portOut).Parse()
+	b.Append(frame(t, srvB, natX, layers.IPProtocolUDP, ipOpts{id: 7, mf: true}, payload(string(answer[:24]))), 0, portOut).Parse()
+	s.ProcessAt(&b, sec)
+	for i, a := range b.Slice() {
+		if a.Verdict != packet.Forward || a.IPv4().DstAddr() != inA2 || !a.IPv4().ChecksumValid() {
+			t.Errorf("answer fragment %d: %v to %v", i, a.Verdict, a.IPv4().DstAddr())
+		}
+	}
+	if tupleOf(&b.Packets[1]).dst != ap(inA2, 4000) {
+		t.Errorf("answer's first fragment: %v", tupleOf(&b.Packets[1]))
+	}
 	orphan := frame(t, inA2, srvB, layers.IPProtocolUDP, ipOpts{id: 0x9999, fragOff: 3}, payload(string(dgram[24:])))
 	o := run(t, s, portIn, orphan, sec)
 	if o.Verdict != packet.Drop || o.Reason != packet.DropFragment {
 		t.Errorf("orphan fragment: %v %v", o.Verdict, o.Reason)
 	}
-	// Expired: the first fragment's slot times out.
-	q = run(t, s, portIn, later, sec+31*sec)
+	// Expired: the tracker forgets a datagram 2 s after its first
+	// fragment.
+	run(t, s, portIn, frame(t, inA2, srvB, layers.IPProtocolUDP, ipOpts{id: 0x1235, mf: true}, payload(string(dgram[:24]))), 2*sec)
+	q = run(t, s, portIn, frame(t, inA2, srvB, layers.IPProtocolUDP, ipOpts{id: 0x1235, fragOff: 3}, payload(string(dgram[24:]))), 4*sec)
 	if q.Verdict != packet.Drop || q.Reason != packet.DropFragment {
 		t.Errorf("later fragment after the timeout: %v %v", q.Verdict, q.Reason)
 	}
-	if st := s.Counters(); st.FragmentsKept != 1 || st.FragmentsDropped != 2 {
+	if st := s.Counters(); st.FragmentsKept != 2 || st.FragmentsDropped != 2 {
 		t.Errorf("stats %+v", st)
+	}
+	m := s.StageMetrics()
+	if m["fragment_tracked"] != 3 || m["fragment_followed"] != 2 || m["fragment_out_of_order"] != 2 || m["fragment_expired"] != 1 {
+		t.Errorf("metrics %v", m)
+	}
+}
+
+// Behind a firewall that shares its table, the NAT follows fragments
+// through the firewall's tracker (and publishes none of its counters).
+func TestFragmentsSharedTable(t *testing.T) {
+	ct, err := conntrack.New(conntrack.Config{MaxFlows: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStageShared(Config{Inside: []uint16{portIn}, Outside: []uint16{portOut}, Pool: []netip.Addr{natX}}, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dgram := udpFrame(t, ap(inA2, 4000), ap(srvB, 53), "0123456789abcdefghijklmn")[14+20:]
+	var b packet.Batch
+	b.Append(frame(t, inA2, srvB, layers.IPProtocolUDP, ipOpts{id: 1, mf: true}, payload(string(dgram[:24]))), 0, portIn).Parse()
+	b.Append(frame(t, inA2, srvB, layers.IPProtocolUDP, ipOpts{id: 1, fragOff: 3}, payload(string(dgram[24:]))), 0, portIn).Parse()
+	b.Append(frame(t, inA2, srvB, layers.IPProtocolUDP, ipOpts{id: 2, fragOff: 3}, payload(string(dgram[24:]))), 0, portIn).Parse()
+	ct.TrackBatch(&b, sec, make([]conntrack.Result, 0, 3)) // the firewall's part
+	s.ProcessAt(&b, sec)
+	if p := &b.Packets[1]; p.Verdict != packet.Forward || p.IPv4().SrcAddr() != natX {
+		t.Errorf("later fragment: %v from %v", p.Verdict, p.IPv4().SrcAddr())
+	}
+	if p := &b.Packets[2]; p.Verdict != packet.Drop || p.Reason != packet.DropFragment {
+		t.Errorf("unknown datagram: %v %v", p.Verdict, p.Reason)
+	}
+	if _, ok := s.StageMetrics()["fragment_tracked"]; ok {
+		t.Error("a sharing stage publishes the tracker's counters")
 	}
 }

@@ -114,16 +114,22 @@
 // The rule: the first fragment of an IPv4 datagram (offset 0, more
 // fragments) carries the ports; conntrack tracks it and it is translated
 // with its flow; its L4 checksum covers the whole datagram and an
-// incremental update stays right for it. The stage remembers, in a
-// fixed-size cache (Config.FragmentCache slots, 1024 by default, keyed by
-// source, destination, IP identification, protocol and ingress port;
-// Config.FragmentTimeout, 30s, as Linux's ipfrag_time), the addresses
-// the first fragment left with. Later fragments carry no ports and need
-// only the same address rewrite: a later fragment that finds its first
-// fragment's slot is translated (Counters.FragmentsKept); one that does not
-// (it overtook its first fragment, or a newer datagram took the slot, or
-// it timed out) is dropped with packet.DropFragment and counted
-// (Counters.FragmentsDropped). Fragments are never reassembled.
+// incremental update stays right for it. Later fragments carry no ports
+// and need only the same address rewrite: the conntrack table's fragment
+// tracker, the one the firewall uses too (conntrack's doc, "Fragments",
+// keyed by source, destination, IP identification, protocol and ingress
+// port, 1024 datagrams and 2 s by default: conntrack.Config.Fragments),
+// gives each later fragment its first fragment's flow, and the stage
+// rewrites its addresses as that flow's (Counters.FragmentsKept), in
+// either direction. Within a batch the later fragments are handled after
+// the first ones, so their order there does not matter. A later fragment
+// that the tracker condemns (its first fragment came in a later batch or
+// not at all, was forgotten, or it overlaps) or whose datagram has no
+// flow this stage decided is dropped with packet.DropFragment and counted
+// (Counters.FragmentsDropped). Fragments are never reassembled. The stage
+// that tracks the table (the NAT alone, or the firewall before it)
+// publishes the tracker's counters (fragment_*). IPv6 fragments pass, as
+// all IPv6 does.
 //
 // # Packets left alone
 //

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/packet"
@@ -41,14 +40,6 @@ type Config struct {
 	// flow once its original port is taken (default 128). A range no
 	// larger than MaxProbes is searched exhaustively.
 	MaxProbes int
-	// FragmentCache is the number of slots remembering how the first
-	// fragment of a datagram was translated, so later fragments get the
-	// same addresses (default 1024, rounded up to a power of two; -1
-	// disables it: every later fragment is dropped).
-	FragmentCache int
-	// FragmentTimeout is how long a slot stays usable (default 30s, as
-	// Linux's ipfrag_time).
-	FragmentTimeout time.Duration
 }
 
 // Forward is a DNAT (port forwarding) rule: TCP or UDP packets of a new
@@ -107,8 +98,8 @@ type Counters struct {
 	Conflicts        uint64 // new DNAT flows dropped (DropFull): the inside tuple is taken
 	TableFull        uint64 // packets dropped (DropFull) that could not get a conntrack entry
 	Untranslatable   uint64 // packets from an inside port dropped: no flow to translate them by (DropPolicy; DropMalformed if unsound)
-	FragmentsKept    uint64 // later fragments translated like their first fragment
-	FragmentsDropped uint64 // later fragments dropped (DropFragment): first fragment unseen or forgotten
+	FragmentsKept    uint64 // later IPv4 fragments handled as their first fragment was (translated alike, or passed)
+	FragmentsDropped uint64 // IPv4 fragments dropped (DropFragment): condemned by the fragment tracker, or later ones of no flow the NAT decided
 	TTLExpiring      uint64 // packets of translated flows left untranslated: TTL <= 1, the router behind answers them
 }
 
@@ -127,9 +118,6 @@ type Stage struct {
 	keepAny   bool
 	maxProbes int
 	cursor    [3]uint32 // per protocol class (tcp, udp, icmp): next port to try
-	frags     []fragEntry
-	fragMask  uint32
-	fragTTL   int64
 	shared    bool
 	results   []conntrack.Result
 	forget    []packet.FlowKey
@@ -137,13 +125,18 @@ type Stage struct {
 	ctrs      pipeline.Counters   // the totals, by name: the stage's StageMetrics
 	ctr       [numCounters]*pipeline.Counter
 	pending   atomic.Pointer[Stage] // rules from Replace, taken by the worker
+	// The fragment tracker's counters, when the stage tracks: each
+	// counter gets what its value grew by since the last batch.
+	fragPub struct {
+		last [len(conntrack.FragmentMetrics)]uint64
+		ctrs [len(conntrack.FragmentMetrics)]*pipeline.Counter
+	}
 }
 
 // Replace installs new rules (ports, pool, exceptions, port range,
 // forwards) from any goroutine. They are checked here and take effect at
 // the worker's next batch, all at once; flows already translated keep
 // their translation (it lives in their conntrack entries) until they end.
-// The fragment cache settings stay as they were.
 func (s *Stage) Replace(cfg Config) error {
 	n, err := newStage(cfg, s.ct, s.shared)
 	if err != nil {
@@ -194,6 +187,11 @@ func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 		forget:  make([]packet.FlowKey, 0, packet.MaxBurst)}
 	for i, name := range counterNames {
 		s.ctr[i] = s.ctrs.Counter(name)
+	}
+	if !shared && ct.Fragments() != nil {
+		for i, name := range conntrack.FragmentMetrics {
+			s.fragPub.ctrs[i] = s.ctrs.Counter(name)
+		}
 	}
 	maxPort := -1
 	for _, p := range append(append([]uint16(nil), cfg.Inside...), cfg.Outside...) {
@@ -251,22 +249,6 @@ func newStage(cfg Config, ct *conntrack.Table, shared bool) (*Stage, error) {
 		s.forwards = append(s.forwards, fwd{proto: f.Proto, addr: f.Addr.As4(), to: f.To.As4(),
 			portMin: f.PortMin, portMax: f.PortMax, toPort: to})
 	}
-	n := cfg.FragmentCache
-	if n == 0 {
-		n = 1024
-	}
-	if n > 0 {
-		size := 1
-		for size < n {
-			size <<= 1
-		}
-		s.frags = make([]fragEntry, size)
-		s.fragMask = uint32(size - 1)
-	}
-	s.fragTTL = int64(cfg.FragmentTimeout)
-	if s.fragTTL <= 0 {
-		s.fragTTL = int64(30 * time.Second)
-	}
 	return s, nil
 }
 
@@ -296,6 +278,7 @@ func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 		res = s.ct.TrackBatch(b, now, s.results[:0])
 		full = s.ct.Counters().Full != fullBefore
 	}
+	later := false
 	for i := range res {
 		p := &b.Packets[i]
 		if p.Verdict != packet.Forward {
@@ -308,7 +291,18 @@ func (s *Stage) ProcessAt(b *packet.Batch, now int64) {
 			// NAT translates IPv4 only.
 			continue
 		}
+		if p.Flags&packet.FlagLaterFragment != 0 {
+			later = true // after the batch's first fragments are decided
+			continue
+		}
 		s.packet(p, &res[i], now, full)
+	}
+	if later {
+		for i := range res {
+			if p := &b.Packets[i]; p.Verdict == packet.Forward && p.Flags&(packet.FlagIPv4|packet.FlagLaterFragment) == packet.FlagIPv4|packet.FlagLaterFragment {
+				s.laterFragment(p, &res[i])
+			}
+		}
 	}
 	for _, k := range s.forget {
 		s.ct.Delete(k)
@@ -341,10 +335,13 @@ func (s *Stage) portRole(port uint16) uint8 {
 	return roleNeutral
 }
 
-// packet handles one IPv4 packet with its conntrack result.
+// packet handles one IPv4 packet (but a later fragment) with its
+// conntrack result.
 func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bool) {
-	if p.Flags&packet.FlagLaterFragment != 0 {
-		s.laterFragment(p, now)
+	if r.Fragment.Drop() {
+		// A first fragment the tracker condemned (an overlap).
+		p.SetDrop(packet.DropFragment)
+		s.local[cFragmentsDropped]++
 		return
 	}
 	f := r.Flow
@@ -383,12 +380,6 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 		}
 		return
 	}
-	fragment := p.Flags&packet.FlagFragment != 0
-	var src, dst [4]byte
-	if fragment {
-		ip := p.IPv4()
-		src, dst = ip.Src(), ip.Dst()
-	}
 	if u&userTranslated != 0 {
 		if p.IPv4().TTL() <= 1 {
 			// No router may forward it: the router behind drops it and
@@ -408,9 +399,32 @@ func (s *Stage) packet(p *packet.Packet, r *conntrack.Result, now int64, full bo
 		s.rewrite(p, f, r.Dir)
 		s.local[cTranslated]++
 	}
-	if fragment {
-		s.rememberFragment(p, src, dst, now)
+}
+
+// laterFragment handles a fragment other than the first as its datagram's
+// first fragment was handled. The conntrack table's fragment tracker gave
+// it that fragment's flow (conntrack's doc, "Fragments"), so it gets the
+// flow's address translation: its ports, and the L4 checksum, are in the
+// first fragment. It is dropped (DropFragment) when the tracker condemned
+// it (out of order, overlapping) or its datagram has no flow the NAT
+// decided (the first fragment was dropped, refused or not tracked).
+func (s *Stage) laterFragment(p *packet.Packet, r *conntrack.Result) {
+	f := r.Flow
+	if r.Fragment.Drop() || f == nil || f.User == 0 || f.User&userRefused != 0 {
+		p.SetDrop(packet.DropFragment)
+		s.local[cFragmentsDropped]++
+		return
 	}
+	s.local[cFragmentsKept]++
+	if f.User&userTranslated == 0 {
+		return
+	}
+	if p.IPv4().TTL() <= 1 {
+		s.local[cTTLExpiring]++ // as its first fragment: the router behind answers
+		return
+	}
+	s.rewrite(p, f, r.Dir)
+	s.local[cTranslated]++
 }
 
 // decide chooses the translation of a new flow from its first packet and
@@ -651,6 +665,15 @@ func (s *Stage) publish() {
 		if v != 0 {
 			s.ctr[i].Add(v)
 			s.local[i] = 0
+		}
+	}
+	if s.fragPub.ctrs[0] != nil {
+		fp := &s.fragPub
+		for i, v := range s.ct.Fragments().Metrics() {
+			if v != fp.last[i] {
+				fp.ctrs[i].Add(v - fp.last[i])
+				fp.last[i] = v
+			}
 		}
 	}
 }
