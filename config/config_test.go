@@ -124,6 +124,7 @@ chain:
       timeouts:
         udp: 20s
     reject_limit: {rate: 10, burst: 5}
+    fragments: {cache: 256, timeout: 1s}
 `
 
 func TestFirewallStageFromYAML(t *testing.T) {
@@ -138,6 +139,9 @@ func TestFirewallStageFromYAML(t *testing.T) {
 	if r, b := Unwrap(st[0]).(*firewall.Stage).RejectLimit(); r != 10 || b != 5 {
 		t.Errorf("reject limit %d/s, burst %d: want 10 and 5 from the file", r, b)
 	}
+	if fr := Unwrap(st[0]).(*firewall.Stage).Conntrack().Fragments(); fr == nil || fr.Cap() != 256 || fr.Timeout().Seconds() != 1 {
+		t.Errorf("fragment tracker %+v: want 256 datagrams, 1s from the file", fr)
+	}
 	for _, tc := range []struct{ old, new, want string }{
 		{"rate: 10", "rate: -1", `fw.yaml:18: chain[0].reject_limit.rate: -1: expected answers a second`},
 		{"burst: 5", "burst: lots", `fw.yaml:18: chain[0].reject_limit.burst`},
@@ -149,6 +153,10 @@ func TestFirewallStageFromYAML(t *testing.T) {
 		{"udp: 20s", "udp: soon", `fw.yaml:17: chain[0].conntrack.timeouts.udp: "soon": expected a duration`},
 		{"max_flows: 4096", "max_flow: 4096", `fw.yaml:14: chain[0].conntrack.max_flow: unknown field (expected one of stateless, max_flows, when_full, timeouts, tcp_pickup)`},
 		{"    default: drop", "    default: drop\n    offload: xdp", `fw.yaml:9: chain[0].offload: "xdp": expected auto or off`},
+		{"cache: 256", "cache: -2", `fw.yaml:19: chain[0].fragments.cache: -2: expected datagrams followed at once, 1 to 16777216, 0 for the default or -1 for none`},
+		{"timeout: 1s", "timeout: 0s", `fw.yaml:19: chain[0].fragments.timeout: "0s": expected a duration such as 2s`},
+		{"timeout: 1s}", "timeout: 1s, size: 3}", `fw.yaml:19: chain[0].fragments.size: unknown field (expected one of cache, timeout)`},
+		{"max_flows: 4096", "stateless: true", `fw.yaml:19: chain[0].fragments: a stateless firewall follows no fragments`},
 	} {
 		_, err := Parse("fw.yaml", []byte(strings.Replace(withFirewall, tc.old, tc.new, 1)))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -313,7 +321,7 @@ func TestFlowStateOnManyWorkersIsSteered(t *testing.T) {
 	}
 	stateless := strings.NewReplacer("      - accept state established,related\n", "",
 		" state new", "", "    conntrack:\n      max_flows: 4096\n      when_full: evict\n      timeouts:\n        udp: 20s\n",
-		"    conntrack: {stateless: true}\n").Replace(twoQueues(withFirewall))
+		"    conntrack: {stateless: true}\n", "    fragments: {cache: 256, timeout: 1s}\n", "").Replace(twoQueues(withFirewall))
 	f, err = Parse("fw.yaml", []byte(stateless))
 	if err != nil {
 		t.Fatalf("a stateless firewall on 2 workers: %v", err)

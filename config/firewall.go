@@ -22,6 +22,9 @@ type FirewallConfig struct {
 	// Conntrack sizes the stage's flow tables (one per worker); a
 	// stateless firewall sets stateless: true.
 	Conntrack ConntrackConfig `yaml:"conntrack"`
+	// Fragments sets the fragment tracking of the stage's conntrack
+	// table: later fragments follow their first fragment's verdict.
+	Fragments FragmentsConfig `yaml:"fragments"`
 	// RejectLimit bounds the answers to rejected packets (TCP RST, ICMP
 	// port unreachable) per worker; nil keeps the defaults.
 	RejectLimit *struct {
@@ -219,10 +222,16 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 		return &reloadableFirewall{Stage: s}, nil
 	}
 	if c.Conntrack.Stateless {
+		if c.Fragments.set() {
+			return nil, sc.Errorf("fragments", "a stateless firewall follows no fragments (the tracker is its conntrack table's): drop fragments or conntrack.stateless")
+		}
 		return limit(firewall.NewStage(fw, nil, 0))
 	}
 	cc, err := c.Conntrack.Table(sc, "conntrack")
 	if err != nil {
+		return nil, err
+	}
+	if err := c.Fragments.fragmentsFor(ctx, sc, &cc); err != nil {
 		return nil, err
 	}
 	ct, shared, err := ctx.conntrackFor(sc, cc)
