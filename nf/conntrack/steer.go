@@ -67,22 +67,29 @@ type PortRange struct {
 //     keyed as above; Track finds their flow the same way. Echo requests
 //     and replies: packet.FlowKey's conventions, the identifier in place
 //     of a port.
-//   - Packets no table tracks (non-IP, ARP, later fragments, ICMP
-//     messages that are neither echo nor error, unsound packets): the
-//     worker that received them, which hands nothing off.
+//   - Later IPv4 and IPv6 fragments, which carry no ports: the owner
+//     their datagram's first fragment went to, which the receiving worker
+//     remembers (the last 256 datagrams it steered), so the table's
+//     fragment tracker there knows them; the receiving worker when it
+//     steered no first fragment of theirs (they came before it: the
+//     tracker drops them anyway). Every fragment of a datagram reaches
+//     one worker: a NIC hashes fragments by their addresses alone, veth
+//     by the sending CPU.
+//   - Packets no table tracks (non-IP, ARP, ICMP messages that are
+//     neither echo nor error, unsound packets): the worker that received
+//     them, which hands nothing off.
 //
-// Known limits: later IPv4 and IPv6 fragments carry no ports and stay on
-// the worker that received them, while their first fragment goes to its
-// flow's owner; the fragment tracker is its table's, per worker, so a
-// later fragment follows its first only when both are run by one worker
-// (it is dropped and counted otherwise: fragment_out_of_order). With NAT, a
+// Known limits: a NIC configured to hash fragments of one datagram
+// apart (none does by default) would leave later fragments where they
+// land, without their first fragment's tracker entry. With NAT, a
 // flow that is neither translated nor excepted and whose two directions
 // both enter on outside ports (routed from outside to outside), or both on
 // inside ports with a destination outside Except, has two keys.
 //
-// A Steering is read-only once made and safe for concurrent use by every
-// worker; all of them must use the same one (its hash is seeded at
-// random when it is made).
+// A Steering is safe for concurrent use by every worker, each calling
+// with its own self (the memory of first fragments is per worker); all
+// of them must use the same one (its hash is seeded at random when it is
+// made).
 type Steering struct {
 	n         uint64
 	nat       bool
@@ -90,6 +97,7 @@ type Steering struct {
 	except    []prefix4
 	forwarded []range4
 	k         [5]uint64
+	frags     []fragSteer // per worker: where its first fragments went (steer_fragment.go)
 }
 
 type prefix4 struct{ addr, mask uint32 }
@@ -106,6 +114,9 @@ func NewSteering(c SteeringConfig) (*Steering, error) {
 		return nil, fmt.Errorf("conntrack: steering over %d workers: expected 1 to %d", c.Workers, MaxWorkers)
 	}
 	s := &Steering{n: uint64(c.Workers), nat: c.NAT}
+	if c.Workers > 1 {
+		s.frags = make([]fragSteer, c.Workers)
+	}
 	for i := range s.k {
 		s.k[i] = rand.Uint64() | 1
 	}
@@ -154,6 +165,14 @@ func (s *Steering) Owner(p *packet.Packet, self uint8) uint8 {
 	if s.n == 1 {
 		return 0
 	}
+	if p.Flags&packet.FlagFragment != 0 {
+		return s.fragmentOwner(p, self)
+	}
+	return s.owner(p, self)
+}
+
+// owner is Owner by the packet's flow key.
+func (s *Steering) owner(p *packet.Packet, self uint8) uint8 {
 	var k packet.FlowKey
 	if classify(p, &k) < kindTCP {
 		return self

@@ -211,6 +211,9 @@ func TestSteeringAllocatesNothing(t *testing.T) {
 	q := udpFrame(t, ap(a4, 1000), ap(b4, 53))
 	pkts := []packet.Packet{on(t, q, inside), on(t, udpFrame(t, ap(b4, 53), ap(x4, 1)), outside),
 		on(t, icmpErrorFrame(t, b4, x4, 3, 3, q, 0), outside), on(t, udpFrame(t, ap(a6, 1), ap(b6, 2)), inside)}
+	for _, f := range split(t, a6, b6, packet.ProtoUDP, 9, udpDatagram(1, 2, 2000), 1024) {
+		pkts = append(pkts, on(t, f, inside))
+	}
 	out := make([]uint8, len(pkts))
 	if n := testing.AllocsPerRun(100, func() { s.Owners(pkts, 0, out) }); n != 0 {
 		t.Fatalf("%v allocations per batch", n)
@@ -286,5 +289,47 @@ func BenchmarkSteeringOwners(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(pkts)), "ns/pkt")
 		})
+	}
+}
+
+// A datagram's later fragments, which carry no ports, go where the
+// receiving worker sent its first fragment; before their first fragment,
+// or on another receiving worker, they stay where they landed.
+func TestSteeringSendsLaterFragmentsAfterTheirFirst(t *testing.T) {
+	for _, s := range []*Steering{newSteering(t, SteeringConfig{Workers: 4}), natSteering(t, 4)} {
+		owners := map[uint8]int{}
+		for i := range 64 {
+			for _, fam := range families {
+				frs := split(t, fam.src, fam.dst, packet.ProtoUDP, uint32(i), udpDatagram(uint16(1000+i), 53, 2000), 1024)
+				first, later := on(t, frs[0], inside), on(t, frs[1], inside)
+				if o := s.Owner(&later, 2); o != 2 {
+					t.Fatalf("a later fragment before its first: owner %d, want the receiving worker", o)
+				}
+				o := s.Owner(&first, 2)
+				whole := on(t, udpFrame(t, ap(fam.src, uint16(1000+i)), ap(fam.dst, 53)), inside)
+				if o != s.Owner(&whole, 2) {
+					t.Errorf("the first fragment's owner %d is not its flow's %d", o, s.Owner(&whole, 2))
+				}
+				owners[o]++
+				for j, f := range frs[1:] {
+					p := on(t, f, inside)
+					if got := s.Owner(&p, 2); got != o {
+						t.Errorf("%s datagram %d, fragment %d: owner %d, want %d", fam.name, i, j+1, got, o)
+					}
+					if got := s.Owner(&p, 1); got != 1 {
+						t.Errorf("another receiving worker knows nothing of it: owner %d", got)
+					}
+				}
+			}
+		}
+		if len(owners) < 3 {
+			t.Errorf("datagrams of 64 flows went to %v", owners)
+		}
+	}
+	// An atomic fragment is a packet like any other.
+	s := newSteering(t, SteeringConfig{Workers: 4})
+	at := on(t, fragFrame(t, a6, b6, packet.ProtoUDP, 1, 0, false, udpDatagram(7, 8, 8)), inside)
+	if s.Owner(&at, 255) == 255 {
+		t.Error("an atomic fragment is not steered by its flow")
 	}
 }
