@@ -81,8 +81,8 @@
 // (Fragments, sized by Config.Fragments), VPP's virtual reassembly rather
 // than Linux's real one: no bytes are gathered, no frame is copied or
 // kept, and each fragment goes on as soon as it is judged. The tracker is
-// a fixed table (1024 datagrams by default, 96 bytes each, set-associative
-// by 4) keyed by source, destination, identification (IPv4's 16 bits,
+// a fixed table (1024 datagrams by default, 100 bytes each, in buckets of
+// 8) keyed by source, destination, identification (IPv4's 16 bits,
 // IPv6's 32), the protocol of the fragmentable part and the ingress port.
 // A first fragment (offset 0, more to come) is tracked as any packet and
 // leaves its protocol, ports and first 4 bytes of upper-layer header in
@@ -120,7 +120,7 @@
 // unfinished one is forgotten (FragmentCounters.Expired)
 // FragmentConfig.Timeout after its first fragment (2 s; see there why
 // not Linux's 30 s), or earlier when a new first fragment needs its
-// entry and none is free (the unfinished datagram seen first among its 4
+// entry and none is free (the unfinished datagram seen first among its 8
 // candidates goes: Overflow). A reused identification after the datagram
 // finished starts a new datagram; one reused while it is unfinished
 // overlaps and is dropped, as in Linux. Stages after the tracking one

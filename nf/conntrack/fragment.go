@@ -30,7 +30,7 @@ const (
 	// the next one for overlaps: so many fragments missing in the middle.
 	MaxFragmentHoles = 6
 
-	fragWays    = 4       // entries per bucket
+	fragWays    = 8       // entries per bucket
 	maxFragDgms = 1 << 24 // bound of FragmentConfig.Datagrams
 )
 
@@ -38,7 +38,7 @@ const (
 // defaults.
 type FragmentConfig struct {
 	// Datagrams is how many datagrams are followed at once (default
-	// DefaultFragmentDatagrams, rounded up to a power of two, at least 4;
+	// DefaultFragmentDatagrams, rounded up to a power of two, at least 8;
 	// -1 turns fragment tracking off). Memory is FragmentEntrySize bytes a
 	// datagram, reserved up front. A datagram leaves the table as soon as
 	// all its bytes were seen; when a new first fragment finds no room,
@@ -143,17 +143,20 @@ type FragmentCounters struct {
 	Overlap    uint64 // fragments dropped for overlapping or contradicting their datagram (RFC 1858, 5722), the rest of such datagrams included
 	Holes      uint64 // fragments dropped: their datagram had MaxFragmentHoles gaps already
 	Incomplete uint64 // first IPv6 fragments dropped without the whole header chain (RFC 7112)
-	Expired    uint64 // datagrams given up with fragments missing, after the timeout
+	Expired    uint64 // datagrams given up with fragments missing, after the timeout (counted when their entry is reused)
 	Overflow   uint64 // unfinished datagrams forgotten to make room for a new one
 }
 
 // Fragments is a fragment tracker: a fixed table of datagrams in
 // progress, keyed by source, destination, identification, protocol (of
-// the fragmentable part) and ingress port. Like a Table it belongs to one
+// the fragmentable part) and ingress port, in buckets of 8 entries whose
+// 8 hash tags share one half cache line, so a lookup reads the tags and
+// then only the entry they point at. Like a Table it belongs to one
 // worker and takes no locks.
 type Fragments struct {
 	e       []fragEntry
-	mask    uint32 // buckets - 1
+	tags    []uint32 // per entry: its hash | 1, or 0 when free
+	mask    uint32   // buckets - 1
 	timeout int64
 	h       hasher
 	live    int
@@ -185,9 +188,6 @@ const (
 	fsDead                 // an overlap: its remaining fragments are dropped
 )
 
-// FragmentEntrySize is the memory a tracker reserves per datagram.
-const FragmentEntrySize = int(unsafe.Sizeof(fragEntry{}))
-
 // NewFragments makes a tracker, or returns nil (no error) when
 // cfg.Datagrams is -1.
 func NewFragments(cfg FragmentConfig) (*Fragments, error) {
@@ -210,7 +210,7 @@ func NewFragments(cfg FragmentConfig) (*Fragments, error) {
 	for size < n {
 		size <<= 1
 	}
-	return &Fragments{e: make([]fragEntry, size), mask: uint32(size/fragWays - 1),
+	return &Fragments{e: make([]fragEntry, size), tags: make([]uint32, size), mask: uint32(size/fragWays - 1),
 		timeout: int64(cfg.Timeout), h: newHasher()}, nil
 }
 
@@ -230,6 +230,10 @@ func (f *Fragments) Counters() FragmentCounters { return f.ctr }
 
 // MemoryBytes returns the memory the tracker reserved.
 func (f *Fragments) MemoryBytes() int { return len(f.e) * FragmentEntrySize }
+
+// FragmentEntrySize is the memory a tracker reserves per datagram: its
+// entry and its tag.
+const FragmentEntrySize = int(unsafe.Sizeof(fragEntry{})) + 4
 
 // Observe tells the tracker about p (Parse must have run) and says what p
 // is: a first fragment is remembered, a later one matched against its
@@ -274,11 +278,11 @@ func (f *Fragments) Lookup(p *packet.Packet, now int64) (FragmentInfo, bool) {
 	}
 	var k packet.FlowKey
 	h := f.key(p, &fr, &k)
-	e := f.find(&k, h, p.InPort)
-	if e == nil || e.expires <= now || e.state&fsDead != 0 {
+	i := f.find(&k, h, p.InPort)
+	if i < 0 || f.e[i].expires <= now || f.e[i].state&fsDead != 0 {
 		return FragmentInfo{}, false
 	}
-	return e.info, true
+	return f.e[i].info, true
 }
 
 // firstInfo reads what later fragments inherit from a first fragment.
@@ -323,25 +327,25 @@ func (e *fragEntry) is(k *packet.FlowKey, h uint32, inPort uint16) bool {
 		e.id == uint32(k.SrcPort)<<16|uint32(k.DstPort) && e.src == k.Src && e.dst == k.Dst
 }
 
-func (f *Fragments) bucket(h uint32) []fragEntry {
-	b := int(h&f.mask) * fragWays
-	return f.e[b : b+fragWays : b+fragWays]
-}
+// bucket returns the index of the first entry of h's bucket.
+func (f *Fragments) bucket(h uint32) int { return int(h&f.mask) * fragWays }
 
-// find returns the entry of a datagram, expired or not, or nil.
-func (f *Fragments) find(k *packet.FlowKey, h uint32, inPort uint16) *fragEntry {
+// find returns the index of a datagram's entry, expired or not, or -1.
+func (f *Fragments) find(k *packet.FlowKey, h uint32, inPort uint16) int {
 	b := f.bucket(h)
-	for i := range b {
-		if b[i].is(k, h, inPort) {
-			return &b[i]
+	tags := f.tags[b : b+fragWays : b+fragWays]
+	for i, tag := range tags {
+		if tag == h|1 && f.e[b+i].is(k, h, inPort) {
+			return b + i
 		}
 	}
-	return nil
+	return -1
 }
 
-// reclaim frees e, whose time is up (gaveUp: an unfinished datagram
-// that timed out counts as Expired) or which must make room.
-func (f *Fragments) reclaim(e *fragEntry, gaveUp bool) {
+// reclaim frees entry i, whose time is up (gaveUp: an unfinished
+// datagram that timed out counts as Expired) or which must make room.
+func (f *Fragments) reclaim(i int, gaveUp bool) {
+	e := &f.e[i]
 	if e.state&fsLive != 0 && e.state&fsComplete == 0 {
 		f.live--
 		if gaveUp && e.state&fsDead == 0 {
@@ -349,74 +353,78 @@ func (f *Fragments) reclaim(e *fragEntry, gaveUp bool) {
 		}
 	}
 	*e = fragEntry{}
+	f.tags[i] = 0
 }
 
 // first remembers a first fragment.
 func (f *Fragments) first(p *packet.Packet, fr *packet.Fragment, now int64) FragmentVerdict {
 	var k packet.FlowKey
 	h := f.key(p, fr, &k)
-	b := f.bucket(h)
-	var slot, expired, complete, oldest *fragEntry
-	for i := range b {
-		e := &b[i]
-		switch {
-		case e.state == 0:
-			if slot == nil {
-				slot = e
-			}
-			continue
-		case e.is(&k, h, p.InPort):
-			if e.expires > now && e.state&fsComplete == 0 {
-				// A second first fragment of an unfinished datagram:
-				// it overlaps the first one's bytes (or the sender
-				// reused the identification meanwhile).
-				if e.state&fsDead == 0 {
-					e.state |= fsDead
-				}
-				f.ctr.Overlap++
-				return FragmentOverlap
-			}
-			// Timed out or complete: the identification starts a new
-			// datagram.
-			f.reclaim(e, true)
-			slot, expired, complete, oldest = e, nil, nil, nil
-		case e.expires <= now:
-			if expired == nil {
-				expired = e
-			}
-			continue
-		case e.state&fsComplete != 0:
-			if complete == nil {
-				complete = e
-			}
-			continue
-		default:
-			if oldest == nil || e.expires < oldest.expires {
-				oldest = e
-			}
-			continue
+	slot := -1
+	if i := f.find(&k, h, p.InPort); i >= 0 {
+		e := &f.e[i]
+		if e.expires > now && e.state&fsComplete == 0 {
+			// A second first fragment of an unfinished datagram: it
+			// overlaps the first one's bytes (or the sender reused the
+			// identification meanwhile).
+			e.state |= fsDead
+			f.ctr.Overlap++
+			return FragmentOverlap
 		}
-		break
+		// Timed out or complete: the identification starts a new
+		// datagram.
+		f.reclaim(i, true)
+		slot = i
 	}
-	switch {
-	case slot != nil:
-	case expired != nil:
-		slot = expired
-		f.reclaim(slot, true)
-	case complete != nil:
-		slot = complete
-		f.reclaim(slot, false)
-	default:
-		slot = oldest
-		f.reclaim(slot, false)
-		f.ctr.Overflow++
+	b := f.bucket(h)
+	if slot < 0 {
+		for i, tag := range f.tags[b : b+fragWays : b+fragWays] {
+			if tag == 0 {
+				slot = b + i
+				break
+			}
+		}
 	}
-	*slot = fragEntry{src: k.Src, dst: k.Dst, id: fr.ID, hash: h, expires: now + f.timeout,
+	if slot < 0 {
+		// No free entry: an expired one, else a complete one, else the
+		// unfinished datagram seen first.
+		expired, complete, oldest := -1, -1, -1
+		for i := b; i < b+fragWays; i++ {
+			e := &f.e[i]
+			switch {
+			case e.expires <= now:
+				if expired < 0 {
+					expired = i
+				}
+			case e.state&fsComplete != 0:
+				if complete < 0 {
+					complete = i
+				}
+			case oldest < 0 || e.expires < f.e[oldest].expires:
+				oldest = i
+			}
+		}
+		switch {
+		case expired >= 0:
+			slot = expired
+			f.reclaim(slot, true)
+		case complete >= 0:
+			slot = complete
+			f.reclaim(slot, false)
+		default:
+			slot = oldest
+			f.reclaim(slot, false)
+			f.ctr.Overflow++
+		}
+	}
+	e := &f.e[slot]
+	*e = fragEntry{src: k.Src, dst: k.Dst, id: fr.ID, hash: h, expires: now + f.timeout,
 		inPort: p.InPort, next: fr.Next, state: fsLive, info: firstInfo(p)}
 	if fr.Len > 0 {
-		slot.spans[0] = fragSpan{0, uint16(fr.Len)}
-		slot.n = 1
+		e.spans[0] = fragSpan{0, uint16(fr.Len)}
+		e.n = 1
 	}
+	f.tags[slot] = h | 1
 	f.live++
 	f.ctr.Tracked++
 	return FragmentFirst
@@ -432,15 +440,16 @@ func (f *Fragments) later(p *packet.Packet, fr *packet.Fragment, now int64) (Fra
 	}
 	var k packet.FlowKey
 	h := f.key(p, fr, &k)
-	e := f.find(&k, h, p.InPort)
-	if e != nil && e.expires <= now {
-		f.reclaim(e, true)
-		e = nil
+	i := f.find(&k, h, p.InPort)
+	if i >= 0 && f.e[i].expires <= now {
+		f.reclaim(i, true)
+		i = -1
 	}
-	if e == nil {
+	if i < 0 {
 		f.ctr.OutOfOrder++
 		return FragmentOutOfOrder, FragmentInfo{}
 	}
+	e := &f.e[i]
 	if e.state&(fsDead|fsComplete) != 0 {
 		// Condemned, or every byte seen already (a duplicate).
 		f.ctr.Overlap++

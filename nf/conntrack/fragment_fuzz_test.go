@@ -46,7 +46,7 @@ func FuzzFragments(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b, c []byte, order uint8) {
 		tb, err := New(Config{MaxFlows: 8, Full: EvictOldest, EvictScan: 2,
-			Fragments: FragmentConfig{Datagrams: 4, Timeout: 3 * time.Second}})
+			Fragments: FragmentConfig{Datagrams: 8, Timeout: 3 * time.Second}})
 		if err != nil {
 			t.Fatal(err)
 		}

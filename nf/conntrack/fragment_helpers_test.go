@@ -98,10 +98,13 @@ func (f *Fragments) check(tb testing.TB) {
 	for i := range f.e {
 		e := &f.e[i]
 		if e.state == 0 {
-			if *e != (fragEntry{}) {
-				tb.Fatalf("entry %d: free but not zero", i)
+			if *e != (fragEntry{}) || f.tags[i] != 0 {
+				tb.Fatalf("entry %d: free but not zero (tag %#x)", i, f.tags[i])
 			}
 			continue
+		}
+		if f.tags[i] != e.hash|1 {
+			tb.Fatalf("entry %d: tag %#x, hash %#x", i, f.tags[i], e.hash)
 		}
 		if e.state&fsLive == 0 {
 			tb.Fatalf("entry %d: state %#x without live", i, e.state)

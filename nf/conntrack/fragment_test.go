@@ -275,36 +275,42 @@ func TestFragmentsExpire(t *testing.T) {
 // the unfinished datagram seen first (counted), whose later fragments are
 // then dropped; finished datagrams make room without being counted.
 func TestFragmentTableFull(t *testing.T) {
-	tb := newTable(t, Config{MaxFlows: 64, Fragments: FragmentConfig{Datagrams: 4}})
+	tb := newTable(t, Config{MaxFlows: 64, Fragments: FragmentConfig{Datagrams: 8}})
 	fr := tb.Fragments()
-	if fr.Cap() != 4 {
+	if fr.Cap() != 8 {
 		t.Fatalf("cap %d", fr.Cap())
 	}
 	dg := func(id uint32) [][]byte { return split(t, a4, b4, packet.ProtoUDP, id, udpDatagram(1, 2, 2000), 1024) }
-	for id := uint32(1); id <= 4; id++ {
+	for id := uint32(1); id <= 8; id++ {
 		tb.Track(pkt(t, dg(id)[0]), sec+int64(id))
 	}
-	if fr.Len() != 4 {
+	if fr.Len() != 8 {
 		t.Fatalf("%d in progress", fr.Len())
 	}
-	tb.Track(pkt(t, dg(5)[0]), sec+5)
-	if c := fr.Counters(); c.Overflow != 1 || c.Expired != 0 || fr.Len() != 4 {
-		t.Errorf("after a fifth datagram: %+v, %d in progress", c, fr.Len())
+	tb.Track(pkt(t, dg(9)[0]), sec+9)
+	if c := fr.Counters(); c.Overflow != 1 || c.Expired != 0 || fr.Len() != 8 {
+		t.Errorf("after a ninth datagram: %+v, %d in progress", c, fr.Len())
 	}
-	if r := tb.Track(pkt(t, dg(1)[1]), sec+6); r.Fragment != FragmentOutOfOrder {
+	if r := tb.Track(pkt(t, dg(1)[1]), sec+10); r.Fragment != FragmentOutOfOrder {
 		t.Errorf("the datagram pushed out: %+v", r)
 	}
-	for id := uint32(2); id <= 5; id++ {
-		if r := tb.Track(pkt(t, dg(id)[1]), sec+7); r.Fragment != FragmentFollowed {
+	for id := uint32(2); id <= 9; id++ {
+		if r := tb.Track(pkt(t, dg(id)[1]), sec+11); r.Fragment != FragmentFollowed {
 			t.Errorf("datagram %d: %+v", id, r)
 		}
 	}
 	// All complete now: new datagrams take their entries silently.
-	for id := uint32(6); id <= 9; id++ {
-		tb.Track(pkt(t, dg(id)[0]), sec+8)
+	for id := uint32(10); id <= 17; id++ {
+		tb.Track(pkt(t, dg(id)[0]), sec+12)
 	}
-	if c := fr.Counters(); c.Overflow != 1 || c.Complete != 4 || fr.Len() != 4 {
+	if c := fr.Counters(); c.Overflow != 1 || c.Complete != 8 || fr.Len() != 8 {
 		t.Errorf("counters %+v, %d in progress", c, fr.Len())
+	}
+	// Unfinished and timed out: a new datagram takes an expired entry,
+	// counted as expired, not as overflow.
+	tb.Track(pkt(t, dg(18)[0]), sec+12+3*sec)
+	if c := fr.Counters(); c.Overflow != 1 || c.Expired != 1 {
+		t.Errorf("after the timeout: %+v", c)
 	}
 	fr.check(t)
 
@@ -316,6 +322,9 @@ func TestFragmentTableFull(t *testing.T) {
 	}
 	if newTable(t, Config{Fragments: FragmentConfig{Datagrams: 1000}}).Fragments().Cap() != 1024 {
 		t.Error("1000 datagrams: want 1024 entries")
+	}
+	if newTable(t, Config{Fragments: FragmentConfig{Datagrams: 1}}).Fragments().Cap() != 8 {
+		t.Error("1 datagram: want one bucket of 8 entries")
 	}
 }
 
