@@ -79,6 +79,9 @@ func TestFragmentsOutOfOrderWithinABatchAreFollowed(t *testing.T) {
 				if r.Fragment != FragmentFollowed || r.Flow != flow || r.State != StateNew {
 					t.Errorf("later fragment %d: %+v", i, r)
 				}
+				if fi := tb.FragmentInfo(i); fi.Proto != packet.ProtoUDP || fi.SrcPort != 1000 || fi.DstPort != 2000 || !fi.HasL4 {
+					t.Errorf("later fragment %d inherited %+v", i, fi)
+				}
 			}
 			if c := tb.Fragments().Counters(); c.Followed != uint64(len(frs)-1) || c.Complete != 1 || c.OutOfOrder != 0 {
 				t.Errorf("counters %+v", c)
@@ -402,6 +405,13 @@ func TestLookupPacketFollowsFragments(t *testing.T) {
 	}
 	if tb.Fragments().Counters() != before {
 		t.Error("LookupPacket counted")
+	}
+	var b packet.Batch
+	b.Append(frs[0], 0, 0).Parse()
+	b.Append(frs[1], 0, 0).Parse()
+	out := tb.LookupBatch(&b, sec, make([]Result, 0, 2))
+	if out[1].Flow != first.Flow || out[1].Fragment != FragmentFollowed || tb.FragmentInfo(1).SrcPort != 1 || tb.FragmentInfo(1).DstPort != 2 {
+		t.Errorf("LookupBatch: %+v, inherited %+v", out[1], tb.FragmentInfo(1))
 	}
 	if r := tb.LookupPacket(pkt(t, fragFrame(t, a4, b4, packet.ProtoUDP, 4, 1024, false, make([]byte, 8))), sec); r.Fragment != FragmentOutOfOrder || r.Flow != nil {
 		t.Errorf("unknown datagram: %+v", r)

@@ -19,6 +19,7 @@ func (t *Table) observeLater(pk []packet.Packet, now int64) uint32 {
 		t.fragv[i] = v
 		switch {
 		case v == FragmentFollowed:
+			t.finfo[i] = info
 			t.keys[i] = info.Key(p)
 			h := t.h.sum(&t.keys[i])
 			t.hashes[i] = h
@@ -54,6 +55,25 @@ func (t *Table) follow(k *packet.FlowKey, h uint32, now int64) Result {
 	e := &t.slab[i]
 	e.gen = t.gen
 	return Result{Flow: e, State: flowState(e, d), Dir: d, Fragment: FragmentFollowed}
+}
+
+// FragmentInfo returns what packet i of the batch last given to
+// TrackBatch or LookupBatch (or Batch) inherited from its datagram's
+// first fragment, when its Result.Fragment is FragmentFollowed: its
+// protocol, ports or ICMP type, for a stage to match rules on. It is
+// valid until the next call on the table.
+func (t *Table) FragmentInfo(i int) FragmentInfo { return t.finfo[i] }
+
+// lookupLater is LookupPacket for a later fragment.
+func (t *Table) lookupLater(p *packet.Packet, now int64) (Result, FragmentInfo) {
+	info, ok := t.frags.Lookup(p, now)
+	if !ok {
+		return Result{Fragment: FragmentOutOfOrder}, FragmentInfo{}
+	}
+	k := info.Key(p)
+	r := t.lookupOnly(&k, now)
+	r.Fragment = FragmentFollowed
+	return r, info
 }
 
 // lookupOnly is follow without side effects, for LookupPacket.

@@ -55,6 +55,7 @@ type Table struct {
 	hashes [packet.MaxBurst]uint32
 	kinds  [packet.MaxBurst]kind
 	fragv  [packet.MaxBurst]FragmentVerdict // valid in batches with fragments
+	finfo  [packet.MaxBurst]FragmentInfo    // of followed fragments, for FragmentInfo
 	sink   uint32
 }
 

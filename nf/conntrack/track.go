@@ -262,17 +262,11 @@ func (t *Table) TrackBatch(b *packet.Batch, now int64, out []Result) []Result {
 // Flow and StateUntracked (StateInvalid if it is unsound). It does not
 // allocate.
 func (t *Table) LookupPacket(p *packet.Packet, now int64) Result {
-	var k packet.FlowKey
 	if p.Flags&(packet.FlagLaterFragment|packet.FlagBad) == packet.FlagLaterFragment && t.frags != nil {
-		info, ok := t.frags.Lookup(p, now)
-		if !ok {
-			return Result{Fragment: FragmentOutOfOrder}
-		}
-		k = info.Key(p)
-		r := t.lookupOnly(&k, now)
-		r.Fragment = FragmentFollowed
+		r, _ := t.lookupLater(p, now)
 		return r
 	}
+	var k packet.FlowKey
 	kd := classify(p, &k)
 	switch {
 	case kd == kindInvalid:
@@ -300,10 +294,14 @@ func (t *Table) LookupPacket(p *packet.Packet, now int64) Result {
 func (t *Table) LookupBatch(b *packet.Batch, now int64, out []Result) []Result {
 	out = out[:b.Len]
 	for i := range out {
-		if p := &b.Packets[i]; p.Verdict == packet.Forward {
-			out[i] = t.LookupPacket(p, now)
-		} else {
+		p := &b.Packets[i]
+		switch {
+		case p.Verdict != packet.Forward:
 			out[i] = Result{}
+		case p.Flags&(packet.FlagLaterFragment|packet.FlagBad) == packet.FlagLaterFragment && t.frags != nil:
+			out[i], t.finfo[i] = t.lookupLater(p, now)
+		default:
+			out[i] = t.LookupPacket(p, now)
 		}
 	}
 	return out

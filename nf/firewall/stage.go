@@ -182,7 +182,7 @@ func (s *Stage) Process(b *packet.Batch) {
 		if res != nil {
 			k.State = State(res[i].State)
 			if followed = res[i].Fragment == conntrack.FragmentFollowed; followed {
-				s.followKey(&k, p, b.Time())
+				followKey(&k, s.ct.FragmentInfo(i))
 			}
 		}
 		act, rule := rs.Classify(&k)
@@ -318,14 +318,8 @@ func (s *Stage) publishFragments() {
 // followKey completes the key of a later fragment that followed its
 // datagram's first fragment with what that fragment carried: its
 // upper-layer protocol, ports, or ICMP type and code. So rules see the
-// datagram as they saw its first fragment and decide alike. (A new first
-// fragment of the same identification in the same batch may have taken
-// the datagram's entry since: the key then stays without ports.)
-func (s *Stage) followKey(k *Key, p *packet.Packet, now int64) {
-	info, ok := s.ct.Fragments().Lookup(p, now)
-	if !ok {
-		return
-	}
+// datagram as they saw its first fragment and decide alike.
+func followKey(k *Key, info conntrack.FragmentInfo) {
 	k.Proto = info.Proto
 	if !info.HasL4 {
 		return
