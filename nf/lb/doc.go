@@ -108,8 +108,11 @@
 // without a flow (a TCP segment of a connection conntrack never saw:
 // DropPolicy, Counters.NoFlow; the table full: DropFull,
 // Counters.TableFull), and a later fragment to a VIP or the SNAT address
-// or from a backend (it carries no ports, so no flow to translate it by:
-// DropFragment, Counters.Fragments), rather than leave untranslated. A
+// or from a backend whose datagram's first fragment the table's fragment
+// tracker did not see (a later fragment carries no ports: it follows its
+// first fragment's flow and is translated with it, and without one there
+// is no flow to translate it by: DropFragment, Counters.Fragments),
+// rather than leave untranslated. A
 // conntrack table with TCPPickup lets a TCP segment of a connection that
 // predates the table start a flow; it is then balanced by the table,
 // which gives it its old backend if the pool has not changed since.
@@ -148,7 +151,8 @@
 //
 // Direct server return (IP-in-IP to the backend, replies straight to the
 // client), health checks (a failed backend would be given weight 0 by
-// the control plane), and later fragments (dropped, see above). The
+// the control plane), and later fragments that come before their first
+// one (dropped, see above). The
 // router's own ICMP errors are not translated: an error the router
 // behind writes about a translated packet (a fragmentation needed for a
 // backend's link MTU) is bounced out of its ingress port past the

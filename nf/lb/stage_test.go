@@ -521,3 +521,36 @@ func TestUpdatesAndMetricsWhileBalancing(t *testing.T) {
 		t.Errorf("%d flows balanced, backends count %d: want 2000", c.Flows, flows)
 	}
 }
+
+// A fragmented datagram of a balanced flow: its first fragment is
+// balanced, the later ones follow it through conntrack's fragment tracker
+// and go to the same backend (their addresses translated; the ports, and
+// the L4 checksum, are in the first fragment), IPv4 and IPv6, both ways.
+func TestFragmentsFollowTheirFirstToTheBackend(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		cl, vp, bes, udp := client, vip, backends, pt.UDP4[[]byte]
+		if v6 {
+			cl, vp, bes, udp = client6, vip6, backends6, pt.UDP6[[]byte]
+		}
+		s := newLB(t, Config{Services: []Service{svcOf(packet.ProtoUDP, ep(vp, 53), servers(nil, bes[0]))}})
+		h := pt.New(t, s)
+		query, answer := make([]byte, 3000), make([]byte, 3000)
+		out := pt.Fragments(udp(ep(cl, 5000), ep(vp, 53), query), 1232, 7)
+		want := pt.Fragments(udp(ep(cl, 5000), bes[0], query), 1232, 7)
+		var exp []pt.Want
+		for _, f := range want {
+			exp = append(exp, pt.Forwarded(1).Bytes(f))
+		}
+		h.Expect(h.Send(0, out...), exp...)
+		back := pt.Fragments(udp(bes[0], ep(cl, 5000), answer), 1232, 8)
+		wantBack := pt.Fragments(udp(ep(vp, 53), ep(cl, 5000), answer), 1232, 8)
+		exp = exp[:0]
+		for _, f := range wantBack {
+			exp = append(exp, pt.Forwarded(0).Bytes(f))
+		}
+		h.Expect(h.Send(1, back...), exp...)
+		if c := s.Counters(); c.Fragments != 0 || c.Translated != 6 {
+			t.Errorf("v6 %v: counters %+v", v6, c)
+		}
+	}
+}

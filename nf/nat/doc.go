@@ -169,9 +169,9 @@
 // hands each packet to the worker that owns its flow, keyed by the flow's
 // outside endpoint, which the NAT never rewrites (conntrack.Steering with
 // NAT set, built from the stage's outside ports, exceptions and forwards
-// by config.File.Steering). The NAT's table and fragment cache stay per
-// worker: a later fragment that lands on a worker other than its first
-// fragment's is dropped (FragmentsDropped).
+// by config.File.Steering). The NAT's table and its fragment tracker stay
+// per worker: the worker that receives a datagram's fragments sends the
+// later ones where it sent the first, so they meet its tracker entry.
 //
 // # Cost
 //
