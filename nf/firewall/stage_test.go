@@ -302,7 +302,7 @@ func TestStagePassesNeighborDiscoveryLikeARP(t *testing.T) {
 	ct, _ := conntrack.New(conntrack.Config{MaxFlows: 64})
 	s := NewStage(fw, ct, 0)
 	target := net.ParseIP("2001:db8::2")
-	nsBody := append(append(make([]byte, 4), target...), 1, 1, 2, 0, 0, 0, 0, 1)    // reserved, target, source link-layer address
+	nsBody := append(append(make([]byte, 4), target...), 1, 1, 2, 0, 0, 0, 0, 1)       // reserved, target, source link-layer address
 	naBody := append(append([]byte{0x60, 0, 0, 0}, target...), 2, 1, 2, 0, 0, 0, 0, 2) // solicited, override; target link-layer address
 	cases := []struct {
 		name string
