@@ -266,6 +266,21 @@ func neighborDiscovery(p *packet.Packet) bool {
 		p.IPv6().HopLimit() == 255
 }
 
+// PacketKey fills k from a parsed packet as the stage does before it
+// classifies (k.State stays 0: conntrack sets it), and reports whether the
+// stage classifies p at all: not a non-IP frame, which passes untouched,
+// nor an IP packet that failed to parse, which it drops as malformed, nor
+// IPv6 neighbor discovery, which it passes as it passes ARP. It is the
+// model an XDP pre-filter must read packets by.
+func PacketKey(p *packet.Packet, k *Key) bool {
+	if p.EtherType != packet.EtherTypeIPv4 && p.EtherType != packet.EtherTypeIPv6 ||
+		p.Flags&packet.FlagBad != 0 || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 || neighborDiscovery(p) {
+		return false
+	}
+	fillKey(k, p)
+	return true
+}
+
 // fillKey reads the classifier's key from a parsed packet.
 func fillKey(k *Key, p *packet.Packet) {
 	*k = Key{InPort: p.InPort, Proto: p.L4Proto}
