@@ -320,11 +320,21 @@ func fillKey(k *Key, p *packet.Packet) {
 // (rule_N_hits, default_hits), what became of rejected packets
 // (reject_sent + reject_limited + reject_unanswerable = rejected) and the
 // conntrack table's counters.
+//
+// With rules offloaded (Firewall.SetOffload), the packets they dropped
+// before the stage count in dropped and in their rule_N_hits as if the
+// stage had dropped them, and in xdp_dropped, the part of dropped that
+// never reached the stage. The offloader's counters are read once a call.
 func (s *Stage) StageMetrics() map[string]uint64 {
 	m := s.ctrs.StageMetrics()
 	m["default_hits"] = s.fw.DefaultHits()
-	for i, h := range s.fw.Hits() {
+	hits, off := s.fw.counts()
+	for i, h := range hits {
 		m[fmt.Sprintf("rule_%d_hits", i)] = h
+	}
+	if off != 0 || s.fw.Offloaded() != nil {
+		m["dropped"] += off
+		m["xdp_dropped"] = off
 	}
 	return m
 }
