@@ -219,6 +219,9 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 			}
 		}
 	}
+	// A service that started this firewall with offload off loaded its
+	// programs without the pre-filter: offload auto needs a restart.
+	noPrefilter := ctx.Shared != nil && sc.index == 0 && ctx.Shared.xdpOffload() == nil && ctx.File.hasXDPPort()
 	limit := func(s *firewall.Stage) (pipeline.Stage, error) {
 		if l := c.RejectLimit; l != nil {
 			if l.Rate < 0 || l.Rate > 1e9 {
@@ -232,7 +235,7 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 			}
 			s.SetRejectLimit(l.Rate, l.Burst)
 		}
-		return &reloadableFirewall{Stage: s, xdp: xdpOff}, nil
+		return &reloadableFirewall{Stage: s, xdp: xdpOff, noPrefilter: noPrefilter}, nil
 	}
 	if c.Conntrack.Stateless {
 		return limit(firewall.NewStage(fw, nil, 0))
@@ -256,27 +259,48 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 type reloadableFirewall struct {
 	*firewall.Stage
 	// xdp is the service's pre-filter, on worker 0's firewall of
-	// chain[0] when the ports loaded one.
-	xdp firewall.Offloader
+	// chain[0] when the ports loaded one; noPrefilter is set when the
+	// service's ports could have but did not (offload off at start).
+	xdp         firewall.Offloader
+	noPrefilter bool
 }
 
 // Reload swaps in the rules and default of a new configuration
-// atomically (with the offloaded ones: firewall.Firewall.Replace).
-// Conntrack settings take effect on restart only.
+// atomically, and their offload. Offload auto after a start with offload
+// off is refused (the XDP programs were loaded without the pre-filter);
+// auto to off takes the offloaded rules back into Go. Conntrack settings
+// take effect on restart only.
 func (r *reloadableFirewall) Reload(ctx *BuildContext, sc *StageConfig) error {
 	var c FirewallConfig
 	if err := sc.Decode(&c); err != nil {
 		return err
 	}
-	if _, err := offloadOff(sc, &c); err != nil {
+	off, err := offloadOff(sc, &c)
+	if err != nil {
 		return err
+	}
+	if !off && r.noPrefilter {
+		return sc.Errorf("offload", "auto: the service started with offload off, so its XDP programs have no pre-filter: restart xnf to turn it on")
 	}
 	rules, def, err := firewallRules(ctx, sc, &c)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Firewall().Replace(rules, def); err != nil {
+	fw := r.Firewall()
+	if r.xdp != nil && off {
+		// Into Go first, then the new rules: every packet is decided by
+		// the old set or the new one.
+		if err := fw.SetOffload(nil); err != nil {
+			return sc.Errorf("offload", "%v", err)
+		}
+	}
+	if _, err := fw.Replace(rules, def); err != nil {
 		return sc.Errorf("rules", "%v", err)
+	}
+	if r.xdp != nil && !off && fw.Offloaded() == nil {
+		if err := fw.SetOffload(r.xdp); err != nil {
+			return sc.Errorf("offload", "%v", err)
+		}
 	}
 	return nil
 }

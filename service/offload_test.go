@@ -276,3 +276,74 @@ chain:
 		t.Errorf("firewall: %v", m)
 	}
 }
+
+// A reload swaps the XDP rules with the Go rules: the new set's drops run
+// in XDP at once and count from zero in its rule_N_hits, while dropped and
+// xdp_dropped go on counting; offload off takes the rules back into Go and
+// auto puts them back. A service started with offload off refuses auto
+// (its programs have no pre-filter), and keeps its rules.
+func TestReloadSwapsTheOffloadedRules(t *testing.T) {
+	topo := lab.TopologyForTest(t, "svcoffrl", lab.TopologyOptions{})
+	chain := func(extra string) *config.File {
+		return offloadChain(t, "[0]", extra+`    rules:
+      - drop proto udp dport 9
+      - drop proto udp dport 10`)
+	}
+	s := startIn(t, topo, offloadChain(t, "[0]", `    rules:
+      - drop proto udp dport 9`))
+	s.File = offloadChain(t, "[0]", "    rules: [drop proto udp dport 9]")
+	verdicts := func(when string, want map[uint16]uint32) {
+		t.Helper()
+		for dport, v := range want {
+			if got := runXDP(t, topo, s, 0, udpFrame(t, dport)); got != v {
+				t.Errorf("%s: UDP to %d: verdict %d, want %d", when, dport, got, v)
+			}
+		}
+	}
+	metrics := func(when string, want map[string]uint64) {
+		t.Helper()
+		m := firewallMetrics(s, 0)
+		for k, v := range want {
+			if m[k] != v {
+				t.Errorf("%s: %s = %d, want %d (%v)", when, k, m[k], v, m)
+			}
+		}
+	}
+	verdicts("before the reload", map[uint16]uint32{9: verdictDrop, 10: verdictRedirect})
+	runXDP(t, topo, s, 0, udpFrame(t, 9))
+	runXDP(t, topo, s, 0, udpFrame(t, 9))
+	metrics("before the reload", map[string]uint64{"rule_0_hits": 3, "xdp_dropped": 3, "dropped": 3})
+
+	if _, err := s.Reload(chain("")); err != nil {
+		t.Fatal(err)
+	}
+	metrics("right after the reload", map[string]uint64{"rule_0_hits": 0, "rule_1_hits": 0, "xdp_dropped": 3, "dropped": 3})
+	verdicts("after the reload", map[uint16]uint32{9: verdictDrop, 10: verdictDrop, 11: verdictRedirect})
+	metrics("after the reload", map[string]uint64{"rule_0_hits": 1, "rule_1_hits": 1, "xdp_dropped": 5, "dropped": 5})
+
+	if _, err := s.Reload(chain("    offload: off\n")); err != nil {
+		t.Fatal(err)
+	}
+	verdicts("offload off", map[uint16]uint32{9: verdictRedirect, 10: verdictRedirect})
+	// A reload starts the rules' hits afresh; the XDP drops stay counted.
+	metrics("offload off", map[string]uint64{"rule_0_hits": 0, "rule_1_hits": 0, "xdp_dropped": 5, "dropped": 5})
+
+	if _, err := s.Reload(chain("")); err != nil {
+		t.Fatal(err)
+	}
+	verdicts("offload auto again", map[uint16]uint32{9: verdictDrop, 10: verdictDrop})
+	metrics("offload auto again", map[string]uint64{"rule_0_hits": 1, "rule_1_hits": 1, "xdp_dropped": 7})
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	off := startIn(t, topo, chain("    offload: off\n"))
+	off.File = chain("    offload: off\n")
+	_, err := off.Reload(chain(""))
+	if err == nil || !strings.Contains(err.Error(), "restart xnf to turn it on") {
+		t.Fatalf("offload auto on a service started with offload off: %v", err)
+	}
+	if got := runXDP(t, topo, off, 0, udpFrame(t, 9)); got != verdictRedirect {
+		t.Errorf("after the refused reload: verdict %d, want redirect", got)
+	}
+}
