@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
@@ -43,7 +44,7 @@ type offloadRig struct {
 	sock    *afxdp.Socket
 }
 
-func newOffloadRig(t *testing.T) *offloadRig {
+func newOffloadRig(t testing.TB) *offloadRig {
 	l := lab.ForTest(t, "bpfoff")
 	a := l.MustNS(t, "a")
 	b := l.MustNS(t, "b")
@@ -73,7 +74,7 @@ func newOffloadRig(t *testing.T) *offloadRig {
 
 // load loads a redirect program in the rig's namespace and registers the
 // socket on queue 0.
-func (rig *offloadRig) load(t *testing.T, o bpf.RedirectOptions) *bpf.Redirect {
+func (rig *offloadRig) load(t testing.TB, o bpf.RedirectOptions) *bpf.Redirect {
 	t.Helper()
 	o.Queues = 2
 	var r *bpf.Redirect
@@ -803,4 +804,65 @@ func (g *frameGen) frame(rules []firewall.Rule) []byte {
 		f = append(f, make([]byte, 14-len(f))...)
 	}
 	return f
+}
+
+// BenchmarkOffload measures the program per frame under BPF_PROG_TEST_RUN
+// (the kernel's own timing of Repeat runs, ns/frame): without an Offload,
+// with one and no rules, and with 256 rules that a UDP frame passes or
+// the last of which drops it.
+func BenchmarkOffload(b *testing.B) {
+	rig := newOffloadRig(b)
+	frame := udp4(b, 4242)
+	var drops []string
+	for i := range 255 {
+		drops = append(drops, fmt.Sprintf("drop src 203.0.%d.%d/32", i/250, i%250))
+	}
+	pass := func() []string { return drops }
+	last := func() []string { return append(append([]string(nil), drops...), "drop proto udp dport 4242") }
+	cases := []struct {
+		name    string
+		offload bool
+		rules   func() []string
+		want    uint32
+	}{
+		{"no offload", false, nil, xdpRedirect},
+		{"offload, no rules", true, func() []string { return nil }, xdpRedirect},
+		{"offload, 255 rules, none match", true, pass, xdpRedirect},
+		{"offload, 256 rules, the last drops", true, last, xdpDrop},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			o := bpf.NewOffload()
+			defer o.Close()
+			opts := bpf.RedirectOptions{}
+			if c.offload {
+				opts.Offload = o
+				rules, err := firewall.ParseRules(c.rules())
+				if err != nil {
+					b.Fatal(err)
+				}
+				plan, err := firewall.PlanOffload(rules)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := o.Install(offloadRules(plan)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			r := rig.load(b, opts)
+			var per time.Duration
+			rig.ns.Do(func() error {
+				ret, d, err := r.Program.Benchmark(frame, b.N, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ret != c.want {
+					b.Fatalf("verdict %d, want %d", ret, c.want)
+				}
+				per = d
+				return nil
+			})
+			b.ReportMetric(float64(per.Nanoseconds()), "ns/frame")
+		})
+	}
 }
