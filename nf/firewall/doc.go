@@ -170,5 +170,5 @@
 // per call, never per packet), and xdp_dropped says how many of the drops
 // never reached the stage. The classifier still holds every rule, so a
 // packet from a port without the pre-filter (a capture file) gets the
-// same verdict in Go.
+// same verdict in Go. docs/ddos.md has the whole model.
 package firewall
