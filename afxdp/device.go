@@ -86,6 +86,11 @@ type DeviceConfig struct {
 	// do). A program held by another process's bpf_link cannot be
 	// forced off: that process must stop.
 	Force bool
+	// Offload, when set, is the firewall pre-filter the program runs
+	// before redirecting (bpf.RedirectOptions.Offload), shared with the
+	// other interfaces of the service; Port is the interface's port index.
+	Offload *bpf.Offload
+	Port    int
 }
 
 // Device is an interface with xnf's redirect program attached. Sockets for
@@ -132,7 +137,7 @@ func Attach(ifname string, cfg DeviceConfig) (*Device, error) {
 	if cfg.Mode == ModeOffload {
 		return nil, d.tryOffload(cfg)
 	}
-	d.prog, err = bpf.LoadRedirect(bpf.RedirectOptions{Queues: d.queues, Filter: cfg.Filter, Frags: cfg.Frags})
+	d.prog, err = bpf.LoadRedirect(bpf.RedirectOptions{Queues: d.queues, Filter: cfg.Filter, Frags: cfg.Frags, Offload: cfg.Offload, Port: cfg.Port})
 	if err != nil {
 		if errors.Is(err, bpf.ErrPermission) {
 			return nil, fmt.Errorf("afxdp: %s: %w (%v)", ifname, ErrPermission, err)

@@ -10,6 +10,11 @@
 // to the kernel unchanged, so SSH, ARP for the host and anything unclaimed
 // keep working while xnf is attached.
 //
+// Offload is the firewall pre-filter those programs can run before they
+// redirect a claimed frame: the stateless drop rules the firewall stage
+// offloads, in maps every interface's program shares, with per-CPU hit
+// counters per rule.
+//
 // Loading needs CAP_BPF (or root); this package never attaches anything.
 // Attaching is afxdp's job, which knows devices and modes.
 package bpf
@@ -17,6 +22,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -65,20 +71,24 @@ type Counters struct {
 	Passed uint64
 	// Filtered frames were not claimed by the Filter: the kernel got them.
 	Filtered uint64
+	// Dropped frames were claimed and dropped by an offloaded firewall
+	// rule (Offload).
+	Dropped uint64
 }
 
 // Total is every frame the program saw.
-func (c Counters) Total() uint64 { return c.Redirected + c.Passed + c.Filtered }
+func (c Counters) Total() uint64 { return c.Redirected + c.Passed + c.Filtered + c.Dropped }
 
 // Sub returns c - o, for counting over a window.
 func (c Counters) Sub(o Counters) Counters {
-	return Counters{c.Redirected - o.Redirected, c.Passed - o.Passed, c.Filtered - o.Filtered}
+	return Counters{c.Redirected - o.Redirected, c.Passed - o.Passed, c.Filtered - o.Filtered, c.Dropped - o.Dropped}
 }
 
 const (
 	counterRedirected = 0
 	counterPassed     = 1
 	counterFiltered   = 2
+	counterDropped    = 3
 )
 
 // RedirectOptions configure LoadRedirect.
@@ -89,8 +99,17 @@ type RedirectOptions struct {
 	// Frags loads the multi-buffer variant (SEC "xdp.frags"), needed for
 	// native XDP on MTUs above one page and for XDP_USE_SG sockets.
 	Frags bool
-	// Ifindex, when set, binds the program to one device (needed for offload).
+	// Ifindex, when set, binds the program to one device (needed for
+	// the offload attach mode, which has nothing to do with Offload).
 	Ifindex int
+	// Offload, when set, makes the program judge claimed frames against
+	// the firewall rules installed in it before redirecting them, and
+	// drop those a rule drops. Nil leaves that code out of the program.
+	Offload *Offload
+	// Port is the interface's port index in the service (the packets'
+	// InPort), which offloaded rules on an ingress port match. The frames
+	// of a port from MaxOffloadPorts up are not judged.
+	Port int
 }
 
 // Redirect is a loaded (not attached) redirect program with its maps.
@@ -99,6 +118,7 @@ type Redirect struct {
 	xsks     *ebpf.Map
 	counters *ebpf.Map
 	ports    *ebpf.Map
+	vlans    *ebpf.Map
 	queues   int
 }
 
@@ -134,8 +154,28 @@ func LoadRedirect(o RedirectOptions) (*Redirect, error) {
 		set("filter_ethertype", uint32(o.Filter.EtherType)),
 		set("filter_ipproto", uint32(o.Filter.IPProto)),
 		set("filter_ports", b2u(len(o.Filter.DstPorts) > 0)),
+		set("offload_on", b2u(o.Offload != nil)),
+		set("offload_port", uint32(min(max(o.Port, 0), MaxOffloadPorts))),
 	); err != nil {
 		return nil, err
+	}
+	var opts ebpf.CollectionOptions
+	if o.Offload != nil {
+		if o.Port < 0 {
+			return nil, fmt.Errorf("bpf: port index %d", o.Port)
+		}
+		if opts.MapReplacements, err = o.Offload.replacements(); err != nil {
+			return nil, err
+		}
+	} else {
+		// Without offload the verifier removes the code that reads the
+		// offload maps, but the program still names them: make them as
+		// small as the kernel allows.
+		for name, m := range spec.Maps {
+			if strings.HasPrefix(name, "offload_") {
+				m.MaxEntries = 1
+			}
+		}
 	}
 	keep := "xnf_redirect"
 	if o.Frags {
@@ -152,8 +192,9 @@ func LoadRedirect(o RedirectOptions) (*Redirect, error) {
 		Xsks     *ebpf.Map `ebpf:"xsks"`
 		Counters *ebpf.Map `ebpf:"counters"`
 		PortSet  *ebpf.Map `ebpf:"port_set"`
+		Vlans    *ebpf.Map `ebpf:"vlan_ports"`
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err != nil {
 		return nil, loadError("redirect program", err)
 	}
@@ -161,7 +202,7 @@ func LoadRedirect(o RedirectOptions) (*Redirect, error) {
 		coll.Close()
 		return nil, err
 	}
-	r := &Redirect{Program: coll.DetachProgram(keep), xsks: objs.Xsks, counters: objs.Counters, ports: objs.PortSet, queues: o.Queues}
+	r := &Redirect{Program: coll.DetachProgram(keep), xsks: objs.Xsks, counters: objs.Counters, ports: objs.PortSet, vlans: objs.Vlans, queues: o.Queues}
 	coll.Close() // maps are still referenced by r and the program
 	if len(o.Filter.DstPorts) > 0 {
 		var set xdpPortSet
@@ -206,10 +247,32 @@ func (r *Redirect) Unregister(queue int) error {
 	return nil
 }
 
+// SetVLANPorts tells the pre-filter (RedirectOptions.Offload) how the
+// port layer demultiplexes the interface's 802.1Q VLANs (port/xdp
+// trunks): byVID[v] is the port index the frames of VLAN ID v reach, with
+// their outer tag taken off (v 0: untagged and priority-tagged frames; -1:
+// no port carries v, and those frames never reach the chain; 802.1ad and
+// cut tags never do). Offloaded rules then judge each frame as the stage
+// sees it, on that port. Until it is called, every frame is
+// RedirectOptions.Port's, tags and all. Frames of ports from
+// MaxOffloadPorts up are not judged.
+func (r *Redirect) SetVLANPorts(byVID *[4096]int) error {
+	v := xdpOffVlans{Trunk: 1}
+	for vid, port := range byVID {
+		if port >= 0 {
+			v.Port[vid] = uint16(min(port, MaxOffloadPorts) + 1)
+		}
+	}
+	if err := r.vlans.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("bpf: writing the VLAN ports: %w", err)
+	}
+	return nil
+}
+
 // Counters sums the per-CPU counters.
 func (r *Redirect) Counters() (Counters, error) {
 	var c Counters
-	for slot, dst := range []*uint64{counterRedirected: &c.Redirected, counterPassed: &c.Passed, counterFiltered: &c.Filtered} {
+	for slot, dst := range []*uint64{counterRedirected: &c.Redirected, counterPassed: &c.Passed, counterFiltered: &c.Filtered, counterDropped: &c.Dropped} {
 		var per []uint64
 		if err := r.counters.Lookup(uint32(slot), &per); err != nil {
 			return c, fmt.Errorf("bpf: reading counters: %w", err)
@@ -225,5 +288,5 @@ func (r *Redirect) Counters() (Counters, error) {
 // program alive until the link closes too).
 func (r *Redirect) Close() error {
 	// Program.Close and Map.Close accept nil receivers.
-	return errors.Join(r.Program.Close(), r.xsks.Close(), r.counters.Close(), r.ports.Close())
+	return errors.Join(r.Program.Close(), r.xsks.Close(), r.counters.Close(), r.ports.Close(), r.vlans.Close())
 }

@@ -23,7 +23,7 @@ const (
 	xdpRedirect = 4
 )
 
-func frame(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+func frame(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
@@ -41,7 +41,7 @@ func ipv4(proto layers.IPProtocol) *layers.IPv4 {
 	return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: net.IP{198, 18, 0, 1}, DstIP: net.IP{198, 18, 0, 2}}
 }
 
-func udp4(t *testing.T, dport uint16) []byte {
+func udp4(t testing.TB, dport uint16) []byte {
 	ip := ipv4(layers.IPProtocolUDP)
 	u := &layers.UDP{SrcPort: 1234, DstPort: layers.UDPPort(dport)}
 	u.SetNetworkLayerForChecksum(ip)

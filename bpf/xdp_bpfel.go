@@ -13,6 +13,39 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpOffBits struct {
+	_ structs.HostLayout
+	W [4]uint64
+}
+
+type xdpOffClasses struct {
+	_ structs.HostLayout
+	C [4]uint16
+}
+
+type xdpOffLpm4 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Data      [8]uint8
+}
+
+type xdpOffLpm6 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Data      [20]uint8
+}
+
+type xdpOffState struct {
+	_      structs.HostLayout
+	Active uint32
+}
+
+type xdpOffVlans struct {
+	_     structs.HostLayout
+	Trunk uint16
+	Port  [4096]uint16
+}
+
 type xdpPortSet struct {
 	_    structs.HostLayout
 	Bits [1024]uint64
@@ -23,13 +56,28 @@ type xdpPortSet struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	xdpMapCounters          = "counters"
+	xdpMapOffloadDclass     = "offload_dclass"
+	xdpMapOffloadDport      = "offload_dport"
+	xdpMapOffloadDst4       = "offload_dst4"
+	xdpMapOffloadDst6       = "offload_dst6"
+	xdpMapOffloadHits       = "offload_hits"
+	xdpMapOffloadInPort     = "offload_in_port"
+	xdpMapOffloadProto      = "offload_proto"
+	xdpMapOffloadSclass     = "offload_sclass"
+	xdpMapOffloadSport      = "offload_sport"
+	xdpMapOffloadSrc4       = "offload_src4"
+	xdpMapOffloadSrc6       = "offload_src6"
+	xdpMapOffloadState      = "offload_state"
 	xdpMapPortSet           = "port_set"
+	xdpMapVlanPorts         = "vlan_ports"
 	xdpMapXsks              = "xsks"
 	xdpProgXnfRedirect      = "xnf_redirect"
 	xdpProgXnfRedirectFrags = "xnf_redirect_frags"
 	xdpVarFilterEthertype   = "filter_ethertype"
 	xdpVarFilterIpproto     = "filter_ipproto"
 	xdpVarFilterPorts       = "filter_ports"
+	xdpVarOffloadOn         = "offload_on"
+	xdpVarOffloadPort       = "offload_port"
 )
 
 // loadXdp returns the embedded CollectionSpec for xdp.
@@ -82,9 +130,22 @@ type xdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	PortSet  *ebpf.MapSpec `ebpf:"port_set"`
-	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	OffloadDclass *ebpf.MapSpec `ebpf:"offload_dclass"`
+	OffloadDport  *ebpf.MapSpec `ebpf:"offload_dport"`
+	OffloadDst4   *ebpf.MapSpec `ebpf:"offload_dst4"`
+	OffloadDst6   *ebpf.MapSpec `ebpf:"offload_dst6"`
+	OffloadHits   *ebpf.MapSpec `ebpf:"offload_hits"`
+	OffloadInPort *ebpf.MapSpec `ebpf:"offload_in_port"`
+	OffloadProto  *ebpf.MapSpec `ebpf:"offload_proto"`
+	OffloadSclass *ebpf.MapSpec `ebpf:"offload_sclass"`
+	OffloadSport  *ebpf.MapSpec `ebpf:"offload_sport"`
+	OffloadSrc4   *ebpf.MapSpec `ebpf:"offload_src4"`
+	OffloadSrc6   *ebpf.MapSpec `ebpf:"offload_src6"`
+	OffloadState  *ebpf.MapSpec `ebpf:"offload_state"`
+	PortSet       *ebpf.MapSpec `ebpf:"port_set"`
+	VlanPorts     *ebpf.MapSpec `ebpf:"vlan_ports"`
+	Xsks          *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // xdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -94,6 +155,8 @@ type xdpVariableSpecs struct {
 	FilterEthertype *ebpf.VariableSpec `ebpf:"filter_ethertype"`
 	FilterIpproto   *ebpf.VariableSpec `ebpf:"filter_ipproto"`
 	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
+	OffloadOn       *ebpf.VariableSpec `ebpf:"offload_on"`
+	OffloadPort     *ebpf.VariableSpec `ebpf:"offload_port"`
 }
 
 // xdpObjects contains all objects after they have been loaded into the kernel.
@@ -116,15 +179,41 @@ func (o *xdpObjects) Close() error {
 //
 // It can be passed to loadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	PortSet  *ebpf.Map `ebpf:"port_set"`
-	Xsks     *ebpf.Map `ebpf:"xsks"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	OffloadDclass *ebpf.Map `ebpf:"offload_dclass"`
+	OffloadDport  *ebpf.Map `ebpf:"offload_dport"`
+	OffloadDst4   *ebpf.Map `ebpf:"offload_dst4"`
+	OffloadDst6   *ebpf.Map `ebpf:"offload_dst6"`
+	OffloadHits   *ebpf.Map `ebpf:"offload_hits"`
+	OffloadInPort *ebpf.Map `ebpf:"offload_in_port"`
+	OffloadProto  *ebpf.Map `ebpf:"offload_proto"`
+	OffloadSclass *ebpf.Map `ebpf:"offload_sclass"`
+	OffloadSport  *ebpf.Map `ebpf:"offload_sport"`
+	OffloadSrc4   *ebpf.Map `ebpf:"offload_src4"`
+	OffloadSrc6   *ebpf.Map `ebpf:"offload_src6"`
+	OffloadState  *ebpf.Map `ebpf:"offload_state"`
+	PortSet       *ebpf.Map `ebpf:"port_set"`
+	VlanPorts     *ebpf.Map `ebpf:"vlan_ports"`
+	Xsks          *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *xdpMaps) Close() error {
 	return _XdpClose(
 		m.Counters,
+		m.OffloadDclass,
+		m.OffloadDport,
+		m.OffloadDst4,
+		m.OffloadDst6,
+		m.OffloadHits,
+		m.OffloadInPort,
+		m.OffloadProto,
+		m.OffloadSclass,
+		m.OffloadSport,
+		m.OffloadSrc4,
+		m.OffloadSrc6,
+		m.OffloadState,
 		m.PortSet,
+		m.VlanPorts,
 		m.Xsks,
 	)
 }
@@ -136,6 +225,8 @@ type xdpVariables struct {
 	FilterEthertype *ebpf.Variable `ebpf:"filter_ethertype"`
 	FilterIpproto   *ebpf.Variable `ebpf:"filter_ipproto"`
 	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
+	OffloadOn       *ebpf.Variable `ebpf:"offload_on"`
+	OffloadPort     *ebpf.Variable `ebpf:"offload_port"`
 }
 
 // xdpPrograms contains all programs after they have been loaded into the kernel.

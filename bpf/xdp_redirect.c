@@ -11,8 +11,14 @@
  * ethertype, IP protocol and/or a destination port in a set. When the queue
  * has no socket, bpf_redirect_map falls back to XDP_PASS (the low bits of its
  * flags argument, since Linux 5.3), so an unclaimed queue never blackholes.
+ *
+ * With offload_on set at load, a claimed frame is first judged against the
+ * firewall's offloaded drop rules (xdp_offload.h) and dropped here when one
+ * matches; the cost when nothing is offloaded is one array lookup, and
+ * with offload_on 0 the verifier removes the code altogether.
  */
 #include "include/xnf_bpf.h"
+#include "xdp_offload.h"
 
 /* Filter switches, set by the loader (bpf.Filter). */
 const volatile __u32 filter_ethertype = 0; /* 0: any; else host-order ethertype */
@@ -24,7 +30,8 @@ enum {
 	CNT_REDIRECTED = 0, /* handed to an AF_XDP socket */
 	CNT_PASSED = 1,     /* claimed, but no socket on this queue: kernel */
 	CNT_FILTERED = 2,   /* not claimed by the filter: kernel */
-	CNT_MAX = 3,
+	CNT_DROPPED = 3,    /* claimed, and dropped by an offloaded firewall rule */
+	CNT_MAX = 4,
 };
 
 struct {
@@ -132,12 +139,33 @@ static __always_inline int claimed(struct xdp_md *ctx)
 	return port_in_set(((__u16)l4[2] << 8) | l4[3]);
 }
 
-static __always_inline int steer(struct xdp_md *ctx)
+/* offload_drop reports whether an offloaded rule drops the claimed frame,
+ * and counts it. Only a frame that would reach xnf is judged: on a queue
+ * without a socket the kernel gets it, as without offload. */
+static __always_inline int offload_drop(struct xdp_md *ctx, int frags)
+{
+	int slot = offload_match(ctx, frags);
+	if (slot < 0)
+		return 0;
+	__u32 q = ctx->rx_queue_index;
+	if (!bpf_map_lookup_elem(&xsks, &q))
+		return 0;
+	__u32 s = slot;
+	__u64 *c = bpf_map_lookup_elem(&offload_hits, &s);
+	if (c)
+		*c += 1;
+	count(CNT_DROPPED);
+	return 1;
+}
+
+static __always_inline int steer(struct xdp_md *ctx, int frags)
 {
 	if (!claimed(ctx)) {
 		count(CNT_FILTERED);
 		return XDP_PASS;
 	}
+	if (offload_on && offload_drop(ctx, frags))
+		return XDP_DROP;
 	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	count(action == XDP_REDIRECT ? CNT_REDIRECTED : CNT_PASSED);
 	return action;
@@ -146,15 +174,16 @@ static __always_inline int steer(struct xdp_md *ctx)
 SEC("xdp")
 int xnf_redirect(struct xdp_md *ctx)
 {
-	return steer(ctx);
+	return steer(ctx, 0);
 }
 
 /* The same program for multi-buffer frames (jumbo frames, XDP_USE_SG): only
- * the first buffer is inspected, which holds every header the filter reads. */
+ * the first buffer is inspected, which holds every header the filter reads.
+ * Offloaded rules judge single-buffer frames only. */
 SEC("xdp.frags")
 int xnf_redirect_frags(struct xdp_md *ctx)
 {
-	return steer(ctx);
+	return steer(ctx, 1);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -56,8 +56,8 @@ func TestRunCheckValidatesTheDemoChain(t *testing.T) {
 	}
 }
 
-// --check prints the firewall's offload plan: each rule, and why it would
-// or would not be dropped in XDP, saying that only the plan exists.
+// --check prints the firewall's offload plan: each rule, and why it is or
+// is not dropped in XDP.
 func TestRunCheckPrintsTheOffloadPlan(t *testing.T) {
 	chain := bytes.Replace(demoChain, []byte("    rules:\n      - accept state established,related\n"),
 		[]byte("    rules:\n      - drop src 203.0.113.0/24\n      - accept state established,related\n      - drop proto udp dport 1900\n"), 1)
@@ -73,7 +73,7 @@ func TestRunCheckPrintsTheOffloadPlan(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	want := `chain[0] firewall: offload auto: 1 of 8 rules would be dropped in XDP (planned only: the XDP side has not landed, every packet is still decided in Go)
+	want := `chain[0] firewall: offload auto: 1 of 8 rules are dropped in XDP, before the stage
   rule 0 "drop src 203.0.113.0/24": offloaded
   rule 1 "accept state established,related": accept stays in Go (XDP only drops)
   rule 2 "drop proto udp dport 1900": shadowed by rule 1 "accept state established,related"

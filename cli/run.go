@@ -45,8 +45,8 @@ that support it (firewall rules) from the same file; a broken file keeps the old
 	return cmd
 }
 
-// printOffload says, for each firewall stage, which rules would be dropped
-// in XDP and why the others would not (firewall.PlanOffload).
+// printOffload says, for each firewall stage, which rules are dropped in
+// XDP and why the others are not (firewall.PlanOffload).
 func printOffload(out io.Writer, f *config.File) error {
 	fos, err := f.FirewallOffloads()
 	if err != nil {
@@ -62,11 +62,10 @@ func printOffload(out io.Writer, f *config.File) error {
 			fmt.Fprintf(out, "%s: offload off\n", at)
 			continue
 		case fo.Blocked != "":
-			fmt.Fprintf(out, "%s: offload auto: no rule would run in XDP: %s\n", at, fo.Blocked)
+			fmt.Fprintf(out, "%s: offload auto: no rule runs in XDP: %s\n", at, fo.Blocked)
 			continue
 		}
-		fmt.Fprintf(out, "%s: offload auto: %d of %d rules would be dropped in XDP (planned only: the XDP side has not landed, every packet is still decided in Go)\n",
-			at, len(fo.Plan.Entries), len(fo.Rules))
+		fmt.Fprintf(out, "%s: offload auto: %d of %d rules are dropped in XDP, before the stage\n", at, len(fo.Plan.Entries), len(fo.Rules))
 		for i, text := range fo.Rules {
 			why := fo.Plan.Decisions[i].String()
 			if by := fo.Plan.Decisions[i].By; by >= 0 {

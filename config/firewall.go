@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xnfdev/xnf/bpf"
 	"github.com/xnfdev/xnf/nf/conntrack"
 	"github.com/xnfdev/xnf/nf/firewall"
 	"github.com/xnfdev/xnf/pipeline"
@@ -32,9 +33,10 @@ type FirewallConfig struct {
 		Burst int `yaml:"burst"` // answers at once
 	} `yaml:"reject_limit"`
 	// Offload is auto (default) or off: whether the stateless drop rules
-	// that firewall.PlanOffload finds safe are to run in the XDP program.
-	// Only the plan exists so far (xnf run --check prints it); the stage
-	// decides every packet in Go either way.
+	// that firewall.PlanOffload finds safe run in the XDP program of the
+	// AF_XDP ports, which drops their packets before they reach the
+	// stage (only for the chain's first stage; xnf run --check prints the
+	// plan). Off keeps every packet's verdict in Go.
 	Offload string `yaml:"offload"`
 }
 
@@ -141,15 +143,15 @@ func offloadOff(sc *StageConfig, c *FirewallConfig) (bool, error) {
 }
 
 // FirewallOffload is what offload planning decided for one firewall stage
-// of a file (see firewall.PlanOffload). Nothing runs in XDP yet: the plan
-// is what `xnf run --check` reports.
+// of a file (see firewall.PlanOffload): what `xnf run --check` reports,
+// and what `xnf run` puts in the XDP programs of the AF_XDP ports.
 type FirewallOffload struct {
 	Stage int  // index in the chain
 	Off   bool // offload: off; Plan is nil
-	// Blocked says why no rule of the stage could run in XDP, whatever
-	// the plan: "" unless the firewall is not the chain's first stage (a
-	// stage before it sees, and may rewrite, answer or drop, packets
-	// first).
+	// Blocked says why no rule of the stage runs in XDP, whatever the
+	// plan: the firewall is not the chain's first stage (a stage before
+	// it sees, and may rewrite, answer or drop, packets first), or the
+	// file has no AF_XDP port. "" when the plan's entries run in XDP.
 	Blocked string
 	Rules   []string // the rules as written
 	Plan    *firewall.OffloadPlan
@@ -183,6 +185,8 @@ func (f *File) FirewallOffloads() ([]FirewallOffload, error) {
 			}
 			if i > 0 {
 				fo.Blocked = fmt.Sprintf("chain[0] (%s) sees packets before it", f.Chain[0].Type)
+			} else if !f.hasXDPPort() {
+				fo.Blocked = "no port is an AF_XDP port, where XDP could drop them"
 			}
 		}
 		out = append(out, fo)
@@ -206,6 +210,21 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, sc.Errorf("rules", "%v", err)
 	}
+	// The service's pre-filter, when it loaded one (Shared.XDPOffload):
+	// worker 0's firewall installs its rules and counts its drops, once
+	// for every worker (XDP drops belong to no worker's queue).
+	var xdpOff firewall.Offloader
+	if o := ctx.Shared.xdpOffload(); o != nil && sc.index == 0 {
+		if ctx.Worker == 0 {
+			xdpOff = XDPOffloader(o)
+			if err := fw.SetOffload(xdpOff); err != nil {
+				return nil, sc.Errorf("offload", "%v", err)
+			}
+		}
+	}
+	// A service that started this firewall with offload off loaded its
+	// programs without the pre-filter: offload auto needs a restart.
+	noPrefilter := ctx.Shared != nil && sc.index == 0 && ctx.Shared.xdpOffload() == nil && ctx.File.hasXDPPort()
 	limit := func(s *firewall.Stage) (pipeline.Stage, error) {
 		if l := c.RejectLimit; l != nil {
 			if l.Rate < 0 || l.Rate > 1e9 {
@@ -219,7 +238,7 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 			}
 			s.SetRejectLimit(l.Rate, l.Burst)
 		}
-		return &reloadableFirewall{Stage: s}, nil
+		return &reloadableFirewall{Stage: s, xdp: xdpOff, noPrefilter: noPrefilter}, nil
 	}
 	if c.Conntrack.Stateless {
 		if c.Fragments.set() {
@@ -246,27 +265,138 @@ func buildFirewall(ctx *BuildContext, sc *StageConfig) (pipeline.Stage, error) {
 }
 
 // reloadableFirewall adds Reload to the firewall stage.
-type reloadableFirewall struct{ *firewall.Stage }
+type reloadableFirewall struct {
+	*firewall.Stage
+	// xdp is the service's pre-filter, on worker 0's firewall of
+	// chain[0] when the ports loaded one; noPrefilter is set when the
+	// service's ports could have but did not (offload off at start).
+	xdp         firewall.Offloader
+	noPrefilter bool
+}
 
 // Reload swaps in the rules and default of a new configuration
-// atomically. Conntrack settings take effect on restart only.
+// atomically, and their offload. Offload auto after a start with offload
+// off is refused (the XDP programs were loaded without the pre-filter);
+// auto to off takes the offloaded rules back into Go. Conntrack settings
+// take effect on restart only.
 func (r *reloadableFirewall) Reload(ctx *BuildContext, sc *StageConfig) error {
 	var c FirewallConfig
 	if err := sc.Decode(&c); err != nil {
 		return err
 	}
-	if _, err := offloadOff(sc, &c); err != nil {
+	off, err := offloadOff(sc, &c)
+	if err != nil {
 		return err
+	}
+	if !off && r.noPrefilter {
+		return sc.Errorf("offload", "auto: the service started with offload off, so its XDP programs have no pre-filter: restart xnf to turn it on")
 	}
 	rules, def, err := firewallRules(ctx, sc, &c)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Firewall().Replace(rules, def); err != nil {
+	fw := r.Firewall()
+	if r.xdp != nil && off {
+		// Into Go first, then the new rules: every packet is decided by
+		// the old set or the new one.
+		if err := fw.SetOffload(nil); err != nil {
+			return sc.Errorf("offload", "%v", err)
+		}
+	}
+	if _, err := fw.Replace(rules, def); err != nil {
 		return sc.Errorf("rules", "%v", err)
+	}
+	if r.xdp != nil && !off && fw.Offloaded() == nil {
+		if err := fw.SetOffload(r.xdp); err != nil {
+			return sc.Errorf("offload", "%v", err)
+		}
 	}
 	return nil
 }
 
 // Unwrap returns the firewall stage.
 func (r *reloadableFirewall) Unwrap() pipeline.Stage { return r.Stage }
+
+// hasXDPPort reports whether some port of f is an AF_XDP port.
+func (f *File) hasXDPPort() bool {
+	for i := range f.Ports {
+		if f.Ports[i].PortType() == "afxdp" {
+			return true
+		}
+	}
+	return false
+}
+
+// offloads reports whether f's chain starts with a firewall whose
+// offloaded rules run in XDP: offload auto, and an AF_XDP port.
+func (f *File) offloads() bool {
+	if len(f.Chain) == 0 || f.Chain[0].Type != "firewall" || !f.hasXDPPort() {
+		return false
+	}
+	var c FirewallConfig
+	if err := f.StageConfig(0).Decode(&c); err != nil {
+		return false
+	}
+	return c.Offload == "" || c.Offload == "auto"
+}
+
+// firewallXDP is chain[0]'s value in a Shared when its rules run in XDP:
+// the service's pre-filter.
+type firewallXDP struct{ *bpf.Offload }
+
+// XDPOffload returns the firewall pre-filter that the AF_XDP ports of a
+// service running f are to load (xdp.Interface.Offload), or nil when f's
+// first stage is not a firewall with offload auto, or f has no AF_XDP
+// port. It is made once per Shared, on the first call; its maps are
+// created when the first program loads with it, and closed with s. The
+// firewall built with s as its BuildContext's Shared installs its rules.
+func (s *Shared) XDPOffload(f *File) *bpf.Offload {
+	if s == nil || !f.offloads() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	if v, ok := s.values[0].(*firewallXDP); ok {
+		return v.Offload
+	}
+	v := &firewallXDP{bpf.NewOffload()}
+	s.values[0] = v
+	s.order = append(s.order, 0)
+	return v.Offload
+}
+
+// xdpOffload is the pre-filter XDPOffload made, or nil.
+func (s *Shared) xdpOffload() *bpf.Offload {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.values[0].(*firewallXDP); ok {
+		return v.Offload
+	}
+	return nil
+}
+
+// XDPOffloader is the firewall's side of a bpf.Offload: it hands the
+// plan's entries to the XDP tables as plain data and reads their
+// counters. A Go program that builds its own Spec sets the same Offload
+// on its xdp.Interface ports and gives this to Firewall.SetOffload of
+// one of its workers' firewalls.
+func XDPOffloader(o *bpf.Offload) firewall.Offloader { return xdpOffloader{o} }
+
+type xdpOffloader struct{ o *bpf.Offload }
+
+func (x xdpOffloader) Offload(entries []firewall.OffloadEntry) ([]uint64, error) {
+	rules := make([]bpf.OffloadRule, len(entries))
+	for i, e := range entries {
+		rules[i] = bpf.OffloadRule{InPort: e.InPort, Proto: e.Proto, Src: e.Src, Dst: e.Dst,
+			SrcPort: [2]uint16{e.SrcPort.Lo, e.SrcPort.Hi}, DstPort: [2]uint16{e.DstPort.Lo, e.DstPort.Hi}}
+	}
+	return x.o.Install(rules)
+}
+
+func (x xdpOffloader) Hits() ([]uint64, error) { return x.o.Hits() }

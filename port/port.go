@@ -26,6 +26,8 @@ import (
 type Env struct {
 	// Name is the port's name in the service (for logs and errors).
 	Name string
+	// Index is the port's position in the service: its packets' InPort.
+	Index int
 	// Workers is the number of workers: Device.Port is called for each.
 	Workers int
 	// Ports is the number of ports every worker's frame pool serves.

@@ -34,7 +34,7 @@ var (
 	dHandedIn    = prometheus.NewDesc("xnf_worker_received_handoff_packets_total", "Packets other workers handed to this one, run through its chain.", []string{"worker"}, nil)
 	dHandoffDrop = prometheus.NewDesc("xnf_worker_handoff_dropped_packets_total", "Packets lost in hand-off: the owner's ring was full (ring_full, at the sender) or the owner had no free frame (no_frame).", []string{"worker", "reason"}, nil)
 	dSock        = prometheus.NewDesc("xnf_socket_events_total", "AF_XDP socket statistics (XDP_STATISTICS and our own).", []string{"port", "queue", "event"}, nil)
-	dXDP         = prometheus.NewDesc("xnf_xdp_packets_total", "What the XDP program did with frames: redirected, passed, filtered.", []string{"port", "interface", "action"}, nil)
+	dXDP         = prometheus.NewDesc("xnf_xdp_packets_total", "What the XDP program did with frames: redirected, passed, filtered, dropped (by an offloaded firewall rule).", []string{"port", "interface", "action"}, nil)
 )
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -110,6 +110,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			cnt(dXDP, pc.Redirected, d.Port, d.Name, "redirected")
 			cnt(dXDP, pc.Passed, d.Port, d.Name, "passed")
 			cnt(dXDP, pc.Filtered, d.Port, d.Name, "filtered")
+			cnt(dXDP, pc.Dropped, d.Port, d.Name, "dropped")
 		}
 	}
 }

@@ -208,7 +208,7 @@ func Reasons[K interface {
 // in the pipeline's counters. Call it before Stop.
 func (s *Service) PrintKernelCounters(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "port\tinterface\txdp redirected\tpassed\tfiltered\tsocket rx_dropped\trx_ring_full\tfill_ring_empty\ttx_invalid\t")
+	fmt.Fprintln(tw, "port\tinterface\txdp redirected\tpassed\tfiltered\tsocket rx_dropped\trx_ring_full\tfill_ring_empty\ttx_invalid\toffload dropped\t")
 	for _, d := range s.Devices {
 		c, _ := d.Counters()
 		var st afxdp.Stats
@@ -226,7 +226,7 @@ func (s *Service) PrintKernelCounters(out io.Writer) {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", d.Port, d.Name, c.Redirected, c.Passed, c.Filtered, st.RXDropped, st.RXRingFull, st.RXFillRingEmpty, st.TXInvalidDescs)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", d.Port, d.Name, c.Redirected, c.Passed, c.Filtered, st.RXDropped, st.RXRingFull, st.RXFillRingEmpty, st.TXInvalidDescs, c.Dropped)
 	}
 	tw.Flush()
 }

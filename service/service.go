@@ -137,16 +137,28 @@ func StartWith(f *config.File, log *slog.Logger, o Options) (*Service, error) {
 // FileSpec turns a chain file into the Spec it describes: the YAML front
 // end of the service. The workers' stages share one config.Shared (Spec.Shared):
 // a router's FIB, neighbor table and kernel sync are made once, by the
-// first worker's build, and closed when the service stops. Run the Spec
-// once: a second service from it would share the first one's. On more
-// than one worker, a chain that keeps flow state gets the file's
-// Steering (Spec.Steering).
+// first worker's build, and closed when the service stops; so is the
+// XDP pre-filter of a firewall at chain[0] with offload auto, which every
+// AF_XDP port loads. Run the Spec once: a second service from it would
+// share the first one's. On more than one worker, a chain that keeps flow
+// state gets the file's Steering (Spec.Steering).
 func FileSpec(f *config.File) (Spec, error) {
 	pcs, err := f.PortConfigs()
 	if err != nil {
 		return Spec{}, err
 	}
 	shared := config.NewShared()
+	// A chain that starts with a firewall offloading its drops: every
+	// AF_XDP port's program runs the one pre-filter, whose rules worker
+	// 0's firewall installs (config.Shared.XDPOffload).
+	if off := shared.XDPOffload(f); off != nil {
+		for i, pc := range pcs {
+			if x, ok := pc.(xdp.Interface); ok {
+				x.Offload = off
+				pcs[i] = x
+			}
+		}
+	}
 	sp := Spec{
 		Stages: func(w int) ([]pipeline.Stage, error) {
 			return f.Stages(&config.BuildContext{File: f, Worker: w, Shared: shared})
@@ -209,11 +221,11 @@ func New(sp Spec, log *slog.Logger, o Options) (s *Service, err error) {
 		}
 		return nil, false
 	}
-	for _, p := range sp.Ports {
+	for i, p := range sp.Ports {
 		if p.Config == nil {
 			return nil, fmt.Errorf("port %s: no configuration", p.Name)
 		}
-		d, err := p.Config.Open(port.Env{Name: p.Name, Workers: sp.Workers, Ports: len(sp.Ports), Force: o.Force, Log: log, Opened: opened})
+		d, err := p.Config.Open(port.Env{Name: p.Name, Index: i, Workers: sp.Workers, Ports: len(sp.Ports), Force: o.Force, Log: log, Opened: opened})
 		if err != nil {
 			return nil, err
 		}

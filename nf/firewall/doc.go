@@ -148,7 +148,7 @@
 //
 // # Offload
 //
-// PlanOffload decides which rules an XDP pre-filter could decide before
+// PlanOffload decides which rules an XDP pre-filter can decide before
 // packets reach the stage: stateless drops on ingress port, prefixes,
 // protocol and ports that no earlier rule kept in Go can match first. Its
 // OffloadPlan lists them as entries (the fields an XDP program matches,
@@ -158,7 +158,17 @@
 // MaxOffloadRules. For every packet, dropping it when an entry matches and
 // classifying the rest against the whole rule set gives the verdict, and
 // credits the rule, that the whole rule set gives alone. OffloadPlan's
-// documentation has the planned XDP map layout and what offload changes
-// for conntrack. Only the planning has landed: no rule runs in XDP yet,
-// and the stage decides every packet in Go.
+// documentation has the XDP map layout and what offload changes for
+// conntrack.
+//
+// Firewall.SetOffload hands the plan's entries to an Offloader (for xnf,
+// the XDP pre-filter of the AF_XDP ports, which config sets up for a
+// firewall at chain[0] with offload: auto) and keeps it in step: Replace
+// installs the new set's entries there before it swaps the set here, and
+// credits the old entries' final drops to the old set. Hits, and the
+// stage's rule_N_hits and dropped, add the Offloader's counters (read once
+// per call, never per packet), and xdp_dropped says how many of the drops
+// never reached the stage. The classifier still holds every rule, so a
+// packet from a port without the pre-filter (a capture file) gets the
+// same verdict in Go. docs/ddos.md has the whole model.
 package firewall

@@ -1,6 +1,8 @@
 package firewall
 
 import (
+	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -11,6 +13,29 @@ import (
 type Firewall struct {
 	cur    atomic.Pointer[Ruleset]
 	shards int
+
+	// The offload (SetOffload); mu serializes Replace, SetOffload and
+	// the reads of the offloader's counters, never Classify.
+	mu   sync.Mutex
+	off  Offloader
+	plan *OffloadPlan // the plan of the set in force, in force in off
+	// offDropped counts what the plans before the one in force dropped.
+	offDropped uint64
+}
+
+// Offloader runs the offloaded entries of a plan ahead of the stage: for
+// xnf, the XDP pre-filter of the service's AF_XDP ports (config hands the
+// firewall one over bpf.Offload). The firewall gives it plans and reads
+// its counters, and knows nothing of sockets or programs.
+type Offloader interface {
+	// Offload puts entries in force in place of the entries before,
+	// atomically (every packet is judged by the old entries or by the
+	// new ones), and returns the final hit counts of the entries before,
+	// one per entry in their order. On error the entries before stay in
+	// force.
+	Offload(entries []OffloadEntry) (old []uint64, err error)
+	// Hits returns the hit count of each entry in force, in order.
+	Hits() ([]uint64, error)
 }
 
 // New compiles rules with default policy def for a data path of up to
@@ -35,13 +60,118 @@ func (f *Firewall) Load() *Ruleset { return f.cur.Load() }
 // set. Hit counters start from zero with the new set (rule indexes
 // change meaning); the old set, returned, keeps its final counts. On
 // error nothing changes.
+//
+// With an Offloader (SetOffload), the new set's offloadable rules are put
+// in force there first, then the set here: in between, a packet that the
+// new entries do not drop is classified by the old set, so every packet
+// gets the verdict of one set or the other. The old entries' final drops
+// are added to the old set's counters. If the offloader fails, nothing
+// changes.
 func (f *Firewall) Replace(rules []Rule, def Action) (old *Ruleset, err error) {
 	rs, err := Compile(rules, def)
 	if err != nil {
 		return nil, err
 	}
 	rs.hits = newHitCounters(f.shards, len(rules))
-	return f.cur.Swap(rs), nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.off == nil {
+		return f.cur.Swap(rs), nil
+	}
+	plan, err := PlanOffload(rules)
+	if err != nil {
+		return nil, err
+	}
+	dropped, err := f.off.Offload(plan.Entries)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: offloading the new rules: %w", err)
+	}
+	old = f.cur.Swap(rs)
+	f.credit(old, dropped)
+	f.plan = plan
+	return old, nil
+}
+
+// SetOffload makes o run the offloadable rules of the set in force, and
+// of every set Replace puts in force later (PlanOffload decides which):
+// o drops their packets before the stage sees them, and Hits and the
+// stage's counters add those drops to the rules'. Nil takes the rules
+// back: from then on the stage decides every packet again. Replace and
+// SetOffload may be called while traffic flows. On error nothing changes.
+func (f *Firewall) SetOffload(o Offloader) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o == nil {
+		if f.off == nil {
+			return nil
+		}
+		dropped, err := f.off.Offload(nil)
+		if err != nil {
+			return fmt.Errorf("firewall: taking back the offloaded rules: %w", err)
+		}
+		f.credit(f.cur.Load(), dropped)
+		f.off, f.plan = nil, nil
+		return nil
+	}
+	if f.off != nil && f.off != o {
+		return fmt.Errorf("firewall: rules are offloaded already: SetOffload(nil) first")
+	}
+	rs := f.cur.Load()
+	plan, err := PlanOffload(rs.rules)
+	if err != nil {
+		return err
+	}
+	dropped, err := o.Offload(plan.Entries)
+	if err != nil {
+		return fmt.Errorf("firewall: offloading rules: %w", err)
+	}
+	if f.off == o {
+		f.credit(rs, dropped)
+	}
+	f.off, f.plan = o, plan
+	return nil
+}
+
+// Offloaded returns the plan in force in the offloader, nil without one.
+func (f *Firewall) Offloaded() *OffloadPlan {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.plan
+}
+
+// credit adds the final drops of the plan in force (f.plan) to rs, the
+// set that plan was made for. f.mu is held.
+func (f *Firewall) credit(rs *Ruleset, dropped []uint64) {
+	for i, n := range dropped {
+		if i < len(f.plan.Entries) {
+			rs.AddHits(0, f.plan.Entries[i].Rule, n)
+		}
+		f.offDropped += n
+	}
+}
+
+// counts returns the hit counts of the set in force, the drops of its
+// offloaded rules included, and every packet offloaded rules dropped
+// since SetOffload, reading the offloader's counters once.
+func (f *Firewall) counts() (hits []uint64, offDropped uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	hits = f.cur.Load().Hits()
+	offDropped = f.offDropped
+	if f.off == nil {
+		return hits, offDropped
+	}
+	x, err := f.off.Hits()
+	if err != nil {
+		return hits, offDropped // the stage's own counts, rather than none
+	}
+	for i, n := range x {
+		if i < len(f.plan.Entries) {
+			hits[f.plan.Entries[i].Rule] += n
+		}
+		offDropped += n
+	}
+	return hits, offDropped
 }
 
 // Classify classifies k against the Ruleset in force and counts the hit.
@@ -56,8 +186,19 @@ func (f *Firewall) Classify(worker int, k *Key) (Action, int) {
 	return a, i
 }
 
-// Hits returns the hit count of every rule of the Ruleset in force.
-func (f *Firewall) Hits() []uint64 { return f.cur.Load().Hits() }
+// Hits returns the hit count of every rule of the Ruleset in force, the
+// packets its offloaded rules dropped before the stage included.
+func (f *Firewall) Hits() []uint64 {
+	h, _ := f.counts()
+	return h
+}
+
+// OffloadDropped is the number of packets offloaded rules dropped before
+// the stage saw them, over every rule set since SetOffload.
+func (f *Firewall) OffloadDropped() uint64 {
+	_, d := f.counts()
+	return d
+}
 
 // DefaultHits is the number of packets the default policy of the Ruleset
 // in force decided.

@@ -121,10 +121,12 @@ func (e *OffloadEntry) Matches(k *Key) bool {
 // that for every Key, the first matching entry, when there is one, is the
 // rule Linear returns, and its action is drop.
 //
-// The XDP side has not landed. The layout it is planned for is bit-vector
-// classification: entry i (in Entries order, which is rule order) is bit i
-// of every bitmap, MaxOffloadRules bits wide, and each field maps a
-// packet's value to the bitmap of the entries that accept it:
+// The XDP side is bpf.Offload and the redirect program's pre-filter
+// (bpf/xdp_offload.h), which config installs plans into through
+// Firewall.SetOffload. Its layout is bit-vector classification: entry i
+// (in Entries order, which is rule order) is bit i of every bitmap,
+// MaxOffloadRules bits wide, and each field maps a packet's value to the
+// bitmap of the entries that accept it:
 //
 //	in_port      ARRAY [port index]            entries with that ingress port or any
 //	proto        ARRAY [256]                   entries with that protocol or any
@@ -138,6 +140,9 @@ func (e *OffloadEntry) Matches(k *Key) bool {
 //	hits         PERCPU_ARRAY [entry]          packets, which the stage adds to the
 //	                                           rule_N_hits of Entries[entry].Rule
 //
+// (every table twice, one generation in force and one for the next plan,
+// so a reload swaps them all at once: see bpf.Offload.)
+//
 // A packet is dropped when the AND of its seven bitmaps is not zero; the
 // lowest set bit is the entry that counts it. The program must read the
 // packet as the stage does (packet.Parse and the stage's key): up to two
@@ -146,7 +151,8 @@ func (e *OffloadEntry) Matches(k *Key) bool {
 // Parse would accept, and only while the firewall is the chain's first
 // stage (a stage before it could rewrite, answer or drop the packet
 // first). Whatever it cannot read as Parse does it passes on: the stage
-// decides it, which is always right.
+// decides it, which is always right. PacketKey is that reading, as the
+// tests of the program hold it.
 //
 // What offload changes: a packet dropped in XDP is never tracked. In Go,
 // conntrack sees every packet before the rules do, so a reply that a

@@ -335,6 +335,25 @@ func followKey(k *Key, info conntrack.FragmentInfo) {
 	}
 }
 
+// PacketKey fills k from a parsed packet as the stage does before it
+// classifies (k.State stays 0: conntrack sets it), and reports whether the
+// stage classifies p at all: not a non-IP frame, which passes untouched,
+// nor an IP packet that failed to parse, which it drops as malformed, nor
+// IPv6 neighbor discovery, which it passes as it passes ARP, nor a later
+// fragment, whose key the stage completes from its datagram's first
+// fragment (conntrack's fragment tracker). It is the model an XDP
+// pre-filter must read packets by: what it reports false for, the
+// pre-filter leaves to the stage.
+func PacketKey(p *packet.Packet, k *Key) bool {
+	if p.EtherType != packet.EtherTypeIPv4 && p.EtherType != packet.EtherTypeIPv6 ||
+		p.Flags&packet.FlagBad != 0 || p.Flags&(packet.FlagIPv4|packet.FlagIPv6) == 0 || neighborDiscovery(p) ||
+		p.Flags&packet.FlagLaterFragment != 0 {
+		return false
+	}
+	fillKey(k, p)
+	return true
+}
+
 // fillKey reads the classifier's key from a parsed packet.
 func fillKey(k *Key, p *packet.Packet) {
 	*k = Key{InPort: p.InPort, Proto: p.L4Proto}
@@ -374,11 +393,21 @@ func fillKey(k *Key, p *packet.Packet) {
 // (rule_N_hits, default_hits), what became of rejected packets
 // (reject_sent + reject_limited + reject_unanswerable = rejected) and the
 // conntrack table's counters.
+//
+// With rules offloaded (Firewall.SetOffload), the packets they dropped
+// before the stage count in dropped and in their rule_N_hits as if the
+// stage had dropped them, and in xdp_dropped, the part of dropped that
+// never reached the stage. The offloader's counters are read once a call.
 func (s *Stage) StageMetrics() map[string]uint64 {
 	m := s.ctrs.StageMetrics()
 	m["default_hits"] = s.fw.DefaultHits()
-	for i, h := range s.fw.Hits() {
+	hits, off := s.fw.counts()
+	for i, h := range hits {
 		m[fmt.Sprintf("rule_%d_hits", i)] = h
+	}
+	if off != 0 || s.fw.Offloaded() != nil {
+		m["dropped"] += off
+		m["xdp_dropped"] = off
 	}
 	return m
 }

@@ -337,3 +337,45 @@ func TestStagePassesNeighborDiscoveryLikeARP(t *testing.T) {
 		t.Errorf("conntrack holds %d flows, want none", n)
 	}
 }
+
+// PacketKey says what the stage classifies, and by which key: the model
+// the XDP pre-filter is tested against.
+func TestPacketKeyIsWhatTheStageClassifies(t *testing.T) {
+	syn := tcpFrame(t, clientIP, serverIP, 1234, 80, true, false)
+	later := append([]byte(nil), syn...)
+	later[14+6], later[14+7] = 0, 1 // fragment offset 8 bytes
+	ip := packet.IPv4(later[14:])
+	ip.SetChecksum(0)
+	ip.SetChecksum(ip.ComputeChecksum())
+	cases := []struct {
+		name  string
+		frame []byte
+		ok    bool
+	}{
+		{"a TCP packet is classified", syn, true},
+		{"ARP passes unclassified", arpFrame(t), false},
+		{"a truncated IP packet is dropped as malformed, unclassified", syn[:30], false},
+		{"a neighbor solicitation passes unclassified", icmp6Frame(t, "2001:db8::1", "ff02::1:ff00:2", 255, 135, 0, make([]byte, 20)), false},
+		{"an echo request is classified", icmp6Frame(t, "2001:db8::1", "2001:db8::2", 64, 128, 0, make([]byte, 4)), true},
+		{"a later fragment is left to the stage (its first fragment's key)", later, false},
+	}
+	for _, tc := range cases {
+		p := packet.Packet{Data: tc.frame, InPort: 3}
+		p.Parse()
+		var k Key
+		if ok := PacketKey(&p, &k); ok != tc.ok {
+			t.Errorf("%s: PacketKey says %v", tc.name, ok)
+		}
+	}
+	p := packet.Packet{Data: syn, InPort: 3}
+	p.Parse()
+	var k Key
+	PacketKey(&p, &k)
+	want := Key{InPort: 3, Proto: ProtoTCP, SrcPort: 1234, DstPort: 80}
+	want.SetAddrs(netip.AddrFrom4([4]byte(clientIP)), netip.AddrFrom4([4]byte(serverIP)))
+	want.IPv6 = false
+	if k.InPort != want.InPort || k.Proto != want.Proto || k.SrcPort != want.SrcPort || k.DstPort != want.DstPort ||
+		[4]byte(k.Src[12:]) != [4]byte(want.Src[12:]) || [4]byte(k.Dst[12:]) != [4]byte(want.Dst[12:]) || k.IPv6 {
+		t.Errorf("key %+v, want %+v", k, want)
+	}
+}

@@ -28,6 +28,12 @@ type Interface struct {
 	Frags bool
 	// Filter chooses what the program claims; the rest goes to the kernel.
 	Filter bpf.Filter
+	// Offload, when set, is the firewall pre-filter the program runs on
+	// what it claims, before redirecting it: one bpf.Offload for every
+	// AF_XDP port of the service, whose rules the first stage's firewall
+	// installs (config does both when chain[0] is a firewall with
+	// offload: auto).
+	Offload *bpf.Offload
 	// PreferBusyPoll makes the worker drive each queue's receive work (its
 	// NAPI context) from its own loop, so the kernel receives only what
 	// the worker asks for (preferred busy polling: SO_PREFER_BUSY_POLL,
@@ -68,12 +74,37 @@ func (c Interface) Open(env port.Env) (port.Device, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	d, err := afxdp.Attach(c.Interface, afxdp.DeviceConfig{Mode: c.Mode, Filter: c.Filter, Frags: c.Frags, Force: env.Force})
+	d, err := afxdp.Attach(c.Interface, afxdp.DeviceConfig{Mode: c.Mode, Filter: c.Filter, Frags: c.Frags, Force: env.Force,
+		Offload: c.Offload, Port: env.Index})
 	if err != nil {
 		return nil, fmt.Errorf("port %s: %w", env.Name, err)
 	}
-	log.Info("attached XDP program", "port", env.Name, "interface", c.Interface, "mode", d.Mode().String(), "asked", c.Mode.String(), "filter", c.Filter.String(), "queues", d.Queues())
-	return &Device{Device: d, cfg: c, queues: queues, name: env.Name, ports: max(env.Ports, 1), log: log}, nil
+	log.Info("attached XDP program", "port", env.Name, "interface", c.Interface, "mode", d.Mode().String(), "asked", c.Mode.String(),
+		"filter", c.Filter.String(), "queues", d.Queues(), "firewall_offload", c.Offload != nil)
+	dev := &Device{Device: d, cfg: c, queues: queues, name: env.Name, index: env.Index, ports: max(env.Ports, 1), log: log}
+	if err := dev.offloadVLANs(); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("port %s: %w", env.Name, err)
+	}
+	return dev, nil
+}
+
+// offloadVLANs tells the firewall pre-filter which port each VLAN's frames
+// reach, when the port demultiplexes VLANs (see vlan.go), so offloaded
+// rules judge them as the stage does: on that port, untagged.
+func (d *Device) offloadVLANs() error {
+	if d.cfg.Offload == nil || d.cfg.VLAN == 0 && len(d.vlans) == 0 {
+		return nil
+	}
+	var byVID [4096]int
+	for i := range byVID {
+		byVID[i] = -1
+	}
+	byVID[d.cfg.VLAN] = d.index // 0: the untagged frames are this port's
+	for i, v := range d.vlans {
+		byVID[v.vid] = d.vlanIndex[i]
+	}
+	return d.Program().SetVLANPorts(&byVID)
 }
 
 // Device is an interface with the XDP program attached. Close detaches it
@@ -83,12 +114,15 @@ type Device struct {
 	cfg    Interface
 	queues []int
 	name   string
+	index  int // the port's index in the service
 	ports  int
 	log    *slog.Logger
 	// vlans are the VLAN ports over this one, in the order they opened;
 	// trunks each worker's socket with them (nil without VLANs).
 	vlans  []vlanMember
 	trunks []*trunk
+	// vlanIndex is each VLAN port's index in the service.
+	vlanIndex []int
 }
 
 // Port opens worker w's queue over pool, which must be an *afxdp.UMEM (the

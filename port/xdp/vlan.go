@@ -43,11 +43,12 @@ import (
 // a chunk) shifts whole toward its end (pipeline.PushFront); one without
 // tailroom either is dropped and counted (VLANCounters.NoRoom).
 //
-// The XDP program does not look at VLAN IDs: every frame its filter claims
-// reaches the socket, also those of VLANs nobody serves, which xnf then
-// drops. Passing those to the kernel instead would take a VLAN ID set in
-// the program (bpf/xdp_redirect.c already walks the tags for its
-// ethertype filter).
+// The XDP program does not look at VLAN IDs to steer: every frame its
+// filter claims reaches the socket, also those of VLANs nobody serves,
+// which xnf then drops. Only the firewall pre-filter reads them, to judge
+// each frame as the port it reaches (Device.offloadVLANs).
+// Passing the unserved ones to the kernel instead would take a VLAN ID
+// set in the program's filter.
 
 // VLAN is a port carrying one 802.1Q VLAN of an AF_XDP port, its parent:
 // the port type `vlan` of chain files.
@@ -76,15 +77,16 @@ func (v VLAN) Open(env port.Env) (port.Device, error) {
 	if !ok {
 		return nil, fmt.Errorf("port %s: parent port %q is %T, not an AF_XDP port", env.Name, v.Parent, pd)
 	}
-	m, err := d.addVLAN(env.Name, v.VID)
+	m, err := d.addVLAN(env.Name, v.VID, env.Index)
 	if err != nil {
 		return nil, fmt.Errorf("port %s: %w", env.Name, err)
 	}
 	return &vlanDevice{parent: d, member: m, name: env.Name, vid: v.VID}, nil
 }
 
-// addVLAN makes the VLAN a member of every worker's trunk on d.
-func (d *Device) addVLAN(name string, vid uint16) (int, error) {
+// addVLAN makes the VLAN, port index in the service, a member of every
+// worker's trunk on d.
+func (d *Device) addVLAN(name string, vid uint16, index int) (int, error) {
 	if len(d.trunks) > 0 {
 		return 0, fmt.Errorf("VLAN %d: port %s has made its workers' ports already", vid, d.name)
 	}
@@ -97,6 +99,11 @@ func (d *Device) addVLAN(name string, vid uint16) (int, error) {
 		}
 	}
 	d.vlans = append(d.vlans, vlanMember{name: name, vid: vid})
+	d.vlanIndex = append(d.vlanIndex, index)
+	if err := d.offloadVLANs(); err != nil {
+		d.vlans, d.vlanIndex = d.vlans[:len(d.vlans)-1], d.vlanIndex[:len(d.vlanIndex)-1]
+		return 0, err
+	}
 	return len(d.vlans), nil
 }
 
