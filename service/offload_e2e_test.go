@@ -1,11 +1,8 @@
 package service
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,40 +102,7 @@ func (u *udpCounter) missing(n int) []int {
 // tcpTransfer sends size bytes over a kernel TCP connection from gen to
 // sink:port through the DUT and reports an error unless all arrive.
 func tcpTransfer(topo *lab.Topology, port, size int) error {
-	var ln net.Listener
-	if err := topo.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", lab.SinkAddr+":"+strconv.Itoa(port)); return err }); err != nil {
-		return err
-	}
-	defer ln.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		b, _ := io.ReadAll(c)
-		got <- b
-	}()
-	data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	if err := topo.Gen.Do(func() error {
-		c, err := net.DialTimeout("tcp4", lab.SinkAddr+":"+strconv.Itoa(port), 3*time.Second)
-		if err != nil {
-			return err
-		}
-		c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		_, err = c.Write(data)
-		c.Close()
-		return err
-	}); err != nil {
-		return err
-	}
-	if b := <-got; !bytes.Equal(b, data) {
-		return fmt.Errorf("sink got %d bytes, want %d identical", len(b), len(data))
-	}
-	return nil
+	return topo.Gen.SendTCP(topo.Sink, lab.SinkAddr, port, size, 20*time.Second)
 }
 
 // inSocket is worker 0's AF_XDP socket on the in port.

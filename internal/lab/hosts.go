@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"time"
@@ -156,4 +158,48 @@ func (n *NS) SendUDPFlows(dst string, flows, count, size int, rate float64) (int
 		return nil
 	})
 	return sent, err
+}
+
+// SendTCP sends size bytes over a kernel TCP connection from namespace n
+// to a listener it opens in to at addr:port (IPv4 or IPv6), and reports an
+// error unless every byte arrives, in order, within timeout.
+func (n *NS) SendTCP(to *NS, addr string, port, size int, timeout time.Duration) error {
+	hostPort := net.JoinHostPort(addr, strconv.Itoa(port))
+	var ln net.Listener
+	if err := to.Do(func() (err error) { ln, err = net.Listen("tcp", hostPort); return err }); err != nil {
+		return err
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(timeout))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = "0123456789abcdef"[i%16]
+	}
+	if err := n.Do(func() error {
+		c, err := net.DialTimeout("tcp", hostPort, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		c.SetWriteDeadline(time.Now().Add(timeout))
+		_, err = c.Write(data)
+		c.Close()
+		return err
+	}); err != nil {
+		return err
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		return fmt.Errorf("%s got %d bytes from %s, want %d identical", to.Name, len(b), n.Name, len(data))
+	}
+	return nil
 }

@@ -1,9 +1,7 @@
 package router_test
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -105,38 +103,8 @@ func TestRoutesBetweenTwoSubnets(t *testing.T) {
 // router and checks they all arrive, in order.
 func transfer(t *testing.T, topo *lab.Topology, size int) {
 	t.Helper()
-	var ln net.Listener
-	if err := topo.Sink.Do(func() (err error) { ln, err = net.Listen("tcp4", lab.SinkAddr+":8080"); return err }); err != nil {
+	if err := topo.Gen.SendTCP(topo.Sink, lab.SinkAddr, 8080, size, 10*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		b, _ := io.ReadAll(c)
-		got <- b
-	}()
-	data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	if err := topo.Gen.Do(func() error {
-		c, err := net.DialTimeout("tcp4", lab.SinkAddr+":8080", 3*time.Second)
-		if err != nil {
-			return err
-		}
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_, err = c.Write(data)
-		c.Close()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if b := <-got; !bytes.Equal(b, data) {
-		t.Fatalf("sink got %d bytes, want %d identical", len(b), len(data))
 	}
 }
 
