@@ -66,10 +66,17 @@ func randomTable4(n int, seed uint64) []netip.Prefix {
 	return ps
 }
 
+// Prefix lengths added, inside customer sites, to the Internet mix in the
+// "64s" table (weights per 1000 prefixes of that table): /56 and /64
+// subnets, /128 loopbacks, as an operator's own table carries them.
+var siteWeights6 = map[int]int{56: 40, 64: 140, 128: 20}
+
 // randomTable6 returns n distinct random IPv6 prefixes with the Internet
 // length mix, clustered like real allocations: registries hand out /19-/32
 // blocks under 2000::/3, and most longer prefixes sit inside one of them.
-func randomTable6(n int, seed uint64) []netip.Prefix {
+// With sites, a fifth of the prefixes (siteWeights6) are /56, /64 and /128
+// inside n/40 random /48 sites, themselves inside the blocks.
+func randomTable6(n int, seed uint64, sites bool) []netip.Prefix {
 	rng := rand.New(rand.NewPCG(seed, 6))
 	rand16 := func() [16]byte {
 		var a [16]byte
@@ -82,14 +89,30 @@ func randomTable6(n int, seed uint64) []netip.Prefix {
 	for i := range blocks {
 		blocks[i] = rand16()
 	}
+	var site48 [][16]byte
+	if sites {
+		site48 = make([][16]byte, n/40+1)
+		for i := range site48 {
+			site48[i] = rand16()
+			copy(site48[i][:4], blocks[rng.IntN(len(blocks))][:4])
+		}
+	}
 	seen := make(map[netip.Prefix]struct{}, n)
 	ps := make([]netip.Prefix, 0, n)
 	for len(ps) < n {
-		l := pickLen(rng, lenWeights6)
-		a := rand16()
-		if l > 32 {
-			b := blocks[rng.IntN(len(blocks))]
-			copy(a[:4], b[:4]) // inside an allocated /32
+		var a [16]byte
+		var l int
+		if sites && rng.IntN(5) == 0 {
+			l = pickLen(rng, siteWeights6)
+			a = rand16()
+			copy(a[:6], site48[rng.IntN(len(site48))][:6])
+		} else {
+			l = pickLen(rng, lenWeights6)
+			a = rand16()
+			if l > 32 {
+				b := blocks[rng.IntN(len(blocks))]
+				copy(a[:4], b[:4]) // inside an allocated /32
+			}
 		}
 		p, _ := netip.AddrFrom16(a).Prefix(l)
 		if _, dup := seen[p]; !dup {
@@ -145,9 +168,10 @@ var (
 	benchTables = map[string]*benchTable{}
 )
 
-// table builds (once per process) a FIB of n random prefixes.
-func table(b *testing.B, v6 bool, n int) *benchTable {
-	key := fmt.Sprint(v6, n)
+// table builds (once per process) a FIB of n random prefixes; sites adds
+// /56, /64 and /128 prefixes to an IPv6 table (see randomTable6).
+func table(b *testing.B, v6 bool, n int, sites bool) *benchTable {
+	key := fmt.Sprint(v6, n, sites)
 	benchMu.Lock()
 	defer benchMu.Unlock()
 	if t, ok := benchTables[key]; ok {
@@ -155,7 +179,7 @@ func table(b *testing.B, v6 bool, n int) *benchTable {
 	}
 	var ps []netip.Prefix
 	if v6 {
-		ps = randomTable6(n, 1)
+		ps = randomTable6(n, 1, sites)
 	} else {
 		ps = randomTable4(n, 1)
 	}
@@ -171,7 +195,7 @@ var sinkID NextHopID
 func BenchmarkLookup4(b *testing.B) {
 	for _, n := range []int{1_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
-			t := table(b, false, n)
+			t := table(b, false, n, false)
 			dst := make([][4]byte, len(t.addrs))
 			for i, a := range t.addrs {
 				dst[i] = a.As4()
@@ -197,7 +221,7 @@ func BenchmarkLookup4(b *testing.B) {
 }
 
 func BenchmarkLookupFlow4(b *testing.B) {
-	t := table(b, false, 1_000_000)
+	t := table(b, false, 1_000_000, false)
 	dst := make([][4]byte, len(t.addrs))
 	for i, a := range t.addrs {
 		dst[i] = a.As4()
@@ -211,10 +235,22 @@ func BenchmarkLookupFlow4(b *testing.B) {
 	sinkID = s
 }
 
+// tables6 are the IPv6 tables the benchmarks run on: the Internet mix at
+// two sizes, and 100k prefixes of which a fifth are /56, /64 and /128.
+var tables6 = []struct {
+	name  string
+	n     int
+	sites bool
+}{
+	{"prefixes=1000", 1_000, false},
+	{"prefixes=100000", 100_000, false},
+	{"prefixes=100000,sites", 100_000, true},
+}
+
 func BenchmarkLookup6(b *testing.B) {
-	for _, n := range []int{1_000, 100_000} {
-		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
-			t := table(b, true, n)
+	for _, tc := range tables6 {
+		b.Run(tc.name, func(b *testing.B) {
+			t := table(b, true, tc.n, tc.sites)
 			dst := make([][16]byte, len(t.addrs))
 			for i, a := range t.addrs {
 				dst[i] = a.As16()
@@ -233,7 +269,9 @@ func BenchmarkLookup6(b *testing.B) {
 			}
 			sinkID = s
 			// The IPv6 part only: the IPv4 tbl24 is reserved by NewFIB anyway.
-			b.ReportMetric(float64(t.f.MemoryBytes()-unsafeSizeTbl24)/(1<<20), "fib6-MiB")
+			mem6 := t.f.MemoryBytes() - unsafeSizeTbl24
+			b.ReportMetric(float64(mem6)/(1<<20), "fib6-MiB")
+			b.ReportMetric(float64(mem6)/float64(tc.n), "B/prefix")
 			b.ReportMetric(float64(compressed6(t.f)), "skip-nodes")
 			b.ReportMetric(100*float64(hits)/float64(len(dst)), "hit-%")
 			b.ReportMetric(t.build.Seconds(), "build-s")
@@ -246,7 +284,7 @@ const unsafeSizeTbl24 = 4 << 24 // bytes of the IPv4 tbl24
 // BenchmarkAdd4 measures one IPv4 update (add then delete of a /24, each
 // one tbl24 store) in a 1M-prefix table.
 func BenchmarkAdd4(b *testing.B) {
-	t := table(b, false, 1_000_000)
+	t := table(b, false, 1_000_000, false)
 	p := pfx("198.51.100.0/24")
 	nh := port(1)
 	b.ReportAllocs()
@@ -260,9 +298,9 @@ func BenchmarkAdd4(b *testing.B) {
 // destinations, as a forwarding stage would call it; ns/lookup is the
 // figure to compare with BenchmarkLookup6.
 func BenchmarkLookup6Batch(b *testing.B) {
-	for _, n := range []int{1_000, 100_000} {
-		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
-			t := table(b, true, n)
+	for _, tc := range tables6 {
+		b.Run(tc.name, func(b *testing.B) {
+			t := table(b, true, tc.n, tc.sites)
 			dst := make([][16]byte, len(t.addrs))
 			for i, a := range t.addrs {
 				dst[i] = a.As16()
@@ -281,7 +319,7 @@ func BenchmarkLookup6Batch(b *testing.B) {
 }
 
 func BenchmarkLookup4Batch(b *testing.B) {
-	t := table(b, false, 1_000_000)
+	t := table(b, false, 1_000_000, false)
 	dst := make([][4]byte, len(t.addrs))
 	for i, a := range t.addrs {
 		dst[i] = a.As4()
@@ -320,7 +358,7 @@ func compressed6(f *FIB) int {
 // BenchmarkAdd6 measures one IPv6 update (add then delete of a /48, each
 // copying its path) in a 100k-prefix table.
 func BenchmarkAdd6(b *testing.B) {
-	t := table(b, true, 100_000)
+	t := table(b, true, 100_000, false)
 	p := pfx("2001:db8:abcd::/48")
 	nh := port(1)
 	b.ReportAllocs()
