@@ -75,24 +75,28 @@
 //
 // IPv4 uses DIR-24-8: a table of 2^24 32-bit entries, one per /24, answers
 // most lookups with one memory access; a /24 holding longer prefixes points
-// to a tbl8 group of 256 entries (a second access). IPv6 uses a 65536-slot
-// root indexed by the first 16 bits, then a multibit trie of 6-bit strides
-// whose nodes are tree bitmaps compressed with popcount (72 bytes each,
-// stored by value in their parent's array), with single-child chains
-// path-compressed; a /48 lookup visits the root and at most six nodes.
-// Lookup4Batch and Lookup6Batch look up a burst of destinations; the IPv6
-// one walks 32 tries in lockstep so their cache misses overlap.
+// to a tbl8 group of 256 entries (a second access). IPv6 uses a 65536-entry
+// root indexed by the first 16 bits, then a trie of 16-bit strides whose
+// nodes are sorted range tables in a flat arena: up to 31 runs of equal
+// answer per node, found by a branch-free binary search over one 64-byte
+// line of 16-bit keys, the answers in the next lines. A lookup in an
+// Internet table visits the root and one or two nodes (/32 and /48 routes
+// end in the first and second node). Lookup4Batch and Lookup6Batch look up
+// a burst of destinations; the IPv6 one walks 32 lookups in lockstep so
+// their cache misses overlap.
 //
 // docs/benchmarks.md (Package benchmarks) has the lookup and update
 // figures at several table sizes and the command that measures them.
 //
 // Memory: the IPv4 tbl24 is 64 MiB, reserved by NewFIB (pages become resident
 // as routes touch them; a full table touches nearly all of them), plus 1 KiB
-// per /24 that holds prefixes longer than /24. IPv6 costs 512 KiB for the
-// root plus about 100 bytes per prefix for a realistic table (10 MiB for
-// 100k prefixes). The control plane keeps every route in per-length maps
-// as the source of truth, roughly 40-60 bytes per route more.
-// MemoryBytes reports the lookup structures.
+// per /24 that holds prefixes longer than /24. IPv6 costs 256 KiB for the
+// root plus about 29 bytes per prefix of live nodes for a realistic table
+// (2.8 MiB for 100k prefixes), in an arena that grows by doubling and is
+// compacted when half of it is garbage, so up to twice that is held. The
+// control plane keeps every route in per-length maps as the source of
+// truth, roughly 40-60 bytes per route more, and for IPv6 its view of the
+// nodes, about as much again. MemoryBytes reports the lookup structures.
 //
 // # Updates and concurrency
 //
@@ -109,11 +113,14 @@
 // filled before the tbl24 entry pointing to it is published; a tbl8 group
 // records the /24 that owns it and readers check the owner, so a group
 // freed and reused while a reader was on its way is detected and the
-// lookup restarts. IPv6 nodes are immutable: an update copies the path
-// from the root slot to the node it changes and publishes it with one
-// atomic pointer store (read-copy-update, with the garbage collector
-// reclaiming old paths). The comments in fib4.go and fib6.go give the
-// argument in full.
+// lookup restarts. An IPv6 node whose runs change is written afresh to
+// new arena lines and published with one atomic store into its parent (or
+// the root); routes covering whole nodes change the nodes' default answers
+// in place, one atomic store each. Arena lines are never reused in place:
+// when the arena fills up or is half garbage, the writer moves the nodes
+// to a new one and publishes it with one atomic pointer store, and the
+// garbage collector frees the old arena after the last reader leaves it.
+// The comments in fib4.go and fib6.go give the argument in full.
 //
 // Prefixes must be canonical: 10.1.2.3/8 is an error (ErrHostBits), not
 // silently masked, because it is usually a typo. IPv4-mapped IPv6 prefixes

@@ -78,10 +78,10 @@ type Route struct {
 	ID       NextHopID
 }
 
-// Table entries (tbl24 and tbl8 of IPv4, the per-/16 default of IPv6) are
-// 32-bit words:
+// Table entries (tbl24 and tbl8 of IPv4, the IPv6 root) are 32-bit words:
 //
-//	bit 31     ext: tbl24 only, bits 0-23 are a tbl8 group index
+//	bit 31     ext: bits 0-23 are a tbl8 group index (tbl24), or the
+//	           entry refers to a node (IPv6 root: see fib6.go)
 //	bit 30     valid: a route covers the address
 //	bits 24-29 depth: the prefix length of that route (writer bookkeeping)
 //	bits 0-23  NextHopID
@@ -114,9 +114,9 @@ type nhTable struct {
 type FIB struct {
 	// Read by every lookup, written rarely: kept on their own cache line,
 	// away from the writer's lock and bookkeeping.
-	tbl24 *[1 << 24]uint32                // IPv4 (fib4.go)
-	tbl8  atomic.Pointer[tbl8Table]       // IPv4
-	root6 *[1 << 16]atomic.Pointer[slot6] // IPv6 (fib6.go)
+	tbl24 *[1 << 24]uint32          // IPv4 (fib4.go)
+	tbl8  atomic.Pointer[tbl8Table] // IPv4
+	v6    atomic.Pointer[table6]    // IPv6 (fib6.go)
 	nh    atomic.Pointer[nhTable]
 	_     [64]byte
 
@@ -131,18 +131,30 @@ type FIB struct {
 	groupIndex map[string]NextHopID
 	free8      []uint32 // free tbl8 group indexes
 	n4, n6     int
+
+	// IPv6 writer state (fib6.go): the table being written (the published
+	// one, except while compacting), the nodes under each root entry, and
+	// the arena's words in use and among them garbage.
+	w6              *table6
+	nodes6          map[uint16]*node6
+	used6, garbage6 int
+	compactions6    int
+	runs6           []run6   // scratch for encoding
+	stack6          []local6 // scratch for encoding
 }
 
 // NewFIB returns an empty FIB. It reserves 64 MiB of address space for the
-// IPv4 tbl24 (pages become resident as routes touch them) and 512 KiB for
+// IPv4 tbl24 (pages become resident as routes touch them) and 256 KiB for
 // the IPv6 root.
 func NewFIB() *FIB {
 	f := &FIB{
 		tbl24:      new([1 << 24]uint32),
-		root6:      new([1 << 16]atomic.Pointer[slot6]),
 		hopIndex:   make(map[NextHop]NextHopID),
 		groupIndex: make(map[string]NextHopID),
+		w6:         &table6{root: new([1 << 16]uint32), arena: newArena6(0)},
+		nodes6:     make(map[uint16]*node6),
 	}
+	f.v6.Store(f.w6)
 	for i := range f.pfx4 {
 		f.pfx4[i] = make(map[uint32]NextHopID)
 	}
@@ -256,7 +268,9 @@ func (f *FIB) set(prefix netip.Prefix, nh []NextHop, replace bool) error {
 		f.pfx4[bitsLen][a4] = id
 		return nil
 	}
-	f.add6(a6, bitsLen, id)
+	if err := f.add6(a6, bitsLen, id); err != nil {
+		return fmt.Errorf("router: %s %s: %w", op, prefix, err)
+	}
 	if !exists {
 		f.n6++
 	}
@@ -430,12 +444,14 @@ func (f *FIB) route(p netip.Prefix, id NextHopID) Route {
 
 // MemoryBytes returns the memory held by the lookup structures: the IPv4
 // tbl24 (64 MiB, counted whole although untouched pages are not resident)
-// and tbl8 groups, the IPv6 trie and the next-hop tables. The control-plane
-// prefix maps come on top (roughly 40-60 bytes per route).
+// and tbl8 groups, the IPv6 root and node arena (counted whole, garbage
+// and free space included) and the next-hop tables. The control plane
+// comes on top: the prefix maps (roughly 40-60 bytes per route) and the
+// writer's view of the IPv6 nodes (about as much again per IPv6 route).
 func (f *FIB) MemoryBytes() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := int(unsafe.Sizeof(*f.tbl24)) + int(unsafe.Sizeof(*f.root6))
+	n := int(unsafe.Sizeof(*f.tbl24))
 	t8 := f.tbl8.Load()
 	n += 4*cap(t8.entries) + 4*cap(t8.owner)
 	n += f.memory6()

@@ -22,9 +22,9 @@ import (
 //
 // Between those updates the writer churns routes that never cover a probe:
 // tbl8 groups are allocated, freed and reused by other /24s, the tbl8 array
-// grows, and IPv6 paths shared with the probes are copied. Those must never
-// change a probe's answer, so a reader that followed a stale tbl24 entry
-// into a group reused by another /24, or a half-built node, fails.
+// grows, and IPv6 nodes on the probes' paths are re-encoded. Those must
+// never change a probe's answer, so a reader that followed a stale tbl24
+// entry into a group reused by another /24, or a half-built node, fails.
 func TestConcurrentLookups(t *testing.T) {
 	f := NewFIB()
 	mustAdd := func(p string, port uint16) {
@@ -177,7 +177,7 @@ func TestConcurrentLookups(t *testing.T) {
 	if f.tbl8.Load() == nil || cap(f.tbl8.Load().owner) <= initGroups8 {
 		t.Errorf("the churn never grew the tbl8 array (%d groups)", cap(f.tbl8.Load().owner))
 	}
-	t.Logf("%d updates, %d checked lookups", state, checks.Load())
+	t.Logf("%d updates, %d checked lookups, %d IPv6 compactions", state, checks.Load(), f.compactions6)
 }
 
 // TestStaleTbl24EntryRetries plays the race the group owner guards against,

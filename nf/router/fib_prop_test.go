@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // reference is the naive model the FIB must agree with: a set of prefixes
@@ -268,10 +269,13 @@ func testAgainstReference(t *testing.T, bits int, seed uint64) {
 			t.Fatalf("empty FIB has tbl24[%#x] = %#x", i, e)
 		}
 	}
-	for s := range f.root6 {
-		if n := f.root6[s].Load(); n != nil {
-			t.Fatalf("empty FIB has IPv6 root slot %#x = %+v", s, n)
+	for s, e := range f.v6.Load().root {
+		if e != 0 {
+			t.Fatalf("empty FIB has IPv6 root entry %#x = %#x", s, e)
 		}
+	}
+	if len(f.nodes6) != 0 || f.used6 != f.garbage6 {
+		t.Errorf("empty FIB has %d IPv6 root nodes, %d live arena words", len(f.nodes6), f.used6-f.garbage6)
 	}
 }
 
@@ -294,33 +298,99 @@ func TestIPv6MatchesReference(t *testing.T) {
 	}
 }
 
-// checkTrie6 checks the shape of the IPv6 trie: no empty node below a root
-// slot, and path compression applied wherever it fits.
+// checkTrie6 checks the IPv6 nodes against the writer's view and the
+// routes: every root entry refers to the node the writer has for it (and
+// only those), every node is non-empty and linked both ways, its encoding
+// decodes to the runs its routes and children make, its default words
+// hold its default, which is the longest route covering it from above,
+// and the arena's live words are exactly what the nodes use.
 func checkTrie6(t *testing.T, f *FIB, step int) {
 	t.Helper()
-	var walk func(n *node6, depth int)
-	walk = func(n *node6, depth int) {
-		for i := range n.kids {
-			k := &n.kids[i]
-			if k.empty() {
-				t.Fatalf("step %d: empty node at depth %d", step, depth+1)
+	tb := f.v6.Load()
+	if tb != f.w6 {
+		t.Fatalf("step %d: the writer's IPv6 table is not the published one", step)
+	}
+	live := 0
+	var walk func(n *node6, prefix [16]byte)
+	walk = func(n *node6, prefix [16]byte) {
+		live += n.words
+		if n.empty() {
+			t.Fatalf("step %d: empty node at depth %d under %x", step, n.depth, prefix)
+		}
+		wantDef, wantLen := f.parent6(prefix, n.depth+1)
+		if n.def != wantDef || n.defLen != wantLen {
+			t.Fatalf("step %d: node %x/%d has default %#x (/%d), want %#x (/%d)", step, prefix, n.depth, n.def, n.defLen, wantDef, wantLen)
+		}
+		for _, line := range n.lines {
+			if d := tb.arena[line<<4+nodeDef6]; d != n.def {
+				t.Fatalf("step %d: node %x/%d line %d holds default %#x, want %#x", step, prefix, n.depth, line, d, n.def)
 			}
-			if k.skip&skipCount6 > maxSkip6 {
-				t.Fatalf("step %d: node skips %d chunks", step, k.skip&skipCount6)
+		}
+		if got, want := decode6(tb, n.ref), runVals6(n.runs6(nil, nil)); !slices.Equal(got, want) {
+			t.Fatalf("step %d: node %x/%d encodes runs %v, want %v", step, prefix, n.depth, got, want)
+		}
+		for i, k := range n.kids {
+			if i > 0 && n.kids[i-1].chunk >= k.chunk {
+				t.Fatalf("step %d: children of %x/%d out of order", step, prefix, n.depth)
 			}
-			if k.internal == 0 && k.child&(k.child-1) == 0 &&
-				k.skip&skipCount6+1+k.kids[0].skip&skipCount6 <= maxSkip6 {
-				t.Fatalf("step %d: node at depth %d should have been merged into its only child", step, depth+1)
+			if k.n.parent != n || k.n.chunk != k.chunk || k.n.depth != n.depth+16 {
+				t.Fatalf("step %d: child %#x of %x/%d is linked to %p/%#x at depth %d", step, k.chunk, prefix, n.depth, k.n.parent, k.n.chunk, k.n.depth)
 			}
-			walk(k, depth+1)
+			if k.slot == noSlot6 || tb.arena[k.slot] != k.n.ref {
+				t.Fatalf("step %d: child %#x of %x/%d: slot %d does not hold its reference %#x", step, k.chunk, prefix, n.depth, k.slot, k.n.ref)
+			}
+			p := prefix
+			p[n.depth/8], p[n.depth/8+1] = byte(k.chunk>>8), byte(k.chunk)
+			walk(k.n, p)
 		}
 	}
-	for i := range f.root6 {
-		if s := f.root6[i].Load(); s != nil {
-			if s.skip != 0 {
-				t.Fatalf("step %d: root slot %#x has a skip", step, i)
+	for s, e := range tb.root {
+		n := f.nodes6[uint16(s)]
+		if (e&extBit != 0) != (n != nil) || n != nil && e != n.ref {
+			t.Fatalf("step %d: root entry %#x = %#x, writer's node %+v", step, s, e, n)
+		}
+		if n != nil {
+			if n.parent != nil || n.chunk != uint16(s) || n.depth != 16 {
+				t.Fatalf("step %d: root node %#x is linked to %p/%#x at depth %d", step, s, n.parent, n.chunk, n.depth)
 			}
-			walk(&s.node6, 0)
+			walk(n, [16]byte{byte(s >> 8), byte(s)})
 		}
 	}
+	if live != f.used6-f.garbage6 {
+		t.Fatalf("step %d: nodes use %d arena words, the accounts say %d", step, live, f.used6-f.garbage6)
+	}
+}
+
+// decode6 reads the node at ref back into its runs' (end, word) pairs,
+// sub-nodes of a wide node flattened.
+func decode6(tb *table6, ref uint32) [][2]uint32 {
+	o := (ref & lineMask6) << 4
+	k := (*[32]uint16)(unsafe.Pointer(&tb.arena[o]))
+	var ends []uint32
+	for _, e := range k {
+		if e != 0xffff {
+			ends = append(ends, uint32(e))
+		}
+	}
+	ends = append(ends, 0xffff)
+	var rs [][2]uint32
+	for i, end := range ends {
+		v := tb.arena[o+nodeVals6+uint32(i)]
+		if v&(extBit|sub6) == extBit|sub6 {
+			sub := decode6(tb, v)
+			sub[len(sub)-1][0] = end
+			rs = append(rs, sub...)
+			continue
+		}
+		rs = append(rs, [2]uint32{end, v})
+	}
+	return rs
+}
+
+func runVals6(rs []run6, _ []local6) [][2]uint32 {
+	out := make([][2]uint32, len(rs))
+	for i, r := range rs {
+		out[i] = [2]uint32{uint32(r.end), r.val}
+	}
+	return out
 }
