@@ -22,9 +22,11 @@ import (
 //
 // Between those updates the writer churns routes that never cover a probe:
 // tbl8 groups are allocated, freed and reused by other /24s, the tbl8 array
-// grows, and IPv6 nodes on the probes' paths are re-encoded. Those must
-// never change a probe's answer, so a reader that followed a stale tbl24
-// entry into a group reused by another /24, or a half-built node, fails.
+// grows, IPv6 nodes on the probes' paths are re-encoded, and the IPv6
+// arena grows and is compacted into new tables. Those must never change a
+// probe's answer, so a reader that followed a stale tbl24 entry into a
+// group reused by another /24, a half-built node or a node of a table it
+// did not load, fails.
 func TestConcurrentLookups(t *testing.T) {
 	f := NewFIB()
 	mustAdd := func(p string, port uint16) {
@@ -124,7 +126,7 @@ func TestConcurrentLookups(t *testing.T) {
 	}
 	churn := func() {
 		for range 4 {
-			switch rng.IntN(6) {
+			switch rng.IntN(7) {
 			case 0: // a group in the probe's /24 that does not cover it
 				toggle("10.5.5.0/28", 9)
 			case 1: // groups in other /24s covering the probe's offset
@@ -135,6 +137,8 @@ func TestConcurrentLookups(t *testing.T) {
 				toggle(fmt.Sprintf("2001:db8:1:%x::/64", 4+rng.IntN(16)), 12)
 			case 4:
 				toggle(fmt.Sprintf("2001:db8:1:3:%x::/80", 1+rng.IntN(16)), 13)
+			case 6: // IPv6 nodes elsewhere, enough of them to grow the arena
+				toggle(fmt.Sprintf("2001:db8:%x:%x::/64", 0x100+rng.IntN(256), rng.IntN(4)), 16)
 			case 5: // new next hops and groups: the next-hop table grows
 				gw := netip.AddrFrom4([4]byte{192, 0, byte(2 + rng.IntN(200)), byte(rng.IntN(256))})
 				if err := f.Replace(pfx("30.0.0.0/20"), NextHop{Port: 14, Gateway: gw}, NextHop{Port: 15}); err != nil {
@@ -177,6 +181,9 @@ func TestConcurrentLookups(t *testing.T) {
 	if f.tbl8.Load() == nil || cap(f.tbl8.Load().owner) <= initGroups8 {
 		t.Errorf("the churn never grew the tbl8 array (%d groups)", cap(f.tbl8.Load().owner))
 	}
+	if f.compactions6 == 0 || len(f.w6.arena) <= minArena6 {
+		t.Errorf("the churn never compacted (%d times) or grew (%d words) the IPv6 arena", f.compactions6, len(f.w6.arena))
+	}
 	t.Logf("%d updates, %d checked lookups, %d IPv6 compactions", state, checks.Load(), f.compactions6)
 }
 
@@ -201,5 +208,51 @@ func TestStaleTbl24EntryRetries(t *testing.T) {
 	e := f.lookup8(stale, y)
 	if e&validBit == 0 || NextHopID(e&valMask) != f.hopIndex[port(1)] {
 		t.Errorf("following a stale tbl24 entry gave %#x (next hop %v), want the /8's answer", e, f.NextHop(NextHopID(e&valMask)))
+	}
+}
+
+// TestOldIPv6TableStaysValid holds on to the IPv6 table a reader loaded
+// while the writer grows the arena and compacts it into new tables (as a
+// lookup preempted between loading the table and walking it would): the
+// old table must still give the answers of when it was replaced, because
+// nothing reuses its memory.
+func TestOldIPv6TableStaysValid(t *testing.T) {
+	f := NewFIB()
+	f.Add(pfx("2001:db8::/32"), port(1))
+	f.Add(pfx("2001:db8:1::/48"), port(2))
+	f.Add(pfx("2001:db8:1:2::/64"), port(3))
+	probes := map[netip.Addr]uint16{
+		addr("2001:db8::1"):     1,
+		addr("2001:db8:1::1"):   2,
+		addr("2001:db8:1:2::1"): 3,
+	}
+	tables := []*table6{f.v6.Load()}
+	lookupIn := func(tb *table6, a netip.Addr) (uint16, bool) {
+		e := tb.lookup(a.As16())
+		return f.NextHop(NextHopID(e & valMask)).Port, e&validBit != 0
+	}
+	// Churn routes that do not cover the probes, in the probes' nodes and
+	// elsewhere, until the table has been replaced several times.
+	for i := 0; f.compactions6 < 3 || len(f.w6.arena) < 4*minArena6; i++ {
+		p := pfx(fmt.Sprintf("2001:db8:%x:%x::/64", 2+i%500, i%7))
+		f.Add(p, port(9))
+		if i%2 == 0 {
+			f.Delete(p)
+		}
+		q := pfx(fmt.Sprintf("2001:db8:1:%x::/64", 3+i%100))
+		f.Replace(q, port(uint16(10+i%5)))
+		if tb := f.v6.Load(); tb != tables[len(tables)-1] {
+			tables = append(tables, tb)
+		}
+	}
+	for a, want := range probes {
+		for i, tb := range tables {
+			if got, ok := lookupIn(tb, a); !ok || got != want {
+				t.Errorf("table %d of %d: %s -> port %d %v, want %d", i, len(tables), a, got, ok, want)
+			}
+		}
+		if nh, ok := f.Lookup(a); !ok || nh.Port != want {
+			t.Errorf("current table: %s -> %v %v, want port %d", a, nh, ok, want)
+		}
 	}
 }

@@ -25,7 +25,8 @@ func (r reference) lookup(a netip.Addr) (netip.Prefix, bool) {
 
 // randLen draws a prefix length for an address of n bits, biased towards
 // the cases that matter: /0, host routes, and either side of the table
-// boundaries (/16 for IPv6's root, /24 for IPv4's tbl24).
+// boundaries (/24 for IPv4's tbl24; for IPv6 the root's /16 and the ends
+// of the 16-bit strides below it, /32 to /112).
 func randLen(rng *rand.Rand, n int) int {
 	l := randLen1(rng, n)
 	if raceEnabled && n == 32 && l < 8 && rng.IntN(8) != 0 {
@@ -45,11 +46,10 @@ func randLen1(rng *rand.Rand, n int) int {
 	case x < 12:
 		return n
 	case x < 30:
-		b := n - 8 // 24 or 120
 		if n == 128 {
-			b = 16
+			return min(n, 16+16*rng.IntN(7)-2+rng.IntN(5))
 		}
-		return min(n, max(0, b-3+rng.IntN(7)))
+		return min(n, max(0, n-8-3+rng.IntN(7))) // around /24
 	default:
 		return 8 + rng.IntN(n-7)
 	}
@@ -393,4 +393,105 @@ func runVals6(rs []run6, _ []local6) [][2]uint32 {
 		out[i] = [2]uint32{uint32(r.end), r.val}
 	}
 	return out
+}
+
+// TestIPv6StrideBoundaries nests routes of every interesting length over
+// one address (each stride's edges and the lengths DPDK-like strides
+// would cut at), then deletes them in several orders: each delete must
+// expose the next shorter covering route, at the address and at the edges
+// of every prefix.
+func TestIPv6StrideBoundaries(t *testing.T) {
+	lens := []int{0, 1, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 56, 63, 64, 65, 79, 80, 96, 111, 112, 113, 127, 128}
+	a := addr("2001:db8:89ab:cdef:1234:5678:9abc:def1")
+	var ps []netip.Prefix
+	for _, l := range lens {
+		p, _ := a.Prefix(l)
+		ps = append(ps, p)
+	}
+	var probes []netip.Addr
+	for _, p := range ps {
+		probes = append(probes, p.Addr(), lastAddr(p))
+		if b := p.Addr().Prev(); b.IsValid() {
+			probes = append(probes, b)
+		}
+		if b := lastAddr(p).Next(); b.IsValid() {
+			probes = append(probes, b)
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	orders := map[string]func([]netip.Prefix){
+		"longest first":  func(s []netip.Prefix) { slices.Reverse(s) },
+		"shortest first": func([]netip.Prefix) {},
+		"random":         func(s []netip.Prefix) { rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] }) },
+	}
+	for name, order := range orders {
+		t.Run(name, func(t *testing.T) {
+			f := NewFIB()
+			ref := reference{}
+			add := slices.Clone(ps)
+			rng.Shuffle(len(add), func(i, j int) { add[i], add[j] = add[j], add[i] })
+			for i, p := range add {
+				nh := []NextHop{port(uint16(p.Bits()))}
+				if err := f.Add(p, nh...); err != nil {
+					t.Fatal(err)
+				}
+				ref[p] = nh
+				checkAgainst(t, f, ref, probes, i)
+			}
+			del := slices.Clone(ps)
+			order(del)
+			for i, p := range del {
+				if err := f.Delete(p); err != nil {
+					t.Fatal(err)
+				}
+				delete(ref, p)
+				checkAgainst(t, f, ref, probes, len(add)+i)
+			}
+		})
+	}
+}
+
+// TestIPv6WideNodes fills one stride with more runs than a node holds
+// (sub-nodes under an index node), and empties it again.
+func TestIPv6WideNodes(t *testing.T) {
+	f := NewFIB()
+	ref := reference{}
+	var probes []netip.Addr
+	f.Add(pfx("2001:db8::/32"), port(1))
+	ref[pfx("2001:db8::/32")] = []NextHop{port(1)}
+	var added []netip.Prefix
+	for i := range 1200 {
+		// /48s, every third one a /47 or a /64 below it.
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 5), byte(i << 3)})
+		l := []int{48, 47, 64}[i%3]
+		p, _ := a.Prefix(l)
+		if _, ok := ref[p]; ok {
+			continue
+		}
+		nh := []NextHop{port(uint16(2 + i%30))}
+		if err := f.Add(p, nh...); err != nil {
+			t.Fatal(err)
+		}
+		ref[p] = nh
+		added = append(added, p)
+		probes = append(probes, p.Addr(), lastAddr(p), lastAddr(p).Next())
+	}
+	checkAgainst(t, f, ref, probes, 0)
+	n := f.nodes6[0x2001].kids[0].n
+	if len(n.lines) < 3 {
+		t.Fatalf("a node of %d routes was encoded in %d parts, want an index node over sub-nodes", len(n.local), len(n.lines))
+	}
+	rng := rand.New(rand.NewPCG(6, 6))
+	rng.Shuffle(len(added), func(i, j int) { added[i], added[j] = added[j], added[i] })
+	for i, p := range added {
+		f.Delete(p)
+		delete(ref, p)
+		if i%100 == 0 {
+			checkAgainst(t, f, ref, probes, i+1)
+		}
+	}
+	checkAgainst(t, f, ref, probes, len(added)+1)
+	if f.compactions6 == 0 {
+		t.Error("the churn of wide nodes never compacted the arena")
+	}
 }
