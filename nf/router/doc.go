@@ -77,7 +77,7 @@
 // most lookups with one memory access; a /24 holding longer prefixes points
 // to a tbl8 group of 256 entries (a second access). IPv6 uses a 65536-entry
 // root indexed by the first 16 bits, then a trie of 16-bit strides whose
-// nodes are sorted range tables in a flat arena: up to 31 runs of equal
+// nodes are sorted range tables in a flat arena: up to 32 runs of equal
 // answer per node, found by a branch-free binary search over one 64-byte
 // line of 16-bit keys, the answers in the next lines. A lookup in an
 // Internet table visits the root and one or two nodes (/32 and /48 routes
@@ -116,10 +116,11 @@
 // lookup restarts. An IPv6 node whose runs change is written afresh to
 // new arena lines and published with one atomic store into its parent (or
 // the root); routes covering whole nodes change the nodes' default answers
-// in place, one atomic store each. Arena lines are never reused in place:
-// when the arena fills up or is half garbage, the writer moves the nodes
-// to a new one and publishes it with one atomic pointer store, and the
-// garbage collector frees the old arena after the last reader leaves it.
+// in place, one atomic store per run holding one. Arena lines are never
+// reused in place: when the arena fills up or is half garbage, the writer
+// moves the nodes to a new one and publishes it with one atomic pointer
+// store, and the garbage collector frees the old arena after the last
+// reader leaves it.
 // The comments in fib4.go and fib6.go give the argument in full.
 //
 // Prefixes must be canonical: 10.1.2.3/8 is an error (ErrHostBits), not

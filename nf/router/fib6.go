@@ -16,15 +16,16 @@ import (
 // 32-47, 48-63, ...) and splits its 65536 values into runs of equal
 // answer: the node stores the last value of each run but the final one
 // (the ends, 16 bits each, in one 64-byte key line) and one 32-bit word
-// per run, which is a route's entry, a reference to the child node of
-// that one value, or "inherit" (no route of this node covers the run:
-// the answer is the node's default, the longest route of /depth or
-// shorter covering the node, kept in a word next to the key line). A
-// lookup per node is one branch-free binary search over the key line
-// (five steps), then one load of the run's word and one of the default,
-// which shares its cache line with the first values. A node holds up to
-// 31 runs in 2 or 3 cache lines; a wider node is split into sub-nodes of
-// the same stride under an index node whose runs point to them (sub6).
+// per run in the lines after it: a route's entry, or a reference to the
+// child node of that one value. Runs that no route ending in the node
+// covers hold the node's default, the longest route of /depth or shorter
+// covering the node (leaf pushing, within the node only). A lookup per
+// node is one branch-free binary search over the key line (five steps)
+// and one load of the run's word; the first line of words is loaded with
+// the key line, so the answer of a node of up to 16 runs arrives with it.
+// A node holds up to 32 runs in 2 or 3 cache lines; a wider node is split
+// into sub-nodes of the same stride under an index node whose runs point
+// to them (sub6).
 //
 // Why this shape. The trie it replaced (tree bitmap, 6-bit strides, path
 // compression; 72-byte nodes stored by value, 10.3 MiB at 100k prefixes)
@@ -38,14 +39,20 @@ import (
 //   - the same with a first level of 20 bits (4 MiB) and a 12-bit stride:
 //     2-3 times slower, the second level has 30k tiny nodes instead of
 //     8k, and misses more;
+//   - 32-bit strides (32-bit keys: a /48 in one node below the root): no
+//     faster, a third of the /16 nodes need an index node;
 //   - nodes of up to 15 (start, end, value) islands in two lines (one miss
 //     per node instead of two): 51-66 ns, the end test costs what the line
 //     saves;
 //   - fixed-depth walks (every lookup visits two nodes, a shared pass-
 //     through node when the route ended higher, so no branch depends on
-//     the table): 53-68 ns, no better than the loop, which predicts well;
-//   - SWAR comparison of four keys per 64-bit word instead of the binary
-//     search: slower (about 40 instructions a node against 15);
+//     the table): no faster than the loop, which predicts well;
+//   - a hash of the /32s with nodes, probed beside the root to skip the
+//     first node: slower (the probe and its branch cost more than the
+//     node);
+//   - 4- or 8-way searches (3 or 2 dependent steps instead of 5), and
+//     SWAR comparison of four keys per 64-bit word: no faster, more
+//     instructions; huge pages for the arena: no difference measured;
 //   - a binary search with branches: 57-80 ns; the compiler turns each
 //     step into a branch, mispredicted half the time.
 //
@@ -54,45 +61,46 @@ import (
 // Waldvogel's binary search on prefix lengths needs several dependent hash
 // probes a lookup. Both are further from the goal than two range nodes.
 //
-// Memory: the root is 256 KiB; nodes take about 28 bytes per prefix of an
-// Internet-like table (2.8 MiB for 100k prefixes), measured by
-// MemoryBytes and reported by BenchmarkLookup6 as B/prefix.
+// Memory: the root is 256 KiB; live nodes take about 29 bytes per prefix
+// of an Internet-like table (2.8 MiB for 100k prefixes). MemoryBytes
+// counts the whole arena, up to twice that (it grows by doubling and is
+// compacted when half garbage); BenchmarkLookup6 reports it as B/prefix.
 //
 // Updates. The writer keeps a shadow of every node (node6: the routes
-// ending in its stride, its children, its default) and re-encodes a node
-// from it when its runs change: a route ending in the node, or a child
-// appearing or going away. A re-encoded node goes to fresh arena lines and
-// is published by one atomic store of its reference, into its parent's run
+// ending in its stride, its children, its default, where its runs and
+// child references sit in the arena) and re-encodes a node from it when
+// its runs change: a route ending in the node, or a child appearing or
+// going away. A re-encoded node goes to fresh arena lines and is
+// published by one atomic store of its reference, into its parent's run
 // word or the root entry. A route covering whole nodes changes their
-// defaults in place, one atomic store per node, from the old answer to the
-// new: no node is copied for it. A /48 update rewrites one node of about
-// 50 words; a /16 rewrites root entries and node defaults.
+// default in place: one atomic store per run holding it, from the old
+// answer to the new; no node is copied for it. A /48 update rewrites one
+// node of 32 or 48 words; a /16 rewrites root entries and defaults.
 //
 // Concurrency: readers see each address's answer change once per update,
-// from old to new. Key lines never change once published; run words and
-// defaults change only by single atomic stores, each of which moves every
-// address it decides from its old answer to its new one; a new node is
-// complete before the store that publishes it; the nodes it replaces stay
-// valid (lines are never reused in place). The arena and the root form
-// one table6, loaded once per lookup: when the arena is full the writer
-// copies it into a larger one, or, when more than half of it is garbage,
-// re-encodes every node into a new one, and publishes the new table with
-// one atomic pointer store. A reader still on the old table sees a state
-// the FIB had during its lookup; the garbage collector frees the old table
-// when the last such reader is done.
+// from old to new. Key lines never change once published; run words
+// change only by single atomic stores, each of which moves every address
+// of its run from its old answer to its new one; a new node is complete
+// before the store that publishes it; the nodes it replaces stay valid
+// (lines are never reused in place). The arena and the root form one
+// table6, loaded once per lookup: when the arena is full the writer copies
+// it into a larger one, or, when more than half of it is garbage, moves
+// every node into a new one, and publishes the new table with one atomic
+// pointer store. A reader still on the old table sees a state the FIB had
+// during its lookup; the garbage collector frees the old table when the
+// last such reader is done.
 
 // Arena words. A run word is a reference (extBit set; sub6 marks a
 // sub-node of the same stride; the low bits are the node's line index) or
-// an answer (validBit|id, 0 for no route, or inherit6). Root entries are
-// references or entries with their depth (mkEntry), like IPv4's tbl24.
+// an answer (validBit|id, or 0 for no route). Root entries are references
+// or entries with their depth (mkEntry), like IPv4's tbl24.
 const (
 	sub6      = 1 << 30
 	lineMask6 = 1<<30 - 1
-	inherit6  = 1 << 29
+	inherit6  = 1 << 29 // writer only: a run that takes the node's default
 
-	maxRuns6  = 31 // runs of one node: 30 ends fill a key line but one slot
-	nodeDef6  = 16 // word of a node's default
-	nodeVals6 = 17 // word of a node's first run
+	maxRuns6  = 32 // runs of one node: 31 ends in a key line
+	nodeVals6 = 16 // word of a node's first run, after the key line
 
 	minArena6 = 1 << 12 // words
 	// maxArena6 caps the arena at 4 GiB, some 150 million prefixes.
@@ -113,11 +121,12 @@ type node6 struct {
 	depth  int    // address bits above this node's stride: 16, 32, ... 112
 	local  []local6
 	kids   []kid6
-	def    uint32 // entry (validBit|id, or 0) of the longest route of depth bits or fewer covering the node
-	defLen int    // that route's length (0 when there is none)
-	ref    uint32 // reference to the node's encoding
-	lines  []uint32
-	words  int // arena words of the encoding
+	def    uint32   // entry (validBit|id, or 0) of the longest route of depth bits or fewer covering the node
+	defLen int      // that route's length (0 when there is none)
+	ref    uint32   // reference to the node's encoding
+	lines  []uint32 // first line of each encoded part (sub-nodes, then the index)
+	inh    []uint32 // arena words of the runs that hold the default
+	words  int      // arena words of the encoding
 }
 
 // local6 is a route ending inside a node's stride.
@@ -193,19 +202,23 @@ func (t *table6) lookup(dst [16]byte) uint32 {
 	hi, lo = hi<<16|lo>>48, lo<<16
 	ar := t.arena
 	for e&extBit != 0 {
-		// The stride of e's node is the top 16 bits of hi.
+		// The stride of e's node is the top 16 bits of hi. The run holding
+		// it: search6, written out (it is too big to inline).
 		o := (e & lineMask6) << 4
-		dp := &ar[o+nodeDef6] // checks the bounds of the key line before it too
-		d := atomic.LoadUint32(dp)
-		// The run holding x: search6, written out (it is too big to inline).
-		k := unsafe.Add(unsafe.Pointer(dp), -4*nodeDef6)
+		// Load the first run now: its cache line, which holds up to 16 runs,
+		// then arrives with the key line instead of after the search. (Its
+		// bounds check covers the key line before it too.)
+		vp := &ar[o+nodeVals6]
+		v0 := atomic.LoadUint32(vp)
+		k := unsafe.Add(unsafe.Pointer(vp), -4*nodeVals6)
 		x := hi >> 48
 		r := (uint64(*(*uint16)(unsafe.Add(k, 30))) - x) >> 63 << 4
 		r += (uint64(*(*uint16)(unsafe.Add(k, 2*r+14))) - x) >> 63 << 3
 		r += (uint64(*(*uint16)(unsafe.Add(k, 2*r+6))) - x) >> 63 << 2
 		r += (uint64(*(*uint16)(unsafe.Add(k, 2*r+2))) - x) >> 63 << 1
 		r += (uint64(*(*uint16)(unsafe.Add(k, 2*r))) - x) >> 63
-		v := inherit6Of(atomic.LoadUint32(&ar[uint64(o)+nodeVals6+r]), d)
+		// r>>5 is 0, but the compiler cannot drop the load of v0 for it.
+		v := atomic.LoadUint32(&ar[uint64(o)+nodeVals6+r]) | v0&uint32(r>>5)
 		if v&(extBit|sub6) != extBit|sub6 {
 			hi, lo = hi<<16|lo>>48, lo<<16
 		}
@@ -225,14 +238,6 @@ func search6(k unsafe.Pointer, x uint64) uint64 {
 	r += (uint64(*(*uint16)(unsafe.Add(k, 2*r+6))) - x) >> 63 << 2
 	r += (uint64(*(*uint16)(unsafe.Add(k, 2*r+2))) - x) >> 63 << 1
 	return r + (uint64(*(*uint16)(unsafe.Add(k, 2*r)))-x)>>63
-}
-
-// inherit6Of returns d if v is inherit6, else v, without a branch (the
-// compiler makes one of the if, which mispredicts on inherited runs).
-func inherit6Of(v, d uint32) uint32 {
-	m := v ^ inherit6
-	m = (m|-m)>>31 - 1 // all ones if v == inherit6
-	return v ^ (v^d)&m
 }
 
 // batch6 is how many IPv6 lookups Lookup6Batch interleaves.
@@ -265,10 +270,8 @@ func (f *FIB) Lookup6Batch(dst [][16]byte, out []NextHopID) {
 			for a := active; a != 0; a &= a - 1 {
 				i := bits.TrailingZeros32(a)
 				o := (e[i] & lineMask6) << 4
-				dp := &ar[o+nodeDef6]
-				d := atomic.LoadUint32(dp)
-				r := search6(unsafe.Add(unsafe.Pointer(dp), -4*nodeDef6), hi[i]>>48)
-				v := inherit6Of(atomic.LoadUint32(&ar[uint64(o)+nodeVals6+r]), d)
+				r := search6(unsafe.Add(unsafe.Pointer(&ar[o+nodeVals6]), -4*nodeVals6), hi[i]>>48)
+				v := atomic.LoadUint32(&ar[uint64(o)+nodeVals6+r])
 				if v&(extBit|sub6) != extBit|sub6 {
 					hi[i], lo[i] = hi[i]<<16|lo[i]>>48, lo[i]<<16
 				}
@@ -420,15 +423,15 @@ func (f *FIB) setRoot6(hi uint64, l int, e uint32, el int, apply func(int, uint3
 
 // pushDef6 gives n, and the nodes below it that inherit n's default, the
 // default e of a route of length el, where apply holds for their current
-// default: one atomic store per encoded part of each node.
+// default: one atomic store per run that holds the default.
 func (f *FIB) pushDef6(n *node6, e uint32, el int, apply func(int, uint32) bool) {
 	if !apply(n.defLen, n.def) {
 		return
 	}
 	n.def, n.defLen = e, el
 	ar := f.w6.arena
-	for _, line := range n.lines {
-		atomic.StoreUint32(&ar[line<<4+nodeDef6], e)
+	for _, w := range n.inh {
+		atomic.StoreUint32(&ar[w], e)
 	}
 	for _, k := range n.kids {
 		f.pushDef6(k.n, e, el, apply)
@@ -544,7 +547,7 @@ func (f *FIB) encode6(n *node6) {
 	// Adds reserved their space beforehand; deletes and compactions never
 	// need more than the nodes already use, and may pass the cap.
 	_ = f.reserve6(need, false)
-	n.lines, n.words = n.lines[:0], 0
+	n.lines, n.inh, n.words = n.lines[:0], n.inh[:0], 0
 	n.ref = f.emit6(n, rs)
 }
 
@@ -574,11 +577,17 @@ func (f *FIB) emit6(n *node6, rs []run6) uint32 {
 			k[i] = rs[i].end
 		}
 	}
-	ar[nodeDef6] = n.def
 	for i, r := range rs {
-		ar[nodeVals6+i] = r.val
-		if r.kid >= 0 {
-			n.kids[r.kid].slot = o + uint32(nodeVals6+i)
+		w := o + uint32(nodeVals6+i)
+		switch {
+		case r.val == inherit6:
+			ar[nodeVals6+i] = n.def
+			n.inh = append(n.inh, w)
+		case r.kid >= 0:
+			ar[nodeVals6+i] = r.val
+			n.kids[r.kid].slot = w
+		default:
+			ar[nodeVals6+i] = r.val
 		}
 	}
 	return extBit | o>>4
@@ -676,15 +685,22 @@ func (f *FIB) move6(n *node6, old []uint32) {
 			}
 		}
 	}
-	for i := range n.kids {
-		k := &n.kids[i]
+	// Words of the old parts move with their part.
+	moved := func(w uint32) uint32 {
 		for q, line := range from {
-			if o := line << 4; k.slot >= o && k.slot < o+words[q] {
-				k.slot += (n.lines[q] - line) << 4
-				break
+			if o := line << 4; w >= o && w < o+words[q] {
+				return w + (n.lines[q]-line)<<4
 			}
 		}
+		panic("router: IPv6 node word outside its parts")
+	}
+	for i := range n.kids {
+		k := &n.kids[i]
+		k.slot = moved(k.slot)
 		ar[k.slot] = k.n.ref
+	}
+	for i, w := range n.inh {
+		n.inh[i] = moved(w)
 	}
 	n.ref = extBit | n.lines[len(n.lines)-1]
 }

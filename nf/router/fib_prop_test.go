@@ -321,12 +321,23 @@ func checkTrie6(t *testing.T, f *FIB, step int) {
 		if n.def != wantDef || n.defLen != wantLen {
 			t.Fatalf("step %d: node %x/%d has default %#x (/%d), want %#x (/%d)", step, prefix, n.depth, n.def, n.defLen, wantDef, wantLen)
 		}
-		for _, line := range n.lines {
-			if d := tb.arena[line<<4+nodeDef6]; d != n.def {
-				t.Fatalf("step %d: node %x/%d line %d holds default %#x, want %#x", step, prefix, n.depth, line, d, n.def)
+		for _, w := range n.inh {
+			if d := tb.arena[w]; d != n.def {
+				t.Fatalf("step %d: node %x/%d word %d holds default %#x, want %#x", step, prefix, n.depth, w, d, n.def)
 			}
 		}
-		if got, want := decode6(tb, n.ref), runVals6(n.runs6(nil, nil)); !slices.Equal(got, want) {
+		rs, _ := n.runs6(nil, nil)
+		inherited := 0
+		for i, r := range rs {
+			if r.val == inherit6 {
+				rs[i].val = n.def
+				inherited++
+			}
+		}
+		if inherited != len(n.inh) {
+			t.Fatalf("step %d: node %x/%d has %d runs taking the default, the writer lists %d", step, prefix, n.depth, inherited, len(n.inh))
+		}
+		if got, want := decode6(tb, n.ref), runVals6(rs, nil); !slices.Equal(got, want) {
 			t.Fatalf("step %d: node %x/%d encodes runs %v, want %v", step, prefix, n.depth, got, want)
 		}
 		for i, k := range n.kids {
