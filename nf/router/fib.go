@@ -151,7 +151,7 @@ func NewFIB() *FIB {
 		tbl24:      new([1 << 24]uint32),
 		hopIndex:   make(map[NextHop]NextHopID),
 		groupIndex: make(map[string]NextHopID),
-		w6:         &table6{root: new([1 << 16]uint32), arena: newArena6(0)},
+		w6:         &table6{arena: newArena6(0)},
 		nodes6:     make(map[uint16]*node6),
 	}
 	f.v6.Store(f.w6)

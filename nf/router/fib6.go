@@ -108,10 +108,11 @@ const (
 )
 
 // table6 is what IPv6 lookups read: the root and the arena of nodes it
-// refers to. Readers load it once per lookup.
+// refers to. Readers load it once per lookup. The root is inside it, not
+// behind a pointer: one dependent load less per lookup.
 type table6 struct {
-	root  *[1 << 16]uint32
 	arena []uint32 // 64-byte aligned; len == cap, so references never outrun it
+	root  [1 << 16]uint32
 }
 
 // node6 is the writer's view of one node. Readers never see it.
@@ -190,12 +191,11 @@ func split6(a [16]byte) (hi, lo uint64) {
 // an ECMP route: see Pick and LookupFlow6) and whether a route matched.
 // It never blocks and never allocates.
 func (f *FIB) Lookup6(dst [16]byte) (NextHopID, bool) {
-	e := f.v6.Load().lookup(dst)
-	return NextHopID(e & valMask), e&validBit != 0
+	return f.v6.Load().lookup(&dst)
 }
 
-// lookup returns the answer for dst: a root entry or a run word.
-func (t *table6) lookup(dst [16]byte) uint32 {
+// lookup is Lookup6 in table t. (Lookup6 stays small enough to inline.)
+func (t *table6) lookup(dst *[16]byte) (NextHopID, bool) {
 	hi := binary.BigEndian.Uint64(dst[:8])
 	lo := binary.BigEndian.Uint64(dst[8:])
 	e := atomic.LoadUint32(&t.root[hi>>48])
@@ -224,7 +224,7 @@ func (t *table6) lookup(dst [16]byte) uint32 {
 		}
 		e = v
 	}
-	return e
+	return NextHopID(e & valMask), e&validBit != 0
 }
 
 // search6 returns the number of a node's ends below x, the index of the
@@ -607,8 +607,7 @@ func (f *FIB) reserve6(words int, capped bool) error {
 	if capped {
 		size = min(size, maxArena6)
 	}
-	t := &table6{root: new([1 << 16]uint32), arena: newArena6(size)}
-	*t.root = *f.w6.root
+	t := &table6{arena: newArena6(size), root: f.w6.root}
 	copy(t.arena, f.w6.arena[:f.used6])
 	if f.w6 == f.v6.Load() {
 		f.v6.Store(t)
@@ -638,8 +637,7 @@ func (f *FIB) maybeCompact6() {
 func (f *FIB) compact6() {
 	old := f.w6.arena
 	live := f.used6 - f.garbage6
-	t := &table6{root: new([1 << 16]uint32), arena: newArena6(max(2*live, minArena6))}
-	*t.root = *f.w6.root
+	t := &table6{arena: newArena6(max(2*live, minArena6)), root: f.w6.root}
 	f.w6, f.used6, f.garbage6 = t, 0, 0
 	var move func(n *node6)
 	move = func(n *node6) {
@@ -734,5 +732,5 @@ func mask6(a [16]byte, l int) [16]byte {
 // memory6 returns the bytes held by the IPv6 root and arena. Called with
 // mu held.
 func (f *FIB) memory6() int {
-	return int(unsafe.Sizeof(*f.w6.root)) + 4*len(f.w6.arena)
+	return int(unsafe.Sizeof(f.w6.root)) + 4*len(f.w6.arena)
 }

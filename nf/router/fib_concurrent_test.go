@@ -228,8 +228,9 @@ func TestOldIPv6TableStaysValid(t *testing.T) {
 	}
 	tables := []*table6{f.v6.Load()}
 	lookupIn := func(tb *table6, a netip.Addr) (uint16, bool) {
-		e := tb.lookup(a.As16())
-		return f.NextHop(NextHopID(e & valMask)).Port, e&validBit != 0
+		dst := a.As16()
+		id, ok := tb.lookup(&dst)
+		return f.NextHop(id).Port, ok
 	}
 	// Churn routes that do not cover the probes, in the probes' nodes and
 	// elsewhere, until the table has been replaced several times.
